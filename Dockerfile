@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+#
+# xipgate container image.
+#
+#   docker build -t registry.example.com/xipgate:0.1.0 .
+#
+# Needs BuildKit (the default builder since Docker 23; also buildah/podman):
+# the cargo registry and target/ are cache mounts, so rebuilds after a source
+# change recompile only xipgate, not Pingora and the other dependencies.
+
+# ---- build -------------------------------------------------------------------
+FROM rust:1-bookworm AS build
+# cmake: needed by a -sys dependency at build time. Nothing OpenSSL: rustls only.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+# Download dependencies in their own layer (invalidated only by Cargo.*).
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    cargo fetch --locked
+COPY . .
+# target/ is a cache mount, so the binary is copied out of it in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin xipgate \
+ && install -D -m 0755 target/release/xipgate /out/xipgate
+
+# ---- runtime -----------------------------------------------------------------
+# bookworm-slim rather than distroless: same glibc as the build stage, and it
+# has /bin/sleep for the Kubernetes preStop hook (k8s/deployment.yaml).
+FROM debian:bookworm-slim
+# uid/gid 10001 as in k8s/deployment.yaml. /run/xipgate holds pid_file and
+# upgrade_sock (Kubernetes mounts an emptyDir there: its root fs is read-only).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 xipgate \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin xipgate \
+ && install -d -o 10001 -g 10001 -m 0750 /run/xipgate
+COPY --from=build /out/xipgate /usr/local/bin/xipgate
+# A default config so that `docker run` works with env overrides alone
+# (REGISTRY_HOST, REGISTRY_PORT, XIP_DOMAIN, XIP_IP, WEB_DOMAIN). Kubernetes
+# mounts its ConfigMap over /etc/xipgate.
+COPY k8s/xipgate.yaml /etc/xipgate/xipgate.yaml
+ENV RUST_LOG=info
+USER 10001:10001
+# 8080 proxy, 9080 console/API/healthz/readyz/metrics, 5353 built-in DNS.
+EXPOSE 8080 9080 5353/udp 5353/tcp
+# SIGTERM = graceful shutdown (stop accepting, drain in-flight requests).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/xipgate"]
+CMD ["-c", "/etc/xipgate/xipgate.yaml"]

@@ -1,0 +1,127 @@
+//! Assembles the Pingora server from a checked [`Config`]: the registry sync as a
+//! background service, the proxy on its listeners (started only once the registry is
+//! loaded, so a new process taking over in an upgrade never answers "not loaded"), the
+//! console on its own listener, and the optional DNS server.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use log::error;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
+use pingora_core::apps::http_app::HttpServer;
+use pingora_core::server::configuration::Opt;
+
+use crate::config::Config;
+use crate::console::{Access, Console, ConsoleApp, Links, Metrics};
+use crate::dns::DnsConfig;
+use crate::proxy::{Gate, ProxySettings};
+use crate::registry::{EurekaClient, RegistrySync, SyncState};
+use crate::routes::{Allowlist, RouteTable};
+
+/// Why the server could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot build the Eureka HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The shared state every part reads, built once.
+pub struct Parts {
+    pub table: Arc<RouteTable>,
+    pub sync_state: Arc<SyncState>,
+    pub client: EurekaClient,
+    pub metrics: Arc<Metrics>,
+    pub console: Arc<Console>,
+}
+
+impl Parts {
+    pub fn new(cfg: &Config) -> Result<Self, AppError> {
+        let table = Arc::new(RouteTable::new(Allowlist::new(cfg.upstream.allow.clone())));
+        let client = EurekaClient::new(&cfg.registry)?;
+        let sync_state = Arc::new(SyncState::new(client.sources()));
+        let metrics = Arc::new(Metrics::new());
+        let listener_port = cfg.listen.first().map_or(80, |a| a.port());
+        let links = Links::new(cfg.domains[0].clone(), cfg.console.public_port, listener_port);
+        let console = Arc::new(Console {
+            table: table.clone(),
+            sync: sync_state.clone(),
+            client: client.clone(),
+            metrics: metrics.clone(),
+            links,
+            access: Access { token: cfg.console.token.clone(), allow_clients: cfg.console.allow_clients.clone() },
+        });
+        Ok(Parts { table, sync_state, client, metrics, console })
+    }
+}
+
+/// Builds the whole server, ready for `run_forever`.
+pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
+    let parts = Parts::new(&cfg)?;
+    let mut server = Server::new_with_opt_and_conf(opt, std::mem::take(&mut server_conf(&cfg)));
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    let sync = RegistrySync::new(parts.client.clone(), parts.table.clone(), parts.sync_state.clone(), cfg.registry.clone());
+    let sync_handle = server.add_service(background_service("registry sync", sync));
+
+    let gate = Gate::new(
+        ProxySettings::from_config(&cfg),
+        parts.table.clone(),
+        parts.sync_state.clone(),
+        Some(parts.console.clone()),
+        parts.metrics.clone(),
+    );
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(&conf, gate, "xipgate proxy");
+    if let Some(app) = proxy.app_logic_mut() {
+        // HTTP/2 over cleartext for clients that ask with prior knowledge.
+        let mut opts = HttpServerOptions::default();
+        opts.h2c = true;
+        app.server_options = Some(opts);
+    }
+    for addr in &cfg.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    let proxy_handle = server.add_service(proxy);
+    proxy_handle.add_dependency(&sync_handle);
+
+    if let Some(addr) = cfg.console.listen {
+        let mut console = Service::new("xipgate console".to_string(), HttpServer::new_app(ConsoleApp(parts.console.clone())));
+        console.add_tcp(&addr.to_string());
+        // Not dependent on the registry: /healthz and /readyz must answer while it loads.
+        server.add_service(console);
+    }
+
+    if let Some(dns) = &cfg.dns {
+        let dns_cfg = DnsConfig { listen: dns.listen.clone(), zones: dns.zones.clone(), edge_ips: dns.edge_ips.clone(), ttl: dns.ttl };
+        server.add_service(background_service("xipgate dns", DnsService(Arc::new(dns_cfg))));
+    }
+    Ok(server)
+}
+
+fn server_conf(cfg: &Config) -> pingora_core::server::configuration::ServerConf {
+    // ServerConf is not Clone; round-trip through YAML, which it is built for.
+    serde_yaml::from_value(serde_yaml::to_value(&cfg.server).expect("ServerConf serialises"))
+        .expect("a serialised ServerConf parses back")
+}
+
+/// The DNS server as a Pingora background service.
+struct DnsService(Arc<DnsConfig>);
+
+#[async_trait]
+impl BackgroundService for DnsService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let (udp, tcp) = match crate::dns::bind(&self.0).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!("DNS server not started: {e}");
+                return;
+            }
+        };
+        if let Err(e) = crate::dns::serve(self.0.clone(), udp, tcp, shutdown).await {
+            error!("DNS server stopped: {e}");
+        }
+    }
+}

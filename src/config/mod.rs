@@ -1,0 +1,259 @@
+//! Configuration: one YAML file with Pingora's server keys at the top level and our own
+//! `xipgate:` section, plus the older design's environment variables on top.
+//!
+//! Loading is split in three steps so each can be tested alone: [`parse`] turns text into
+//! the file structs (syntax, unknown keys), [`apply_env`] lays the environment over them,
+//! and [`validate`] turns them into the typed [`Config`], collecting every problem with its
+//! key path instead of stopping at the first.
+
+pub mod file;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use pingora_core::server::configuration::ServerConf;
+
+pub use file::XipgateFile;
+pub use validate::validate;
+
+/// The bundled default configuration, used when no `-c` is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../../conf/xipgate.yaml");
+/// What the bundled defaults are called in messages.
+pub const DEFAULT_CONFIG_NAME: &str = "conf/xipgate.yaml (built in)";
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_DOMAIN: &str = "127-0-0-1.sslip.io";
+pub const DEFAULT_EUREKA_URL: &str = "http://127.0.0.1:8761/eureka";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// 64 MiB: a 10,000-instance registry is about 30 MB of JSON.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
+pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(30);
+pub const DEFAULT_EMPTY_GRACE: Duration = Duration::from_secs(300);
+pub const DEFAULT_ALLOW: [&str; 6] =
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "100.64.0.0/10", "fc00::/7"];
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_TRIES: u32 = 3;
+/// Pingora keeps idle client connections forever by default; we do not.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
+pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:9080";
+pub const DEFAULT_DNS_TTL: u32 = 60;
+pub const DEFAULT_EUREKA_PORT: &str = "8761";
+
+/// The checked configuration the program runs with.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub source: String,
+    pub server: ServerConf,
+    pub listen: Vec<SocketAddr>,
+    /// Lower-case, no trailing dot.
+    pub domains: Vec<String>,
+    pub edge_ip: Option<IpAddr>,
+    pub registry: RegistryConfig,
+    pub upstream: UpstreamConfig,
+    pub keepalive_timeout: Duration,
+    pub cors: CorsConfig,
+    pub console: ConsoleConfig,
+    pub dns: Option<DnsSettings>,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub urls: Vec<EurekaUrl>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_body: usize,
+    pub delta: bool,
+    pub startup_wait: Duration,
+    pub empty_grace: Duration,
+}
+
+/// A Eureka base URL with its credentials taken out, so it can be shown and logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EurekaUrl {
+    /// No credentials, no trailing slash: `http://eureka:8761/eureka`.
+    pub base: String,
+    pub auth: Option<(String, String)>,
+}
+
+impl fmt::Debug for EurekaUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password, not even in debug output.
+        write!(f, "EurekaUrl({}{})", self.base, if self.auth.is_some() { ", with credentials" } else { "" })
+    }
+}
+
+impl fmt::Display for EurekaUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub allow: Vec<IpNet>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_tries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    pub enabled: bool,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub listen: Option<SocketAddr>,
+    pub host: Option<String>,
+    pub public_port: Option<u16>,
+    pub token: Option<String>,
+    pub allow_clients: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsSettings {
+    pub listen: Vec<SocketAddr>,
+    pub zones: Vec<String>,
+    pub edge_ips: Vec<IpAddr>,
+    pub ttl: u32,
+}
+
+/// One problem, with the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The file the errors are in (not an error source).
+    pub file: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    fn one(source: &str, key: &str, message: impl Into<String>) -> Self {
+        ConfigErrors {
+            file: source.to_string(),
+            errors: vec![ConfigError { key: key.to_string(), message: message.into() }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(f, "{}: {n} problem{}:", self.file, if n == 1 { "" } else { "s" })?;
+        for e in &self.errors {
+            writeln!(f, "  {}: {}", e.key, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// The file's two halves, parsed but not yet checked.
+#[derive(Debug)]
+pub struct ParsedFile {
+    pub server: ServerConf,
+    pub xipgate: XipgateFile,
+}
+
+/// Loads, overlays the environment and validates. `path: None` uses the bundled defaults.
+pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let (source, text) = match path {
+        Some(p) => {
+            let source = p.display().to_string();
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| ConfigErrors::one(&source, "(file)", format!("cannot read the file: {e}")))?;
+            (source, text)
+        }
+        None => (DEFAULT_CONFIG_NAME.to_string(), DEFAULT_CONFIG.to_string()),
+    };
+    let mut parsed = parse(&text, &source)?;
+    apply_env(&mut parsed.xipgate, env);
+    validate(parsed, &source)
+}
+
+/// Splits the YAML into Pingora's keys and ours and deserialises both. Unknown keys are
+/// errors on both sides (Pingora itself would silently ignore a misspelt server key).
+pub fn parse(text: &str, source: &str) -> Result<ParsedFile, ConfigErrors> {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| ConfigErrors::one(source, "(yaml)", e.to_string()))?;
+    let mut map = match doc {
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+        _ => return Err(ConfigErrors::one(source, "(top level)", "expected a mapping of keys")),
+    };
+    let ours = map.remove("xipgate").unwrap_or(serde_yaml::Value::Null);
+
+    let known = serde_yaml::to_value(ServerConf::default()).ok();
+    let known = known.as_ref().and_then(|v| v.as_mapping());
+    let mut errors = Vec::new();
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or("?");
+        if known.is_some_and(|k| !k.contains_key(key)) {
+            errors.push(ConfigError {
+                key: name.to_string(),
+                message: "unknown key: neither a Pingora server key nor `xipgate`".into(),
+            });
+        }
+    }
+    let server: ServerConf = match serde_path_to_error::deserialize(serde_yaml::Value::Mapping(map)) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(ConfigError { key: e.path().to_string(), message: e.into_inner().to_string() });
+            ServerConf::default()
+        }
+    };
+    let xipgate: XipgateFile = if ours.is_null() {
+        XipgateFile::default()
+    } else {
+        match serde_path_to_error::deserialize(ours) {
+            Ok(x) => x,
+            Err(e) => {
+                let path = e.path().to_string();
+                let key = if path == "." { "xipgate".to_string() } else { format!("xipgate.{path}") };
+                errors.push(ConfigError { key, message: e.into_inner().to_string() });
+                XipgateFile::default()
+            }
+        }
+    };
+    if errors.is_empty() {
+        Ok(ParsedFile { server, xipgate })
+    } else {
+        Err(ConfigErrors { file: source.to_string(), errors })
+    }
+}
+
+/// The older design's environment variables, which override the file.
+pub fn apply_env(file: &mut XipgateFile, env: impl Fn(&str) -> Option<String>) {
+    let set = |name: &str| env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    if let Some(host) = set("REGISTRY_HOST") {
+        let port = set("REGISTRY_PORT").unwrap_or_else(|| DEFAULT_EUREKA_PORT.to_string());
+        file.registry.eureka.urls = Some(vec![format!("http://{host}:{port}/eureka")]);
+    }
+    if let Some(domains) = set("XIP_DOMAIN") {
+        file.domains = Some(domains.split(',').map(|d| d.trim().to_string()).collect());
+    }
+    if let Some(ip) = set("XIP_IP") {
+        file.edge_ip = Some(ip);
+    }
+    if let Some(host) = set("WEB_DOMAIN") {
+        file.console.host = Some(host);
+    }
+}

@@ -1,0 +1,299 @@
+//! File structs → typed [`Config`], every problem collected with its key path.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::file::ByteSize;
+use super::*;
+
+/// Collects problems while converting, so `xipgate -t` can print them all at once.
+struct Checker {
+    errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    fn err(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError { key: key.to_string(), message: message.into() });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
+        let Some(raw) = value else { return default };
+        match humantime::parse_duration(raw.trim()) {
+            Ok(d) if d.is_zero() => {
+                self.err(key, format!("'{raw}' must be longer than zero"));
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.err(key, format!("'{raw}' is not a duration like 10s, 500ms or 2m ({e})"));
+                default
+            }
+        }
+    }
+
+    fn addr(&mut self, key: &str, raw: &str) -> Option<SocketAddr> {
+        match raw.trim().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(key, format!("'{raw}' is not an address like 0.0.0.0:8080 or [::]:8080"));
+                None
+            }
+        }
+    }
+
+    fn cidrs(&mut self, key: &str, raw: &[String]) -> Vec<IpNet> {
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, s) in raw.iter().enumerate() {
+            let s = s.trim();
+            // A bare address means just that address.
+            let parsed = s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(n) => out.push(n.trunc()),
+                Err(_) => self.err(&format!("{key}[{i}]"), format!("'{s}' is not a CIDR like 10.0.0.0/8")),
+            }
+        }
+        out
+    }
+
+    fn domain(&mut self, key: &str, raw: &str) -> Option<String> {
+        let d = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let valid = !d.is_empty()
+            && d.len() <= names::MAX_HOST_LEN
+            && d.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= names::MAX_LABEL_LEN
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        if valid {
+            Some(d)
+        } else {
+            self.err(key, format!("'{raw}' is not a valid domain name"));
+            None
+        }
+    }
+
+    fn url(&mut self, key: &str, raw: &str) -> Option<EurekaUrl> {
+        let parsed = match url::Url::parse(raw.trim()) {
+            Ok(u) => u,
+            Err(e) => {
+                self.err(key, format!("'{}' is not a URL ({e})", redact(raw)));
+                return None;
+            }
+        };
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            self.err(key, format!("'{}' must be an http:// or https:// URL with a host", redact(raw)));
+            return None;
+        }
+        let auth = (!parsed.username().is_empty()).then(|| {
+            let decode = |s: &str| url::form_urlencoded::parse(s.as_bytes()).map(|(k, _)| k.into_owned()).collect::<String>();
+            (decode(parsed.username()), parsed.password().map(decode).unwrap_or_default())
+        });
+        let mut clean = parsed.clone();
+        let _ = clean.set_username("");
+        let _ = clean.set_password(None);
+        let base = clean.as_str().trim_end_matches('/').to_string();
+        Some(EurekaUrl { base, auth })
+    }
+}
+
+use crate::names;
+
+/// A URL for an error message, with any password replaced.
+fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+fn byte_size(c: &mut Checker, key: &str, value: Option<&ByteSize>, default: usize) -> usize {
+    let Some(ByteSize(raw)) = value else { return default };
+    let s = raw.trim();
+    let split = s.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let mult: Option<u64> = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => Some(1),
+        "k" | "kb" => Some(1000),
+        "kib" => Some(1024),
+        "m" | "mb" => Some(1_000_000),
+        "mib" => Some(1024 * 1024),
+        "g" | "gb" => Some(1_000_000_000),
+        "gib" => Some(1024 * 1024 * 1024),
+        _ => None,
+    };
+    match (num.parse::<u64>(), mult) {
+        (Ok(n), Some(m)) if n > 0 => usize::try_from(n.saturating_mul(m)).unwrap_or(usize::MAX),
+        _ => {
+            c.err(key, format!("'{raw}' is not a size like 64MiB or 1000000"));
+            default
+        }
+    }
+}
+
+/// Checks and converts everything; returns every problem found.
+pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors> {
+    let ParsedFile { server, xipgate: x } = parsed;
+    let mut c = Checker { errors: Vec::new() };
+
+    let listen_raw = x.listen.clone().unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()]);
+    if listen_raw.is_empty() {
+        c.err("xipgate.listen", "needs at least one address");
+    }
+    let listen: Vec<SocketAddr> = listen_raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| c.addr(&format!("xipgate.listen[{i}]"), a))
+        .collect();
+
+    let domains_raw = x.domains.clone().unwrap_or_else(|| vec![DEFAULT_DOMAIN.to_string()]);
+    if domains_raw.is_empty() {
+        c.err("xipgate.domains", "needs at least one domain (a request host is <label>.<domain>)");
+    }
+    let domains: Vec<String> = domains_raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| c.domain(&format!("xipgate.domains[{i}]"), d))
+        .collect();
+
+    let edge_ip = x.edge_ip.as_deref().and_then(|raw| match raw.trim().parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            c.err("xipgate.edge_ip", format!("'{raw}' is not an IP address"));
+            None
+        }
+    });
+
+    let e = &x.registry.eureka;
+    let urls_raw = e.urls.clone().unwrap_or_else(|| vec![DEFAULT_EUREKA_URL.to_string()]);
+    if urls_raw.is_empty() {
+        c.err("xipgate.registry.eureka.urls", "needs at least one Eureka URL");
+    }
+    let urls: Vec<EurekaUrl> = urls_raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| c.url(&format!("xipgate.registry.eureka.urls[{i}]"), u))
+        .collect();
+    let registry = RegistryConfig {
+        urls,
+        interval: c.duration("xipgate.registry.eureka.interval", e.interval.as_ref(), DEFAULT_INTERVAL),
+        timeout: c.duration("xipgate.registry.eureka.timeout", e.timeout.as_ref(), DEFAULT_TIMEOUT),
+        max_body: byte_size(&mut c, "xipgate.registry.eureka.max_body", e.max_body.as_ref(), DEFAULT_MAX_BODY),
+        delta: e.delta.unwrap_or(true),
+        startup_wait: c.duration("xipgate.registry.startup_wait", x.registry.startup_wait.as_ref(), DEFAULT_STARTUP_WAIT),
+        empty_grace: c.duration("xipgate.registry.empty_grace", x.registry.empty_grace.as_ref(), DEFAULT_EMPTY_GRACE),
+    };
+
+    let u = &x.upstream;
+    let allow_raw = u.allow.clone().unwrap_or_else(|| DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect());
+    let max_tries = u.max_tries.unwrap_or(DEFAULT_MAX_TRIES);
+    if !(1..=10).contains(&max_tries) {
+        c.err("xipgate.upstream.max_tries", format!("{max_tries} is out of range 1..=10"));
+    }
+    let upstream = UpstreamConfig {
+        allow: c.cidrs("xipgate.upstream.allow", &allow_raw),
+        connect_timeout: c.duration("xipgate.upstream.connect_timeout", u.connect_timeout.as_ref(), DEFAULT_CONNECT_TIMEOUT),
+        read_timeout: c.duration("xipgate.upstream.read_timeout", u.read_timeout.as_ref(), DEFAULT_READ_TIMEOUT),
+        write_timeout: c.duration("xipgate.upstream.write_timeout", u.write_timeout.as_ref(), DEFAULT_WRITE_TIMEOUT),
+        max_tries: max_tries.clamp(1, 10),
+    };
+
+    let keepalive_timeout =
+        c.duration("xipgate.downstream.keepalive_timeout", x.downstream.keepalive_timeout.as_ref(), DEFAULT_KEEPALIVE_TIMEOUT);
+    let cors = CorsConfig {
+        enabled: x.cors.enabled.unwrap_or(true),
+        allow_credentials: x.cors.allow_credentials.unwrap_or(true),
+        max_age: c.duration("xipgate.cors.max_age", x.cors.max_age.as_ref(), DEFAULT_CORS_MAX_AGE),
+    };
+
+    let co = &x.console;
+    let console_listen_raw = co.listen.clone().unwrap_or_else(|| DEFAULT_CONSOLE_LISTEN.to_string());
+    let console_listen = if console_listen_raw.trim() == "off" {
+        None
+    } else {
+        c.addr("xipgate.console.listen", &console_listen_raw)
+    };
+    let console_host = co.host.as_deref().and_then(|h| c.domain("xipgate.console.host", h));
+    if let Some(token) = &co.token {
+        if token.trim().len() < 8 {
+            c.err("xipgate.console.token", "must be at least 8 characters");
+        }
+    }
+    let console = ConsoleConfig {
+        listen: console_listen,
+        host: console_host,
+        public_port: co.public_port,
+        token: co.token.clone(),
+        allow_clients: co.allow_clients.as_deref().map(|a| c.cidrs("xipgate.console.allow_clients", a)).unwrap_or_default(),
+    };
+
+    let dns = x.dns.as_ref().and_then(|d| {
+        let listen: Vec<SocketAddr> = d
+            .listen
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, a)| c.addr(&format!("xipgate.dns.listen[{i}]"), a))
+            .collect();
+        if listen.is_empty() {
+            // A dns section without listen addresses means DNS is off.
+            return None;
+        }
+        let zones = match &d.zones {
+            Some(z) => z.iter().enumerate().filter_map(|(i, z)| c.domain(&format!("xipgate.dns.zones[{i}]"), z)).collect(),
+            None => match crate::dns::default_zones(&domains) {
+                Some(z) => z,
+                None => {
+                    c.err("xipgate.dns.zones", "required: no common parent of xipgate.domains is obvious");
+                    Vec::new()
+                }
+            },
+        };
+        let edge_ips: Vec<IpAddr> = match &d.edge_ips {
+            Some(ips) => ips
+                .iter()
+                .enumerate()
+                .filter_map(|(i, ip)| match ip.trim().parse() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        c.err(&format!("xipgate.dns.edge_ips[{i}]"), format!("'{ip}' is not an IP address"));
+                        None
+                    }
+                })
+                .collect(),
+            None => edge_ip.into_iter().collect(),
+        };
+        if edge_ips.is_empty() {
+            c.err("xipgate.dns.edge_ips", "required when xipgate.edge_ip (env XIP_IP) is not set");
+        }
+        Some(DnsSettings { listen, zones, edge_ips, ttl: d.ttl.unwrap_or(DEFAULT_DNS_TTL) })
+    });
+
+    if server.threads == 0 {
+        c.err("threads", "must be at least 1");
+    }
+
+    if !c.errors.is_empty() {
+        return Err(ConfigErrors { file: source.to_string(), errors: c.errors });
+    }
+    Ok(Config {
+        source: source.to_string(),
+        server,
+        listen,
+        domains,
+        edge_ip,
+        registry,
+        upstream,
+        keepalive_timeout,
+        cors,
+        console,
+        dns,
+        access_log: x.log.access.unwrap_or(true),
+    })
+}

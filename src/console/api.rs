@@ -1,0 +1,249 @@
+//! JSON API: the older design's `/api/services*` endpoints with their shapes kept, and the
+//! richer versioned `/api/v1/*`. Errors are `{"error": "...", "status": N}`.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::{Console, Links};
+use crate::names;
+use crate::proxy::Answer;
+use crate::registry::{Instance, Status, SyncStatus};
+use crate::routes::{Route, Service, Target};
+
+const JSON: &str = "application/json";
+
+pub fn json_answer(status: u16, value: &Value) -> Answer {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    Answer::bytes(status, JSON, Bytes::from(body))
+}
+
+pub fn error(status: u16, message: impl Into<String>) -> Answer {
+    json_answer(status, &json!({ "error": message.into(), "status": status }))
+}
+
+pub fn readyz(console: &Console) -> Answer {
+    let sync = console.sync.snapshot();
+    let loaded = console.table.is_loaded();
+    let body = json!({
+        "ready": loaded,
+        "instances": console.table.instance_count(),
+        "registry": registry_json(&sync),
+    });
+    json_answer(if loaded { 200 } else { 503 }, &body)
+}
+
+pub async fn route(console: &Console, links: &Links, path: &str, query: &str) -> Answer {
+    let param = |name: &str| {
+        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    };
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segments.as_slice() {
+        ["api", "services"] => json_answer(200, &legacy_all(console, links)),
+        ["api", "services", "ips"] => match param("servicename") {
+            Some(app) => legacy_ips(console, links, &app).await,
+            None => error(400, "missing query parameter 'servicename' (an application name)"),
+        },
+        ["api", "services", "endpoint"] => match param("servicename") {
+            Some(name) => legacy_endpoint_live(console, &name).await,
+            None => error(400, "missing query parameter 'servicename' (an instance name)"),
+        },
+        ["api", "services", "endpointcache"] => match param("servicename") {
+            Some(name) => match find_instance(console, &name) {
+                Some(t) => endpoint_text(&t.instance),
+                None => error(404, format!("no instance is called '{}'", names::printable(&name))),
+            },
+            None => error(400, "missing query parameter 'servicename' (an instance name)"),
+        },
+        ["api", "v1", "services"] => {
+            let services: Vec<Value> = console.table.services().iter().map(|s| service_json(s, links, false)).collect();
+            json_answer(200, &json!({ "services": services }))
+        }
+        ["api", "v1", "services", name] => match find_service(console, name) {
+            Some(s) => json_answer(200, &service_json(&s, links, true)),
+            None => error(404, format!("no service is called '{}'", names::printable(name))),
+        },
+        ["api", "v1", "instances", label] => match find_instance(console, label) {
+            Some(t) => json_answer(200, &instance_json(&t, links)),
+            None => error(404, format!("no instance is called '{}'", names::printable(label))),
+        },
+        ["api", "v1", "registry"] => {
+            let mut body = registry_json(&console.sync.snapshot());
+            body["loaded"] = json!(console.table.is_loaded());
+            body["instances"] = json!(console.table.instance_count());
+            body["services"] = json!(console.table.services().len());
+            json_answer(200, &body)
+        }
+        _ => error(404, format!("no API endpoint at '{}'; see /api/v1/services", names::printable(path))),
+    }
+}
+
+fn find_service(console: &Console, name: &str) -> Option<std::sync::Arc<Service>> {
+    let label = names::normalize_request_label(name)?;
+    match console.table.lookup(&label) {
+        Some(Route::Service(s)) => Some(s),
+        _ => console.table.services().into_iter().find(|s| s.label == names::service_label(name)),
+    }
+}
+
+fn find_instance(console: &Console, name: &str) -> Option<std::sync::Arc<Target>> {
+    let label = names::normalize_request_label(name)?;
+    match console.table.lookup(&label) {
+        Some(Route::Instance(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// `ip:port` as plain text, as the older design answered.
+fn endpoint_text(i: &Instance) -> Answer {
+    match i.port.or(i.secure_port) {
+        Some(port) => Answer::bytes(200, "text/plain; charset=utf-8", Bytes::from(format!("{}:{port}", i.ip_addr))),
+        None => error(404, format!("instance '{}' has no enabled port", i.instance_id)),
+    }
+}
+
+/// The older design's instance name: the instanceId with `:` and `-` replaced by `_`.
+fn seed_name(instance_id: &str) -> String {
+    instance_id.replace([':', '-'], "_")
+}
+
+fn legacy_entry(i: &Instance, label: &str, links: &Links) -> Value {
+    let port = i.port.or(i.secure_port).unwrap_or(0);
+    json!({
+        "ip": i.ip_addr,
+        "instance": format!("{}:{port}", i.ip_addr),
+        "port": port.to_string(),
+        "instancename": seed_name(&i.instance_id),
+        "servicename": i.app,
+        "xip": links.host(label),
+    })
+}
+
+/// `{APP: [...]}` of UP instances (the older design listed UP ones only).
+fn legacy_all(console: &Console, links: &Links) -> Value {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for t in console.table.instances() {
+        if t.instance.status == Status::Up {
+            out.entry(t.instance.app.clone()).or_default().push(legacy_entry(&t.instance, &t.label, links));
+        }
+    }
+    json!(out)
+}
+
+async fn legacy_ips(console: &Console, links: &Links, app: &str) -> Answer {
+    match console.client.fetch_app(app).await {
+        Ok(f) => {
+            let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for i in f.snapshot.instances.iter().filter(|i| i.status == Status::Up) {
+                let label = names::instance_label(&i.instance_id, &i.app);
+                out.entry(i.app.clone()).or_default().push(legacy_entry(i, &label, links));
+            }
+            json_answer(200, &json!(out))
+        }
+        Err(errors) => fetch_error(errors, &format!("application '{}'", names::printable(app))),
+    }
+}
+
+async fn legacy_endpoint_live(console: &Console, name: &str) -> Answer {
+    let Some(wanted) = names::normalize_request_label(name) else {
+        return error(400, format!("'{}' is not an instance name", names::printable(name)));
+    };
+    match console.client.fetch_apps().await {
+        Ok(f) => {
+            let found = f.snapshot.instances.iter().find(|i| {
+                names::instance_label(&i.instance_id, &i.app) == wanted || names::full_instance_label(&i.instance_id) == wanted
+            });
+            match found {
+                Some(i) => endpoint_text(i),
+                None => error(404, format!("Eureka lists no instance called '{}'", names::printable(name))),
+            }
+        }
+        Err(errors) => fetch_error(errors, "the registry"),
+    }
+}
+
+fn fetch_error(errors: Vec<crate::registry::FetchError>, what: &str) -> Answer {
+    use crate::registry::FetchError;
+    if errors.iter().any(|e| matches!(e, FetchError::NotFound { .. })) {
+        return error(404, format!("Eureka does not know {what}"));
+    }
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    error(502, format!("could not fetch {what} from Eureka: {}", all.join("; ")))
+}
+
+fn counts_json<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) -> Value {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in targets {
+        *counts.entry(t.instance.status.as_str()).or_default() += 1;
+    }
+    json!(counts)
+}
+
+fn service_json(s: &Service, links: &Links, with_instances: bool) -> Value {
+    let mut v = json!({
+        "name": s.app,
+        "label": s.label,
+        "url": links.url(&s.label),
+        "instances_total": s.instances.len(),
+        "instances_by_status": counts_json(s.instances.iter()),
+    });
+    if with_instances {
+        v["instances"] = Value::Array(s.instances.iter().map(|t| instance_json(t, links)).collect());
+    }
+    v
+}
+
+pub fn instance_json(t: &Target, links: &Links) -> Value {
+    let i = &t.instance;
+    let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
+    json!({
+        "instance_id": i.instance_id,
+        "label": t.label,
+        "service": i.app,
+        "service_label": t.service_label,
+        "url": links.url(&t.label),
+        "ip": i.ip_addr,
+        "port": i.port,
+        "secure_port": i.secure_port,
+        "host_name": i.host_name,
+        "status": i.status,
+        "zone": i.zone(),
+        "weight": i.weight(),
+        "last_renewal": (renewal > 0).then(|| format_ms(renewal)),
+        "status_page_url": i.status_page_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
+        "health_check_url": i.health_check_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
+        "blocked": t.upstream.as_ref().err().map(ToString::to_string),
+        "metadata": i.metadata,
+    })
+}
+
+pub fn registry_json(s: &SyncStatus) -> Value {
+    json!({
+        "sources": s.sources,
+        "last_source": s.last_source,
+        "last_attempt": s.last_attempt.map(format_time),
+        "last_success": s.last_success.map(format_time),
+        "last_success_age_seconds": s.last_success.and_then(|t| SystemTime::now().duration_since(t).ok()).map(|d| d.as_secs()),
+        "last_error": s.last_error,
+        "last_error_at": s.last_error_at.map(format_time),
+        "consecutive_failures": s.consecutive_failures,
+        "syncs_ok": s.syncs_ok,
+        "syncs_failed": s.syncs_failed,
+        "full_fetches": s.full_fetches,
+        "delta_fetches": s.delta_fetches,
+        "last_body_bytes": s.last_bytes,
+        "skipped_instances": s.skipped,
+        "empty_registry_since": s.empty_since.map(format_time),
+    })
+}
+
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn format_ms(ms: u64) -> String {
+    format_time(UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics. Request metrics are labelled by service label only (never by the
+//! raw Host, which a client controls), so their cardinality is bounded by the registry.
+
+use std::time::{Duration, SystemTime};
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::registry::{Status, SyncStatus};
+use crate::routes::RouteTable;
+
+/// Upstream latency buckets, seconds: 1 ms to 30 s.
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub upstream_latency: HistogramVec,
+    pub retries: IntCounterVec,
+    syncs: IntCounterVec,
+    instances: IntGaugeVec,
+    sync_age: prometheus::Gauge,
+    registry_bytes: prometheus::IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("xipgate".into()), None).expect("a static prefix is valid");
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "Requests by service label and status class (2xx..5xx; 'none' when the client left)"),
+            &["service", "class"],
+        )
+        .expect("static metric definition");
+        let upstream_latency = HistogramVec::new(
+            HistogramOpts::new("upstream_latency_seconds", "Time from choosing an instance to its response header")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["service"],
+        )
+        .expect("static metric definition");
+        let retries = IntCounterVec::new(Opts::new("retries_total", "Upstream retries on another try"), &["service"])
+            .expect("static metric definition");
+        let syncs = IntCounterVec::new(Opts::new("registry_syncs_total", "Registry syncs by result"), &["result"])
+            .expect("static metric definition");
+        let instances = IntGaugeVec::new(Opts::new("instances", "Registered instances by status"), &["status"])
+            .expect("static metric definition");
+        let sync_age = prometheus::Gauge::new(
+            "registry_last_success_age_seconds",
+            "Seconds since the last successful registry sync (-1 before the first)",
+        )
+        .expect("static metric definition");
+        let registry_bytes =
+            prometheus::IntGauge::new("registry_last_body_bytes", "Size of the last registry body fetched")
+                .expect("static metric definition");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upstream_latency.clone()),
+            Box::new(retries.clone()),
+            Box::new(syncs.clone()),
+            Box::new(instances.clone()),
+            Box::new(sync_age.clone()),
+            Box::new(registry_bytes.clone()),
+        ] {
+            registry.register(c).expect("each metric is registered once");
+        }
+        Metrics { registry, requests, upstream_latency, retries, syncs, instances, sync_age, registry_bytes }
+    }
+
+    pub fn observe_request(&self, service: &str, status: u16, upstream: Option<Duration>) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        self.requests.with_label_values(&[service, class]).inc();
+        if let Some(d) = upstream {
+            self.upstream_latency.with_label_values(&[service]).observe(d.as_secs_f64());
+        }
+    }
+
+    /// Renders the text format, refreshing the gauges that are computed at scrape time.
+    pub fn render(&self, table: &RouteTable, sync: &SyncStatus) -> String {
+        let mut counts = [0i64; 5];
+        for t in table.instances() {
+            counts[Status::ALL.iter().position(|s| *s == t.instance.status).unwrap_or(4)] += 1;
+        }
+        for (s, n) in Status::ALL.iter().zip(counts) {
+            self.instances.with_label_values(&[s.as_str()]).set(n);
+        }
+        self.syncs.with_label_values(&["ok"]).reset();
+        self.syncs.with_label_values(&["ok"]).inc_by(sync.syncs_ok);
+        self.syncs.with_label_values(&["error"]).reset();
+        self.syncs.with_label_values(&["error"]).inc_by(sync.syncs_failed);
+        self.sync_age.set(
+            sync.last_success
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map_or(-1.0, |d| d.as_secs_f64()),
+        );
+        self.registry_bytes.set(sync.last_bytes as i64);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}

@@ -1,0 +1,118 @@
+//! The console: the registry page, the JSON APIs, health endpoints and metrics.
+//!
+//! One handler, [`Console::handle`], serves them on the console's own listener (through
+//! [`ConsoleApp`], a Pingora `ServeHttp`) and on the proxy listener for the console host.
+
+mod api;
+mod links;
+mod metrics;
+mod page;
+
+pub use links::Links;
+pub use metrics::Metrics;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::HeaderValue;
+use ipnet::IpNet;
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use pingora_http::RequestHeader;
+
+use crate::proxy::Answer;
+use crate::registry::{EurekaClient, SyncState};
+use crate::routes::RouteTable;
+
+/// Who may use the console and API (health endpoints are always open: probes need them
+/// and they reveal nothing).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub token: Option<String>,
+    pub allow_clients: Vec<IpNet>,
+}
+
+pub struct Console {
+    pub table: Arc<RouteTable>,
+    pub sync: Arc<SyncState>,
+    pub client: EurekaClient,
+    pub metrics: Arc<Metrics>,
+    pub links: Links,
+    pub access: Access,
+}
+
+impl Console {
+    /// Answers one request. `proxy_port` is the port it arrived on when it came through
+    /// the proxy listener (links then use that port).
+    pub async fn handle(&self, req: &RequestHeader, client: Option<IpAddr>, proxy_port: Option<u16>) -> Answer {
+        let path = req.uri.path();
+        let query = req.uri.query().unwrap_or("");
+        match path {
+            "/healthz" => return Answer::text(200, "ok").with_type("text/plain; charset=utf-8"),
+            "/readyz" => return api::readyz(self),
+            _ => {}
+        }
+        if let Err(answer) = self.authorize(req, client, query) {
+            return answer;
+        }
+        if req.method != http::Method::GET && req.method != http::Method::HEAD {
+            return api::error(405, format!("{} is not supported here; the console is read-only", req.method))
+                .header("allow", HeaderValue::from_static("GET, HEAD"));
+        }
+        let links = self.links.for_request(proxy_port);
+        match path {
+            "/" | "/index.html" => page::render(self, &links, query),
+            "/metrics" => Answer::bytes(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(self.metrics.render(&self.table, &self.sync.snapshot())),
+            ),
+            _ if path.starts_with("/api/") => api::route(self, &links, path, query).await,
+            _ => api::error(404, format!("no page at '{}'; try / or /api/v1/services", crate::names::printable(path))),
+        }
+    }
+
+    fn authorize(&self, req: &RequestHeader, client: Option<IpAddr>, query: &str) -> Result<(), Answer> {
+        if !self.access.allow_clients.is_empty() {
+            let allowed = client.is_some_and(|ip| self.access.allow_clients.iter().any(|n| n.contains(&ip)));
+            if !allowed {
+                return Err(api::error(403, "this client address may not use the console (xipgate.console.allow_clients)"));
+            }
+        }
+        if let Some(token) = &self.access.token {
+            let bearer = req
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let query_token = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+            let given = bearer.map(str::to_string).or(query_token);
+            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                return Err(api::error(401, "a token is required: Authorization: Bearer <token> or ?token=<token>")
+                    .header("www-authenticate", HeaderValue::from_static("Bearer realm=\"xipgate\"")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal the token's prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The console on its own listener.
+pub struct ConsoleApp(pub Arc<Console>);
+
+#[async_trait]
+impl ServeHttp for ConsoleApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let answer = self.0.handle(session.req_header(), client, None).await;
+        let head = session.req_header().method == http::Method::HEAD;
+        answer.into_response(head)
+    }
+}

@@ -1,0 +1,16 @@
+//! xipgate: every Eureka service and every instance reachable by its own host name,
+//! through one edge proxy built on Pingora.
+//!
+//! `main.rs` only wires these together: [`config`] reads the file, [`registry`] keeps a
+//! copy of Eureka in the [`routes`] table, [`proxy`] routes by [`names`], [`console`]
+//! shows it all, [`dns`] answers for the edge's own names, and [`app`] assembles the
+//! Pingora server.
+
+pub mod app;
+pub mod config;
+pub mod console;
+pub mod dns;
+pub mod names;
+pub mod proxy;
+pub mod registry;
+pub mod routes;

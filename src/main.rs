@@ -1,0 +1,41 @@
+//! The `xipgate` binary: parses the command line and the config, then hands over to the
+//! library. All logic lives in the `xipgate` library crate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pingora_core::server::configuration::Opt;
+
+/// Edge proxy: every Eureka service and instance reachable by its own host name.
+#[derive(Parser, Debug)]
+#[command(name = "xipgate", version)]
+struct Cli {
+    /// Pingora's flags: -c FILE, -t (test the config and exit), -u (upgrade), -d (daemon).
+    #[command(flatten)]
+    pingora: Opt,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut cli = Cli::parse();
+    let path = cli.pingora.conf.take().map(PathBuf::from);
+    let cfg = match xipgate::config::load(path.as_deref(), |k| std::env::var(k).ok()) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprint!("xipgate: configuration invalid: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.pingora.test {
+        println!("xipgate: configuration {} is valid", cfg.source);
+        return ExitCode::SUCCESS;
+    }
+    match xipgate::app::build_server(cli.pingora, cfg) {
+        Ok(server) => server.run_forever(),
+        Err(e) => {
+            eprintln!("xipgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The Pingora `ProxyHttp`: Host label → instance or service → upstream peer.
+
+mod host;
+mod respond;
+
+pub use host::request_host;
+pub use respond::Answer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use http::header::{HeaderValue, ORIGIN};
+use log::info;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::config::{Config, CorsConfig};
+use crate::console::{Console, Metrics};
+use crate::names::{self, HostError};
+use crate::registry::{Status, SyncState};
+use crate::routes::{Route, RouteTable, Target};
+use respond::respond;
+
+/// What the proxy needs from the configuration, copied once at start.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub domains: Vec<String>,
+    pub console_host: Option<String>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_tries: u32,
+    pub keepalive_secs: u64,
+    pub cors: CorsConfig,
+    pub access_log: bool,
+}
+
+impl ProxySettings {
+    pub fn from_config(cfg: &Config) -> Self {
+        ProxySettings {
+            domains: cfg.domains.clone(),
+            console_host: cfg.console.host.clone(),
+            connect_timeout: cfg.upstream.connect_timeout,
+            read_timeout: cfg.upstream.read_timeout,
+            write_timeout: cfg.upstream.write_timeout,
+            max_tries: cfg.upstream.max_tries,
+            keepalive_secs: cfg.keepalive_timeout.as_secs().max(1),
+            cors: cfg.cors.clone(),
+            access_log: cfg.access_log,
+        }
+    }
+}
+
+pub struct Gate {
+    settings: ProxySettings,
+    table: Arc<RouteTable>,
+    sync: Arc<SyncState>,
+    console: Option<Arc<Console>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    started: Instant,
+    host: Option<String>,
+    label: Option<String>,
+    route: Option<Route>,
+    /// The instance the current try goes to.
+    target: Option<Arc<Target>>,
+    tried: Vec<SocketAddr>,
+    upstream_started: Option<Instant>,
+    upstream_time: Option<Duration>,
+    origin: Option<HeaderValue>,
+    /// Status of an answer the edge gave itself (errors, console, preflight).
+    answered: Option<u16>,
+}
+
+impl Gate {
+    pub fn new(
+        settings: ProxySettings,
+        table: Arc<RouteTable>,
+        sync: Arc<SyncState>,
+        console: Option<Arc<Console>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Gate { settings, table, sync, console, metrics }
+    }
+
+    /// Resolves the request to a route, or to the answer the edge gives instead.
+    fn resolve(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<Route, Answer> {
+        let raw = request_host(req).map_err(host_answer)?;
+        let host = names::normalize_host(&raw).map_err(host_answer)?;
+        ctx.host = Some(host.clone());
+        let (raw_label, _) = names::split_host(&host, &self.settings.domains).map_err(host_answer)?;
+        let label = names::normalize_request_label(raw_label)
+            .ok_or_else(|| Answer::text(400, format!("invalid Host: label '{}' names nothing", names::printable(raw_label))))?;
+        ctx.label = Some(label.clone());
+        if !self.table.is_loaded() {
+            let why = self.sync.snapshot().last_error.unwrap_or_else(|| "the first sync has not finished".into());
+            return Err(Answer::text(503, format!("the registry is not loaded yet: {why}")).retry_after(5));
+        }
+        let route = self.table.lookup(&label).ok_or_else(|| {
+            Answer::text(
+                404,
+                format!(
+                    "no service or instance is called '{label}'. List what exists with GET /api/v1/services on the console{}",
+                    self.settings.console_host.as_deref().map(|h| format!(" (http://{h}/)")).unwrap_or_default()
+                ),
+            )
+        })?;
+        match &route {
+            Route::Instance(t) => {
+                if let Err(refusal) = &t.upstream {
+                    return Err(Answer::text(403, format!("instance '{}' is not proxied: {refusal}", t.instance.instance_id)));
+                }
+            }
+            Route::Service(s) => {
+                if s.next(|_| false).is_none() {
+                    return Err(Answer::text(
+                        503,
+                        format!("service '{}' has no UP instance that may be proxied ({} registered)", s.app, s.instances.len()),
+                    )
+                    .retry_after(5));
+                }
+            }
+        }
+        Ok(route)
+    }
+
+    fn service_label(ctx: &Ctx) -> &str {
+        match &ctx.route {
+            Some(Route::Service(s)) => &s.label,
+            Some(Route::Instance(t)) => &t.service_label,
+            None => "-",
+        }
+    }
+
+    fn is_service_route(ctx: &Ctx) -> bool {
+        matches!(ctx.route, Some(Route::Service(_)))
+    }
+}
+
+fn host_answer(e: HostError) -> Answer {
+    match e {
+        HostError::OutsideDomains(_) => Answer::text(404, e.to_string()),
+        _ => Answer::text(400, e.to_string()),
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gate {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            host: None,
+            label: None,
+            route: None,
+            target: None,
+            tried: Vec::new(),
+            upstream_started: None,
+            upstream_time: None,
+            origin: None,
+            answered: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Pingora keeps idle client connections open forever unless told otherwise.
+        session.set_keepalive(Some(self.settings.keepalive_secs));
+        let req = session.req_header();
+        ctx.origin = req.headers.get(ORIGIN).cloned();
+
+        if let (Some(console), Some(console_host)) = (&self.console, &self.settings.console_host) {
+            let host = request_host(req).ok().and_then(|h| names::normalize_host(&h).ok());
+            if host.as_deref() == Some(console_host.as_str()) {
+                let port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
+                let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+                let answer = console.handle(session.req_header(), client, port).await;
+                ctx.answered = Some(answer.status);
+                respond(session, answer).await?;
+                return Ok(true);
+            }
+        }
+
+        let route = match self.resolve(session.req_header(), ctx) {
+            Ok(route) => route,
+            Err(answer) => {
+                ctx.answered = Some(answer.status);
+                respond(session, answer.cors(&self.settings.cors, ctx.origin.as_ref())).await?;
+                return Ok(true);
+            }
+        };
+        ctx.route = Some(route);
+
+        // CORS preflight is answered at the edge, for every route.
+        let req = session.req_header();
+        if self.settings.cors.enabled
+            && req.method == http::Method::OPTIONS
+            && ctx.origin.is_some()
+            && req.headers.contains_key("access-control-request-method")
+        {
+            let mut answer = Answer::empty(204).cors(&self.settings.cors, ctx.origin.as_ref());
+            let allow_headers = req.headers.get("access-control-request-headers").cloned();
+            answer.headers.push(("access-control-allow-methods", HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS")));
+            if let Some(h) = allow_headers {
+                answer.headers.push(("access-control-allow-headers", h));
+            }
+            answer.headers.push(("access-control-max-age", HeaderValue::from(self.settings.cors.max_age.as_secs())));
+            ctx.answered = Some(204);
+            respond(session, answer).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let target = match &ctx.route {
+            Some(Route::Instance(t)) => t.clone(),
+            Some(Route::Service(s)) => {
+                let tried = &ctx.tried;
+                // Prefer an instance not tried yet; when all were, start over.
+                s.next(|t| t.upstream.as_ref().is_ok_and(|a| tried.contains(a)))
+                    .or_else(|| s.next(|_| false))
+                    .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), format!("service '{}' has no UP instance", s.app)))?
+            }
+            None => return Err(Error::explain(ErrorType::InternalError, "no route chosen")),
+        };
+        let addr = *target.upstream.as_ref().map_err(|r| Error::explain(ErrorType::HTTPStatus(403), r.to_string()))?;
+        ctx.tried.push(addr);
+        if ctx.tried.len() > 1 {
+            self.metrics.retries.with_label_values(&[&target.service_label]).inc();
+        }
+        ctx.target = Some(target);
+        ctx.upstream_started = Some(Instant::now());
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(self.settings.connect_timeout);
+        peer.options.read_timeout = Some(self.settings.read_timeout);
+        peer.options.write_timeout = Some(self.settings.write_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        // Nothing reached the backend yet: any request may go to another instance.
+        if Self::is_service_route(ctx) && (ctx.tried.len() as u32) < self.settings.max_tries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut Ctx, client_reused: bool) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let idempotent = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
+        if !idempotent || (ctx.tried.len() as u32) >= self.settings.max_tries {
+            e.set_retry(false);
+        } else if Self::is_service_route(ctx) {
+            // An idempotent request whose instance failed mid-way may go to another one.
+            e.set_retry(true);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        // The client's Host goes through unchanged (as the older design did).
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = client.ip().to_string();
+            let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+                _ => ip,
+            };
+            upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        upstream.insert_header("x-forwarded-proto", "http")?;
+        if let Some(host) = &ctx.host {
+            upstream.insert_header("x-forwarded-host", host.as_str())?;
+        }
+        if let Some(port) = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port()) {
+            upstream.insert_header("x-forwarded-port", port.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        if let Some(t) = &ctx.target {
+            if let Some(started) = ctx.upstream_started {
+                ctx.upstream_time = Some(started.elapsed());
+            }
+            resp.insert_header("x-served-by", t.instance.instance_id.as_str())?;
+            if matches!(ctx.route, Some(Route::Instance(_))) && t.instance.status != Status::Up {
+                resp.insert_header("x-xipgate-instance-status", t.instance.status.as_str())?;
+            }
+        }
+        if self.settings.cors.enabled {
+            respond::apply_cors(resp, &self.settings.cors, ctx.origin.as_ref())?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = respond::error_status(e);
+        if code > 0 {
+            let who = match &ctx.target {
+                Some(t) => format!(
+                    "instance '{}' ({})",
+                    t.instance.instance_id,
+                    t.upstream.as_ref().map(|a| a.to_string()).unwrap_or_default()
+                ),
+                None => "the upstream".to_string(),
+            };
+            let what = match code {
+                504 => "did not answer in time",
+                502 => "failed",
+                _ => "could not be reached",
+            };
+            let mut answer = Answer::text(code, format!("{who} {what}: {}", e.etype().as_str()));
+            if let Some(t) = &ctx.target {
+                if let Ok(v) = HeaderValue::from_str(&t.instance.instance_id) {
+                    answer.headers.push(("x-served-by", v));
+                }
+            }
+            ctx.answered = Some(code);
+            if let Err(err) = respond(session, answer.cors(&self.settings.cors, ctx.origin.as_ref())).await {
+                log::debug!("could not send the error response: {err}");
+            }
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = ctx
+            .answered
+            .or_else(|| session.response_written().map(|r| r.status.as_u16()))
+            .unwrap_or(0);
+        let service = if ctx.route.is_some() { Self::service_label(ctx) } else { "-" };
+        self.metrics.observe_request(service, status, ctx.upstream_time);
+        if self.settings.access_log && log::log_enabled!(target: "xipgate::access", log::Level::Info) {
+            let client = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
+            let instance = ctx.target.as_ref().map_or("-", |t| t.instance.instance_id.as_str());
+            info!(
+                target: "xipgate::access",
+                "{client} {} {} host={} label={} instance={instance} status={status} upstream_ms={} total_ms={} tries={}{}",
+                session.req_header().method,
+                names::printable(&session.req_header().uri.to_string()),
+                ctx.host.as_deref().unwrap_or("-"),
+                ctx.label.as_deref().unwrap_or("-"),
+                ctx.upstream_time.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1000.0)),
+                format_args!("{:.1}", ctx.started.elapsed().as_secs_f64() * 1000.0),
+                ctx.tried.len(),
+                e.map(|e| format!(" error={}", e.etype().as_str())).unwrap_or_default(),
+            );
+        }
+    }
+}
+

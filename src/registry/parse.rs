@@ -1,0 +1,432 @@
+//! Parses what real Eureka servers send for `/apps`, `/apps/delta` and `/apps/{APP}`.
+//!
+//! Servers differ: old XStream/Jettison servers send a bare object where there is one
+//! element and strings for numbers, Jackson servers send arrays and numbers, and some
+//! answer XML whatever the Accept header says. The parser is lenient about shapes and
+//! strict about isolation: each application and each instance is decoded on its own (the
+//! outer document is split with `RawValue`, which only records byte ranges), so one bad
+//! instance is skipped and noted instead of failing the whole fetch.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::model::{Instance, Snapshot, Status};
+
+/// Why a registry document could not be used at all (one bad instance is not one).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("not a Eureka registry document: {0}")]
+    Shape(String),
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("invalid XML: {0}")]
+    Xml(String),
+}
+
+/// Parses a full or delta `/apps` document, JSON or XML (sniffed from the first byte).
+pub fn parse_apps(body: &[u8]) -> Result<Snapshot, ParseError> {
+    match first_byte(body) {
+        Some(b'{') => parse_apps_json(body),
+        Some(b'<') => parse_apps_xml(body),
+        Some(_) => Err(ParseError::Shape(describe_start(body))),
+        None => Err(ParseError::Shape("empty body".into())),
+    }
+}
+
+/// Parses `/apps/{APP}` (`{"application": {...}}`), JSON or XML.
+pub fn parse_app(body: &[u8]) -> Result<Snapshot, ParseError> {
+    match first_byte(body) {
+        Some(b'{') => {
+            #[derive(Deserialize)]
+            struct Root<'a> {
+                #[serde(borrow)]
+                application: Option<&'a RawValue>,
+            }
+            let root: Root = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+            let app = root
+                .application
+                .ok_or_else(|| ParseError::Shape("no \"application\" key".into()))?;
+            let mut snap = Snapshot::default();
+            add_application_json(app, &mut snap);
+            Ok(snap)
+        }
+        Some(b'<') => {
+            let app: XmlApplication = quick_xml::de::from_str(&String::from_utf8_lossy(body))
+                .map_err(|e| ParseError::Xml(e.to_string()))?;
+            let mut snap = Snapshot::default();
+            add_application_xml(app, &mut snap);
+            Ok(snap)
+        }
+        Some(_) => Err(ParseError::Shape(describe_start(body))),
+        None => Err(ParseError::Shape("empty body".into())),
+    }
+}
+
+fn first_byte(body: &[u8]) -> Option<u8> {
+    body.iter().copied().find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)
+}
+
+fn describe_start(body: &[u8]) -> String {
+    let head: String = String::from_utf8_lossy(&body[..body.len().min(40)])
+        .chars()
+        .flat_map(char::escape_default)
+        .collect();
+    format!("body starts with \"{head}\"")
+}
+
+fn parse_apps_json(body: &[u8]) -> Result<Snapshot, ParseError> {
+    #[derive(Deserialize)]
+    struct Root<'a> {
+        #[serde(borrow)]
+        applications: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Applications<'a> {
+        #[serde(borrow)]
+        application: Option<&'a RawValue>,
+        #[serde(rename = "apps__hashcode")]
+        apps_hashcode: Option<Scalar>,
+    }
+    let root: Root = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    let apps_raw = root
+        .applications
+        .ok_or_else(|| ParseError::Shape("no \"applications\" key".into()))?;
+    let apps: Applications = serde_json::from_str(apps_raw.get())
+        .map_err(|e| ParseError::Shape(format!("\"applications\" is not an object: {e}")))?;
+    let mut snap = Snapshot {
+        apps_hashcode: apps.apps_hashcode.map(|s| s.0),
+        ..Snapshot::default()
+    };
+    for app in one_or_many(apps.application) {
+        add_application_json(app, &mut snap);
+    }
+    Ok(snap)
+}
+
+/// `null`/absent → nothing, `[...]` → its elements, `{...}` → itself.
+fn one_or_many(raw: Option<&RawValue>) -> Vec<&RawValue> {
+    let Some(raw) = raw else { return Vec::new() };
+    match raw.get().as_bytes().first() {
+        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(raw.get()).unwrap_or_default(),
+        Some(b'{') => vec![raw],
+        _ => Vec::new(),
+    }
+}
+
+fn add_application_json(raw: &RawValue, snap: &mut Snapshot) {
+    #[derive(Deserialize)]
+    struct Application<'a> {
+        name: Option<Scalar>,
+        #[serde(borrow)]
+        instance: Option<&'a RawValue>,
+    }
+    let app: Application = match serde_json::from_str(raw.get()) {
+        Ok(app) => app,
+        Err(e) => {
+            snap.skipped.push(format!("application skipped: {e}"));
+            return;
+        }
+    };
+    let name = app.name.map(|s| s.0).unwrap_or_default();
+    for inst in one_or_many(app.instance) {
+        match serde_json::from_str::<RawInstance>(inst.get()) {
+            Ok(raw) => add_instance(raw, &name, snap),
+            Err(e) => snap.skipped.push(format!("{name}: instance skipped: {e}")),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct XmlApplications {
+    #[serde(default)]
+    application: Vec<XmlApplication>,
+    #[serde(rename = "apps__hashcode")]
+    apps_hashcode: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct XmlApplication {
+    name: Option<Scalar>,
+    #[serde(default)]
+    instance: Vec<RawInstance>,
+}
+
+fn parse_apps_xml(body: &[u8]) -> Result<Snapshot, ParseError> {
+    let text = String::from_utf8_lossy(body);
+    let apps: XmlApplications =
+        quick_xml::de::from_str(&text).map_err(|e| ParseError::Xml(e.to_string()))?;
+    let mut snap = Snapshot {
+        apps_hashcode: apps.apps_hashcode.map(|s| s.0),
+        ..Snapshot::default()
+    };
+    for app in apps.application {
+        add_application_xml(app, &mut snap);
+    }
+    Ok(snap)
+}
+
+fn add_application_xml(app: XmlApplication, snap: &mut Snapshot) {
+    let name = app.name.map(|s| s.0).unwrap_or_default();
+    for raw in app.instance {
+        add_instance(raw, &name, snap);
+    }
+}
+
+/// An instance as the wire has it, every field optional and leniently typed.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawInstance {
+    instance_id: Option<Scalar>,
+    host_name: Option<Scalar>,
+    app: Option<Scalar>,
+    ip_addr: Option<Scalar>,
+    status: Option<Scalar>,
+    #[serde(alias = "overriddenstatus")]
+    overridden_status: Option<Scalar>,
+    port: Option<Port>,
+    secure_port: Option<Port>,
+    metadata: Option<Metadata>,
+    home_page_url: Option<Scalar>,
+    status_page_url: Option<Scalar>,
+    health_check_url: Option<Scalar>,
+    lease_info: Option<LeaseInfo>,
+    last_dirty_timestamp: Option<Scalar>,
+    action_type: Option<Scalar>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct LeaseInfo {
+    last_renewal_timestamp: Option<Scalar>,
+}
+
+fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
+    let app = raw.app.map(|s| s.0).filter(|s| !s.is_empty()).unwrap_or_else(|| app_name.to_string());
+    let host_name = raw.host_name.map(|s| s.0).unwrap_or_default();
+    let ip_addr = raw.ip_addr.map(|s| s.0).unwrap_or_default();
+    let mut metadata = raw.metadata.map(|m| m.0).unwrap_or_default();
+    let port = raw.port.and_then(Port::enabled_value);
+    let secure_port = raw.secure_port.and_then(Port::enabled_value);
+    // Eureka 1.x servers omit instanceId; Spring puts it in metadata too.
+    let instance_id = raw
+        .instance_id
+        .map(|s| s.0)
+        .filter(|s| !s.is_empty())
+        .or_else(|| metadata.get("instanceId").cloned().filter(|s| !s.is_empty()))
+        .or_else(|| fallback_id(&host_name, port.or(secure_port)));
+    let Some(instance_id) = instance_id else {
+        snap.skipped.push(format!("{app}: instance skipped: no instanceId, hostName or port"));
+        return;
+    };
+    if app.is_empty() {
+        snap.skipped.push(format!("{instance_id}: instance skipped: no app name"));
+        return;
+    }
+    metadata.remove("instanceId");
+    let action = raw.action_type.map(|s| s.0);
+    if action.as_deref().is_some_and(|a| a.eq_ignore_ascii_case("DELETED")) {
+        snap.deleted.push(instance_id);
+        return;
+    }
+    let status = raw.status.map_or(Status::Unknown, |s| Status::parse(&s.0));
+    let status = match raw.overridden_status.map(|s| Status::parse(&s.0)) {
+        Some(o) if o != Status::Unknown => o,
+        _ => status,
+    };
+    snap.instances.push(Instance {
+        app,
+        instance_id,
+        host_name,
+        ip_addr,
+        port,
+        secure_port,
+        status,
+        metadata,
+        home_page_url: raw.home_page_url.map(|s| s.0),
+        status_page_url: raw.status_page_url.map(|s| s.0),
+        health_check_url: raw.health_check_url.map(|s| s.0),
+        last_renewal_ms: raw.lease_info.and_then(|l| l.last_renewal_timestamp).and_then(|s| s.0.parse().ok()),
+        last_dirty_ms: raw.last_dirty_timestamp.and_then(|s| s.0.parse().ok()),
+    });
+}
+
+/// `hostName` + port, the identity Eureka 1.x used. An old server's hostName may already
+/// carry the port (`192.168.40.94:7101`); it is not repeated then.
+fn fallback_id(host_name: &str, port: Option<u16>) -> Option<String> {
+    if host_name.is_empty() {
+        return None;
+    }
+    match port {
+        Some(p) if !host_name.ends_with(&format!(":{p}")) => Some(format!("{host_name}:{p}")),
+        _ => Some(host_name.to_string()),
+    }
+}
+
+/// Any JSON/XML scalar (string, number, bool) as its text; `null` is rejected by
+/// `Option<Scalar>` as absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor).and_then(|s| s.ok_or_else(|| de::Error::custom("expected a scalar")))
+    }
+}
+
+/// Accepts anything: scalars become `Some(text)`, objects and arrays are skipped as `None`.
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Option<Scalar>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Scalar(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Scalar(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(Scalar(v.to_string())))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Scalar(v.to_string())))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(Scalar(v.to_string())))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(Scalar(v.to_string())))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // An XML element with attributes arrives as a map; its text is under `$text`.
+        let mut text = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "$text" || key == "$value" || key == "$" {
+                text = map.next_value_seed(AnySeed)?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(text)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// Deserialises any value through `ScalarVisitor` (objects and arrays become `None`).
+struct AnySeed;
+
+impl<'de> de::DeserializeSeed<'de> for AnySeed {
+    type Value = Option<Scalar>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// `{"$": 8080, "@enabled": "true"}` (JSON), `<port enabled="true">8080</port>` (XML), or a
+/// bare number.
+#[derive(Default)]
+struct Port {
+    value: Option<String>,
+    enabled: Option<String>,
+}
+
+impl Port {
+    /// The port when it is enabled (absent `@enabled` counts as enabled) and valid.
+    fn enabled_value(self) -> Option<u16> {
+        let enabled = self.enabled.as_deref().map_or(true, |e| e.trim().eq_ignore_ascii_case("true"));
+        let port: u16 = self.value?.trim().parse().ok()?;
+        (enabled && port != 0).then_some(port)
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PortVisitor;
+        impl<'de> Visitor<'de> for PortVisitor {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port object or number")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Port, A::Error> {
+                let mut port = Port::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value_seed(AnySeed)?.map(|s| s.0);
+                    match key.as_str() {
+                        "$" | "$text" | "$value" => port.value = value,
+                        "@enabled" | "enabled" => port.enabled = value,
+                        _ => {}
+                    }
+                }
+                Ok(port)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Port, E> {
+                Ok(Port { value: Some(v.to_string()), enabled: None })
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Port, E> {
+                Ok(Port { value: Some(v.to_string()), enabled: None })
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Port, E> {
+                Ok(Port { value: Some(v.to_string()), enabled: None })
+            }
+            fn visit_unit<E>(self) -> Result<Port, E> {
+                Ok(Port::default())
+            }
+        }
+        d.deserialize_any(PortVisitor)
+    }
+}
+
+/// Metadata: string values kept, `@class` (Jackson's type tag) and nested values dropped.
+#[derive(Default)]
+struct Metadata(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MetaVisitor;
+        impl<'de> Visitor<'de> for MetaVisitor {
+            type Value = Metadata;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a metadata map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value_seed(AnySeed)?;
+                    if let (false, Some(v)) = (key.starts_with('@'), value) {
+                        out.insert(key, v.0);
+                    }
+                }
+                Ok(Metadata(out))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Metadata, E> {
+                Ok(Metadata::default())
+            }
+            fn visit_unit<E>(self) -> Result<Metadata, E> {
+                Ok(Metadata::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Metadata, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Metadata::default())
+            }
+        }
+        d.deserialize_any(MetaVisitor)
+    }
+}

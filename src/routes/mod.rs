@@ -1,0 +1,308 @@
+//! The routing table: label → instance and label → service, in DashMaps that the proxy
+//! reads on every request and the registry sync updates by diff.
+//!
+//! A request costs one normalisation of its label and one or two hash lookups, whatever
+//! the registry's size. An update builds the new entries off to the side, then upserts
+//! only what changed and removes only what is gone, so no request ever sees a live
+//! instance missing.
+
+mod allow;
+
+pub use allow::{Allowlist, Refusal};
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::names;
+use crate::registry::model::{Instance, Status};
+
+/// One instance and where requests for it go.
+#[derive(Debug)]
+pub struct Target {
+    pub instance: Instance,
+    /// The primary label (`order-service-7d9f8-x2k4q-8080`).
+    pub label: String,
+    pub service_label: String,
+    /// The upstream address, or why it is refused.
+    pub upstream: Result<SocketAddr, Refusal>,
+    /// Lease renewals change every 30 s without changing the route: kept apart so a
+    /// renewal does not replace the entry.
+    pub last_renewal_ms: AtomicU64,
+}
+
+impl Target {
+    fn same_route(&self, other: &Target) -> bool {
+        let strip = |i: &Instance| Instance { last_renewal_ms: None, ..i.clone() };
+        self.label == other.label
+            && self.upstream == other.upstream
+            && strip(&self.instance) == strip(&other.instance)
+    }
+}
+
+/// A service: every instance it has, and the weighted round-robin over UP, routable ones.
+#[derive(Debug)]
+pub struct Service {
+    pub app: String,
+    pub label: String,
+    /// All instances, sorted by instanceId.
+    pub instances: Vec<Arc<Target>>,
+    /// UP and routable instances, each repeated by its weight, interleaved.
+    rotation: Vec<Arc<Target>>,
+    cursor: AtomicUsize,
+}
+
+impl Service {
+    /// The next target in rotation, skipping those `skip` says were already tried.
+    pub fn next(&self, skip: impl Fn(&Target) -> bool) -> Option<Arc<Target>> {
+        let n = self.rotation.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.rotation[(start + i) % n])
+            .find(|t| !skip(t))
+            .cloned()
+    }
+
+    pub fn up_count(&self) -> usize {
+        self.instances.iter().filter(|t| t.instance.status == Status::Up).count()
+    }
+
+    fn same_members(&self, targets: &[Arc<Target>]) -> bool {
+        self.instances.len() == targets.len()
+            && self.instances.iter().zip(targets).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
+/// What an update changed, for the one summary log line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+    /// (instanceId, old, new) for every status change.
+    pub status_changes: Vec<(String, Status, Status)>,
+    pub instances: usize,
+    pub services: usize,
+}
+
+impl ApplyReport {
+    pub fn is_noop(&self) -> bool {
+        self.added == 0 && self.removed == 0 && self.changed == 0
+    }
+}
+
+/// The result of looking a label up.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Instance(Arc<Target>),
+    Service(Arc<Service>),
+}
+
+pub struct RouteTable {
+    /// Primary labels and aliases → instance.
+    by_label: DashMap<String, Arc<Target>>,
+    services: DashMap<String, Arc<Service>>,
+    /// instanceId → instance: the diff's view of what is live.
+    by_id: DashMap<String, Arc<Target>>,
+    allow: Allowlist,
+    loaded: AtomicBool,
+}
+
+impl RouteTable {
+    pub fn new(allow: Allowlist) -> Self {
+        RouteTable {
+            by_label: DashMap::new(),
+            services: DashMap::new(),
+            by_id: DashMap::new(),
+            allow,
+            loaded: AtomicBool::new(false),
+        }
+    }
+
+    /// True once a registry has been applied (even an empty one).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    pub fn lookup(&self, label: &str) -> Option<Route> {
+        if let Some(t) = self.by_label.get(label) {
+            return Some(Route::Instance(t.clone()));
+        }
+        self.services.get(label).map(|s| Route::Service(s.clone()))
+    }
+
+    pub fn instance_count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Every service, sorted by label.
+    pub fn services(&self) -> Vec<Arc<Service>> {
+        let mut all: Vec<_> = self.services.iter().map(|e| e.value().clone()).collect();
+        all.sort_by(|a, b| a.label.cmp(&b.label));
+        all
+    }
+
+    /// All instances of the registry, sorted by instanceId.
+    pub fn instances(&self) -> Vec<Arc<Target>> {
+        let mut all: Vec<_> = self.by_id.iter().map(|e| e.value().clone()).collect();
+        all.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
+        all
+    }
+
+    /// Replaces the table's content with `instances`, touching only what changed.
+    pub fn apply(&self, instances: Vec<Instance>) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let targets = self.build_targets(instances);
+
+        // 1. Upsert instances by id, keeping the old Arc where nothing routing-relevant changed.
+        let mut live: HashMap<String, Arc<Target>> = HashMap::with_capacity(targets.len());
+        for t in targets {
+            let id = t.instance.instance_id.clone();
+            let kept = match self.by_id.get(&id) {
+                Some(old) if old.same_route(&t) => {
+                    old.last_renewal_ms.store(t.last_renewal_ms.load(Ordering::Relaxed), Ordering::Relaxed);
+                    old.clone()
+                }
+                Some(old) => {
+                    if old.instance.status != t.instance.status {
+                        report.status_changes.push((id.clone(), old.instance.status, t.instance.status));
+                    }
+                    report.changed += 1;
+                    Arc::new(t)
+                }
+                None => {
+                    report.added += 1;
+                    Arc::new(t)
+                }
+            };
+            live.insert(id, kept);
+        }
+
+        // 2. Labels: primary label and the full-instanceId alias (where different).
+        let mut labels: HashMap<String, Arc<Target>> = HashMap::with_capacity(live.len() * 2);
+        for t in live.values() {
+            let alias = names::full_instance_label(&t.instance.instance_id);
+            if alias != t.label {
+                labels.entry(alias).or_insert_with(|| t.clone());
+            }
+        }
+        // Primary labels win over aliases.
+        for t in live.values() {
+            labels.insert(t.label.clone(), t.clone());
+        }
+        for (label, t) in &labels {
+            let unchanged = self.by_label.get(label).is_some_and(|old| Arc::ptr_eq(&old, t));
+            if !unchanged {
+                self.by_label.insert(label.clone(), t.clone());
+            }
+        }
+        self.by_label.retain(|label, _| labels.contains_key(label));
+
+        // 3. Services, rebuilt only where their members changed.
+        let mut by_service: BTreeMap<String, Vec<Arc<Target>>> = BTreeMap::new();
+        for t in live.values() {
+            by_service.entry(t.service_label.clone()).or_default().push(t.clone());
+        }
+        for (label, mut members) in by_service {
+            members.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
+            let unchanged = self.services.get(&label).is_some_and(|s| s.same_members(&members));
+            if !unchanged {
+                let service = build_service(label.clone(), members);
+                self.services.insert(label, Arc::new(service));
+            }
+        }
+        let service_labels: HashSet<String> = live.values().map(|t| t.service_label.clone()).collect();
+        self.services.retain(|label, _| service_labels.contains(label));
+
+        // 4. Finally drop instances that are gone.
+        let before = self.by_id.len();
+        for (id, t) in &live {
+            let unchanged = self.by_id.get(id).is_some_and(|old| Arc::ptr_eq(&old, t));
+            if !unchanged {
+                self.by_id.insert(id.clone(), t.clone());
+            }
+        }
+        self.by_id.retain(|id, _| live.contains_key(id));
+        report.removed = (before + report.added).saturating_sub(self.by_id.len());
+        report.instances = self.by_id.len();
+        report.services = self.services.len();
+        self.loaded.store(true, Ordering::Release);
+        report
+    }
+
+    /// Labels (with collisions made unique) and upstream addresses for a new registry.
+    fn build_targets(&self, instances: Vec<Instance>) -> Vec<Target> {
+        // Duplicated instanceIds (the same instance under two apps): keep the first.
+        let mut seen = HashSet::with_capacity(instances.len());
+        let instances: Vec<Instance> =
+            instances.into_iter().filter(|i| seen.insert(i.instance_id.clone())).collect();
+
+        let service_labels: HashSet<String> = instances.iter().map(|i| names::service_label(&i.app)).collect();
+        let mut label_count: HashMap<String, usize> = HashMap::with_capacity(instances.len());
+        let labels: Vec<String> = instances
+            .iter()
+            .map(|i| {
+                let l = names::instance_label(&i.instance_id, &i.app);
+                *label_count.entry(l.clone()).or_default() += 1;
+                l
+            })
+            .collect();
+
+        instances
+            .into_iter()
+            .zip(labels)
+            .map(|(instance, label)| {
+                // Collisions with another instance, or with a service label, are made
+                // unique from the instanceId: the same id always gets the same label.
+                let label = if label_count[&label] > 1 || service_labels.contains(&label) {
+                    names::disambiguate(&label, &instance.instance_id)
+                } else {
+                    label
+                };
+                Target {
+                    service_label: names::service_label(&instance.app),
+                    upstream: self.upstream_of(&instance),
+                    last_renewal_ms: AtomicU64::new(instance.last_renewal_ms.unwrap_or(0)),
+                    label,
+                    instance,
+                }
+            })
+            .collect()
+    }
+
+    fn upstream_of(&self, instance: &Instance) -> Result<SocketAddr, Refusal> {
+        let ip: IpAddr = instance
+            .ip_addr
+            .trim()
+            .parse()
+            .map_err(|_| Refusal::NotAnIp(instance.ip_addr.clone()))?;
+        self.allow.check(ip)?;
+        match (instance.port, instance.secure_port) {
+            (Some(port), _) => Ok(SocketAddr::new(ip, port)),
+            (None, Some(secure)) => Err(Refusal::SecurePortOnly(secure)),
+            (None, None) => Err(Refusal::NoPort),
+        }
+    }
+}
+
+fn build_service(label: String, instances: Vec<Arc<Target>>) -> Service {
+    let app = instances.first().map(|t| t.instance.app.clone()).unwrap_or_default();
+    let eligible: Vec<&Arc<Target>> = instances
+        .iter()
+        .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
+        .collect();
+    // Interleave by weight: round r takes every instance whose weight exceeds r, so a
+    // weight-3 instance does not get three requests in a row.
+    let max_weight = eligible.iter().map(|t| t.instance.weight()).max().unwrap_or(0);
+    let mut rotation = Vec::new();
+    for round in 0..max_weight {
+        rotation.extend(eligible.iter().filter(|t| t.instance.weight() > round).map(|t| (*t).clone()));
+    }
+    Service { app, label, instances, rotation, cursor: AtomicUsize::new(0) }
+}
