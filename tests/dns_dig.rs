@@ -35,7 +35,11 @@ impl TestServer {
         };
         let (udp, tcp) = rt.block_on(bind(&cfg)).expect("bind 127.0.0.1:0");
         let addr = udp[0].local_addr().unwrap();
-        assert_eq!(tcp[0].local_addr().unwrap(), addr, "UDP and TCP share the port");
+        assert_eq!(
+            tcp[0].local_addr().unwrap(),
+            addr,
+            "UDP and TCP share the port"
+        );
         let (stop, rx) = tokio::sync::watch::channel(false);
         let task = rt.spawn(serve(Arc::new(cfg), udp, tcp, rx));
         TestServer {
@@ -51,7 +55,13 @@ impl TestServer {
         let port = self.addr.port().to_string();
         let mut cmd = Command::new("dig");
         cmd.args(["@127.0.0.1", "-p", &port, "+time=2", "+tries=1"])
-            .args(["+noall", "+comments", "+answer", "+authority", "+additional"])
+            .args([
+                "+noall",
+                "+comments",
+                "+answer",
+                "+authority",
+                "+additional",
+            ])
             .args(args);
         let out = cmd.output().unwrap_or_else(|e| {
             panic!(
@@ -60,7 +70,11 @@ impl TestServer {
             )
         });
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "dig {args:?} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "dig {args:?} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Dig::parse(&text)
     }
 
@@ -73,7 +87,10 @@ impl TestServer {
             .output()
             .expect("cannot run `dig`: install it with `apt-get install bind9-dnsutils`");
         assert!(out.status.success(), "dig +short {args:?} failed");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -86,7 +103,8 @@ impl Drop for TestServer {
                 .block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await });
             if !std::thread::panicking() {
                 let res = res.expect("serve returns within 5 s of shutdown");
-                res.expect("serve task").expect("serve returns Ok on shutdown");
+                res.expect("serve task")
+                    .expect("serve returns Ok on shutdown");
             }
         }
     }
@@ -153,7 +171,11 @@ impl Dig {
     }
 
     fn answers(&self, rtype: &str) -> Vec<String> {
-        self.answer.iter().filter(|r| r.rtype == rtype).map(|r| r.data.clone()).collect()
+        self.answer
+            .iter()
+            .filter(|r| r.rtype == rtype)
+            .map(|r| r.data.clone())
+            .collect()
     }
 
     fn aa(&self) -> bool {
@@ -162,8 +184,16 @@ impl Dig {
 
     fn assert_nodata(&self, what: &str) {
         assert_eq!(self.status, "NOERROR", "{what}: {}", self.raw);
-        assert!(self.answer.is_empty(), "{what}: no answer expected: {}", self.raw);
-        assert!(self.authority.iter().any(|r| r.rtype == "SOA"), "{what}: SOA in authority: {}", self.raw);
+        assert!(
+            self.answer.is_empty(),
+            "{what}: no answer expected: {}",
+            self.raw
+        );
+        assert!(
+            self.authority.iter().any(|r| r.rtype == "SOA"),
+            "{what}: SOA in authority: {}",
+            self.raw
+        );
         assert!(self.aa(), "{what}: aa: {}", self.raw);
     }
 }
@@ -195,7 +225,11 @@ fn a_for_instance_and_service_hosts() {
         assert_eq!(d.status, "NOERROR", "{host}: {}", d.raw);
         assert!(d.aa(), "{host}: aa flag: {}", d.raw);
         assert_eq!(d.answers("A"), ["127.0.0.1"], "{host}: {}", d.raw);
-        assert_eq!(d.answer[0].name, format!("{host}."), "{host}: name echoed as asked");
+        assert_eq!(
+            d.answer[0].name,
+            format!("{host}."),
+            "{host}: name echoed as asked"
+        );
         assert_eq!(d.answer[0].ttl, 60);
         assert_eq!(s.short(&[host]), ["127.0.0.1"], "{host} +short");
     }
@@ -229,8 +263,10 @@ fn aaaa() {
         assert_eq!(d.answers("AAAA"), [want], "{host}: {}", d.raw);
     }
     // An IPv4 name asked for AAAA, and an IPv6 name asked for A: NODATA.
-    s.dig(&["order-service.127-0-0-1.sslip.io", "AAAA"]).assert_nodata("AAAA of a dashed IPv4");
-    s.dig(&["-q", "--1.sslip.io", "-t", "A"]).assert_nodata("A of a dashed IPv6");
+    s.dig(&["order-service.127-0-0-1.sslip.io", "AAAA"])
+        .assert_nodata("AAAA of a dashed IPv4");
+    s.dig(&["-q", "--1.sslip.io", "-t", "A"])
+        .assert_nodata("A of a dashed IPv6");
 }
 
 #[test]
@@ -242,20 +278,39 @@ fn soa_and_ns_at_the_apex() {
     let soa = d.answers("SOA");
     assert_eq!(soa.len(), 1, "{}", d.raw);
     let f: Vec<&str> = soa[0].split_whitespace().collect();
-    assert_eq!(f[..2], ["ns.sslip.io.", "hostmaster.sslip.io."], "{}", d.raw);
+    assert_eq!(
+        f[..2],
+        ["ns.sslip.io.", "hostmaster.sslip.io."],
+        "{}",
+        d.raw
+    );
     let nums: Vec<u32> = f[2..].iter().map(|n| n.parse().unwrap()).collect();
-    assert_eq!(nums.len(), 5, "serial refresh retry expire minimum: {}", d.raw);
-    assert!(nums[1] > nums[2] && nums[3] > nums[1], "refresh > retry, expire > refresh");
+    assert_eq!(
+        nums.len(),
+        5,
+        "serial refresh retry expire minimum: {}",
+        d.raw
+    );
+    assert!(
+        nums[1] > nums[2] && nums[3] > nums[1],
+        "refresh > retry, expire > refresh"
+    );
     assert_eq!(nums[4], 60, "minimum = ttl");
 
     let d = s.dig(&["sslip.io", "NS"]);
     assert_eq!(d.status, "NOERROR", "{}", d.raw);
     assert_eq!(d.answers("NS"), ["ns.sslip.io."], "{}", d.raw);
-    let glue: Vec<&str> = d.additional.iter().filter(|r| r.name == "ns.sslip.io.").map(|r| r.data.as_str()).collect();
+    let glue: Vec<&str> = d
+        .additional
+        .iter()
+        .filter(|r| r.name == "ns.sslip.io.")
+        .map(|r| r.data.as_str())
+        .collect();
     assert_eq!(glue, [EDGE_V4, EDGE_V6], "glue for ns.sslip.io: {}", d.raw);
 
     // SOA and NS exist only at the apex.
-    s.dig(&["order-service.sslip.io", "NS"]).assert_nodata("NS below the apex");
+    s.dig(&["order-service.sslip.io", "NS"])
+        .assert_nodata("NS below the apex");
 }
 
 #[test]
@@ -277,7 +332,13 @@ fn nodata_for_types_without_data() {
 #[test]
 fn refused_outside_the_zone() {
     let s = TestServer::start();
-    for host in ["example.com", "10-0-0-5.nip.io", "sslip.io.example.com", "io", "."] {
+    for host in [
+        "example.com",
+        "10-0-0-5.nip.io",
+        "sslip.io.example.com",
+        "io",
+        ".",
+    ] {
         let d = s.dig(&[host, "A"]);
         assert_eq!(d.status, "REFUSED", "{host}: {}", d.raw);
         assert!(d.answer.is_empty());
@@ -298,7 +359,14 @@ fn over_tcp_and_without_edns() {
     let d = s.dig(&["+noedns", "svc.10-1-2-3.sslip.io", "A"]);
     assert_eq!(d.answers("A"), ["10.1.2.3"], "{}", d.raw);
     // Several queries on one TCP connection (dig keeps it open with +keepopen).
-    let d = s.dig(&["+tcp", "+keepopen", "a.sslip.io", "A", "b.127-0-0-1.sslip.io", "A"]);
+    let d = s.dig(&[
+        "+tcp",
+        "+keepopen",
+        "a.sslip.io",
+        "A",
+        "b.127-0-0-1.sslip.io",
+        "A",
+    ]);
     assert_eq!(d.answer.len(), 2, "{}", d.raw);
 }
 

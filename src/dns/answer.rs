@@ -121,11 +121,17 @@ pub fn reply(
     let want_a = matches!(qtype, RecordType::A | RecordType::ANY);
     let want_aaaa = matches!(qtype, RecordType::AAAA | RecordType::ANY);
     match c.target {
-        Target::V4(ip) if want_a => r.answers.push(Record::from_rdata(name.clone(), ttl, RData::A(A(ip)))),
-        Target::V6(ip) if want_aaaa => {
-            r.answers.push(Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(ip))))
+        Target::V4(ip) if want_a => {
+            r.answers
+                .push(Record::from_rdata(name.clone(), ttl, RData::A(A(ip))))
         }
-        Target::Edge => r.answers.extend(edge_records(cfg, &name, want_a, want_aaaa)),
+        Target::V6(ip) if want_aaaa => {
+            r.answers
+                .push(Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(ip))))
+        }
+        Target::Edge => r
+            .answers
+            .extend(edge_records(cfg, &name, want_a, want_aaaa)),
         _ => {}
     }
     if c.apex {
@@ -134,7 +140,11 @@ pub fn reply(
         }
         if matches!(qtype, RecordType::NS | RecordType::ANY) {
             if let Some(ns) = ns_name(&zone) {
-                r.answers.push(Record::from_rdata(name.clone(), ttl, RData::NS(NS(ns.clone()))));
+                r.answers.push(Record::from_rdata(
+                    name.clone(),
+                    ttl,
+                    RData::NS(NS(ns.clone())),
+                ));
                 // Glue-like additional data: the addresses of ns.<zone>.
                 r.additionals.extend(edge_records(cfg, &ns, true, true));
             }
@@ -156,9 +166,11 @@ fn edge_records<'a>(
 ) -> impl Iterator<Item = Record> + 'a {
     cfg.edge_ips.iter().filter_map(move |ip| match ip {
         IpAddr::V4(ip) if v4 => Some(Record::from_rdata(name.clone(), cfg.ttl, RData::A(A(*ip)))),
-        IpAddr::V6(ip) if v6 => {
-            Some(Record::from_rdata(name.clone(), cfg.ttl, RData::AAAA(AAAA(*ip))))
-        }
+        IpAddr::V6(ip) if v6 => Some(Record::from_rdata(
+            name.clone(),
+            cfg.ttl,
+            RData::AAAA(AAAA(*ip)),
+        )),
         _ => None,
     })
 }
@@ -171,7 +183,9 @@ fn ns_name(zone: &Name) -> Option<Name> {
 /// The zone's SOA, owned by `owner`: `ns.<zone> hostmaster.<zone> 1 3600 600 1209600 <ttl>`.
 fn soa_record(cfg: &DnsConfig, zone: &Name, owner: Name) -> Record {
     let mname = ns_name(zone).unwrap_or_else(|| zone.clone());
-    let rname = zone.prepend_label(HOSTMASTER_LABEL).unwrap_or_else(|_| zone.clone());
+    let rname = zone
+        .prepend_label(HOSTMASTER_LABEL)
+        .unwrap_or_else(|_| zone.clone());
     let soa = SOA::new(
         mname,
         rname,

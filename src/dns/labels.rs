@@ -110,7 +110,9 @@ pub fn octet(label: &[u8]) -> Option<u8> {
     if label.len() > 1 && label[0] == b'0' {
         return None;
     }
-    let v = label.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    let v = label
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
     u8::try_from(v).ok()
 }
 

@@ -26,6 +26,8 @@ use std::net::{IpAddr, SocketAddr};
 
 mod answer;
 mod labels;
+#[cfg(test)]
+mod more_tests;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -74,13 +76,19 @@ impl DnsConfig {
         for z in &self.zones {
             let bare = z.strip_suffix('.').unwrap_or(z);
             if bare.is_empty() {
-                return Err(DnsError::Config("dns.zones: the root zone cannot be served".into()));
+                return Err(DnsError::Config(
+                    "dns.zones: the root zone cannot be served".into(),
+                ));
             }
             if bare.split('.').any(|l| l.is_empty() || l.len() > 63) || bare.len() > 253 {
-                return Err(DnsError::Config(format!("dns.zones: '{z}' is not a DNS name")));
+                return Err(DnsError::Config(format!(
+                    "dns.zones: '{z}' is not a DNS name"
+                )));
             }
             if hickory_proto::rr::Name::from_ascii(bare).is_err() {
-                return Err(DnsError::Config(format!("dns.zones: '{z}' is not a DNS name")));
+                return Err(DnsError::Config(format!(
+                    "dns.zones: '{z}' is not a DNS name"
+                )));
             }
         }
         Ok(())
@@ -105,7 +113,9 @@ pub fn default_zones(domains: &[String]) -> Option<Vec<String>> {
             return None;
         }
         let dotted = labels.len() >= 4
-            && labels[..4].iter().all(|l| labels::octet(l.as_bytes()).is_some());
+            && labels[..4]
+                .iter()
+                .all(|l| labels::octet(l.as_bytes()).is_some());
         let keep = if dotted {
             &labels[4..]
         } else if labels::dashed_ipv4(labels[0].as_bytes()).is_some() {
@@ -121,7 +131,9 @@ pub fn default_zones(domains: &[String]) -> Option<Vec<String>> {
     zones.sort();
     zones.dedup();
     let covered = |z: &str, others: &[String]| {
-        others.iter().any(|o| o != z && z.ends_with(&format!(".{o}")))
+        others
+            .iter()
+            .any(|o| o != z && z.ends_with(&format!(".{o}")))
     };
     let all = zones.clone();
     zones.retain(|z| !covered(z, &all));

@@ -119,7 +119,7 @@ impl Gate {
                 }
             }
             Route::Service(s) => {
-                if s.next(|_| false).is_none() {
+                if !s.has_eligible() {
                     return Err(Answer::text(
                         503,
                         format!("service '{}' has no UP instance that may be proxied ({} registered)", s.app, s.instances.len()),

@@ -69,6 +69,11 @@ impl Service {
             .cloned()
     }
 
+    /// True when at least one instance may receive requests.
+    pub fn has_eligible(&self) -> bool {
+        !self.rotation.is_empty()
+    }
+
     pub fn up_count(&self) -> usize {
         self.instances.iter().filter(|t| t.instance.status == Status::Up).count()
     }

@@ -1,0 +1,377 @@
+//! Test harness shared by the integration tests: a stub Eureka (wiremock, serving what
+//! real Eureka servers serve), real HTTP backends that answer with their own identity,
+//! and the real `xipgate` binary started on loopback.
+//!
+//! Everything binds port 0 and reads the address back, except xipgate itself: Pingora
+//! binds its listeners from address strings, so a free port is reserved by binding port 0
+//! and released just before xipgate starts (a small window another process could take
+//! it in; `Xipgate::start` retries once on a bind failure).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// One instance for [`apps_json`].
+#[derive(Clone, Debug)]
+pub struct Inst {
+    pub app: String,
+    pub id: String,
+    pub ip: String,
+    pub port: u16,
+    pub status: String,
+    pub metadata: Value,
+}
+
+impl Inst {
+    /// A Spring-style instance: id `pod:app:port`.
+    pub fn up(app: &str, pod: &str, addr: SocketAddr) -> Self {
+        Inst {
+            app: app.to_uppercase(),
+            id: format!("{pod}:{}:{}", app.to_lowercase(), addr.port()),
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+            status: "UP".into(),
+            metadata: json!({"@class": "java.util.Collections$EmptyMap"}),
+        }
+    }
+
+    pub fn status(mut self, s: &str) -> Self {
+        self.status = s.into();
+        self
+    }
+
+    pub fn ip(mut self, ip: &str) -> Self {
+        self.ip = ip.into();
+        self
+    }
+
+    /// The primary label xipgate gives this instance (Spring's pod:app:port → pod-port).
+    pub fn label(&self) -> String {
+        xipgate::names::instance_label(&self.id, &self.app)
+    }
+}
+
+fn instance_json(i: &Inst) -> Value {
+    json!({
+        "instanceId": i.id,
+        "hostName": i.id.split(':').next().unwrap_or(""),
+        "app": i.app,
+        "ipAddr": i.ip,
+        "status": i.status,
+        "overriddenStatus": "UNKNOWN",
+        "port": {"$": i.port, "@enabled": "true"},
+        "securePort": {"$": 443, "@enabled": "false"},
+        "countryId": 1,
+        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
+        "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90, "registrationTimestamp": 1700000000000u64,
+                      "lastRenewalTimestamp": 1700000030000u64, "evictionTimestamp": 0, "serviceUpTimestamp": 1700000000100u64},
+        "metadata": i.metadata,
+        "homePageUrl": format!("http://{}:{}/", i.ip, i.port),
+        "statusPageUrl": format!("http://{}:{}/actuator/info", i.ip, i.port),
+        "healthCheckUrl": format!("http://{}:{}/actuator/health", i.ip, i.port),
+        "vipAddress": i.app.to_lowercase(),
+        "secureVipAddress": i.app.to_lowercase(),
+        "isCoordinatingDiscoveryServer": "false",
+        "lastUpdatedTimestamp": "1700000000100",
+        "lastDirtyTimestamp": "1700000000000",
+        "actionType": "ADDED"
+    })
+}
+
+/// A full `/apps` document in the shape modern (Jackson) Eureka servers send.
+pub fn apps_json(instances: &[Inst]) -> String {
+    let mut apps: Vec<(String, Vec<Value>)> = Vec::new();
+    for i in instances {
+        match apps.iter_mut().find(|(a, _)| *a == i.app) {
+            Some((_, list)) => list.push(instance_json(i)),
+            None => apps.push((i.app.clone(), vec![instance_json(i)])),
+        }
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for i in instances {
+        *counts.entry(i.status.clone()).or_insert(0) += 1;
+    }
+    let hash: String = counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect();
+    json!({"applications": {
+        "versions__delta": "1",
+        "apps__hashcode": hash,
+        "application": apps.into_iter().map(|(name, inst)| json!({"name": name, "instance": inst})).collect::<Vec<_>>()
+    }})
+    .to_string()
+}
+
+/// A stub Eureka server. Its answers can be swapped while xipgate runs.
+pub struct StubEureka {
+    pub server: MockServer,
+}
+
+impl StubEureka {
+    pub async fn start() -> Self {
+        StubEureka { server: MockServer::start().await }
+    }
+
+    /// The base URL xipgate is configured with (`.../eureka`).
+    pub fn url(&self) -> String {
+        format!("{}/eureka", self.server.uri())
+    }
+
+    /// Serves `instances` at `/eureka/apps` (and an empty-change delta, so delta sync
+    /// keeps matching until the next swap forces a full fetch).
+    pub async fn serve(&self, instances: &[Inst]) {
+        self.serve_body(200, &apps_json(instances), "application/json").await;
+    }
+
+    /// Serves any status and body at `/eureka/apps` and `/eureka/apps/delta`.
+    pub async fn serve_body(&self, status: u16, body: &str, content_type: &str) {
+        self.server.reset().await;
+        for p in ["/eureka/apps", "/eureka/apps/"] {
+            Mock::given(method("GET"))
+                .and(path(p))
+                .respond_with(ResponseTemplate::new(status).set_body_raw(body.as_bytes().to_vec(), content_type))
+                .mount(&self.server)
+                .await;
+        }
+        // A delta whose hash never matches forces xipgate back to a full fetch, so
+        // every swap is seen within one interval.
+        Mock::given(method("GET"))
+            .and(path("/eureka/apps/delta"))
+            .respond_with(ResponseTemplate::new(status).set_body_raw(
+                r#"{"applications":{"versions__delta":"2","apps__hashcode":"MISMATCH_1_","application":[]}}"#,
+                "application/json",
+            ))
+            .mount(&self.server)
+            .await;
+    }
+}
+
+/// A real HTTP/1.1 backend that answers every request with its own name, the Host it
+/// got and the forwarding headers, and counts the requests it served.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let addr = listener.local_addr().expect("backend addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (n, h) = (name.to_string(), hits.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (n, h) = (n.clone(), h.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // Read one request head (bodies are not used by these tests).
+                        let end = loop {
+                            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break p + 4;
+                            }
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end);
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let header = |name: &str| {
+                            head.lines()
+                                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+                                .unwrap_or_default()
+                        };
+                        let body = json!({
+                            "backend": n,
+                            "host": header("host"),
+                            "xff": header("x-forwarded-for"),
+                            "xfh": header("x-forwarded-host"),
+                            "xfp": header("x-forwarded-proto"),
+                            "xfport": header("x-forwarded-port"),
+                            "request_line": head.lines().next().unwrap_or(""),
+                        })
+                        .to_string();
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Backend: {n}\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if sock.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Backend { name: name.to_string(), addr, hits, task }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("reserve a port")
+}
+
+/// The real binary, started with a generated config.
+pub struct Xipgate {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub console: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+pub const DOMAIN: &str = "127-0-0-1.sslip.io";
+
+impl Xipgate {
+    /// Starts xipgate against `eureka_url` with `extra` YAML appended under `xipgate:`
+    /// (indented two spaces), and waits until `/readyz` answers 200.
+    pub fn start(eureka_url: &str, extra: &str) -> Self {
+        Self::start_with(eureka_url, extra, "", true)
+    }
+
+    /// Like [`Xipgate::start`]; `top` is extra top-level (Pingora) YAML; with
+    /// `wait_ready: false` it only waits for `/healthz`.
+    pub fn start_with(eureka_url: &str, extra: &str, top: &str, wait_ready: bool) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (proxy, console) = (free_port(), free_port());
+        let config = dir.path().join("xipgate.yaml");
+        let yaml = format!(
+            "version: 1\nthreads: 2\npid_file: {d}/x.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\nxipgate:\n  listen: [\"127.0.0.1:{proxy}\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka_url}\"]\n      interval: 1s\n      timeout: 1s\n    startup_wait: 10s\n  console:\n    listen: 127.0.0.1:{console}\n{extra}\n",
+            d = dir.path().display()
+        );
+        std::fs::write(&config, yaml).expect("write config");
+        let log = std::fs::File::create(dir.path().join("xipgate.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_xipgate"))
+            .arg("-c")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .env_remove("REGISTRY_HOST")
+            .env_remove("XIP_DOMAIN")
+            .env_remove("WEB_DOMAIN")
+            .env_remove("XIP_IP")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn xipgate");
+        let x = Xipgate {
+            child,
+            proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
+            console: SocketAddr::from(([127, 0, 0, 1], console)),
+            dir,
+            config,
+        };
+        let wanted = if wait_ready { "/readyz" } else { "/healthz" };
+        x.wait_for(wanted, 200, Duration::from_secs(20));
+        if wait_ready {
+            x.wait_port(x.proxy, Duration::from_secs(10));
+        }
+        x
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("xipgate.log")).unwrap_or_default()
+    }
+
+    /// Polls the console until `path` answers `status` (the readiness signal).
+    pub fn wait_for(&self, path: &str, status: u16, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok((s, _, _)) = http_get(self.console, "localhost", path) {
+                if s == status {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "xipgate: {path} did not answer {status} in {within:?}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_port(&self, addr: SocketAddr, within: Duration) {
+        let deadline = Instant::now() + within;
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "proxy port {addr} never opened\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET through the proxy with `Host: <label>.<DOMAIN>`.
+    pub fn get(&self, label: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+        http_get(self.proxy, &format!("{label}.{DOMAIN}"), path).expect("request through xipgate")
+    }
+
+    pub fn api(&self, path: &str) -> (u16, Value) {
+        let (s, _, body) = http_get(self.console, "localhost", path).expect("console request");
+        (s, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+}
+
+impl Drop for Xipgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends raw bytes and reads the whole answer (the connection is closed after it).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(request)?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A minimal HTTP/1.1 GET with `Connection: close`: status, headers, body.
+pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    let text = raw(addr, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    Ok(parse_response(&text))
+}
+
+pub fn parse_response(text: &str) -> (u16, Vec<(String, String)>, String) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `within`.
+pub fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,188 @@
+//! End-to-end routing through the real binary: stub Eureka, real backends, loopback.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn backend_of(body: &str) -> String {
+    serde_json::from_str::<Value>(body).ok().and_then(|v| v["backend"].as_str().map(String::from)).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_and_service_hosts_route_and_follow_the_registry() {
+    let (a, b, c) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await);
+    let eureka = StubEureka::start().await;
+    let ia = Inst::up("order-service", "order-7d9f8-x2k4q", a.addr);
+    let ib = Inst::up("order-service", "order-7d9f8-zzzzz", b.addr);
+    let ic = Inst::up("order-service", "order-7d9f8-down1", c.addr).status("DOWN");
+    eureka.serve(&[ia.clone(), ib.clone(), ic.clone()]).await;
+    let x = Xipgate::start(&eureka.url(), "");
+
+    // An instance host reaches exactly that instance, with X-Served-By.
+    for _ in 0..5 {
+        let (status, headers, body) = x.get(&ia.label(), "/hello");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(backend_of(&body), "a");
+        assert_eq!(header(&headers, "x-served-by"), Some(ia.id.as_str()));
+    }
+    // The client's Host goes through unchanged; forwarding headers are set.
+    let (_, _, body) = x.get(&ia.label(), "/");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["host"], format!("{}.{DOMAIN}", ia.label()));
+    assert_eq!(v["xff"], "127.0.0.1");
+    assert_eq!(v["xfp"], "http");
+    assert_eq!(v["xfh"], format!("{}.{DOMAIN}", ia.label()));
+    assert_eq!(v["xfport"], x.proxy.port().to_string());
+
+    // A DOWN instance is still reachable by its own host, and says so.
+    let (status, headers, body) = x.get(&ic.label(), "/");
+    assert_eq!((status, backend_of(&body).as_str()), (200, "c"));
+    assert_eq!(header(&headers, "x-xipgate-instance-status"), Some("DOWN"));
+
+    // The service host spreads over UP instances only.
+    let mut seen = HashSet::new();
+    for _ in 0..20 {
+        let (status, _, body) = x.get("order-service", "/");
+        assert_eq!(status, 200);
+        seen.insert(backend_of(&body));
+    }
+    assert_eq!(seen, HashSet::from(["a".to_string(), "b".to_string()]));
+
+    // The older design's names (`_` for `:` and `-`) and upper case still work.
+    let seed = ia.id.replace([':', '-'], "_");
+    assert_eq!(backend_of(&x.get(&seed, "/").2), "a");
+    assert_eq!(backend_of(&x.get(&ia.label().to_uppercase(), "/").2), "a");
+
+    // b goes DOWN: the service host stops using it within one interval.
+    eureka.serve(&[ia.clone(), ib.clone().status("DOWN"), ic.clone()]).await;
+    eventually(Duration::from_secs(5), "b leaves the rotation", || {
+        (0..6).all(|_| backend_of(&x.get("order-service", "/").2) == "a")
+    });
+    // a is removed from the registry: its host answers 404 naming it.
+    eureka.serve(&[ib.clone().status("DOWN"), ic.clone()]).await;
+    eventually(Duration::from_secs(5), "a disappears", || x.get(&ia.label(), "/").0 == 404);
+    let (status, _, body) = x.get("order-service", "/");
+    assert_eq!(status, 503);
+    assert!(body.contains("ORDER-SERVICE") && body.contains("no UP instance"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eureka_going_down_keeps_the_table() {
+    let a = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    let ia = Inst::up("pay", "pay-1", a.addr);
+    eureka.serve(&[ia.clone()]).await;
+    let x = Xipgate::start(&eureka.url(), "");
+    assert_eq!(x.get(&ia.label(), "/").0, 200);
+
+    for (status, body) in [(500, "oops"), (503, "<html>down</html>"), (200, "{\"applications\": {\"application\": ")] {
+        eureka.serve_body(status, body, "text/html").await;
+        eventually(Duration::from_secs(5), "the failure is recorded", || {
+            x.api("/api/v1/registry").1["consecutive_failures"].as_u64().unwrap_or(0) >= 2
+        });
+        assert_eq!(x.get(&ia.label(), "/").0, 200, "known instance still answers during {status}");
+        assert_eq!(x.get("pay", "/").0, 200);
+        assert!(x.api("/api/v1/registry").1["last_error"].as_str().is_some());
+        eureka.serve(&[ia.clone()]).await;
+        eventually(Duration::from_secs(5), "recovery", || {
+            x.api("/api/v1/registry").1["consecutive_failures"].as_u64() == Some(0)
+        });
+    }
+    // Connection refused: drop the stub entirely.
+    drop(eureka);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(x.get(&ia.label(), "/").0, 200);
+    assert_eq!(x.api("/readyz").0, 200, "still ready while serving the last good table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_answers_name_the_problem() {
+    let a = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    let ok = Inst::up("svc", "svc-1", a.addr);
+    let outside = Inst::up("evil", "evil-1", a.addr).ip("8.8.8.8");
+    let metadata = Inst::up("meta", "meta-1", a.addr).ip("169.254.169.254");
+    eureka.serve(&[ok.clone(), outside.clone(), metadata.clone()]).await;
+    let x = Xipgate::start(&eureka.url(), "");
+
+    let (s, _, body) = x.get("nothing-here", "/");
+    assert_eq!(s, 404);
+    assert!(body.contains("'nothing-here'") && body.contains("/api/v1/services"), "{body}");
+
+    let (s, _, body) = http_get(x.proxy, "svc.example.org", "/").unwrap();
+    assert_eq!(s, 404);
+    assert!(body.contains("svc.example.org"), "{body}");
+
+    let (s, _, body) = x.get(&outside.label(), "/");
+    assert_eq!(s, 403);
+    assert!(body.contains("8.8.8.8") && body.contains("upstream.allow"), "{body}");
+    let (s, _, body) = x.get(&metadata.label(), "/");
+    assert_eq!(s, 403);
+    assert!(body.contains("link-local"), "{body}");
+    // A service whose only instance is refused has nothing to route to.
+    assert_eq!(x.get("evil", "/").0, 503);
+    assert_eq!(a.hits(), 0, "nothing refused ever reached a backend");
+
+    let text = raw(x.proxy, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(parse_response(&text).0, 400, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_never_loaded_answers_503_with_the_reason() {
+    let dead = format!("http://127.0.0.1:{}/eureka", free_port());
+    let x = Xipgate::start_with(&dead, "", "", false);
+    // The proxy starts after registry.startup_wait (10 s in tests) even without Eureka.
+    eventually(Duration::from_secs(20), "the proxy listener opens", || std::net::TcpStream::connect(x.proxy).is_ok());
+    let (s, headers, body) = x.get("anything", "/");
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("not loaded") && body.contains("cannot connect"), "{body}");
+    assert!(header(&headers, "retry-after").is_some());
+    assert_eq!(x.api("/readyz").0, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_and_credentials() {
+    let a = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    let ia = Inst::up("web", "web-1", a.addr);
+    eureka.serve(&[ia.clone()]).await;
+    let x = Xipgate::start(&eureka.url(), "");
+    let host = format!("web.{DOMAIN}");
+    let pre = raw(
+        x.proxy,
+        format!("OPTIONS /api HTTP/1.1\r\nHost: {host}\r\nOrigin: http://ui.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: x-token\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let (s, h, _) = parse_response(&pre);
+    assert_eq!(s, 204);
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("http://ui.example"));
+    assert_eq!(header(&h, "access-control-allow-credentials"), Some("true"));
+    assert_eq!(header(&h, "access-control-allow-headers"), Some("x-token"));
+    assert_eq!(a.hits(), 0, "the preflight is answered at the edge");
+
+    let get = raw(x.proxy, format!("GET / HTTP/1.1\r\nHost: {host}\r\nOrigin: http://ui.example\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let (s, h, _) = parse_response(&get);
+    assert_eq!(s, 200);
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("http://ui.example"), "never '*' with credentials");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_can_be_turned_off() {
+    let a = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[Inst::up("web", "web-1", a.addr)]).await;
+    let x = Xipgate::start(&eureka.url(), "  cors:\n    enabled: false\n");
+    let pre = raw(
+        x.proxy,
+        format!("OPTIONS / HTTP/1.1\r\nHost: web.{DOMAIN}\r\nOrigin: http://ui.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let (s, h, _) = parse_response(&pre);
+    assert_eq!(s, 200, "the OPTIONS goes to the backend");
+    assert_eq!(header(&h, "access-control-allow-origin"), None);
+    assert_eq!(a.hits(), 1);
+}
