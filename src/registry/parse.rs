@@ -273,12 +273,16 @@ struct Scalar(String);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor).and_then(|s| s.ok_or_else(|| de::Error::custom("expected a scalar")))
+        // An empty XML element (`<apps__hashcode/>`) is an empty string.
+        Ok(d.deserialize_any(ScalarVisitor { strict: true })?.unwrap_or_else(|| Scalar(String::new())))
     }
 }
 
-/// Accepts anything: scalars become `Some(text)`, objects and arrays are skipped as `None`.
-struct ScalarVisitor;
+/// Scalars become `Some(text)`. Objects and arrays are skipped as `None`, or, when
+/// `strict`, rejected (a field that must be a scalar holding an object is a bad instance).
+struct ScalarVisitor {
+    strict: bool,
+}
 
 impl<'de> Visitor<'de> for ScalarVisitor {
     type Value = Option<Scalar>;
@@ -310,22 +314,30 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(None)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(ScalarVisitor)
+        d.deserialize_any(self)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         // An XML element with attributes arrives as a map; its text is under `$text`.
-        let mut text = None;
+        let (mut text, mut other) = (None, false);
         while let Some(key) = map.next_key::<String>()? {
             if key == "$text" || key == "$value" || key == "$" {
                 text = map.next_value_seed(AnySeed)?;
             } else {
+                other |= !key.starts_with('@');
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(text)
+        match (text, other && self.strict) {
+            (Some(t), _) => Ok(Some(t)),
+            (None, true) => Err(de::Error::custom("expected a string, number or boolean, found an object")),
+            (None, false) => Ok(None),
+        }
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
+        if self.strict {
+            return Err(de::Error::custom("expected a string, number or boolean, found an array"));
+        }
         Ok(None)
     }
 }
@@ -336,7 +348,7 @@ struct AnySeed;
 impl<'de> de::DeserializeSeed<'de> for AnySeed {
     type Value = Option<Scalar>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(ScalarVisitor)
+        d.deserialize_any(ScalarVisitor { strict: false })
     }
 }
 

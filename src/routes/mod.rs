@@ -311,3 +311,93 @@ fn build_service(label: String, instances: Vec<Arc<Target>>) -> Service {
     }
     Service { app, label, instances, rotation, cursor: AtomicUsize::new(0) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(app: &str, id: &str, ip: &str, status: Status) -> Instance {
+        Instance {
+            app: app.into(),
+            instance_id: id.into(),
+            host_name: String::new(),
+            ip_addr: ip.into(),
+            port: Some(8080),
+            secure_port: None,
+            status,
+            metadata: Default::default(),
+            home_page_url: None,
+            status_page_url: None,
+            health_check_url: None,
+            last_renewal_ms: Some(1),
+            last_dirty_ms: None,
+        }
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()]))
+    }
+
+    #[test]
+    fn colliding_labels_become_unique_and_stable() {
+        let t = table();
+        // "pod:a:8080" and "pod:8080" both make the label "pod-8080".
+        t.apply(vec![inst("A", "pod:a:8080", "10.0.0.1", Status::Up), inst("A", "pod:8080", "10.0.0.2", Status::Up)]);
+        let labels: Vec<String> = t.instances().iter().map(|x| x.label.clone()).collect();
+        assert_ne!(labels[0], labels[1]);
+        assert!(labels.iter().all(|l| l.starts_with("pod-8080-") && l.len() <= 63), "{labels:?}");
+        // The same registry in the other order gives the same labels.
+        let t2 = table();
+        t2.apply(vec![inst("A", "pod:8080", "10.0.0.2", Status::Up), inst("A", "pod:a:8080", "10.0.0.1", Status::Up)]);
+        let labels2: Vec<String> = t2.instances().iter().map(|x| x.label.clone()).collect();
+        assert_eq!(labels, labels2);
+    }
+
+    #[test]
+    fn apply_touches_only_what_changed() {
+        let t = table();
+        let r = t.apply(vec![inst("A", "a1", "10.0.0.1", Status::Up), inst("A", "a2", "10.0.0.2", Status::Up)]);
+        assert_eq!((r.added, r.removed, r.changed), (2, 0, 0));
+        let Some(Route::Instance(before)) = t.lookup("a1") else { panic!("a1 routes") };
+
+        // A lease renewal alone keeps the entry (same Arc) and updates the timestamp.
+        let mut renewed = inst("A", "a1", "10.0.0.1", Status::Up);
+        renewed.last_renewal_ms = Some(99);
+        let r = t.apply(vec![renewed, inst("A", "a2", "10.0.0.2", Status::Down)]);
+        assert_eq!((r.added, r.removed, r.changed), (0, 0, 1));
+        assert_eq!(r.status_changes, vec![("a2".to_string(), Status::Up, Status::Down)]);
+        let Some(Route::Instance(after)) = t.lookup("a1") else { panic!("a1 routes") };
+        assert!(Arc::ptr_eq(&before, &after));
+        assert_eq!(after.last_renewal_ms.load(Ordering::Relaxed), 99);
+
+        let r = t.apply(vec![inst("A", "a2", "10.0.0.2", Status::Down)]);
+        assert_eq!((r.added, r.removed), (0, 1));
+        assert!(t.lookup("a1").is_none());
+        let Some(Route::Service(s)) = t.lookup("a") else { panic!("service routes") };
+        assert!(!s.has_eligible(), "a DOWN instance is not in rotation");
+    }
+
+    #[test]
+    fn weights_interleave_in_rotation() {
+        let t = table();
+        let mut heavy = inst("S", "h", "10.0.0.1", Status::Up);
+        heavy.metadata.insert("weight".into(), "3".into());
+        t.apply(vec![heavy, inst("S", "l", "10.0.0.2", Status::Up)]);
+        let Some(Route::Service(s)) = t.lookup("s") else { panic!() };
+        let picks: Vec<String> = (0..8).map(|_| s.next(|_| false).unwrap().instance.instance_id.clone()).collect();
+        assert_eq!(picks.iter().filter(|p| *p == "h").count(), 6, "{picks:?}");
+        assert!(picks.windows(4).all(|w| w.iter().any(|p| p == "l")), "never starved: {picks:?}");
+    }
+
+    #[test]
+    fn refused_addresses_are_kept_but_not_routed() {
+        let t = table();
+        t.apply(vec![inst("S", "x", "8.8.8.8", Status::Up), inst("S", "y", "not-an-ip", Status::Up)]);
+        let Some(Route::Instance(x)) = t.lookup("x") else { panic!() };
+        assert!(matches!(x.upstream, Err(Refusal::NotAllowed(_))));
+        let Some(Route::Instance(y)) = t.lookup("y") else { panic!() };
+        assert!(matches!(y.upstream, Err(Refusal::NotAnIp(_))));
+        let Some(Route::Service(s)) = t.lookup("s") else { panic!() };
+        assert!(!s.has_eligible());
+    }
+}
