@@ -1,0 +1,148 @@
+//! Property tests: label making, Host parsing and the Eureka parser.
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use xipgate::names;
+use xipgate::registry::parse::parse_apps;
+
+fn is_dns_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
+/// Four 1-3 digit groups joined by `-`, anywhere: what sslip.io/nip.io read as an address.
+fn has_dashed_ipv4(l: &str) -> bool {
+    let groups: Vec<&str> = l.split('-').collect();
+    groups.windows(4).any(|w| w.iter().all(|g| (1..=3).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_digit())))
+}
+
+/// instanceIds as real registries have them, and worse.
+fn instance_ids() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z][a-z0-9-]{0,40}:[a-z-]{1,20}:[0-9]{2,5}",
+        "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}:[a-z]{1,10}:[0-9]{1,5}",
+        "[a-z0-9]{1,10}(-[0-9]{1,3}){3,6}(-[a-z0-9]{1,5})?",
+        ".{1,120}",
+        "[A-Za-z0-9_:.-]{60,200}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn instance_labels_are_valid_deterministic_idempotent(id in instance_ids(), app in "[A-Za-z-]{0,20}") {
+        let label = names::instance_label(&id, &app);
+        prop_assume!(!label.is_empty()); // an id without a single [a-z0-9] gives nothing
+        prop_assert!(is_dns_label(&label), "{id:?} -> {label:?}");
+        prop_assert!(!has_dashed_ipv4(&label), "{id:?} -> {label:?}");
+        prop_assert_eq!(&label, &names::instance_label(&id, &app));
+        prop_assert_eq!(&label, &names::instance_label(&label, &app));
+        let normalised = names::normalize_request_label(&label);
+        prop_assert_eq!(normalised.as_deref(), Some(label.as_str()));
+    }
+
+    #[test]
+    fn service_and_full_labels_are_valid(s in ".{1,150}") {
+        for label in [names::service_label(&s), names::full_instance_label(&s)] {
+            if !label.is_empty() {
+                prop_assert!(is_dns_label(&label), "{s:?} -> {label:?}");
+                prop_assert!(!has_dashed_ipv4(&label));
+            }
+        }
+    }
+
+    #[test]
+    fn disambiguated_labels_stay_valid(id in instance_ids(), other in instance_ids()) {
+        let label = names::instance_label(&id, "");
+        prop_assume!(!label.is_empty());
+        let a = names::disambiguate(&label, &id);
+        prop_assert!(is_dns_label(&a) && !has_dashed_ipv4(&a), "{a:?}");
+        if id != other {
+            // Different ids almost never share a suffix; equal ones always do.
+            prop_assert_eq!(&a, &names::disambiguate(&label, &id));
+        }
+    }
+
+    #[test]
+    fn host_parsing_never_panics_and_normalises(raw in ".{0,300}") {
+        if let Ok(host) = names::normalize_host(&raw) {
+            prop_assert!(host.len() <= 253);
+            prop_assert!(!host.ends_with('.') && !host.contains(':'));
+            prop_assert_eq!(host.to_ascii_lowercase(), host.clone());
+            prop_assert!(host.split('.').all(|l| !l.is_empty() && l.len() <= 63));
+            let domains = vec!["127-0-0-1.sslip.io".to_string()];
+            if let Ok((label, _)) = names::split_host(&host, &domains) {
+                prop_assert!(!label.contains('.') && !label.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn hosts_built_from_labels_parse_back(id in instance_ids(), port in proptest::option::of(1u16..)) {
+        let label = names::instance_label(&id, "");
+        prop_assume!(!label.is_empty());
+        let raw = match port { Some(p) => format!("{}.127-0-0-1.SSLIP.io.:{p}", label.to_uppercase()), None => format!("{label}.127-0-0-1.sslip.io") };
+        let host = names::normalize_host(&raw).unwrap();
+        let (got, _) = names::split_host(&host, &["127-0-0-1.sslip.io".to_string()]).unwrap();
+        prop_assert_eq!(got, label.as_str());
+    }
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec(
+                (prop_oneof![Just("instanceId".to_string()), Just("port".to_string()), Just("status".to_string()),
+                             Just("$".to_string()), Just("@enabled".to_string()), Just("metadata".to_string()),
+                             Just("instance".to_string()), Just("application".to_string()), "[a-z@$]{1,8}"],
+                 inner),
+                0..6
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn good_instance(n: usize) -> Value {
+    json!({"instanceId": format!("pod-{n}:app:8080"), "app": "APP", "ipAddr": "10.0.0.1", "status": "UP",
+           "port": {"$": 8080, "@enabled": "true"}})
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn parser_never_panics_on_arbitrary_json(v in arb_json()) {
+        let _ = parse_apps(v.to_string().as_bytes());
+        let wrapped = json!({"applications": {"application": [{"name": "X", "instance": [v.clone()]}]}});
+        let _ = parse_apps(wrapped.to_string().as_bytes());
+        let _ = parse_apps(json!({"applications": v}).to_string().as_bytes());
+    }
+
+    #[test]
+    fn parser_never_panics_on_arbitrary_bytes(b in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = parse_apps(&b);
+    }
+
+    #[test]
+    fn one_bad_instance_never_drops_the_others(n in 1usize..20, bad in arb_json(), at in 0usize..20) {
+        let mut instances: Vec<Value> = (0..n).map(good_instance).collect();
+        // Anything that is not an object with usable fields, at any position.
+        let bad = match bad { Value::Object(_) => json!([bad]), other => other };
+        instances.insert(at.min(n), bad);
+        let doc = json!({"applications": {"application": [{"name": "APP", "instance": instances}]}});
+        let snap = parse_apps(doc.to_string().as_bytes()).unwrap();
+        prop_assert_eq!(snap.instances.len(), n);
+    }
+}
