@@ -17,7 +17,7 @@ use pingora_core::server::configuration::Opt;
 use crate::config::Config;
 use crate::console::{Access, Console, ConsoleApp, Links, Metrics};
 use crate::dns::DnsConfig;
-use crate::proxy::{Gate, ProxySettings};
+use crate::proxy::{Gate, Limited, ProxySettings};
 use crate::registry::{EurekaClient, RegistrySync, SyncState};
 use crate::routes::{Allowlist, RouteTable};
 
@@ -74,13 +74,12 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         Some(parts.console.clone()),
         parts.metrics.clone(),
     );
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(&conf, gate, "xipgate proxy");
-    if let Some(app) = proxy.app_logic_mut() {
-        // HTTP/2 over cleartext for clients that ask with prior knowledge.
-        let mut opts = HttpServerOptions::default();
-        opts.h2c = true;
-        app.server_options = Some(opts);
-    }
+    let mut app = pingora_proxy::http_proxy(&conf, gate);
+    // HTTP/2 over cleartext for clients that ask with prior knowledge.
+    let mut opts = HttpServerOptions::default();
+    opts.h2c = true;
+    app.server_options = Some(opts);
+    let mut proxy = Service::new("xipgate proxy".to_string(), Limited::new(app, cfg.max_client_connections));
     for addr in &cfg.listen {
         proxy.add_tcp(&addr.to_string());
     }

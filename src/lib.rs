@@ -9,6 +9,7 @@
 pub mod app;
 pub mod config;
 pub mod console;
+pub mod demo;
 pub mod dns;
 pub mod names;
 pub mod proxy;

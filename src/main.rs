@@ -14,11 +14,18 @@ struct Cli {
     /// Pingora's flags: -c FILE, -t (test the config and exit), -u (upgrade), -d (daemon).
     #[command(flatten)]
     pingora: Opt,
+    /// Run a complete demo: a stand-in Eureka with a few services, backends on loopback,
+    /// the proxy on 127.0.0.1:8080 and the console on http://127.0.0.1:9080/.
+    #[arg(long)]
+    demo: bool,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut cli = Cli::parse();
+    if cli.demo {
+        return xipgate::demo::run(cli.pingora);
+    }
     let path = cli.pingora.conf.take().map(PathBuf::from);
     let cfg = match xipgate::config::load(path.as_deref(), |k| std::env::var(k).ok()) {
         Ok(cfg) => cfg,

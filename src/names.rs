@@ -166,7 +166,7 @@ pub fn normalize_host(raw: &str) -> Result<String, HostError> {
     }
     let host = match raw.rsplit_once(':') {
         Some((h, port)) => {
-            if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
                 return Err(HostError::Invalid(format!("bad port in '{}'", printable(raw))));
             }
             h

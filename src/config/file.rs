@@ -69,6 +69,8 @@ pub struct UpstreamFile {
 pub struct DownstreamFile {
     /// Idle time after which a client keep-alive connection is closed.
     pub keepalive_timeout: Option<String>,
+    /// Connections one client address may hold open at once.
+    pub max_client_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -42,6 +42,8 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_TRIES: u32 = 3;
 /// Pingora keeps idle client connections forever by default; we do not.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Per client address; generous because whole offices sit behind one NAT address.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 2000;
 pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:9080";
 pub const DEFAULT_DNS_TTL: u32 = 60;
@@ -60,6 +62,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub upstream: UpstreamConfig,
     pub keepalive_timeout: Duration,
+    pub max_client_connections: usize,
     pub cors: CorsConfig,
     pub console: ConsoleConfig,
     pub dns: Option<DnsSettings>,

@@ -206,6 +206,10 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
 
     let keepalive_timeout =
         c.duration("xipgate.downstream.keepalive_timeout", x.downstream.keepalive_timeout.as_ref(), DEFAULT_KEEPALIVE_TIMEOUT);
+    let max_client_connections = x.downstream.max_client_connections.unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS);
+    if max_client_connections == 0 {
+        c.err("xipgate.downstream.max_client_connections", "must be at least 1");
+    }
     let cors = CorsConfig {
         enabled: x.cors.enabled.unwrap_or(true),
         allow_credentials: x.cors.allow_credentials.unwrap_or(true),
@@ -291,6 +295,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         registry,
         upstream,
         keepalive_timeout,
+        max_client_connections,
         cors,
         console,
         dns,

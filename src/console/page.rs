@@ -1,5 +1,9 @@
 //! The console page: server-rendered from `templates/console.html` (askama checks the
-//! template against these view structs at compile time).
+//! template against these view structs at compile time, and escapes every value).
+//!
+//! The page is complete without JavaScript: `?q=` filters on the server (rows that do not
+//! match get the `hidden` attribute). The page's small script does the same filtering as
+//! the user types, and refreshes the summary and the table in place every few seconds.
 
 use std::time::SystemTime;
 
@@ -9,22 +13,42 @@ use bytes::Bytes;
 use super::api::format_time;
 use super::{Console, Links};
 use crate::proxy::Answer;
-use crate::registry::Status;
+use crate::registry::{Status, SyncStatus};
 use crate::routes::{Service, Target};
+
+/// Seconds between the script's in-place refreshes; slower for a large registry, whose
+/// page is a few megabytes.
+fn refresh_secs(instances: usize) -> u32 {
+    match instances {
+        0..=1000 => 5,
+        1001..=5000 => 15,
+        _ => 30,
+    }
+}
 
 #[derive(Template)]
 #[template(path = "console.html")]
 struct Page {
-    sources: String,
+    version: &'static str,
+    refresh_secs: u32,
+    sources: Vec<String>,
     banner: Option<Banner>,
     last_success: String,
+    last_success_at: String,
     last_error: Option<String>,
+    syncs_ok: u64,
+    syncs_failed: u64,
+    /// `<domain>[:port]`: what every name on the page ends with.
+    names: String,
     services_count: usize,
     instances_count: usize,
-    status_counts: Vec<(&'static str, usize)>,
+    status_counts: Vec<Count>,
     skipped: Vec<String>,
     services: Vec<ServiceView>,
     filter: String,
+    /// `?token=` as the request gave it, so the no-JavaScript filter form keeps it.
+    token: Option<String>,
+    shown: usize,
     generated: String,
 }
 
@@ -33,11 +57,25 @@ struct Banner {
     text: String,
 }
 
+/// How many instances have one status.
+struct Count {
+    status: &'static str,
+    class: &'static str,
+    n: usize,
+}
+
 struct ServiceView {
     name: String,
     label: String,
     url: String,
-    counts: Vec<(&'static str, usize)>,
+    /// The URL as shown: no scheme, no trailing slash.
+    url_text: String,
+    counts: Vec<Count>,
+    total: usize,
+    routable: bool,
+    /// What the filter matches for the whole service (lower case).
+    key: String,
+    hidden: bool,
     instances: Vec<InstanceView>,
 }
 
@@ -46,13 +84,29 @@ struct InstanceView {
     label: String,
     url: String,
     address: String,
+    secure_port: Option<u16>,
     status: &'static str,
-    up: bool,
+    class: &'static str,
     zone: String,
     last_renewal: String,
+    last_renewal_at: String,
     status_page: Option<String>,
     health_check: Option<String>,
     blocked: Option<String>,
+    /// What the filter matches for this row (lower case).
+    key: String,
+    hidden: bool,
+}
+
+/// The CSS class of a status chip.
+fn status_class(s: Status) -> &'static str {
+    match s {
+        Status::Up => "up",
+        Status::Down => "down",
+        Status::Starting => "starting",
+        Status::OutOfService => "oos",
+        Status::Unknown => "unknown",
+    }
 }
 
 fn age(t: SystemTime) -> String {
@@ -60,102 +114,134 @@ fn age(t: SystemTime) -> String {
     match secs {
         0..=119 => format!("{secs}s ago"),
         120..=7199 => format!("{}m ago", secs / 60),
-        _ => format!("{}h ago", secs / 3600),
+        7200..=172_799 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
     }
 }
 
-fn counts<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) -> Vec<(&'static str, usize)> {
+fn counts<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) -> Vec<Count> {
     let mut c = [0usize; 5];
     for t in targets {
         c[Status::ALL.iter().position(|s| *s == t.instance.status).unwrap_or(4)] += 1;
     }
-    Status::ALL.iter().zip(c).filter(|(_, n)| *n > 0).map(|(s, n)| (s.as_str(), n)).collect()
+    Status::ALL
+        .iter()
+        .zip(c)
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| Count { status: s.as_str(), class: status_class(*s), n })
+        .collect()
 }
 
-fn instance_view(t: &Target, links: &Links) -> InstanceView {
+/// The filter: every whitespace-separated term must occur somewhere in the text.
+fn matches(terms: &[String], text: &str) -> bool {
+    terms.iter().all(|t| text.contains(t.as_str()))
+}
+
+fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String]) -> InstanceView {
     let i = &t.instance;
     let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
-    let mut address = match i.port {
+    let renewed = (renewal > 0).then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(renewal));
+    let address = match i.port {
         Some(p) => format!("{}:{p}", i.ip_addr),
         None => i.ip_addr.clone(),
     };
-    if let Some(sp) = i.secure_port {
-        address.push_str(&format!(" (secure {sp})"));
-    }
+    let zone = i.zone().unwrap_or("").to_string();
+    let key = format!("{} {} {} {} {}", t.label, i.instance_id, address, i.status, zone).to_lowercase();
+    let hidden = !matches(terms, &format!("{service_key} {key}"));
     InstanceView {
         instance_id: i.instance_id.clone(),
         label: t.label.clone(),
         url: links.url(&t.label),
         address,
+        secure_port: i.secure_port,
         status: i.status.as_str(),
-        up: i.status == Status::Up,
-        zone: i.zone().unwrap_or("").to_string(),
-        last_renewal: if renewal > 0 {
-            age(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(renewal))
-        } else {
-            String::new()
-        },
+        class: status_class(i.status),
+        zone,
+        last_renewal: renewed.map(age).unwrap_or_default(),
+        last_renewal_at: renewed.map(format_time).unwrap_or_default(),
         status_page: i.status_page_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
         health_check: i.health_check_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
         blocked: t.upstream.as_ref().err().map(ToString::to_string),
+        key,
+        hidden,
     }
 }
 
-fn service_view(s: &Service, links: &Links) -> ServiceView {
+fn service_view(s: &Service, links: &Links, terms: &[String]) -> ServiceView {
+    let key = format!("{} {}", s.app, s.label).to_lowercase();
+    let instances: Vec<InstanceView> = s.instances.iter().map(|t| instance_view(t, links, &key, terms)).collect();
+    let url = links.url(&s.label);
     ServiceView {
         name: s.app.clone(),
         label: s.label.clone(),
-        url: links.url(&s.label),
+        url_text: url.trim_start_matches("http://").trim_end_matches('/').to_string(),
+        url,
         counts: counts(s.instances.iter()),
-        instances: s.instances.iter().map(|t| instance_view(t, links)).collect(),
+        total: s.instances.len(),
+        routable: s.has_eligible(),
+        hidden: !instances.iter().any(|i| !i.hidden),
+        key,
+        instances,
     }
+}
+
+/// The banner over the page: never loaded, registry empty, or syncs failing.
+fn banner(sync: &SyncStatus, loaded: bool) -> Option<Banner> {
+    if !loaded {
+        return Some(Banner {
+            level: "error",
+            text: format!(
+                "The registry has never been loaded, so nothing is routed yet{}",
+                sync.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+        });
+    }
+    if sync.empty_since.is_some() {
+        return Some(Banner {
+            level: "warn",
+            text: "Eureka suddenly lists no instances: the last good table is kept for now and still routed.".into(),
+        });
+    }
+    (sync.consecutive_failures > 0).then(|| Banner {
+        level: "warn",
+        text: format!(
+            "Registry is stale: Eureka is unreachable or failing ({} attempt{} in a row). Showing and routing the last good registry{}.",
+            sync.consecutive_failures,
+            if sync.consecutive_failures == 1 { "" } else { "s" },
+            sync.last_success.map(|t| format!(" from {}", age(t))).unwrap_or_default()
+        ),
+    })
 }
 
 pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
     let sync = console.sync.snapshot();
     let loaded = console.table.is_loaded();
-    let banner = if !loaded {
-        Some(Banner {
-            level: "error",
-            text: format!(
-                "The registry has never been loaded{}",
-                sync.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-            ),
-        })
-    } else if sync.empty_since.is_some() {
-        Some(Banner {
-            level: "warn",
-            text: "Eureka suddenly lists no instances: the last good table is kept for now and still routed.".into(),
-        })
-    } else if sync.consecutive_failures > 0 {
-        Some(Banner {
-            level: "warn",
-            text: format!(
-                "Eureka is unreachable or failing ({} attempts in a row): showing and routing the last good registry{}.",
-                sync.consecutive_failures,
-                sync.last_success.map(|t| format!(" from {}", age(t))).unwrap_or_default()
-            ),
-        })
-    } else {
-        None
+    let param = |name: &str| {
+        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     };
-    let services = console.table.services();
+    let filter = param("q").unwrap_or_default();
+    let terms: Vec<String> = filter.to_lowercase().split_whitespace().map(String::from).collect();
+    let services: Vec<ServiceView> = console.table.services().iter().map(|s| service_view(s, links, &terms)).collect();
     let instances = console.table.instances();
-    let filter = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "q")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
     let page = Page {
-        sources: sync.sources.join(", "),
-        banner,
-        last_success: sync.last_success.map(|t| format!("{} ({})", format_time(t), age(t))).unwrap_or_else(|| "never".into()),
-        last_error: sync.last_error.filter(|_| sync.consecutive_failures > 0 || sync.empty_since.is_some()),
+        version: env!("CARGO_PKG_VERSION"),
+        refresh_secs: refresh_secs(instances.len()),
+        sources: sync.sources.clone(),
+        banner: banner(&sync, loaded),
+        last_success: sync.last_success.map(age).unwrap_or_else(|| "never".into()),
+        last_success_at: sync.last_success.map(format_time).unwrap_or_default(),
+        last_error: sync.last_error.clone().filter(|_| sync.consecutive_failures > 0 || sync.empty_since.is_some()),
+        syncs_ok: sync.syncs_ok,
+        syncs_failed: sync.syncs_failed,
+        names: links.url("").trim_start_matches("http://.").trim_end_matches('/').to_string(),
         services_count: services.len(),
         instances_count: instances.len(),
         status_counts: counts(instances.iter()),
         skipped: sync.skipped,
-        services: services.iter().map(|s| service_view(s, links)).collect(),
+        shown: services.iter().flat_map(|s| &s.instances).filter(|i| !i.hidden).count(),
+        services,
         filter,
+        token: param("token"),
         generated: format_time(SystemTime::now()),
     };
     match page.render() {
@@ -163,3 +249,6 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         Err(e) => super::api::error(500, format!("rendering the page failed: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {}

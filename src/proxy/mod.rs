@@ -1,9 +1,11 @@
 //! The Pingora `ProxyHttp`: Host label → instance or service → upstream peer.
 
 mod host;
+mod limit;
 mod respond;
 
 pub use host::request_host;
+pub use limit::Limited;
 pub use respond::Answer;
 
 use std::net::SocketAddr;

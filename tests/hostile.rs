@@ -1,0 +1,161 @@
+//! Hostile requests: a table of Host/authority cases that must each get the documented
+//! 4xx and never reach a backend, and connection floods bounded by configured limits.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::*;
+
+/// Sends one raw request (Connection: close is up to the case) and returns the status.
+fn status_of(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let text = raw(addr, request).unwrap_or_default();
+    let (s, _, body) = parse_response(&text);
+    (s, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_hosts_get_a_4xx_and_are_never_proxied() {
+    let backend = Backend::start("victim").await;
+    let eureka = StubEureka::start().await;
+    let svc = Inst::up("svc", "svc-1", backend.addr);
+    let blocked = Inst::up("blocked", "blocked-1", backend.addr).ip("169.254.169.254");
+    eureka.serve(&[svc.clone(), blocked.clone()]).await;
+    let x = Xipgate::start(&eureka.url(), "");
+    let d = DOMAIN;
+    let long_host = format!("{}.{d}", "a".repeat(300));
+    let label64 = format!("{}.{d}", "b".repeat(64));
+    let req = |host: &str| format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes();
+
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("missing Host", b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), 400),
+        ("empty Host", req(""), 400),
+        ("IPv4 literal", req("127.0.0.1"), 400),
+        ("IPv4 literal with port", req(&format!("127.0.0.1:{}", x.proxy.port())), 400),
+        ("IPv6 literal", req("[::1]:8080"), 400),
+        ("IPv6 literal, no port", req("[::1]"), 400),
+        ("300-character host", req(&long_host), 400),
+        ("64-character label", req(&label64), 400),
+        ("unicode label", format!("GET / HTTP/1.1\r\nHost: sv\u{e7}.{d}\r\nConnection: close\r\n\r\n").into_bytes(), 400),
+        ("punycode label (no such service)", req(&format!("xn--sv-0la.{d}")), 404),
+        ("empty label (..)", req(&format!("svc..{d}")), 400),
+        ("leading dot", req(&format!(".svc.{d}")), 400),
+        ("only dots", req("...."), 400),
+        ("trailing dot, unknown label", req(&format!("nope.{d}.")), 404),
+        ("port garbage", req(&format!("svc.{d}:80abc")), 400),
+        ("port out of range", req(&format!("svc.{d}:99999")), 400),
+        ("empty port", req(&format!("svc.{d}:")), 400),
+        ("two ports", req(&format!("svc.{d}:80:80")), 400),
+        ("userinfo in Host", req(&format!("user@svc.{d}")), 400),
+        ("userinfo in URI", format!("GET http://user:pw@svc.{d}/ HTTP/1.1\r\nHost: svc.{d}\r\nConnection: close\r\n\r\n").into_bytes(), 400),
+        ("CR/LF injected in Host", format!("GET / HTTP/1.1\r\nHost: svc.{d}\rX-Evil: 1\r\nConnection: close\r\n\r\n").into_bytes(), 400),
+        ("NUL in Host", format!("GET / HTTP/1.1\r\nHost: svc\0.{d}\r\nConnection: close\r\n\r\n").into_bytes(), 400),
+        ("two Host headers", format!("GET / HTTP/1.1\r\nHost: svc.{d}\r\nHost: evil.example\r\nConnection: close\r\n\r\n").into_bytes(), 400),
+        ("absolute URI naming another host", format!("GET http://evil.example/ HTTP/1.1\r\nHost: svc.{d}\r\nConnection: close\r\n\r\n").into_bytes(), 400),
+        // HTTP/1.1 requires Host even with an absolute URI (RFC 9112 §3.2).
+        ("absolute URI without Host", b"GET http://evil.example/ HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), 400),
+        ("host outside every domain", req("svc.evil.example"), 404),
+        ("the bare domain", req(d), 404),
+        ("nested labels", req(&format!("a.svc.{d}")), 404),
+        ("domain as a prefix", req(&format!("svc.{d}.evil.example")), 404),
+        ("domain without its dot", req(&format!("svc-{d}")), 404),
+        ("dotted IPv4 under the domain", req(&format!("10.0.0.1.{d}")), 404),
+        ("label of dashes only", req(&format!("---.{d}")), 400),
+        ("label of underscores only", req(&format!("___.{d}")), 400),
+        ("percent-encoding", req(&format!("%73vc.{d}")), 400),
+        ("space inside", req(&format!("sv c.{d}")), 400),
+        ("backslash", req(&format!("svc\\.{d}")), 400),
+        ("unknown label", req(&format!("does-not-exist.{d}")), 404),
+        ("label naming a blocked instance", req(&format!("{}.{d}", blocked.label())), 403),
+        ("blocked instance, upper case", req(&format!("{}.{d}", blocked.label().to_uppercase())), 403),
+        ("service whose only instance is blocked", req(&format!("blocked.{d}")), 503),
+        // Pingora refuses CONNECT before any filter runs (proxying it is off).
+        ("CONNECT tunnel", format!("CONNECT 10.0.0.1:22 HTTP/1.1\r\nHost: svc.{d}\r\n\r\n").into_bytes(), 400),
+        ("header block over 1 MiB", format!("GET / HTTP/1.1\r\nHost: svc.{d}\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "x".repeat(1 << 20)).into_bytes(), 400),
+    ];
+    assert!(cases.len() >= 30);
+    let mut failures = Vec::new();
+    for (name, request, want) in &cases {
+        let (got, body) = status_of(x.proxy, request);
+        // 503 is the documented answer for a service with nothing to route to; every
+        // other case is a 4xx.
+        if got != *want {
+            failures.push(format!("{name}: got {got}, want {want} ({})", body.trim()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(backend.hits(), 0, "no hostile request may reach a backend");
+
+    // Normalisations that do route (each a legitimate spelling of a known host).
+    for host in [format!("svc.{d}."), format!("SVC.{}", d.to_uppercase()), format!("svc.{d}:{}", x.proxy.port()), format!("Svc_.{d}")] {
+        let (got, body) = status_of(x.proxy, &req(&host));
+        assert_eq!(got, 200, "{host}: {body}");
+    }
+}
+
+/// Opens a connection from a chosen loopback source address.
+fn connect_from(src: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::from((src, 0)).into())?;
+    sock.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    Ok(sock.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_bounded_and_do_not_stop_others() {
+    let backend = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    let svc = Inst::up("svc", "svc-1", backend.addr);
+    eureka.serve(&[svc.clone()]).await;
+    let x = Xipgate::start(&eureka.url(), "  downstream:\n    max_client_connections: 20\n    keepalive_timeout: 2s\n  log:\n    access: false\n");
+    let host = format!("svc.{DOMAIN}");
+
+    // Slowloris from 127.0.0.2: 40 connections trickling a header that never ends.
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut s = connect_from([127, 0, 0, 2], x.proxy).unwrap();
+        let _ = s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Slow: ").as_bytes());
+        slow.push(s);
+    }
+    // The connections over the limit are answered 429 and closed.
+    let mut refused = 0;
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(n) = s.read(&mut buf) {
+            if n > 0 && buf[..n].starts_with(b"HTTP/1.1 429") {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 20, "exactly the connections over max_client_connections are refused");
+
+    // Hundreds of idle connections from other addresses (20 each, within the limit).
+    let mut idle = Vec::new();
+    for host_byte in 10..50u8 {
+        for _ in 0..20 {
+            idle.push(connect_from([127, 0, 1, host_byte], x.proxy).unwrap());
+        }
+    }
+    // Everyone else is still served while the slow and idle connections are held.
+    for _ in 0..50 {
+        let (s, _, body) = http_get(x.proxy, &host, "/").unwrap();
+        assert_eq!(s, 200, "{body}");
+    }
+    // Keep-alive idle connections are closed after downstream.keepalive_timeout: an idle
+    // connection that made one request is closed by the server.
+    let mut kept = connect_from([127, 0, 0, 3], x.proxy).unwrap();
+    kept.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut first = [0u8; 4096];
+    let n = kept.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = kept.read_to_end(&mut rest); // returns at EOF, when the server closes
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8), "closed after {waited:?}");
+    drop((slow, idle));
+}
