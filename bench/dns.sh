@@ -5,6 +5,7 @@
 #   bench/dns.sh                      # runs target/release/xipgate (cargo build --release first)
 #   XIPGATE_BIN=path/to/bin bench/dns.sh
 #   DURATION=10 QUERIES=10000 DNSPERF_OPTS="-c 2 -T 1 -q 100" bench/dns.sh
+#   KEEP=1 bench/dns.sh               # keep the generated config, query file and logs
 #
 # Needs: dnsperf (Debian package dnsperf), dnsmasq (package dnsmasq), dig (package
 # bind9-dnsutils), python3. Installs nothing itself. Runs about 2 x DURATION + a few seconds.
@@ -45,7 +46,7 @@ cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
+    if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
@@ -117,8 +118,8 @@ xipgate:
 EOF
 
 wait_dns() { # wait_dns NAME PORT PID LOG: up to 10 s for an answer
-    local i
-    for i in $(seq 1 50); do
+    local _
+    for _ in $(seq 1 50); do
         if ! kill -0 "$3" 2>/dev/null; then
             echo "bench/dns.sh: $1 exited early:" >&2; cat "$4" >&2; exit 1
         fi

@@ -104,7 +104,8 @@ fn single_application_endpoint() {
 fn unusable_documents_are_errors_naming_the_problem() {
     for (body, want) in [
         (&b""[..], "empty body"),
-        (b"<html><body>502 Bad Gateway</body>", "XML"),
+        (b"<html><body>502 Bad Gateway</body>", "<html>"),
+        (b"<?xml version=\"1.0\"?>\n<error>nope</error>", "<error>"),
         (b"Service Unavailable", "starts with"),
         (b"{\"applications\": {\"application\": [", "JSON"),
         (b"{\"something\": \"else\"}", "no \"applications\""),

@@ -37,10 +37,15 @@ pub fn readyz(console: &Console) -> Answer {
 }
 
 pub async fn route(console: &Console, links: &Links, path: &str, query: &str) -> Answer {
+    // An empty `servicename=` is as missing as no parameter (and `/apps/` would be the
+    // whole registry).
     let param = |name: &str| {
-        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_string())
     };
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let decoded: Vec<String> = path.trim_end_matches('/').split('/').skip(1).map(percent_decode).collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["api", "services"] => json_answer(200, &legacy_all(console, links)),
         ["api", "services", "ips"] => match param("servicename") {
@@ -78,6 +83,36 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             json_answer(200, &body)
         }
         _ => error(404, format!("no API endpoint at '{}'; see /api/v1/services", names::printable(path))),
+    }
+}
+
+/// `%3A` → `:` in a path segment (an instanceId in a URL is often encoded).
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut k = 0;
+    while k < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[k], bytes.get(k + 1).copied().and_then(hex), bytes.get(k + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                k += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                k += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The label the table gives an instance fetched live (collisions make it differ from
+/// the plain [`names::instance_label`]); the plain label when the table does not know it.
+fn live_label(console: &Console, i: &Instance) -> String {
+    match console.table.lookup(&names::full_instance_label(&i.instance_id)) {
+        Some(Route::Instance(t)) if t.instance.instance_id == i.instance_id => t.label.clone(),
+        _ => names::instance_label(&i.instance_id, &i.app),
     }
 }
 
@@ -138,7 +173,7 @@ async fn legacy_ips(console: &Console, links: &Links, app: &str) -> Answer {
         Ok(f) => {
             let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
             for i in f.snapshot.instances.iter().filter(|i| i.status == Status::Up) {
-                let label = names::instance_label(&i.instance_id, &i.app);
+                let label = live_label(console, i);
                 out.entry(i.app.clone()).or_default().push(legacy_entry(i, &label, links));
             }
             json_answer(200, &json!(out))
@@ -154,7 +189,7 @@ async fn legacy_endpoint_live(console: &Console, name: &str) -> Answer {
     match console.client.fetch_apps().await {
         Ok(f) => {
             let found = f.snapshot.instances.iter().find(|i| {
-                names::instance_label(&i.instance_id, &i.app) == wanted || names::full_instance_label(&i.instance_id) == wanted
+                live_label(console, i) == wanted || names::full_instance_label(&i.instance_id) == wanted
             });
             match found {
                 Some(i) => endpoint_text(i),
@@ -246,4 +281,147 @@ pub fn format_time(t: SystemTime) -> String {
 
 fn format_ms(ms: u64) -> String {
     format_time(UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{EurekaUrl, RegistryConfig};
+    use crate::console::{Access, Metrics};
+    use crate::registry::{EurekaClient, SyncState};
+    use crate::routes::{Allowlist, RouteTable};
+
+    /// An instance `pod:app:8080` at `ip`, as Spring registers it.
+    pub fn inst(app: &str, pod: &str, ip: &str, status: Status) -> Instance {
+        let base = format!("http://{ip}:8080");
+        Instance {
+            app: app.into(),
+            instance_id: format!("{pod}:{}:8080", app.to_lowercase()),
+            host_name: pod.into(),
+            ip_addr: ip.into(),
+            port: Some(8080),
+            secure_port: None,
+            status,
+            metadata: [("zone".to_string(), "zone-a".to_string())].into(),
+            home_page_url: Some(format!("{base}/")),
+            status_page_url: Some(format!("{base}/actuator/info")),
+            health_check_url: Some(format!("{base}/actuator/health")),
+            last_renewal_ms: Some(1_700_000_030_000),
+            last_dirty_ms: None,
+        }
+    }
+
+    /// A console over a table holding `instances`, allowlist 10.0.0.0/8; its Eureka URL
+    /// points nowhere (the live endpoints are tested against a stub in tests/).
+    pub fn console_with(instances: Vec<Instance>) -> Console {
+        let table = Arc::new(RouteTable::new(Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()])));
+        table.apply(instances);
+        let registry = RegistryConfig {
+            urls: vec![EurekaUrl { base: "http://127.0.0.1:9/eureka".into(), auth: None }],
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_millis(200),
+            max_body: 1 << 20,
+            delta: true,
+            startup_wait: Duration::from_secs(1),
+            empty_grace: Duration::from_secs(1),
+        };
+        let client = EurekaClient::new(&registry).unwrap();
+        Console {
+            table,
+            sync: Arc::new(SyncState::new(client.sources())),
+            client,
+            metrics: Arc::new(Metrics::new()),
+            links: Links::new("edge.test".into(), None, 8080),
+            access: Access::default(),
+        }
+    }
+
+    async fn get(console: &Console, path_and_query: &str) -> (u16, String) {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let a = route(console, &console.links.for_request(None), path, query).await;
+        (a.status, String::from_utf8_lossy(&a.body).into_owned())
+    }
+
+    async fn get_json(console: &Console, path: &str) -> (u16, Value) {
+        let (s, body) = get(console, path).await;
+        (s, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")))
+    }
+
+    fn sample() -> Console {
+        console_with(vec![
+            inst("ORDER-SERVICE", "order-1", "10.0.0.1", Status::Up),
+            inst("ORDER-SERVICE", "order-2", "10.0.0.2", Status::Down),
+            inst("EVIL", "evil-1", "8.8.8.8", Status::Up),
+        ])
+    }
+
+    #[tokio::test]
+    async fn legacy_list_keeps_the_older_shape() {
+        let (s, v) = get_json(&sample(), "/api/services").await;
+        assert_eq!(s, 200);
+        let order = v["ORDER-SERVICE"].as_array().unwrap();
+        assert_eq!(order.len(), 1, "UP instances only: {v}");
+        assert_eq!(
+            order[0],
+            json!({"ip": "10.0.0.1", "instance": "10.0.0.1:8080", "port": "8080", "instancename": "order_1_order_service_8080",
+                   "servicename": "ORDER-SERVICE", "xip": "order-1-8080.edge.test"})
+        );
+    }
+
+    #[tokio::test]
+    async fn versioned_endpoints_and_their_errors() {
+        let c = sample();
+        let (s, v) = get_json(&c, "/api/v1/services").await;
+        assert_eq!(s, 200);
+        assert_eq!(v["services"].as_array().unwrap().len(), 2);
+        let (s, v) = get_json(&c, "/api/v1/services/ORDER-SERVICE").await;
+        assert_eq!((s, v["instances_total"].as_u64()), (200, Some(2)));
+        assert_eq!(v["instances_by_status"], json!({"DOWN": 1, "UP": 1}));
+        assert_eq!(v["url"], "http://order-service.edge.test:8080/");
+        for path in ["/api/v1/instances/order-1-8080", "/api/v1/instances/order-1%3Aorder-service%3A8080"] {
+            let (s, v) = get_json(&c, path).await;
+            assert_eq!((s, v["instance_id"].as_str()), (200, Some("order-1:order-service:8080")), "{path}");
+            assert_eq!(v["health_check_url"], "http://order-1-8080.edge.test:8080/actuator/health");
+            assert_eq!(v["zone"], "zone-a");
+        }
+        let (_, v) = get_json(&c, "/api/v1/instances/evil-1-8080").await;
+        assert!(v["blocked"].as_str().unwrap().contains("8.8.8.8"), "{v}");
+        for (path, status) in [
+            ("/api/v1/services/nope", 404),
+            ("/api/v1/instances/nope", 404),
+            ("/api/v1/nothing", 404),
+            ("/api/services/ips", 400),
+            ("/api/services/ips?servicename=", 400),
+            ("/api/services/endpoint", 400),
+            ("/api/services/endpointcache?servicename=%20", 400),
+            ("/api/services/endpointcache?servicename=nope", 404),
+        ] {
+            let (s, v) = get_json(&c, path).await;
+            assert_eq!((s, v["status"].as_u64()), (status, Some(u64::from(status))), "{path}: {v}");
+            assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}: {v}");
+        }
+        let (s, v) = get_json(&c, "/api/v1/registry").await;
+        assert_eq!((s, v["loaded"].as_bool(), v["instances"].as_u64()), (200, Some(true), Some(3)));
+    }
+
+    #[tokio::test]
+    async fn endpoint_cache_answers_plain_ip_port() {
+        let c = sample();
+        for name in ["order_2_order_service_8080", "order-2-8080", "order-2:order-service:8080"] {
+            assert_eq!(get(&c, &format!("/api/services/endpointcache?servicename={name}")).await, (200, "10.0.0.2:8080".into()));
+        }
+        // The live endpoint reports an unreachable Eureka as 502, not as a made-up address.
+        let (s, v) = get_json(&c, "/api/services/endpoint?servicename=order-2-8080").await;
+        assert_eq!(s, 502, "{v}");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%3Ab%3a8080"), "a:b:8080");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
 }

@@ -258,7 +258,12 @@ impl ProxyHttp for Gate {
     fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut Ctx, client_reused: bool) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         let idempotent = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
-        if !idempotent || (ctx.tried.len() as u32) >= self.settings.max_tries {
+        // Never retry once part of the response went to the client: the next instance's
+        // answer would be appended to it (tests/backend_faults.rs). Nor an error of the
+        // client's side (it went away, or sent a broken body): another try cannot help.
+        let response_started = session.response_written().is_some();
+        let upstream_fault = *e.esource() == pingora_core::ErrorSource::Upstream;
+        if !idempotent || response_started || !upstream_fault || (ctx.tried.len() as u32) >= self.settings.max_tries {
             e.set_retry(false);
         } else if Self::is_service_route(ctx) {
             // An idempotent request whose instance failed mid-way may go to another one.

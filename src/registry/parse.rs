@@ -55,6 +55,7 @@ pub fn parse_app(body: &[u8]) -> Result<Snapshot, ParseError> {
             Ok(snap)
         }
         Some(b'<') => {
+            expect_root(&String::from_utf8_lossy(body), "application")?;
             let app: XmlApplication = quick_xml::de::from_str(&String::from_utf8_lossy(body))
                 .map_err(|e| ParseError::Xml(e.to_string()))?;
             let mut snap = Snapshot::default();
@@ -155,8 +156,28 @@ struct XmlApplication {
     instance: Vec<RawInstance>,
 }
 
+/// The name of the first element, past any `<?xml ...?>` declaration and comments.
+fn xml_root(text: &str) -> &str {
+    let mut rest = text.trim_start_matches('\u{feff}').trim_start();
+    while rest.starts_with("<?") || rest.starts_with("<!--") {
+        let end = if rest.starts_with("<?") { rest.find("?>").map(|i| i + 2) } else { rest.find("-->").map(|i| i + 3) };
+        rest = end.map_or("", |i| rest[i..].trim_start());
+    }
+    let name = rest.strip_prefix('<').unwrap_or("");
+    &name[..name.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(name.len())]
+}
+
+/// An HTML error page or any other XML is not a registry, even if it parses.
+fn expect_root(text: &str, wanted: &str) -> Result<(), ParseError> {
+    match xml_root(text) {
+        root if root == wanted => Ok(()),
+        root => Err(ParseError::Shape(format!("the XML root is <{}>, not <{wanted}>", crate::names::printable(root)))),
+    }
+}
+
 fn parse_apps_xml(body: &[u8]) -> Result<Snapshot, ParseError> {
     let text = String::from_utf8_lossy(body);
+    expect_root(&text, "applications")?;
     let apps: XmlApplications =
         quick_xml::de::from_str(&text).map_err(|e| ParseError::Xml(e.to_string()))?;
     let mut snap = Snapshot {

@@ -127,9 +127,12 @@ impl RegistrySync {
             next.insert(inst.instance_id.clone(), inst);
         }
         let ours = apps_hashcode(next.values());
-        if let Some(theirs) = &f.snapshot.apps_hashcode {
-            if !theirs.is_empty() && *theirs != ours {
-                info!("registry hash mismatch after delta (theirs {theirs}, ours {ours}): full fetch");
+        // Eureka always sends the hash with a delta; a delta without one cannot be
+        // checked, so it is not trusted (an HTML page that happens to parse is one).
+        match f.snapshot.apps_hashcode.as_deref() {
+            Some(theirs) if theirs == ours => {}
+            theirs => {
+                info!("registry hash mismatch after delta (theirs {theirs:?}, ours {ours}): full fetch");
                 return Ok(None);
             }
         }

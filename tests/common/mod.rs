@@ -260,10 +260,15 @@ impl Xipgate {
         let dir = tempfile::tempdir().expect("tempdir");
         let (proxy, console) = (free_port(), free_port());
         let config = dir.path().join("xipgate.yaml");
-        let yaml = format!(
-            "version: 1\nthreads: 2\npid_file: {d}/x.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\nxipgate:\n  listen: [\"127.0.0.1:{proxy}\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka_url}\"]\n      interval: 1s\n      timeout: 1s\n    startup_wait: 10s\n  console:\n    listen: 127.0.0.1:{console}\n{extra}\n",
+        let base = format!(
+            "version: 1\nthreads: 2\npid_file: {d}/x.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\nxipgate:\n  listen: [\"127.0.0.1:{proxy}\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka_url}\"]\n      interval: 1s\n      timeout: 1s\n    startup_wait: 10s\n  console:\n    listen: 127.0.0.1:{console}\n",
             d = dir.path().display()
         );
+        // `extra` is YAML under `xipgate:`, merged key by key over the defaults above.
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&base).expect("base config");
+        let extra: serde_yaml::Value = serde_yaml::from_str(&format!("xipgate:\n{extra}\n")).expect("extra yaml");
+        merge(&mut doc, extra);
+        let yaml = serde_yaml::to_string(&doc).expect("config yaml");
         std::fs::write(&config, yaml).expect("write config");
         let log = std::fs::File::create(dir.path().join("xipgate.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_xipgate"))
@@ -327,6 +332,24 @@ impl Xipgate {
     pub fn api(&self, path: &str) -> (u16, Value) {
         let (s, _, body) = http_get(self.console, "localhost", path).expect("console request");
         (s, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+}
+
+/// Deep merge of YAML mappings: `extra`'s keys replace or extend `base`'s.
+fn merge(base: &mut serde_yaml::Value, extra: serde_yaml::Value) {
+    match (base, extra) {
+        (serde_yaml::Value::Mapping(b), serde_yaml::Value::Mapping(e)) => {
+            for (k, v) in e {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, e) if !e.is_null() => *b = e,
+        _ => {}
     }
 }
 
