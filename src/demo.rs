@@ -45,8 +45,22 @@ impl DemoInstance {
     }
 }
 
-const fn inst(app: &'static str, pod: &'static str, status: &'static str, zone: &'static str) -> DemoInstance {
-    DemoInstance { app, pod, ip: "127.0.0.1", port: 0, secure_port: None, status, zone, has_backend: true }
+const fn inst(
+    app: &'static str,
+    pod: &'static str,
+    status: &'static str,
+    zone: &'static str,
+) -> DemoInstance {
+    DemoInstance {
+        app,
+        pod,
+        ip: "127.0.0.1",
+        port: 0,
+        secure_port: None,
+        status,
+        zone,
+        has_backend: true,
+    }
 }
 
 /// The stand-in registry: its instances and when each last changed (for the delta).
@@ -68,8 +82,17 @@ impl Registry {
         ];
         instances[3].secure_port = Some(8443);
         // Registered from outside the allowlist: shown, never proxied to.
-        instances.push(DemoInstance { ip: "203.0.113.10", port: 8080, has_backend: false, ..inst("LEGACY-BILLING", "billing-legacy-01", "UP", "dc-old") });
-        Registry { instances, changed: Vec::new(), started: Instant::now() }
+        instances.push(DemoInstance {
+            ip: "203.0.113.10",
+            port: 8080,
+            has_backend: false,
+            ..inst("LEGACY-BILLING", "billing-legacy-01", "UP", "dc-old")
+        });
+        Registry {
+            instances,
+            changed: Vec::new(),
+            started: Instant::now(),
+        }
     }
 
     /// Time passes: USER-SERVICE finishes starting.
@@ -94,9 +117,13 @@ impl Registry {
     fn applications(&self, which: impl Fn(usize) -> bool, action: &str) -> Vec<Value> {
         let mut apps: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
         for (k, i) in self.instances.iter().enumerate().filter(|(k, _)| which(*k)) {
-            apps.entry(i.app).or_default().push(instance_json(i, k, action));
+            apps.entry(i.app)
+                .or_default()
+                .push(instance_json(i, k, action));
         }
-        apps.into_iter().map(|(name, instance)| json!({"name": name, "instance": instance})).collect()
+        apps.into_iter()
+            .map(|(name, instance)| json!({"name": name, "instance": instance}))
+            .collect()
     }
 
     fn apps(&self) -> Value {
@@ -105,19 +132,25 @@ impl Registry {
     }
 
     fn delta(&self) -> Value {
-        let application = self.applications(|k| self.changed.iter().any(|(_, c)| *c == k), "MODIFIED");
+        let application =
+            self.applications(|k| self.changed.iter().any(|(_, c)| *c == k), "MODIFIED");
         let version = self.changed.len() + 1;
         json!({"applications": {"versions__delta": version.to_string(), "apps__hashcode": self.hashcode(), "application": application}})
     }
 
     fn app(&self, name: &str) -> Option<Value> {
-        let apps = self.applications(|k| self.instances[k].app.eq_ignore_ascii_case(name), "ADDED");
+        let apps = self.applications(
+            |k| self.instances[k].app.eq_ignore_ascii_case(name),
+            "ADDED",
+        );
         apps.into_iter().next().map(|a| json!({ "application": a }))
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One instance in Jackson's shape, as `tests/common::apps_json` and real servers have it.
@@ -180,11 +213,15 @@ async fn connection(mut sock: TcpStream, client: SocketAddr, handler: Handler) {
         buf.drain(..end);
         let header = |name: &str| {
             head.lines().skip(1).find_map(|l| {
-                l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string())
+                l.split_once(':')
+                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_string())
             })
         };
         // Bodies are not used; skip one if sent so the connection stays in step.
-        let body_len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let body_len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         while buf.len() < body_len {
             match sock.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
@@ -194,7 +231,11 @@ async fn connection(mut sock: TcpStream, client: SocketAddr, handler: Handler) {
         buf.drain(..body_len);
         let mut line = head.lines().next().unwrap_or("").split_whitespace();
         let (method, target) = (line.next().unwrap_or(""), line.next().unwrap_or("/"));
-        let req = Request { path: target.split('?').next().unwrap_or("/").to_string(), host: header("host").unwrap_or_default(), client };
+        let req = Request {
+            path: target.split('?').next().unwrap_or("/").to_string(),
+            host: header("host").unwrap_or_default(),
+            client,
+        };
         let (status, body) = if method == "GET" || method == "HEAD" {
             handler(&req)
         } else {
@@ -227,7 +268,10 @@ fn eureka_handler(registry: Arc<Mutex<Registry>>) -> Handler {
             "/eureka/apps/delta" => (200, reg.delta()),
             p => match p.strip_prefix("/eureka/apps/").and_then(|app| reg.app(app)) {
                 Some(app) => (200, app),
-                None => (404, json!({"error": format!("no application at {p}; try GET /eureka/apps")})),
+                None => (
+                    404,
+                    json!({"error": format!("no application at {p}; try GET /eureka/apps")}),
+                ),
             },
         }
     })
@@ -239,12 +283,21 @@ fn backend_handler(registry: Arc<Mutex<Registry>>, k: usize, listening: SocketAd
         reg.advance();
         let i = &reg.instances[k];
         match req.path.as_str() {
-            "/actuator/health" => (if i.status == "UP" { 200 } else { 503 }, json!({"status": i.status})),
-            "/actuator/info" => (200, json!({"app": {"name": i.app.to_lowercase(), "description": "xipgate demo backend"}, "instance": i.id(), "zone": i.zone})),
-            path => (200, json!({
-                "message": format!("Hello from {}", i.app), "service": i.app, "instance": i.id(),
-                "listening": listening.to_string(), "path": path, "host": req.host, "peer": req.client.to_string(),
-            })),
+            "/actuator/health" => (
+                if i.status == "UP" { 200 } else { 503 },
+                json!({"status": i.status}),
+            ),
+            "/actuator/info" => (
+                200,
+                json!({"app": {"name": i.app.to_lowercase(), "description": "xipgate demo backend"}, "instance": i.id(), "zone": i.zone}),
+            ),
+            path => (
+                200,
+                json!({
+                    "message": format!("Hello from {}", i.app), "service": i.app, "instance": i.id(),
+                    "listening": listening.to_string(), "path": path, "host": req.host, "peer": req.client.to_string(),
+                }),
+            ),
         }
     })
 }
@@ -253,46 +306,55 @@ fn backend_handler(registry: Arc<Mutex<Registry>>, k: usize, listening: SocketAd
 /// builds its own runtimes later). Returns the registry's base URL and what it lists.
 fn start_world() -> std::io::Result<(String, Arc<Mutex<Registry>>)> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("demo-world".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => return drop(tx.send(Err(e))),
-        };
-        rt.block_on(async move {
-            let registry = Arc::new(Mutex::new(Registry::demo()));
-            let setup = async {
-                let eureka = TcpListener::bind("127.0.0.1:0").await?;
-                let mut backends = Vec::new();
-                let count = registry.lock().map_or(0, |r| r.instances.len());
-                for k in 0..count {
-                    if registry.lock().is_ok_and(|r| r.instances[k].has_backend) {
-                        let l = TcpListener::bind("127.0.0.1:0").await?;
-                        let addr = l.local_addr()?;
-                        if let Ok(mut r) = registry.lock() {
-                            r.instances[k].port = addr.port();
-                        }
-                        backends.push((l, k, addr));
-                    }
-                }
-                Ok::<_, std::io::Error>((eureka, backends))
-            };
-            let (eureka, backends) = match setup.await {
-                Ok(s) => s,
+    std::thread::Builder::new()
+        .name("demo-world".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
                 Err(e) => return drop(tx.send(Err(e))),
             };
-            let url = eureka.local_addr().map(|a| format!("http://{a}/eureka"));
-            for (l, k, addr) in backends {
-                tokio::spawn(serve(l, backend_handler(registry.clone(), k, addr)));
-            }
-            let _ = tx.send(url.map(|u| (u, registry.clone())));
-            serve(eureka, eureka_handler(registry)).await;
-        });
-    })?;
-    rx.recv().map_err(|_| std::io::Error::other("the demo thread stopped"))?
+            rt.block_on(async move {
+                let registry = Arc::new(Mutex::new(Registry::demo()));
+                let setup = async {
+                    let eureka = TcpListener::bind("127.0.0.1:0").await?;
+                    let mut backends = Vec::new();
+                    let count = registry.lock().map_or(0, |r| r.instances.len());
+                    for k in 0..count {
+                        if registry.lock().is_ok_and(|r| r.instances[k].has_backend) {
+                            let l = TcpListener::bind("127.0.0.1:0").await?;
+                            let addr = l.local_addr()?;
+                            if let Ok(mut r) = registry.lock() {
+                                r.instances[k].port = addr.port();
+                            }
+                            backends.push((l, k, addr));
+                        }
+                    }
+                    Ok::<_, std::io::Error>((eureka, backends))
+                };
+                let (eureka, backends) = match setup.await {
+                    Ok(s) => s,
+                    Err(e) => return drop(tx.send(Err(e))),
+                };
+                let url = eureka.local_addr().map(|a| format!("http://{a}/eureka"));
+                for (l, k, addr) in backends {
+                    tokio::spawn(serve(l, backend_handler(registry.clone(), k, addr)));
+                }
+                let _ = tx.send(url.map(|u| (u, registry.clone())));
+                serve(eureka, eureka_handler(registry)).await;
+            });
+        })?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the demo thread stopped"))?
 }
 
 fn port_from_env(name: &str, default: u16) -> u16 {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 fn demo_config(eureka: &str, proxy: u16, console: u16) -> Result<crate::config::Config, String> {
@@ -308,7 +370,10 @@ fn demo_config(eureka: &str, proxy: u16, console: u16) -> Result<crate::config::
 
 /// Runs the demo until interrupted.
 pub fn run(opt: Opt) -> ExitCode {
-    let (proxy, console) = (port_from_env("XIPGATE_DEMO_PROXY_PORT", 8080), port_from_env("XIPGATE_DEMO_CONSOLE_PORT", 9080));
+    let (proxy, console) = (
+        port_from_env("XIPGATE_DEMO_PROXY_PORT", 8080),
+        port_from_env("XIPGATE_DEMO_CONSOLE_PORT", 9080),
+    );
     for port in [proxy, console] {
         if let Err(e) = StdListener::bind(("127.0.0.1", port)) {
             eprintln!("xipgate --demo: port {port} is not free ({e}); stop what uses it, or set XIPGATE_DEMO_PROXY_PORT / XIPGATE_DEMO_CONSOLE_PORT");
@@ -343,26 +408,63 @@ pub fn run(opt: Opt) -> ExitCode {
 }
 
 fn print_welcome(eureka: &str, registry: &Mutex<Registry>, proxy: u16, console: u16) {
-    let port = if proxy == 80 { String::new() } else { format!(":{proxy}") };
+    let port = if proxy == 80 {
+        String::new()
+    } else {
+        format!(":{proxy}")
+    };
     let url = |label: &str| format!("http://{label}.{DEFAULT_DOMAIN}{port}");
     let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
     let label = |pod: &str| {
-        let i = reg.instances.iter().find(|i| i.pod == pod).expect("a demo pod");
+        let i = reg
+            .instances
+            .iter()
+            .find(|i| i.pod == pod)
+            .expect("a demo pod");
         names::instance_label(&i.id(), i.app)
     };
-    let services = reg.instances.iter().map(|i| i.app).collect::<std::collections::BTreeSet<_>>().len();
-    println!("\nxipgate demo: {} instances of {services} services in a stand-in Eureka at {eureka}/apps", reg.instances.len());
+    let services = reg
+        .instances
+        .iter()
+        .map(|i| i.app)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    println!(
+        "\nxipgate demo: {} instances of {services} services in a stand-in Eureka at {eureka}/apps",
+        reg.instances.len()
+    );
     println!("  USER-SERVICE turns from STARTING to UP after {} s; LEGACY-BILLING's address is outside the allowlist.\n", STARTING_FOR.as_secs());
     println!("  Console   http://127.0.0.1:{console}/");
-    println!("            {}/  (the same console through the proxy)", url("xipgate"));
+    println!(
+        "            {}/  (the same console through the proxy)",
+        url("xipgate")
+    );
     println!("  Proxy     127.0.0.1:{proxy}  (*.{DEFAULT_DOMAIN} resolves to 127.0.0.1 in public DNS)\n\nTry:");
     let tries = [
-        (format!("curl {}/", url("order-service")), "a service: round robin over its UP instances"),
-        (format!("curl {}/", url(&label("order-7d9f8-x2k4q"))), "exactly that instance"),
-        (format!("curl {}/actuator/health", url(&label("order-7d9f8-q8wvn"))), "a DOWN instance, reachable by its own name"),
-        (format!("curl -H 'Host: payment-service.{DEFAULT_DOMAIN}' http://127.0.0.1:{proxy}/"), "the same without DNS"),
-        (format!("curl http://127.0.0.1:{console}/api/v1/services"), "the JSON API"),
-        (format!("curl http://127.0.0.1:{console}/metrics"), "Prometheus metrics"),
+        (
+            format!("curl {}/", url("order-service")),
+            "a service: round robin over its UP instances",
+        ),
+        (
+            format!("curl {}/", url(&label("order-7d9f8-x2k4q"))),
+            "exactly that instance",
+        ),
+        (
+            format!("curl {}/actuator/health", url(&label("order-7d9f8-q8wvn"))),
+            "a DOWN instance, reachable by its own name",
+        ),
+        (
+            format!("curl -H 'Host: payment-service.{DEFAULT_DOMAIN}' http://127.0.0.1:{proxy}/"),
+            "the same without DNS",
+        ),
+        (
+            format!("curl http://127.0.0.1:{console}/api/v1/services"),
+            "the JSON API",
+        ),
+        (
+            format!("curl http://127.0.0.1:{console}/metrics"),
+            "Prometheus metrics",
+        ),
     ];
     let width = tries.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     for (cmd, what) in tries {

@@ -6,9 +6,9 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; fails (does not skip) without them.
 
-mod common;
 #[path = "common/browser.rs"]
 mod browser;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,10 +41,17 @@ impl Demo {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn xipgate --demo");
-        let demo = Demo { child, proxy, console: SocketAddr::from(([127, 0, 0, 1], console)), dir };
-        eventually(Duration::from_secs(20), "the demo's /readyz answers 200", || {
-            http_get(demo.console, "localhost", "/readyz").is_ok_and(|(s, _, _)| s == 200)
-        });
+        let demo = Demo {
+            child,
+            proxy,
+            console: SocketAddr::from(([127, 0, 0, 1], console)),
+            dir,
+        };
+        eventually(
+            Duration::from_secs(20),
+            "the demo's /readyz answers 200",
+            || http_get(demo.console, "localhost", "/readyz").is_ok_and(|(s, _, _)| s == 200),
+        );
         eventually(Duration::from_secs(10), "the demo's proxy listens", || {
             std::net::TcpStream::connect(("127.0.0.1", demo.proxy)).is_ok()
         });
@@ -70,7 +77,8 @@ fn screenshot_path(name: &str) -> PathBuf {
     target.join(name)
 }
 
-const VISIBLE_ROWS: &str = "return [...document.querySelectorAll('tr.i')].filter(r => r.offsetParent !== null).length";
+const VISIBLE_ROWS: &str =
+    "return [...document.querySelectorAll('tr.i')].filter(r => r.offsetParent !== null).length";
 
 async fn visible_rows(b: &Browser) -> u64 {
     b.exec(VISIBLE_ROWS, vec![]).await.as_u64().unwrap_or(0)
@@ -84,57 +92,143 @@ async fn console_in_a_real_browser() {
     b.goto(&console).await;
 
     // Services, instances, statuses and the blocked marker are on the page.
-    b.wait_until(Duration::from_secs(10), "the table", "return document.querySelectorAll('tr.i').length === 7").await;
+    b.wait_until(
+        Duration::from_secs(10),
+        "the table",
+        "return document.querySelectorAll('tr.i').length === 7",
+    )
+    .await;
     let text = b.body_text().await;
-    for name in ["ORDER-SERVICE", "PAYMENT-SERVICE", "USER-SERVICE", "LEGACY-BILLING", "order-7d9f8-x2k4q-8080", "DOWN", "BLOCKED"] {
-        assert!(text.contains(name), "the page shows {name}:\n{text}\n{}", demo.log());
+    for name in [
+        "ORDER-SERVICE",
+        "PAYMENT-SERVICE",
+        "USER-SERVICE",
+        "LEGACY-BILLING",
+        "order-7d9f8-x2k4q-8080",
+        "DOWN",
+        "BLOCKED",
+    ] {
+        assert!(
+            text.contains(name),
+            "the page shows {name}:\n{text}\n{}",
+            demo.log()
+        );
     }
-    assert!(text.contains("outside upstream.allow"), "the blocked reason is shown");
-    assert_eq!(b.find_all("tbody.g").await.len(), 4, "one group per service");
-    assert_eq!(b.find_all("tr.i.down").await.len(), 1, "the DOWN instance is marked");
+    assert!(
+        text.contains("outside upstream.allow"),
+        "the blocked reason is shown"
+    );
+    assert_eq!(
+        b.find_all("tbody.g").await.len(),
+        4,
+        "one group per service"
+    );
+    assert_eq!(
+        b.find_all("tr.i.down").await.len(),
+        1,
+        "the DOWN instance is marked"
+    );
     assert_eq!(b.find_all(".st.blocked").await.len(), 1);
-    assert!(b.find_all(".banner").await.is_empty(), "no banner while the registry is fresh");
-    let hrefs = b.exec("return [...document.querySelectorAll('main a')].map(a => a.href)", vec![]).await;
+    assert!(
+        b.find_all(".banner").await.is_empty(),
+        "no banner while the registry is fresh"
+    );
+    let hrefs = b
+        .exec(
+            "return [...document.querySelectorAll('main a')].map(a => a.href)",
+            vec![],
+        )
+        .await;
     let proxy_suffix = format!(".{DOMAIN}:{}/", demo.proxy);
     for h in hrefs.as_array().expect("hrefs") {
         let h = h.as_str().unwrap_or_default();
-        assert!(h.starts_with("http://") && (h.contains(&proxy_suffix) || h.contains("/api/v1/services/")), "absolute link: {h}");
+        assert!(
+            h.starts_with("http://")
+                && (h.contains(&proxy_suffix) || h.contains("/api/v1/services/")),
+            "absolute link: {h}"
+        );
     }
-    b.screenshot(&screenshot_path("console-screenshot.png")).await;
+    b.screenshot(&screenshot_path("console-screenshot.png"))
+        .await;
 
     // The filter hides what does not match, as the user types; the URL keeps it.
     let q = b.find("#q").await;
     b.click(&q).await;
     b.type_into(&q, "payment").await;
-    b.wait_until(Duration::from_secs(5), "the filter applies", &format!("{VISIBLE_ROWS} === 2")).await;
-    assert_eq!(b.exec("return document.querySelectorAll('tbody.g[hidden]').length", vec![]).await, 3);
-    assert!(b.url().await.contains("q=payment"), "the filter is kept in the URL");
+    b.wait_until(
+        Duration::from_secs(5),
+        "the filter applies",
+        &format!("{VISIBLE_ROWS} === 2"),
+    )
+    .await;
+    assert_eq!(
+        b.exec(
+            "return document.querySelectorAll('tbody.g[hidden]').length",
+            vec![]
+        )
+        .await,
+        3
+    );
+    assert!(
+        b.url().await.contains("q=payment"),
+        "the filter is kept in the URL"
+    );
     assert!(b.body_text().await.contains("2 of 7 shown"));
     b.clear(&q).await;
     b.type_into(&q, "order down").await;
-    b.wait_until(Duration::from_secs(5), "a two-term filter", &format!("{VISIBLE_ROWS} === 1")).await;
+    b.wait_until(
+        Duration::from_secs(5),
+        "a two-term filter",
+        &format!("{VISIBLE_ROWS} === 1"),
+    )
+    .await;
     b.type_into(&q, "\u{E00C}").await; // Escape clears it.
-    b.wait_until(Duration::from_secs(5), "the filter clears", &format!("{VISIBLE_ROWS} === 7")).await;
+    b.wait_until(
+        Duration::from_secs(5),
+        "the filter clears",
+        &format!("{VISIBLE_ROWS} === 7"),
+    )
+    .await;
 
     // ?q= pre-fills the box and the server already hides the rest.
     b.goto(&format!("{console}?q=203.0.113")).await;
     assert_eq!(visible_rows(&b).await, 1);
-    assert_eq!(b.exec("return document.getElementById('q').value", vec![]).await, "203.0.113");
+    assert_eq!(
+        b.exec("return document.getElementById('q').value", vec![])
+            .await,
+        "203.0.113"
+    );
 
     // An instance link reaches exactly that backend through xipgate.
     b.goto(&console).await;
     let link = b.find("a[href^='http://order-7d9f8-x2k4q-8080.']").await;
     b.click(&link).await;
-    b.wait_until(Duration::from_secs(10), "the backend answers", "return document.body.innerText.includes('Hello from')").await;
+    b.wait_until(
+        Duration::from_secs(10),
+        "the backend answers",
+        "return document.body.innerText.includes('Hello from')",
+    )
+    .await;
     let body = b.body_text().await;
-    assert!(body.contains("order-7d9f8-x2k4q:order-service:8080"), "{body}");
-    assert!(b.url().await.starts_with(&format!("http://order-7d9f8-x2k4q-8080.{DOMAIN}:{}/", demo.proxy)));
+    assert!(
+        body.contains("order-7d9f8-x2k4q:order-service:8080"),
+        "{body}"
+    );
+    assert!(b.url().await.starts_with(&format!(
+        "http://order-7d9f8-x2k4q-8080.{DOMAIN}:{}/",
+        demo.proxy
+    )));
 
     // The health link of the DOWN instance goes through the edge to its actuator.
     b.goto(&console).await;
     let health = b.find("tr.i.down td.ep a:last-child").await;
     b.click(&health).await;
-    b.wait_until(Duration::from_secs(10), "the health page", "return document.body.innerText.includes('\"status\"')").await;
+    b.wait_until(
+        Duration::from_secs(10),
+        "the health page",
+        "return document.body.innerText.includes('\"status\"')",
+    )
+    .await;
     let health: Value = serde_json::from_str(&b.body_text().await).expect("health JSON");
     assert_eq!(health["status"], "DOWN");
 
@@ -142,21 +236,41 @@ async fn console_in_a_real_browser() {
     b.goto(&console).await;
     let service = b.find("a[href^='http://order-service.']").await;
     b.click(&service).await;
-    b.wait_until(Duration::from_secs(10), "the service answers", "return document.body.innerText.includes('ORDER-SERVICE')").await;
-    assert!(!b.body_text().await.contains("q8wvn"), "never the DOWN instance");
+    b.wait_until(
+        Duration::from_secs(10),
+        "the service answers",
+        "return document.body.innerText.includes('ORDER-SERVICE')",
+    )
+    .await;
+    assert!(
+        !b.body_text().await.contains("q8wvn"),
+        "never the DOWN instance"
+    );
 
     // The same console on the proxy listener, by its host name; links use that port.
-    b.goto(&format!("http://xipgate.{DOMAIN}:{}/", demo.proxy)).await;
-    b.wait_until(Duration::from_secs(10), "the console via the proxy", "return document.querySelectorAll('tr.i').length === 7").await;
+    b.goto(&format!("http://xipgate.{DOMAIN}:{}/", demo.proxy))
+        .await;
+    b.wait_until(
+        Duration::from_secs(10),
+        "the console via the proxy",
+        "return document.querySelectorAll('tr.i').length === 7",
+    )
+    .await;
 
     // The page refreshes itself in place (the footer's render time changes).
     b.goto(&console).await;
-    let first = b.exec("return document.getElementById('foot').innerText", vec![]).await;
+    let first = b
+        .exec("return document.getElementById('foot').innerText", vec![])
+        .await;
     b.wait_until(
         Duration::from_secs(15),
         "an in-place refresh",
         &format!("return document.getElementById('foot').innerText !== {first} && document.getElementById('live-text').innerText.startsWith('live')"),
     )
     .await;
-    assert_eq!(b.find_all("tr.i").await.len(), 7, "the table is still whole after a refresh");
+    assert_eq!(
+        b.find_all("tr.i").await.len(),
+        7,
+        "the table is still whole after a refresh"
+    );
 }

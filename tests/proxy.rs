@@ -186,3 +186,31 @@ async fn cors_can_be_turned_off() {
     assert_eq!(header(&h, "access-control-allow-origin"), None);
     assert_eq!(a.hits(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_is_sent_and_credentials_are_never_logged() {
+    use wiremock::matchers::{header as header_is, method};
+    use wiremock::{Mock, ResponseTemplate};
+    let a = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    let ia = Inst::up("secure", "secure-1", a.addr);
+    eureka.server.reset().await;
+    // "eureka:s3cr3t-pw" in base64; anything else gets the 401 a secured Eureka answers.
+    Mock::given(method("GET"))
+        .and(header_is("authorization", "Basic ZXVyZWthOnMzY3IzdC1wdw=="))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(apps_json(&[ia.clone()]), "application/json"))
+        .mount(&eureka.server)
+        .await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(401)).mount(&eureka.server).await;
+    let with_creds = eureka.url().replace("http://", "http://eureka:s3cr3t-pw@");
+    let wrong_creds = eureka.url().replace("http://", "http://eureka:wrong-pw@");
+    // The first URL has the wrong password (401, logged), the second the right one.
+    let x = Xipgate::start(&eureka.url(), &format!("  registry:\n    eureka:\n      urls: [\"{wrong_creds}\", \"{with_creds}\"]\n"));
+    assert_eq!(x.get(&ia.label(), "/").0, 200);
+    let reg = x.api("/api/v1/registry").1.to_string();
+    let log = x.log();
+    assert!(log.contains("HTTP 401"), "the refused URL is logged: {log}");
+    for text in [&reg, &log] {
+        assert!(!text.contains("s3cr3t") && !text.contains("wrong-pw"), "a password leaked: {text}");
+    }
+}

@@ -22,7 +22,10 @@ pub fn json_answer(status: u16, value: &Value) -> Answer {
 }
 
 pub fn error(status: u16, message: impl Into<String>) -> Answer {
-    json_answer(status, &json!({ "error": message.into(), "status": status }))
+    json_answer(
+        status,
+        &json!({ "error": message.into(), "status": status }),
+    )
 }
 
 pub fn readyz(console: &Console) -> Answer {
@@ -44,36 +47,64 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             .find(|(k, v)| k == name && !v.trim().is_empty())
             .map(|(_, v)| v.trim().to_string())
     };
-    let decoded: Vec<String> = path.trim_end_matches('/').split('/').skip(1).map(percent_decode).collect();
+    let decoded: Vec<String> = path
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .map(percent_decode)
+        .collect();
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["api", "services"] => json_answer(200, &legacy_all(console, links)),
         ["api", "services", "ips"] => match param("servicename") {
             Some(app) => legacy_ips(console, links, &app).await,
-            None => error(400, "missing query parameter 'servicename' (an application name)"),
+            None => error(
+                400,
+                "missing query parameter 'servicename' (an application name)",
+            ),
         },
         ["api", "services", "endpoint"] => match param("servicename") {
             Some(name) => legacy_endpoint_live(console, &name).await,
-            None => error(400, "missing query parameter 'servicename' (an instance name)"),
+            None => error(
+                400,
+                "missing query parameter 'servicename' (an instance name)",
+            ),
         },
         ["api", "services", "endpointcache"] => match param("servicename") {
             Some(name) => match find_instance(console, &name) {
                 Some(t) => endpoint_text(&t.instance),
-                None => error(404, format!("no instance is called '{}'", names::printable(&name))),
+                None => error(
+                    404,
+                    format!("no instance is called '{}'", names::printable(&name)),
+                ),
             },
-            None => error(400, "missing query parameter 'servicename' (an instance name)"),
+            None => error(
+                400,
+                "missing query parameter 'servicename' (an instance name)",
+            ),
         },
         ["api", "v1", "services"] => {
-            let services: Vec<Value> = console.table.services().iter().map(|s| service_json(s, links, false)).collect();
+            let services: Vec<Value> = console
+                .table
+                .services()
+                .iter()
+                .map(|s| service_json(s, links, false))
+                .collect();
             json_answer(200, &json!({ "services": services }))
         }
         ["api", "v1", "services", name] => match find_service(console, name) {
             Some(s) => json_answer(200, &service_json(&s, links, true)),
-            None => error(404, format!("no service is called '{}'", names::printable(name))),
+            None => error(
+                404,
+                format!("no service is called '{}'", names::printable(name)),
+            ),
         },
         ["api", "v1", "instances", label] => match find_instance(console, label) {
             Some(t) => json_answer(200, &instance_json(&t, links)),
-            None => error(404, format!("no instance is called '{}'", names::printable(label))),
+            None => error(
+                404,
+                format!("no instance is called '{}'", names::printable(label)),
+            ),
         },
         ["api", "v1", "registry"] => {
             let mut body = registry_json(&console.sync.snapshot());
@@ -82,7 +113,13 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             body["services"] = json!(console.table.services().len());
             json_answer(200, &body)
         }
-        _ => error(404, format!("no API endpoint at '{}'; see /api/v1/services", names::printable(path))),
+        _ => error(
+            404,
+            format!(
+                "no API endpoint at '{}'; see /api/v1/services",
+                names::printable(path)
+            ),
+        ),
     }
 }
 
@@ -93,7 +130,11 @@ fn percent_decode(segment: &str) -> String {
     let mut k = 0;
     while k < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[k], bytes.get(k + 1).copied().and_then(hex), bytes.get(k + 2).copied().and_then(hex)) {
+        match (
+            bytes[k],
+            bytes.get(k + 1).copied().and_then(hex),
+            bytes.get(k + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push((hi * 16 + lo) as u8);
                 k += 3;
@@ -110,7 +151,10 @@ fn percent_decode(segment: &str) -> String {
 /// The label the table gives an instance fetched live (collisions make it differ from
 /// the plain [`names::instance_label`]); the plain label when the table does not know it.
 fn live_label(console: &Console, i: &Instance) -> String {
-    match console.table.lookup(&names::full_instance_label(&i.instance_id)) {
+    match console
+        .table
+        .lookup(&names::full_instance_label(&i.instance_id))
+    {
         Some(Route::Instance(t)) if t.instance.instance_id == i.instance_id => t.label.clone(),
         _ => names::instance_label(&i.instance_id, &i.app),
     }
@@ -120,7 +164,11 @@ fn find_service(console: &Console, name: &str) -> Option<std::sync::Arc<Service>
     let label = names::normalize_request_label(name)?;
     match console.table.lookup(&label) {
         Some(Route::Service(s)) => Some(s),
-        _ => console.table.services().into_iter().find(|s| s.label == names::service_label(name)),
+        _ => console
+            .table
+            .services()
+            .into_iter()
+            .find(|s| s.label == names::service_label(name)),
     }
 }
 
@@ -135,8 +183,15 @@ fn find_instance(console: &Console, name: &str) -> Option<std::sync::Arc<Target>
 /// `ip:port` as plain text, as the older design answered.
 fn endpoint_text(i: &Instance) -> Answer {
     match i.port.or(i.secure_port) {
-        Some(port) => Answer::bytes(200, "text/plain; charset=utf-8", Bytes::from(format!("{}:{port}", i.ip_addr))),
-        None => error(404, format!("instance '{}' has no enabled port", i.instance_id)),
+        Some(port) => Answer::bytes(
+            200,
+            "text/plain; charset=utf-8",
+            Bytes::from(format!("{}:{port}", i.ip_addr)),
+        ),
+        None => error(
+            404,
+            format!("instance '{}' has no enabled port", i.instance_id),
+        ),
     }
 }
 
@@ -162,7 +217,9 @@ fn legacy_all(console: &Console, links: &Links) -> Value {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for t in console.table.instances() {
         if t.instance.status == Status::Up {
-            out.entry(t.instance.app.clone()).or_default().push(legacy_entry(&t.instance, &t.label, links));
+            out.entry(t.instance.app.clone())
+                .or_default()
+                .push(legacy_entry(&t.instance, &t.label, links));
         }
     }
     json!(out)
@@ -172,9 +229,16 @@ async fn legacy_ips(console: &Console, links: &Links, app: &str) -> Answer {
     match console.client.fetch_app(app).await {
         Ok(f) => {
             let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-            for i in f.snapshot.instances.iter().filter(|i| i.status == Status::Up) {
+            for i in f
+                .snapshot
+                .instances
+                .iter()
+                .filter(|i| i.status == Status::Up)
+            {
                 let label = live_label(console, i);
-                out.entry(i.app.clone()).or_default().push(legacy_entry(i, &label, links));
+                out.entry(i.app.clone())
+                    .or_default()
+                    .push(legacy_entry(i, &label, links));
             }
             json_answer(200, &json!(out))
         }
@@ -184,16 +248,26 @@ async fn legacy_ips(console: &Console, links: &Links, app: &str) -> Answer {
 
 async fn legacy_endpoint_live(console: &Console, name: &str) -> Answer {
     let Some(wanted) = names::normalize_request_label(name) else {
-        return error(400, format!("'{}' is not an instance name", names::printable(name)));
+        return error(
+            400,
+            format!("'{}' is not an instance name", names::printable(name)),
+        );
     };
     match console.client.fetch_apps().await {
         Ok(f) => {
             let found = f.snapshot.instances.iter().find(|i| {
-                live_label(console, i) == wanted || names::full_instance_label(&i.instance_id) == wanted
+                live_label(console, i) == wanted
+                    || names::full_instance_label(&i.instance_id) == wanted
             });
             match found {
                 Some(i) => endpoint_text(i),
-                None => error(404, format!("Eureka lists no instance called '{}'", names::printable(name))),
+                None => error(
+                    404,
+                    format!(
+                        "Eureka lists no instance called '{}'",
+                        names::printable(name)
+                    ),
+                ),
             }
         }
         Err(errors) => fetch_error(errors, "the registry"),
@@ -202,11 +276,17 @@ async fn legacy_endpoint_live(console: &Console, name: &str) -> Answer {
 
 fn fetch_error(errors: Vec<crate::registry::FetchError>, what: &str) -> Answer {
     use crate::registry::FetchError;
-    if errors.iter().any(|e| matches!(e, FetchError::NotFound { .. })) {
+    if errors
+        .iter()
+        .any(|e| matches!(e, FetchError::NotFound { .. }))
+    {
         return error(404, format!("Eureka does not know {what}"));
     }
     let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    error(502, format!("could not fetch {what} from Eureka: {}", all.join("; ")))
+    error(
+        502,
+        format!("could not fetch {what} from Eureka: {}", all.join("; ")),
+    )
 }
 
 fn counts_json<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) -> Value {
@@ -226,7 +306,12 @@ fn service_json(s: &Service, links: &Links, with_instances: bool) -> Value {
         "instances_by_status": counts_json(s.instances.iter()),
     });
     if with_instances {
-        v["instances"] = Value::Array(s.instances.iter().map(|t| instance_json(t, links)).collect());
+        v["instances"] = Value::Array(
+            s.instances
+                .iter()
+                .map(|t| instance_json(t, links))
+                .collect(),
+        );
     }
     v
 }
@@ -271,6 +356,7 @@ pub fn registry_json(s: &SyncStatus) -> Value {
         "delta_fetches": s.delta_fetches,
         "last_body_bytes": s.last_bytes,
         "skipped_instances": s.skipped,
+        "skipped_sources": s.skipped_sources,
         "empty_registry_since": s.empty_since.map(format_time),
     })
 }
@@ -317,10 +403,15 @@ pub(super) mod tests {
     /// A console over a table holding `instances`, allowlist 10.0.0.0/8; its Eureka URL
     /// points nowhere (the live endpoints are tested against a stub in tests/).
     pub fn console_with(instances: Vec<Instance>) -> Console {
-        let table = Arc::new(RouteTable::new(Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()])));
+        let table = Arc::new(RouteTable::new(Allowlist::new(vec!["10.0.0.0/8"
+            .parse()
+            .unwrap()])));
         table.apply(instances);
         let registry = RegistryConfig {
-            urls: vec![EurekaUrl { base: "http://127.0.0.1:9/eureka".into(), auth: None }],
+            urls: vec![EurekaUrl {
+                base: "http://127.0.0.1:9/eureka".into(),
+                auth: None,
+            }],
             interval: Duration::from_secs(10),
             timeout: Duration::from_millis(200),
             max_body: 1 << 20,
@@ -340,14 +431,19 @@ pub(super) mod tests {
     }
 
     async fn get(console: &Console, path_and_query: &str) -> (u16, String) {
-        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
         let a = route(console, &console.links.for_request(None), path, query).await;
         (a.status, String::from_utf8_lossy(&a.body).into_owned())
     }
 
     async fn get_json(console: &Console, path: &str) -> (u16, Value) {
         let (s, body) = get(console, path).await;
-        (s, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")))
+        (
+            s,
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+        )
     }
 
     fn sample() -> Console {
@@ -381,10 +477,20 @@ pub(super) mod tests {
         assert_eq!((s, v["instances_total"].as_u64()), (200, Some(2)));
         assert_eq!(v["instances_by_status"], json!({"DOWN": 1, "UP": 1}));
         assert_eq!(v["url"], "http://order-service.edge.test:8080/");
-        for path in ["/api/v1/instances/order-1-8080", "/api/v1/instances/order-1%3Aorder-service%3A8080"] {
+        for path in [
+            "/api/v1/instances/order-1-8080",
+            "/api/v1/instances/order-1%3Aorder-service%3A8080",
+        ] {
             let (s, v) = get_json(&c, path).await;
-            assert_eq!((s, v["instance_id"].as_str()), (200, Some("order-1:order-service:8080")), "{path}");
-            assert_eq!(v["health_check_url"], "http://order-1-8080.edge.test:8080/actuator/health");
+            assert_eq!(
+                (s, v["instance_id"].as_str()),
+                (200, Some("order-1:order-service:8080")),
+                "{path}"
+            );
+            assert_eq!(
+                v["health_check_url"],
+                "http://order-1-8080.edge.test:8080/actuator/health"
+            );
             assert_eq!(v["zone"], "zone-a");
         }
         let (_, v) = get_json(&c, "/api/v1/instances/evil-1-8080").await;
@@ -400,18 +506,39 @@ pub(super) mod tests {
             ("/api/services/endpointcache?servicename=nope", 404),
         ] {
             let (s, v) = get_json(&c, path).await;
-            assert_eq!((s, v["status"].as_u64()), (status, Some(u64::from(status))), "{path}: {v}");
-            assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}: {v}");
+            assert_eq!(
+                (s, v["status"].as_u64()),
+                (status, Some(u64::from(status))),
+                "{path}: {v}"
+            );
+            assert!(
+                v["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{path}: {v}"
+            );
         }
         let (s, v) = get_json(&c, "/api/v1/registry").await;
-        assert_eq!((s, v["loaded"].as_bool(), v["instances"].as_u64()), (200, Some(true), Some(3)));
+        assert_eq!(
+            (s, v["loaded"].as_bool(), v["instances"].as_u64()),
+            (200, Some(true), Some(3))
+        );
     }
 
     #[tokio::test]
     async fn endpoint_cache_answers_plain_ip_port() {
         let c = sample();
-        for name in ["order_2_order_service_8080", "order-2-8080", "order-2:order-service:8080"] {
-            assert_eq!(get(&c, &format!("/api/services/endpointcache?servicename={name}")).await, (200, "10.0.0.2:8080".into()));
+        for name in [
+            "order_2_order_service_8080",
+            "order-2-8080",
+            "order-2:order-service:8080",
+        ] {
+            assert_eq!(
+                get(
+                    &c,
+                    &format!("/api/services/endpointcache?servicename={name}")
+                )
+                .await,
+                (200, "10.0.0.2:8080".into())
+            );
         }
         // The live endpoint reports an unreachable Eureka as 502, not as a made-up address.
         let (s, v) = get_json(&c, "/api/services/endpoint?servicename=order-2-8080").await;

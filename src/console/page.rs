@@ -5,6 +5,8 @@
 //! match get the `hidden` attribute). The page's small script does the same filtering as
 //! the user types, and refreshes the summary and the table in place every few seconds.
 
+#[cfg(test)]
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use askama::Template;
@@ -110,7 +112,10 @@ fn status_class(s: Status) -> &'static str {
 }
 
 fn age(t: SystemTime) -> String {
-    let secs = SystemTime::now().duration_since(t).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     match secs {
         0..=119 => format!("{secs}s ago"),
         120..=7199 => format!("{}m ago", secs / 60),
@@ -122,13 +127,20 @@ fn age(t: SystemTime) -> String {
 fn counts<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) -> Vec<Count> {
     let mut c = [0usize; 5];
     for t in targets {
-        c[Status::ALL.iter().position(|s| *s == t.instance.status).unwrap_or(4)] += 1;
+        c[Status::ALL
+            .iter()
+            .position(|s| *s == t.instance.status)
+            .unwrap_or(4)] += 1;
     }
     Status::ALL
         .iter()
         .zip(c)
         .filter(|(_, n)| *n > 0)
-        .map(|(s, n)| Count { status: s.as_str(), class: status_class(*s), n })
+        .map(|(s, n)| Count {
+            status: s.as_str(),
+            class: status_class(*s),
+            n,
+        })
         .collect()
 }
 
@@ -140,13 +152,18 @@ fn matches(terms: &[String], text: &str) -> bool {
 fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String]) -> InstanceView {
     let i = &t.instance;
     let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
-    let renewed = (renewal > 0).then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(renewal));
+    let renewed =
+        (renewal > 0).then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(renewal));
     let address = match i.port {
         Some(p) => format!("{}:{p}", i.ip_addr),
         None => i.ip_addr.clone(),
     };
     let zone = i.zone().unwrap_or("").to_string();
-    let key = format!("{} {} {} {} {}", t.label, i.instance_id, address, i.status, zone).to_lowercase();
+    let key = format!(
+        "{} {} {} {} {}",
+        t.label, i.instance_id, address, i.status, zone
+    )
+    .to_lowercase();
     let hidden = !matches(terms, &format!("{service_key} {key}"));
     InstanceView {
         instance_id: i.instance_id.clone(),
@@ -159,8 +176,14 @@ fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String])
         zone,
         last_renewal: renewed.map(age).unwrap_or_default(),
         last_renewal_at: renewed.map(format_time).unwrap_or_default(),
-        status_page: i.status_page_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
-        health_check: i.health_check_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
+        status_page: i
+            .status_page_url
+            .as_deref()
+            .and_then(|u| links.rewrite(u, &t.label)),
+        health_check: i
+            .health_check_url
+            .as_deref()
+            .and_then(|u| links.rewrite(u, &t.label)),
         blocked: t.upstream.as_ref().err().map(ToString::to_string),
         key,
         hidden,
@@ -169,12 +192,19 @@ fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String])
 
 fn service_view(s: &Service, links: &Links, terms: &[String]) -> ServiceView {
     let key = format!("{} {}", s.app, s.label).to_lowercase();
-    let instances: Vec<InstanceView> = s.instances.iter().map(|t| instance_view(t, links, &key, terms)).collect();
+    let instances: Vec<InstanceView> = s
+        .instances
+        .iter()
+        .map(|t| instance_view(t, links, &key, terms))
+        .collect();
     let url = links.url(&s.label);
     ServiceView {
         name: s.app.clone(),
         label: s.label.clone(),
-        url_text: url.trim_start_matches("http://").trim_end_matches('/').to_string(),
+        url_text: url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string(),
         url,
         counts: counts(s.instances.iter()),
         total: s.instances.len(),
@@ -192,7 +222,10 @@ fn banner(sync: &SyncStatus, loaded: bool) -> Option<Banner> {
             level: "error",
             text: format!(
                 "The registry has never been loaded, so nothing is routed yet{}",
-                sync.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                sync.last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             ),
         });
     }
@@ -217,11 +250,22 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
     let sync = console.sync.snapshot();
     let loaded = console.table.is_loaded();
     let param = |name: &str| {
-        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     };
     let filter = param("q").unwrap_or_default();
-    let terms: Vec<String> = filter.to_lowercase().split_whitespace().map(String::from).collect();
-    let services: Vec<ServiceView> = console.table.services().iter().map(|s| service_view(s, links, &terms)).collect();
+    let terms: Vec<String> = filter
+        .to_lowercase()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let services: Vec<ServiceView> = console
+        .table
+        .services()
+        .iter()
+        .map(|s| service_view(s, links, &terms))
+        .collect();
     let instances = console.table.instances();
     let page = Page {
         version: env!("CARGO_PKG_VERSION"),
@@ -230,15 +274,26 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         banner: banner(&sync, loaded),
         last_success: sync.last_success.map(age).unwrap_or_else(|| "never".into()),
         last_success_at: sync.last_success.map(format_time).unwrap_or_default(),
-        last_error: sync.last_error.clone().filter(|_| sync.consecutive_failures > 0 || sync.empty_since.is_some()),
+        last_error: sync
+            .last_error
+            .clone()
+            .filter(|_| sync.consecutive_failures > 0 || sync.empty_since.is_some()),
         syncs_ok: sync.syncs_ok,
         syncs_failed: sync.syncs_failed,
-        names: links.url("").trim_start_matches("http://.").trim_end_matches('/').to_string(),
+        names: links
+            .url("")
+            .trim_start_matches("http://.")
+            .trim_end_matches('/')
+            .to_string(),
         services_count: services.len(),
         instances_count: instances.len(),
         status_counts: counts(instances.iter()),
         skipped: sync.skipped,
-        shown: services.iter().flat_map(|s| &s.instances).filter(|i| !i.hidden).count(),
+        shown: services
+            .iter()
+            .flat_map(|s| &s.instances)
+            .filter(|i| !i.hidden)
+            .count(),
         services,
         filter,
         token: param("token"),
@@ -251,4 +306,129 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use crate::console::api::tests::{console_with, inst};
+
+    fn html(console: &Console, query: &str) -> String {
+        let a = render(console, &console.links.for_request(None), query);
+        assert_eq!(
+            (a.status, a.content_type),
+            (200, "text/html; charset=utf-8")
+        );
+        String::from_utf8(a.body.to_vec()).unwrap()
+    }
+
+    fn sample() -> Console {
+        let mut odd = inst("ORDER-SERVICE", "order-3", "10.0.0.3", Status::OutOfService);
+        odd.instance_id = "<b>order-3</b>".into();
+        odd.secure_port = Some(8443);
+        console_with(vec![
+            inst("ORDER-SERVICE", "order-1", "10.0.0.1", Status::Up),
+            inst("ORDER-SERVICE", "order-2", "10.0.0.2", Status::Down),
+            odd,
+            inst("EVIL", "evil-1", "8.8.8.8", Status::Up),
+        ])
+    }
+
+    #[test]
+    fn shows_services_instances_links_and_markers() {
+        let page = html(&sample(), "");
+        for needle in [
+            "<title>xipgate · 2 services · 4 instances</title>",
+            r#"<a href="http://order-service.edge.test:8080/">order-service.edge.test:8080</a>"#,
+            r#"<a href="http://order-1-8080.edge.test:8080/">order-1-8080</a>"#,
+            r#"<a href="http://order-1-8080.edge.test:8080/actuator/health">health</a>"#,
+            r#"<a href="http://order-1-8080.edge.test:8080/actuator/info">status</a>"#,
+            r#"<span class="st down">DOWN</span>"#,
+            r#"<span class="st oos">OUT_OF_SERVICE 1</span>"#,
+            "Not proxied: address 8.8.8.8 is outside upstream.allow",
+            r#"<span class="st blocked">BLOCKED</span>"#,
+            "nothing to route to",
+            "TLS 8443",
+            "zone-a",
+            "&#60;b&#62;order-3&#60;/b&#62;",
+            "http://127.0.0.1:9/eureka",
+        ] {
+            assert!(page.contains(needle), "missing {needle}");
+        }
+        assert!(!page.contains("<b>order-3"), "values are escaped");
+        assert!(
+            !page.contains(" hidden>"),
+            "nothing is hidden without a filter"
+        );
+        assert!(
+            !page.contains("class=\"banner"),
+            "no banner for a loaded registry"
+        );
+        assert!(
+            !page.contains("<link") && !page.contains("src=\"http"),
+            "no external assets"
+        );
+    }
+
+    #[test]
+    fn q_filters_on_the_server_and_prefills_the_box() {
+        let page = html(&sample(), "q=ORDER+down&token=s3cret-token");
+        assert!(page.contains(r#"value="ORDER down""#));
+        assert!(page.contains(r#"<input type="hidden" name="token" value="s3cret-token">"#));
+        assert!(page.contains("1 of 4 shown"));
+        // Rows order-1, order-3 and evil-1 are hidden, and EVIL's whole group.
+        assert_eq!(page.matches(" hidden>").count(), 4, "{page}");
+        assert!(page.contains(
+            r#"data-k="order-2-8080 order-2:order-service:8080 10.0.0.2:8080 down zone-a">"#
+        ));
+    }
+
+    #[test]
+    fn banners_for_never_loaded_stale_and_empty() {
+        let empty = console_with(Vec::new());
+        assert!(html(&empty, "").contains("No services are registered"));
+        let never = crate::console::Console {
+            table: Arc::new(crate::routes::RouteTable::new(
+                crate::routes::Allowlist::new(vec![]),
+            )),
+            ..empty
+        };
+        let page = html(&never, "");
+        assert!(
+            page.contains("class=\"banner error\"") && page.contains("never been loaded"),
+            "{page}"
+        );
+        assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<title>⚠ xipgate"));
+
+        let mut s = SyncStatus {
+            last_success: Some(SystemTime::now()),
+            consecutive_failures: 3,
+            ..SyncStatus::default()
+        };
+        let b = banner(&s, true).unwrap();
+        assert_eq!(b.level, "warn");
+        assert!(
+            b.text.contains("stale") && b.text.contains("3 attempts"),
+            "{}",
+            b.text
+        );
+        s.empty_since = Some(SystemTime::now());
+        assert!(banner(&s, true).unwrap().text.contains("no instances"));
+        assert!(banner(&SyncStatus::default(), true).is_none());
+    }
+
+    #[test]
+    fn ages_read_well() {
+        let ago = |s| age(SystemTime::now() - std::time::Duration::from_secs(s));
+        assert_eq!(
+            (ago(5), ago(600), ago(10_800), ago(400_000)),
+            (
+                "5s ago".into(),
+                "10m ago".into(),
+                "3h ago".into(),
+                "4d ago".into()
+            )
+        );
+        assert_eq!(
+            (refresh_secs(10), refresh_secs(3000), refresh_secs(20_000)),
+            (5, 15, 30)
+        );
+    }
+}

@@ -78,6 +78,12 @@ fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<So
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    // During a zero-downtime upgrade (`xipgate -u`) the new process binds the DNS port
+    // while the old one still answers on it: SO_REUSEPORT lets both hold it until the
+    // old one exits. (Pingora hands the HTTP listeners over; the DNS sockets are ours.)
+    if addr.port() != 0 {
+        socket.set_reuse_port(true)?;
+    }
     Ok(socket)
 }
 

@@ -38,6 +38,8 @@ pub struct Fetched {
     pub bytes: usize,
     /// Bytes on the wire (compressed), where the server said (Content-Length).
     pub wire_bytes: Option<u64>,
+    /// Errors of the URLs tried before the one that answered (failover).
+    pub skipped_sources: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -87,7 +89,10 @@ impl EurekaClient {
         let mut errors = Vec::new();
         for url in &self.urls {
             match self.fetch_one(url, path, parse).await {
-                Ok(f) => return Ok(f),
+                Ok(mut f) => {
+                    f.skipped_sources = errors.iter().map(ToString::to_string).collect();
+                    return Ok(f);
+                }
                 // A 404 for one app is an answer, not a reason to ask the next server.
                 Err(e @ FetchError::NotFound { .. }) if path.starts_with("/apps/") && path != "/apps/delta" => {
                     return Err(vec![e])
@@ -145,7 +150,7 @@ impl EurekaClient {
             }
         }
         let snapshot = parse(&body).map_err(|source| FetchError::Parse { url: shown.clone(), source })?;
-        Ok(Fetched { snapshot, source: url.base.clone(), bytes: body.len(), wire_bytes })
+        Ok(Fetched { snapshot, source: url.base.clone(), bytes: body.len(), wire_bytes, skipped_sources: Vec::new() })
     }
 
     fn classify(&self, url: &str, e: reqwest::Error) -> FetchError {

@@ -43,6 +43,8 @@ pub struct SyncStatus {
     pub skipped: Vec<String>,
     /// Set while an empty registry is being ignored in favour of the last good table.
     pub empty_since: Option<SystemTime>,
+    /// Errors of Eureka URLs skipped by failover in the last successful fetch.
+    pub skipped_sources: Vec<String>,
     /// Duration of the last parse + apply.
     pub last_apply: Option<Duration>,
 }
@@ -115,9 +117,21 @@ impl RegistrySync {
         result
     }
 
+    /// Notes (and logs, once per change) the URLs failover had to skip.
+    fn note_failover(&self, f: &Fetched) {
+        let mut s = self.state.lock();
+        if s.skipped_sources != f.skipped_sources {
+            if !f.skipped_sources.is_empty() {
+                warn!("registry: using {} after skipping: {}", f.source, f.skipped_sources.join("; "));
+            }
+            s.skipped_sources = f.skipped_sources.clone();
+        }
+    }
+
     /// Applies a delta to our copy; `Ok(None)` when the hash says the copy has drifted.
     async fn apply_delta(&self, current: &mut HashMap<String, Instance>, f: Fetched) -> Result<Option<ApplyReport>, String> {
         let started = std::time::Instant::now();
+        self.note_failover(&f);
         let changes = f.snapshot.instances.len() + f.snapshot.deleted.len();
         let mut next = current.clone();
         for id in &f.snapshot.deleted {
@@ -155,6 +169,7 @@ impl RegistrySync {
 
     fn apply_full(&self, copy: &mut Option<HashMap<String, Instance>>, f: Fetched) -> Result<ApplyReport, String> {
         let started = std::time::Instant::now();
+        self.note_failover(&f);
         {
             let mut s = self.state.lock();
             s.full_fetches += 1;

@@ -19,16 +19,27 @@ use serde_json::{json, Value};
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_program(env: &str, names: &[&str], extra_dirs: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env).map(PathBuf::from).filter(|p| p.is_file()) {
+    if let Some(p) = std::env::var_os(env)
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
         return Some(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path).chain(extra_dirs.iter().map(PathBuf::from)).collect();
-    names.iter().flat_map(|n| dirs.iter().map(move |d| d.join(n))).find(|p| p.is_file())
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(extra_dirs.iter().map(PathBuf::from))
+        .collect();
+    names
+        .iter()
+        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
+        .find(|p| p.is_file())
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("reserve a port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("reserve a port")
 }
 
 pub struct Browser {
@@ -43,12 +54,21 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session with `extra`
     /// command-line switches (e.g. `--host-resolver-rules=...`).
     pub async fn start(extra: &[&str]) -> Browser {
-        const INSTALL: &str = "install them with: apt-get update && apt-get install -y chromium chromium-driver \
+        const INSTALL: &str =
+            "install them with: apt-get update && apt-get install -y chromium chromium-driver \
                                (or point CHROME_BIN and CHROMEDRIVER at them)";
-        let chrome = find_program("CHROME_BIN", &["chromium", "chromium-browser", "google-chrome"], &[])
-            .unwrap_or_else(|| panic!("the browser test needs Chromium, which is not installed: {INSTALL}"));
+        let chrome = find_program(
+            "CHROME_BIN",
+            &["chromium", "chromium-browser", "google-chrome"],
+            &[],
+        )
+        .unwrap_or_else(|| {
+            panic!("the browser test needs Chromium, which is not installed: {INSTALL}")
+        });
         let driver_bin = find_program("CHROMEDRIVER", &["chromedriver"], &["/usr/lib/chromium"])
-            .unwrap_or_else(|| panic!("the browser test needs chromedriver, which is not installed: {INSTALL}"));
+            .unwrap_or_else(|| {
+                panic!("the browser test needs chromedriver, which is not installed: {INSTALL}")
+            });
         let port = free_port();
         let driver = Command::new(&driver_bin)
             .arg(format!("--port={port}"))
@@ -57,19 +77,36 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver_bin.display()));
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("http client");
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
         let profile = tempfile::tempdir().expect("profile dir");
-        let mut b = Browser { driver, base, session: String::new(), http, _profile: profile };
+        let mut b = Browser {
+            driver,
+            base,
+            session: String::new(),
+            http,
+            _profile: profile,
+        };
 
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ready = b.http.get(format!("{}/status", b.base)).send().await;
             if let Ok(r) = ready {
-                if r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true) {
+                if r.json::<Value>()
+                    .await
+                    .is_ok_and(|v| v["value"]["ready"] == true)
+                {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "chromedriver ({}) did not become ready in 20 s", driver_bin.display());
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver ({}) did not become ready in 20 s",
+                driver_bin.display()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
@@ -97,7 +134,10 @@ impl Browser {
             "goog:chromeOptions": {"binary": chrome.to_string_lossy(), "args": args}
         }}});
         let v = b.call(reqwest::Method::POST, "/session", Some(caps)).await;
-        b.session = v["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_string();
+        b.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_string();
         b
     }
 
@@ -109,61 +149,115 @@ impl Browser {
         } else if method == reqwest::Method::POST {
             req = req.json(&json!({}));
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "WebDriver {method} {path}: HTTP {status}: {v}");
+        assert!(
+            status.is_success(),
+            "WebDriver {method} {path}: HTTP {status}: {v}"
+        );
         v["value"].clone()
     }
 
-    async fn session_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        self.call(method, &format!("/session/{}{path}", self.session), body).await
+    async fn session_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+            .await
     }
 
     pub async fn goto(&self, url: &str) {
-        self.session_call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+        self.session_call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
     }
 
     pub async fn back(&self) {
-        self.session_call(reqwest::Method::POST, "/back", None).await;
+        self.session_call(reqwest::Method::POST, "/back", None)
+            .await;
     }
 
     pub async fn url(&self) -> String {
-        self.session_call(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_string()
+        self.session_call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Every element matching a CSS selector, as WebDriver element ids.
     pub async fn find_all(&self, css: &str) -> Vec<String> {
         let v = self
-            .session_call(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css})))
+            .session_call(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
             .await;
-        v.as_array().into_iter().flatten().filter_map(|e| e[ELEMENT].as_str().map(String::from)).collect()
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e[ELEMENT].as_str().map(String::from))
+            .collect()
     }
 
     pub async fn find(&self, css: &str) -> String {
-        self.find_all(css).await.into_iter().next().unwrap_or_else(|| panic!("no element matches '{css}'"))
+        self.find_all(css)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no element matches '{css}'"))
     }
 
     pub async fn click(&self, element: &str) {
-        self.session_call(reqwest::Method::POST, &format!("/element/{element}/click"), None).await;
+        self.session_call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            None,
+        )
+        .await;
     }
 
     pub async fn type_into(&self, element: &str, text: &str) {
-        self.session_call(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({ "text": text }))).await;
+        self.session_call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
     }
 
     pub async fn clear(&self, element: &str) {
-        self.session_call(reqwest::Method::POST, &format!("/element/{element}/clear"), None).await;
+        self.session_call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/clear"),
+            None,
+        )
+        .await;
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
     pub async fn exec(&self, script: &str, args: Vec<Value>) -> Value {
-        self.session_call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": args }))).await
+        self.session_call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": args })),
+        )
+        .await
     }
 
     /// The page's visible text.
     pub async fn body_text(&self) -> String {
-        self.exec("return document.body.innerText;", vec![]).await.as_str().unwrap_or_default().to_string()
+        self.exec("return document.body.innerText;", vec![])
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Polls `script` until it returns true; panics with `what` after `within`.
@@ -173,14 +267,19 @@ impl Browser {
             if self.exec(script, vec![]).await == Value::Bool(true) {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting in the browser for: {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting in the browser for: {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Saves a PNG screenshot of the viewport.
     pub async fn screenshot(&self, path: &Path) {
-        let v = self.session_call(reqwest::Method::GET, "/screenshot", None).await;
+        let v = self
+            .session_call(reqwest::Method::GET, "/screenshot", None)
+            .await;
         let png = base64_decode(v.as_str().expect("a base64 screenshot"));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).expect("screenshot dir");
@@ -196,7 +295,10 @@ impl Drop for Browser {
             let addr = self.base.trim_start_matches("http://").to_string();
             if let Ok(mut s) = TcpStream::connect(&addr) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                let req = format!("DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n", self.session);
+                let req = format!(
+                    "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+                    self.session
+                );
                 let _ = s.write_all(req.as_bytes());
                 let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
             }
