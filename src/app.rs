@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use log::error;
+use pingora_core::apps::http_app::HttpServer;
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::server::configuration::Opt;
 use pingora_core::server::{Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
-use pingora_core::apps::http_app::HttpServer;
-use pingora_core::server::configuration::Opt;
 
 use crate::config::Config;
 use crate::console::{Access, Console, ConsoleApp, Links, Metrics};
@@ -44,16 +44,29 @@ impl Parts {
         let sync_state = Arc::new(SyncState::new(client.sources()));
         let metrics = Arc::new(Metrics::new());
         let listener_port = cfg.listen.first().map_or(80, |a| a.port());
-        let links = Links::new(cfg.domains[0].clone(), cfg.console.public_port, listener_port);
+        let links = Links::new(
+            cfg.domains[0].clone(),
+            cfg.console.public_port,
+            listener_port,
+        );
         let console = Arc::new(Console {
             table: table.clone(),
             sync: sync_state.clone(),
             client: client.clone(),
             metrics: metrics.clone(),
             links,
-            access: Access { token: cfg.console.token.clone(), allow_clients: cfg.console.allow_clients.clone() },
+            access: Access {
+                token: cfg.console.token.clone(),
+                allow_clients: cfg.console.allow_clients.clone(),
+            },
         });
-        Ok(Parts { table, sync_state, client, metrics, console })
+        Ok(Parts {
+            table,
+            sync_state,
+            client,
+            metrics,
+            console,
+        })
     }
 }
 
@@ -64,7 +77,12 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    let sync = RegistrySync::new(parts.client.clone(), parts.table.clone(), parts.sync_state.clone(), cfg.registry.clone());
+    let sync = RegistrySync::new(
+        parts.client.clone(),
+        parts.table.clone(),
+        parts.sync_state.clone(),
+        cfg.registry.clone(),
+    );
     let sync_handle = server.add_service(background_service("registry sync", sync));
 
     let gate = Gate::new(
@@ -79,7 +97,10 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     let mut opts = HttpServerOptions::default();
     opts.h2c = true;
     app.server_options = Some(opts);
-    let mut proxy = Service::new("xipgate proxy".to_string(), Limited::new(app, cfg.max_client_connections));
+    let mut proxy = Service::new(
+        "xipgate proxy".to_string(),
+        Limited::new(app, cfg.max_client_connections),
+    );
     for addr in &cfg.listen {
         proxy.add_tcp(&addr.to_string());
     }
@@ -87,15 +108,26 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     proxy_handle.add_dependency(&sync_handle);
 
     if let Some(addr) = cfg.console.listen {
-        let mut console = Service::new("xipgate console".to_string(), HttpServer::new_app(ConsoleApp(parts.console.clone())));
+        let mut console = Service::new(
+            "xipgate console".to_string(),
+            HttpServer::new_app(ConsoleApp(parts.console.clone())),
+        );
         console.add_tcp(&addr.to_string());
         // Not dependent on the registry: /healthz and /readyz must answer while it loads.
         server.add_service(console);
     }
 
     if let Some(dns) = &cfg.dns {
-        let dns_cfg = DnsConfig { listen: dns.listen.clone(), zones: dns.zones.clone(), edge_ips: dns.edge_ips.clone(), ttl: dns.ttl };
-        server.add_service(background_service("xipgate dns", DnsService(Arc::new(dns_cfg))));
+        let dns_cfg = DnsConfig {
+            listen: dns.listen.clone(),
+            zones: dns.zones.clone(),
+            edge_ips: dns.edge_ips.clone(),
+            ttl: dns.ttl,
+        };
+        server.add_service(background_service(
+            "xipgate dns",
+            DnsService(Arc::new(dns_cfg)),
+        ));
     }
     Ok(server)
 }

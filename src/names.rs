@@ -166,8 +166,14 @@ pub fn normalize_host(raw: &str) -> Result<String, HostError> {
     }
     let host = match raw.rsplit_once(':') {
         Some((h, port)) => {
-            if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
-                return Err(HostError::Invalid(format!("bad port in '{}'", printable(raw))));
+            if port.is_empty()
+                || !port.bytes().all(|b| b.is_ascii_digit())
+                || port.parse::<u16>().is_err()
+            {
+                return Err(HostError::Invalid(format!(
+                    "bad port in '{}'",
+                    printable(raw)
+                )));
             }
             h
         }
@@ -185,7 +191,10 @@ pub fn normalize_host(raw: &str) -> Result<String, HostError> {
     }
     for label in host.split('.') {
         if label.is_empty() {
-            return Err(HostError::Invalid(format!("empty label in '{}'", printable(host))));
+            return Err(HostError::Invalid(format!(
+                "empty label in '{}'",
+                printable(host)
+            )));
         }
         if label.len() > MAX_LABEL_LEN {
             return Err(HostError::Invalid(format!(
@@ -193,7 +202,10 @@ pub fn normalize_host(raw: &str) -> Result<String, HostError> {
                 label.len()
             )));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(HostError::Invalid(format!(
                 "'{}' has characters not allowed in a host name",
                 printable(host)
@@ -250,8 +262,16 @@ mod tests {
     #[test]
     fn instance_labels() {
         for (id, app, want) in [
-            ("order-service-7d9f8-x2k4q:order-service:8080", "ORDER-SERVICE", "order-service-7d9f8-x2k4q-8080"),
-            ("config-service001.test.com:config-service:8080", "CONFIG-SERVICE", "config-service001-test-com-8080"),
+            (
+                "order-service-7d9f8-x2k4q:order-service:8080",
+                "ORDER-SERVICE",
+                "order-service-7d9f8-x2k4q-8080",
+            ),
+            (
+                "config-service001.test.com:config-service:8080",
+                "CONFIG-SERVICE",
+                "config-service001-test-com-8080",
+            ),
             ("host:other:8080", "APP", "host-other-8080"),
             ("10.0.0.7:order:8080", "ORDER", "10x0x0x7-8080"),
             ("pod-10-0-0-7-8080", "X", "pod-10x0x0x7-8080"),
@@ -286,8 +306,14 @@ mod tests {
 
     #[test]
     fn seed_names_normalise_to_labels() {
-        assert_eq!(normalize_request_label("user_service_7d9f_8080").as_deref(), Some("user-service-7d9f-8080"));
-        assert_eq!(normalize_request_label("ORDER-Service").as_deref(), Some("order-service"));
+        assert_eq!(
+            normalize_request_label("user_service_7d9f_8080").as_deref(),
+            Some("user-service-7d9f-8080")
+        );
+        assert_eq!(
+            normalize_request_label("ORDER-Service").as_deref(),
+            Some("order-service")
+        );
         assert_eq!(normalize_request_label("___"), None);
     }
 
@@ -315,9 +341,8 @@ mod tests {
             ("a.example.com:x", Err("invalid")),
             ("us@er.example.com", Err("invalid")),
         ] {
-            let got = normalize_host(raw).and_then(|h| {
-                split_host(&h, &domains).map(|(l, i)| (l.to_string(), i))
-            });
+            let got = normalize_host(raw)
+                .and_then(|h| split_host(&h, &domains).map(|(l, i)| (l.to_string(), i)));
             match (got, want) {
                 (Ok((l, i)), Ok((wl, wi))) => assert_eq!((l.as_str(), i), (wl, wi), "{raw}"),
                 (Err(HostError::Missing), Err("missing")) => {}

@@ -34,14 +34,22 @@ struct Reply {
 
 /// One request with `Connection: close`; PUT and POST carry a small body.
 fn call(x: &Xipgate, method: &str, label: &str) -> Reply {
-    let body = if matches!(method, "PUT" | "POST") { "{\"payload\":42}" } else { "" };
+    let body = if matches!(method, "PUT" | "POST") {
+        "{\"payload\":42}"
+    } else {
+        ""
+    };
     let req = format!(
         "{method} /fault HTTP/1.1\r\nHost: {label}.{DOMAIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let text = raw(x.proxy, req.as_bytes()).expect("request through xipgate");
     let (status, headers, body) = parse_response(&text);
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// The `tries=` of every access-log line for `label`, in order, once at least `want`
@@ -52,7 +60,14 @@ fn tries_in_log(x: &Xipgate, label: &str, want: usize) -> Vec<u32> {
         x.log()
             .lines()
             .filter(|l| l.contains("xipgate::access") && l.contains(&needle))
-            .filter_map(|l| l.split(" tries=").nth(1)?.split_whitespace().next()?.parse().ok())
+            .filter_map(|l| {
+                l.split(" tries=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .collect()
     };
     let mut got = Vec::new();
@@ -64,7 +79,11 @@ fn tries_in_log(x: &Xipgate, label: &str, want: usize) -> Vec<u32> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{label}: {} access-log lines, wanted {want}\n{}", got.len(), x.log());
+    panic!(
+        "{label}: {} access-log lines, wanted {want}\n{}",
+        got.len(),
+        x.log()
+    );
 }
 
 fn error_status(fault: Fault) -> u16 {
@@ -83,7 +102,9 @@ async fn fault_case(fault: Fault) {
     let good_i = Inst::up("mixed", "good-1", healthy.addr);
     let bad_i = Inst::up("mixed", "bad-1", bad.addr);
     let lone_i = Inst::up("broken", "lone-1", lone.addr);
-    eureka.serve(&[good_i.clone(), bad_i.clone(), lone_i.clone()]).await;
+    eureka
+        .serve(&[good_i.clone(), bad_i.clone(), lone_i.clone()])
+        .await;
     let x = Xipgate::start(&eureka.url(), FAST_TIMEOUTS);
 
     // (a) The service host: no client-visible failure for idempotent methods.
@@ -91,28 +112,61 @@ async fn fault_case(fault: Fault) {
     for i in 0..50 {
         let m = methods[i % methods.len()];
         let r = call(&x, m, "mixed");
-        assert_eq!(r.status, 200, "{fault:?}: {m} #{i} through the service host: {}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "{fault:?}: {m} #{i} through the service host: {}",
+            r.body
+        );
         if m != "HEAD" {
-            assert!(r.body.contains(&format!("\"method\":\"{m}\"")), "{fault:?}: {m} #{i}: {}", r.body);
+            assert!(
+                r.body.contains(&format!("\"method\":\"{m}\"")),
+                "{fault:?}: {m} #{i}: {}",
+                r.body
+            );
         }
     }
     let tries = tries_in_log(&x, "mixed", 50);
-    assert!(tries.iter().all(|&t| (1..=MAX_TRIES).contains(&t)), "{fault:?}: tries per request {tries:?}");
+    assert!(
+        tries.iter().all(|&t| (1..=MAX_TRIES).contains(&t)),
+        "{fault:?}: tries per request {tries:?}"
+    );
     let attempts: u32 = tries.iter().sum();
-    assert!(attempts > 50, "{fault:?}: the faulty instance was never tried ({tries:?})");
+    assert!(
+        attempts > 50,
+        "{fault:?}: the faulty instance was never tried ({tries:?})"
+    );
     match fault {
         Fault::Refuse => {
-            assert_eq!(healthy.requests(), 50, "{fault:?}: the healthy instance answers each request once");
+            assert_eq!(
+                healthy.requests(),
+                50,
+                "{fault:?}: the healthy instance answers each request once"
+            );
         }
         Fault::CloseKeptAlive => {
             // It answers on fresh connections and fails on reused ones.
-            assert!(bad.answered() > 0 && bad.requests() > bad.answered(), "{fault:?}: fault not exercised");
+            assert!(
+                bad.answered() > 0 && bad.requests() > bad.answered(),
+                "{fault:?}: fault not exercised"
+            );
             assert_eq!(healthy.answered() + bad.answered(), 50);
-            assert_eq!((healthy.requests() + bad.requests()) as u32, attempts, "{fault:?}: every attempt reached a backend");
+            assert_eq!(
+                (healthy.requests() + bad.requests()) as u32,
+                attempts,
+                "{fault:?}: every attempt reached a backend"
+            );
         }
         _ => {
-            assert_eq!(healthy.requests(), 50, "{fault:?}: the healthy instance answers each request once");
-            assert_eq!((healthy.requests() + bad.requests()) as u32, attempts, "{fault:?}: every attempt reached a backend");
+            assert_eq!(
+                healthy.requests(),
+                50,
+                "{fault:?}: the healthy instance answers each request once"
+            );
+            assert_eq!(
+                (healthy.requests() + bad.requests()) as u32,
+                attempts,
+                "{fault:?}: every attempt reached a backend"
+            );
         }
     }
 
@@ -129,15 +183,27 @@ async fn fault_case(fault: Fault) {
         }
         assert_eq!(r.status, error_status(fault), "{fault:?}: {}", r.body);
         assert!(r.body.starts_with("xipgate: "), "{}", r.body);
-        assert!(r.body.contains(&bad_i.id), "{fault:?}: the body names the instance: {}", r.body);
-        assert!(r.body.contains(&bad.addr.to_string()), "{fault:?}: the body names the address: {}", r.body);
+        assert!(
+            r.body.contains(&bad_i.id),
+            "{fault:?}: the body names the instance: {}",
+            r.body
+        );
+        assert!(
+            r.body.contains(&bad.addr.to_string()),
+            "{fault:?}: the body names the address: {}",
+            r.body
+        );
         assert_eq!(header(&r.headers, "x-served-by"), Some(bad_i.id.as_str()));
     }
     let tries = tries_in_log(&x, &label, 3);
     if fault == Fault::CloseKeptAlive {
         assert!(tries.iter().all(|&t| t <= 2), "{tries:?}");
     } else {
-        assert_eq!(tries, vec![1, 1, 1], "{fault:?}: an instance host does not retry a fresh connection");
+        assert_eq!(
+            tries,
+            vec![1, 1, 1],
+            "{fault:?}: an instance host does not retry a fresh connection"
+        );
         if fault != Fault::Refuse {
             assert_eq!(bad.requests() - before, 3);
         }
@@ -150,15 +216,26 @@ async fn fault_case(fault: Fault) {
             assert_eq!(r.status, 200, "#{i}: {}", r.body);
         } else {
             assert_eq!(r.status, error_status(fault), "{fault:?} #{i}: {}", r.body);
-            assert!(r.body.contains(&lone_i.id) && r.body.contains(&lone.addr.to_string()), "{}", r.body);
+            assert!(
+                r.body.contains(&lone_i.id) && r.body.contains(&lone.addr.to_string()),
+                "{}",
+                r.body
+            );
         }
     }
     let tries = tries_in_log(&x, "broken", 10);
-    assert!(tries.iter().all(|&t| (1..=MAX_TRIES).contains(&t)), "{fault:?}: {tries:?}");
+    assert!(
+        tries.iter().all(|&t| (1..=MAX_TRIES).contains(&t)),
+        "{fault:?}: {tries:?}"
+    );
     let attempts: u32 = tries.iter().sum();
     assert!(attempts <= 10 * MAX_TRIES);
     if fault != Fault::Refuse {
-        assert_eq!(lone.requests() as u32, attempts, "{fault:?}: attempts seen by the backend vs the log");
+        assert_eq!(
+            lone.requests() as u32,
+            attempts,
+            "{fault:?}: attempts seen by the backend vs the log"
+        );
     }
     if fault != Fault::CloseKeptAlive {
         // Every attempt fails, so every request uses all of them.
@@ -195,7 +272,9 @@ async fn reset_after_the_response_started_is_not_retried() {
     let mid = FaultyBackend::start("mid", Fault::ResetInBody).await;
     let eureka = StubEureka::start().await;
     let mid_i = Inst::up("midbody", "mid-1", mid.addr);
-    eureka.serve(&[Inst::up("midbody", "good-1", healthy.addr), mid_i.clone()]).await;
+    eureka
+        .serve(&[Inst::up("midbody", "good-1", healthy.addr), mid_i.clone()])
+        .await;
     let x = Xipgate::start(&eureka.url(), FAST_TIMEOUTS);
 
     let mut truncated = 0;
@@ -205,15 +284,27 @@ async fn reset_after_the_response_started_is_not_retried() {
         match header(&r.headers, "x-backend") {
             Some("healthy") => assert!(r.body.contains("healthy")),
             Some("mid") => {
-                assert!(r.body.len() < 1000, "a truncated body, not a second response: {}", r.body);
-                assert!(!r.body.contains("healthy"), "no second response was appended: {}", r.body);
+                assert!(
+                    r.body.len() < 1000,
+                    "a truncated body, not a second response: {}",
+                    r.body
+                );
+                assert!(
+                    !r.body.contains("healthy"),
+                    "no second response was appended: {}",
+                    r.body
+                );
                 truncated += 1;
             }
             other => panic!("#{i}: unexpected backend {other:?}"),
         }
     }
     assert!(truncated > 0, "the faulty instance was never picked");
-    assert_eq!(mid.requests(), truncated, "one attempt per request at the faulty instance");
+    assert_eq!(
+        mid.requests(),
+        truncated,
+        "one attempt per request at the faulty instance"
+    );
     assert_eq!(healthy.requests(), 20 - truncated);
     assert_eq!(tries_in_log(&x, "midbody", 20), vec![1; 20]);
 
@@ -250,9 +341,16 @@ async fn post_is_retried_only_when_nothing_was_sent() {
         assert_eq!(r.status, 200, "#{i}: {}", r.body);
         assert!(r.body.contains("\"method\":\"POST\""));
     }
-    assert_eq!(healthy.requests(), 20, "each POST reached the healthy instance exactly once");
+    assert_eq!(
+        healthy.requests(),
+        20,
+        "each POST reached the healthy instance exactly once"
+    );
     let tries = tries_in_log(&x, "post-refused", 20);
-    assert!(tries.contains(&2), "a POST was retried after a refused connect: {tries:?}");
+    assert!(
+        tries.contains(&2),
+        "a POST was retried after a refused connect: {tries:?}"
+    );
 
     // Reset after the POST was sent: not retried, the client gets 502.
     let (mut ok, mut failed) = (0, 0);
@@ -265,14 +363,22 @@ async fn post_is_retried_only_when_nothing_was_sent() {
         }
     }
     assert!(failed > 0, "the resetting instance was never picked");
-    assert_eq!(reset.requests(), failed, "exactly one attempt per failed POST");
+    assert_eq!(
+        reset.requests(),
+        failed,
+        "exactly one attempt per failed POST"
+    );
     assert_eq!(healthy.requests(), 20 + ok);
     assert_eq!(tries_in_log(&x, "post-reset", 20), vec![1; 20]);
 
     for _ in 0..5 {
         assert_eq!(call(&x, "POST", "post-reset-only").status, 502);
     }
-    assert_eq!(lone_reset.requests(), 5, "a POST that reached the backend is never retried");
+    assert_eq!(
+        lone_reset.requests(),
+        5,
+        "a POST that reached the backend is never retried"
+    );
 
     for _ in 0..3 {
         let r = call(&x, "POST", "post-slow-only");
@@ -291,7 +397,11 @@ async fn max_tries_is_configurable() {
     let c = FaultyBackend::start("c", Fault::ResetInHead).await;
     let eureka = StubEureka::start().await;
     eureka
-        .serve(&[Inst::up("dead", "a-1", a.addr), Inst::up("dead", "b-1", b.addr), Inst::up("dead", "c-1", c.addr)])
+        .serve(&[
+            Inst::up("dead", "a-1", a.addr),
+            Inst::up("dead", "b-1", b.addr),
+            Inst::up("dead", "c-1", c.addr),
+        ])
         .await;
     let x = Xipgate::start(&eureka.url(), "  upstream:\n    max_tries: 2\n");
     for _ in 0..10 {

@@ -22,7 +22,10 @@ fn bundled_defaults_load() {
     assert_eq!(cfg.registry.urls[0].base, "http://127.0.0.1:8761/eureka");
     assert_eq!(cfg.registry.interval.as_secs(), 10);
     assert_eq!(cfg.upstream.allow.len(), 6);
-    assert_eq!(cfg.console.listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9080"));
+    assert_eq!(
+        cfg.console.listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9080")
+    );
     assert!(cfg.dns.is_none());
 }
 
@@ -37,10 +40,19 @@ fn environment_overrides_the_file() {
         _ => None,
     };
     let cfg = load(None, env).unwrap();
-    assert_eq!(cfg.registry.urls[0].base, "http://eureka.default.svc:8762/eureka");
+    assert_eq!(
+        cfg.registry.urls[0].base,
+        "http://eureka.default.svc:8762/eureka"
+    );
     assert_eq!(cfg.domains, vec!["10-0-0-5.sslip.io"]);
-    assert_eq!(cfg.edge_ip.map(|i| i.to_string()).as_deref(), Some("10.0.0.5"));
-    assert_eq!(cfg.console.host.as_deref(), Some("console.10-0-0-5.sslip.io"));
+    assert_eq!(
+        cfg.edge_ip.map(|i| i.to_string()).as_deref(),
+        Some("10.0.0.5")
+    );
+    assert_eq!(
+        cfg.console.host.as_deref(),
+        Some("console.10-0-0-5.sslip.io")
+    );
 }
 
 #[test]
@@ -49,33 +61,91 @@ fn credentials_are_taken_out_of_urls() {
     let url = &cfg.registry.urls[0];
     assert_eq!(url.base, "http://eureka:8761/eureka");
     assert_eq!(url.auth, Some(("user".to_string(), "s@cret".to_string())));
-    assert!(!format!("{url:?} {url}").contains("cret"), "the password never shows");
+    assert!(
+        !format!("{url:?} {url}").contains("cret"),
+        "the password never shows"
+    );
 }
 
 #[test]
 fn broken_files_name_key_and_problem() {
     for (yaml, key, words) in [
-        ("xipgate:\n  lisen: [\"0.0.0.0:8080\"]\n", "xipgate.lisen", "unknown field `lisen`"),
-        ("xipgate:\n  registry:\n    eureka:\n      intervall: 5s\n", "xipgate.registry.eureka.intervall", "unknown field `intervall`"),
+        (
+            "xipgate:\n  lisen: [\"0.0.0.0:8080\"]\n",
+            "xipgate.lisen",
+            "unknown field `lisen`",
+        ),
+        (
+            "xipgate:\n  registry:\n    eureka:\n      intervall: 5s\n",
+            "xipgate.registry.eureka.intervall",
+            "unknown field `intervall`",
+        ),
         ("thread: 4\n", "thread", "unknown key"),
-        ("xipgate:\n  upstream:\n    allow: [\"10.0.0.0/33\"]\n", "xipgate.upstream.allow[0]", "not a CIDR"),
-        ("xipgate:\n  registry:\n    eureka:\n      urls: [\"eureka:8761\"]\n", "xipgate.registry.eureka.urls[0]", "http"),
-        ("xipgate:\n  registry:\n    eureka:\n      urls: [\"not a url\"]\n", "xipgate.registry.eureka.urls[0]", "not a URL"),
-        ("xipgate:\n  domains: []\n", "xipgate.domains", "at least one"),
-        ("xipgate:\n  domains: [\"bad_domain!.io\"]\n", "xipgate.domains[0]", "not a valid domain"),
-        ("xipgate:\n  registry:\n    eureka:\n      interval: soon\n", "xipgate.registry.eureka.interval", "not a duration"),
-        ("xipgate:\n  registry:\n    eureka:\n      timeout: 0s\n", "xipgate.registry.eureka.timeout", "longer than zero"),
-        ("xipgate:\n  listen: [\"8080\"]\n", "xipgate.listen[0]", "not an address"),
-        ("xipgate:\n  upstream:\n    max_tries: 50\n", "xipgate.upstream.max_tries", "out of range"),
-        ("xipgate:\n  dns:\n    listen: [\"127.0.0.1:5353\"]\n", "xipgate.dns.edge_ips", "required"),
+        (
+            "xipgate:\n  upstream:\n    allow: [\"10.0.0.0/33\"]\n",
+            "xipgate.upstream.allow[0]",
+            "not a CIDR",
+        ),
+        (
+            "xipgate:\n  registry:\n    eureka:\n      urls: [\"eureka:8761\"]\n",
+            "xipgate.registry.eureka.urls[0]",
+            "http",
+        ),
+        (
+            "xipgate:\n  registry:\n    eureka:\n      urls: [\"not a url\"]\n",
+            "xipgate.registry.eureka.urls[0]",
+            "not a URL",
+        ),
+        (
+            "xipgate:\n  domains: []\n",
+            "xipgate.domains",
+            "at least one",
+        ),
+        (
+            "xipgate:\n  domains: [\"bad_domain!.io\"]\n",
+            "xipgate.domains[0]",
+            "not a valid domain",
+        ),
+        (
+            "xipgate:\n  registry:\n    eureka:\n      interval: soon\n",
+            "xipgate.registry.eureka.interval",
+            "not a duration",
+        ),
+        (
+            "xipgate:\n  registry:\n    eureka:\n      timeout: 0s\n",
+            "xipgate.registry.eureka.timeout",
+            "longer than zero",
+        ),
+        (
+            "xipgate:\n  listen: [\"8080\"]\n",
+            "xipgate.listen[0]",
+            "not an address",
+        ),
+        (
+            "xipgate:\n  upstream:\n    max_tries: 50\n",
+            "xipgate.upstream.max_tries",
+            "out of range",
+        ),
+        (
+            "xipgate:\n  dns:\n    listen: [\"127.0.0.1:5353\"]\n",
+            "xipgate.dns.edge_ips",
+            "required",
+        ),
         ("xipgate: [1, 2]\n", "xipgate", "invalid type"),
         ("version: [\n", "(yaml)", ""),
     ] {
         let err = check(yaml).expect_err(yaml);
         let hit = err.errors.iter().find(|e| e.key == key);
         let e = hit.unwrap_or_else(|| panic!("{yaml:?}: no error for key {key}: {err}"));
-        assert!(e.message.contains(words), "{yaml:?}: '{}' should contain '{words}'", e.message);
-        assert!(err.to_string().starts_with("test.yaml: "), "the file is named: {err}");
+        assert!(
+            e.message.contains(words),
+            "{yaml:?}: '{}' should contain '{words}'",
+            e.message
+        );
+        assert!(
+            err.to_string().starts_with("test.yaml: "),
+            "the file is named: {err}"
+        );
     }
 }
 
@@ -84,12 +154,27 @@ fn every_problem_is_reported_at_once() {
     let yaml = "xipgate:\n  listen: [\"nope\"]\n  domains: [\"-bad-\"]\n  upstream:\n    allow: [\"x\"]\n    connect_timeout: forever\n";
     let err = check(yaml).unwrap_err();
     let keys: Vec<&str> = err.errors.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["xipgate.listen[0]", "xipgate.domains[0]", "xipgate.upstream.allow[0]", "xipgate.upstream.connect_timeout"]);
+    assert_eq!(
+        keys,
+        [
+            "xipgate.listen[0]",
+            "xipgate.domains[0]",
+            "xipgate.upstream.allow[0]",
+            "xipgate.upstream.connect_timeout"
+        ]
+    );
 }
 
 fn xipgate(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xipgate")).args(args).env_remove("REGISTRY_HOST").output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    let out = Command::new(env!("CARGO_BIN_EXE_xipgate"))
+        .args(args)
+        .env_remove("REGISTRY_HOST")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 #[test]
@@ -99,12 +184,26 @@ fn dash_t_checks_files_and_exits_non_zero() {
     std::fs::write(&bad, "xipgate:\n  upstream:\n    allow: [\"300.0.0.0/8\"]\n  registry:\n    eureka:\n      interval: 10 parsecs\n").unwrap();
     let (code, out) = xipgate(&["-t", "-c", bad.to_str().unwrap()]);
     assert_ne!(code, 0);
-    assert!(out.contains("bad.yaml") && out.contains("2 problems"), "{out}");
-    assert!(out.contains("xipgate.upstream.allow[0]") && out.contains("xipgate.registry.eureka.interval"), "{out}");
+    assert!(
+        out.contains("bad.yaml") && out.contains("2 problems"),
+        "{out}"
+    );
+    assert!(
+        out.contains("xipgate.upstream.allow[0]")
+            && out.contains("xipgate.registry.eureka.interval"),
+        "{out}"
+    );
 
-    let (code, out) = xipgate(&["-t", "-c", dir.path().join("missing.yaml").to_str().unwrap()]);
+    let (code, out) = xipgate(&[
+        "-t",
+        "-c",
+        dir.path().join("missing.yaml").to_str().unwrap(),
+    ]);
     assert_ne!(code, 0);
-    assert!(out.contains("missing.yaml") && out.contains("cannot read"), "{out}");
+    assert!(
+        out.contains("missing.yaml") && out.contains("cannot read"),
+        "{out}"
+    );
 
     let (code, out) = xipgate(&["-t"]);
     assert_eq!(code, 0, "{out}");
@@ -124,7 +223,10 @@ fn every_shipped_config_passes_dash_t() {
             }
         }
     }
-    assert!(files.len() >= 2, "expected conf/ and k8s/ configs: {files:?}");
+    assert!(
+        files.len() >= 2,
+        "expected conf/ and k8s/ configs: {files:?}"
+    );
     for f in files {
         let (code, out) = xipgate(&["-t", "-c", &f]);
         assert_eq!(code, 0, "{f}: {out}");

@@ -12,14 +12,23 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 fn delta_json(changes: &[(&Inst, &str)], hashcode: &str) -> String {
-    let mut doc: Value = serde_json::from_str(&apps_json(&changes.iter().map(|(i, _)| (*i).clone()).collect::<Vec<_>>())).unwrap();
+    let mut doc: Value = serde_json::from_str(&apps_json(
+        &changes
+            .iter()
+            .map(|(i, _)| (*i).clone())
+            .collect::<Vec<_>>(),
+    ))
+    .unwrap();
     doc["applications"]["apps__hashcode"] = json!(hashcode);
     doc["applications"]["versions__delta"] = json!("42");
     if let Some(apps) = doc["applications"]["application"].as_array_mut() {
         for app in apps {
             for inst in app["instance"].as_array_mut().into_iter().flatten() {
                 let id = inst["instanceId"].as_str().unwrap_or("").to_string();
-                let action = changes.iter().find(|(i, _)| i.id == id).map_or("ADDED", |(_, a)| a);
+                let action = changes
+                    .iter()
+                    .find(|(i, _)| i.id == id)
+                    .map_or("ADDED", |(_, a)| a);
                 inst["actionType"] = json!(action);
             }
         }
@@ -48,7 +57,10 @@ async fn serve(eureka: &StubEureka, full: &[Inst], delta: String) {
 
 fn counts(x: &Xipgate) -> (u64, u64) {
     let r = x.api("/api/v1/registry").1;
-    (r["full_fetches"].as_u64().unwrap_or(0), r["delta_fetches"].as_u64().unwrap_or(0))
+    (
+        r["full_fetches"].as_u64().unwrap_or(0),
+        r["delta_fetches"].as_u64().unwrap_or(0),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,30 +70,53 @@ async fn deltas_apply_idempotently_and_a_mismatch_forces_a_full_fetch() {
     let ia = Inst::up("svc", "svc-a", a.addr);
     let ib = Inst::up("svc", "svc-b", b.addr);
     // Steady state: an empty delta whose hash matches one UP instance.
-    serve(&eureka, &[ia.clone()], delta_json(&[], "UP_1_")).await;
+    serve(&eureka, std::slice::from_ref(&ia), delta_json(&[], "UP_1_")).await;
     let x = Xipgate::start(&eureka.url(), "");
-    eventually(Duration::from_secs(5), "delta syncs run", || counts(&x).1 >= 3);
+    eventually(Duration::from_secs(5), "delta syncs run", || {
+        counts(&x).1 >= 3
+    });
     assert_eq!(counts(&x).0, 1, "only the first sync was a full fetch");
 
     // b is ADDED through a delta (the full /apps is NOT updated: only the delta can bring it).
-    serve(&eureka, &[ia.clone()], delta_json(&[(&ib, "ADDED")], "UP_2_")).await;
-    eventually(Duration::from_secs(5), "b arrives by delta", || x.get(&ib.label(), "/").0 == 200);
+    serve(
+        &eureka,
+        std::slice::from_ref(&ia),
+        delta_json(&[(&ib, "ADDED")], "UP_2_"),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "b arrives by delta", || {
+        x.get(&ib.label(), "/").0 == 200
+    });
     // The same delta served again and again changes nothing and needs no full fetch.
     let (full_before, delta_before) = counts(&x);
-    eventually(Duration::from_secs(5), "repeated deltas", || counts(&x).1 >= delta_before + 3);
+    eventually(Duration::from_secs(5), "repeated deltas", || {
+        counts(&x).1 >= delta_before + 3
+    });
     assert_eq!(counts(&x).0, full_before, "a repeated delta is idempotent");
     assert_eq!(x.get(&ib.label(), "/").0, 200);
 
     // b DELETED by delta.
-    serve(&eureka, &[ia.clone()], delta_json(&[(&ib, "DELETED")], "UP_1_")).await;
-    eventually(Duration::from_secs(5), "b removed by delta", || x.get(&ib.label(), "/").0 == 404);
+    serve(
+        &eureka,
+        std::slice::from_ref(&ia),
+        delta_json(&[(&ib, "DELETED")], "UP_1_"),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "b removed by delta", || {
+        x.get(&ib.label(), "/").0 == 404
+    });
     assert_eq!(counts(&x).0, full_before);
 
     // A delta whose hash does not match our copy: a full fetch follows and wins.
     let ic = Inst::up("svc", "svc-c", b.addr);
     serve(&eureka, &[ia.clone(), ic.clone()], delta_json(&[], "UP_7_")).await;
-    eventually(Duration::from_secs(5), "c arrives by full fetch", || x.get(&ic.label(), "/").0 == 200);
-    assert!(counts(&x).0 > full_before, "the mismatch forced a full fetch");
+    eventually(Duration::from_secs(5), "c arrives by full fetch", || {
+        x.get(&ic.label(), "/").0 == 200
+    });
+    assert!(
+        counts(&x).0 > full_before,
+        "the mismatch forced a full fetch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,8 +124,13 @@ async fn delta_can_be_turned_off() {
     let a = Backend::start("a").await;
     let eureka = StubEureka::start().await;
     let ia = Inst::up("svc", "svc-a", a.addr);
-    serve(&eureka, &[ia.clone()], delta_json(&[], "UP_1_")).await;
-    let x = Xipgate::start(&eureka.url(), "  registry:\n    eureka:\n      delta: false\n");
-    eventually(Duration::from_secs(5), "several syncs", || counts(&x).0 >= 3);
+    serve(&eureka, std::slice::from_ref(&ia), delta_json(&[], "UP_1_")).await;
+    let x = Xipgate::start(
+        &eureka.url(),
+        "  registry:\n    eureka:\n      delta: false\n",
+    );
+    eventually(Duration::from_secs(5), "several syncs", || {
+        counts(&x).0 >= 3
+    });
     assert_eq!(counts(&x).1, 0);
 }

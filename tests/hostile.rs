@@ -27,7 +27,9 @@ async fn hostile_hosts_get_a_4xx_and_are_never_proxied() {
     let d = DOMAIN;
     let long_host = format!("{}.{d}", "a".repeat(300));
     let label64 = format!("{}.{d}", "b".repeat(64));
-    let req = |host: &str| format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes();
+    let req = |host: &str| {
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+    };
 
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("missing Host", b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(), 400),
@@ -89,7 +91,12 @@ async fn hostile_hosts_get_a_4xx_and_are_never_proxied() {
     assert_eq!(backend.hits(), 0, "no hostile request may reach a backend");
 
     // Normalisations that do route (each a legitimate spelling of a known host).
-    for host in [format!("svc.{d}."), format!("SVC.{}", d.to_uppercase()), format!("svc.{d}:{}", x.proxy.port()), format!("Svc_.{d}")] {
+    for host in [
+        format!("svc.{d}."),
+        format!("SVC.{}", d.to_uppercase()),
+        format!("svc.{d}:{}", x.proxy.port()),
+        format!("Svc_.{d}"),
+    ] {
         let (got, body) = status_of(x.proxy, &req(&host));
         assert_eq!(got, 200, "{host}: {body}");
     }
@@ -108,7 +115,7 @@ async fn slow_and_idle_clients_are_bounded_and_do_not_stop_others() {
     let backend = Backend::start("a").await;
     let eureka = StubEureka::start().await;
     let svc = Inst::up("svc", "svc-1", backend.addr);
-    eureka.serve(&[svc.clone()]).await;
+    eureka.serve(std::slice::from_ref(&svc)).await;
     let x = Xipgate::start(&eureka.url(), "  downstream:\n    max_client_connections: 20\n    keepalive_timeout: 2s\n  log:\n    access: false\n");
     let host = format!("svc.{DOMAIN}");
 
@@ -122,7 +129,8 @@ async fn slow_and_idle_clients_are_bounded_and_do_not_stop_others() {
     // The connections over the limit are answered 429 and closed.
     let mut refused = 0;
     for s in &mut slow {
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         let mut buf = [0u8; 64];
         if let Ok(n) = s.read(&mut buf) {
             if n > 0 && buf[..n].starts_with(b"HTTP/1.1 429") {
@@ -130,7 +138,10 @@ async fn slow_and_idle_clients_are_bounded_and_do_not_stop_others() {
             }
         }
     }
-    assert_eq!(refused, 20, "exactly the connections over max_client_connections are refused");
+    assert_eq!(
+        refused, 20,
+        "exactly the connections over max_client_connections are refused"
+    );
 
     // Hundreds of idle connections from other addresses (20 each, within the limit).
     let mut idle = Vec::new();
@@ -147,8 +158,10 @@ async fn slow_and_idle_clients_are_bounded_and_do_not_stop_others() {
     // Keep-alive idle connections are closed after downstream.keepalive_timeout: an idle
     // connection that made one request is closed by the server.
     let mut kept = connect_from([127, 0, 0, 3], x.proxy).unwrap();
-    kept.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).unwrap();
-    kept.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    kept.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut first = [0u8; 4096];
     let n = kept.read(&mut first).unwrap();
     assert!(first[..n].starts_with(b"HTTP/1.1 200"));
@@ -156,6 +169,9 @@ async fn slow_and_idle_clients_are_bounded_and_do_not_stop_others() {
     let mut rest = Vec::new();
     let _ = kept.read_to_end(&mut rest); // returns at EOF, when the server closes
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
     drop((slow, idle));
 }

@@ -8,11 +8,18 @@ use xipgate::registry::parse::{parse_app, parse_apps, ParseError};
 use xipgate::registry::{Instance, Status};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).expect("fixture exists")
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .expect("fixture exists")
 }
 
 fn find<'a>(all: &'a [Instance], id: &str) -> &'a Instance {
-    all.iter().find(|i| i.instance_id == id).unwrap_or_else(|| panic!("{id} missing from {all:#?}"))
+    all.iter()
+        .find(|i| i.instance_id == id)
+        .unwrap_or_else(|| panic!("{id} missing from {all:#?}"))
 }
 
 #[test]
@@ -24,7 +31,10 @@ fn old_servers_send_bare_objects_and_string_ports() {
     assert_eq!(i.instance_id, "10.1.2.3:7101");
     assert_eq!((i.port, i.secure_port), (Some(7101), None));
     assert_eq!(i.status, Status::Up);
-    assert_eq!(i.metadata.get("owner").map(String::as_str), Some("reports-team"));
+    assert_eq!(
+        i.metadata.get("owner").map(String::as_str),
+        Some("reports-team")
+    );
     assert_eq!(i.last_renewal_ms, Some(1402552694257));
     assert_eq!(snap.apps_hashcode.as_deref(), Some("UP_1_"));
 }
@@ -39,14 +49,20 @@ fn mixed_shapes_and_one_bad_instance() {
     assert_eq!(snap.skipped.len(), 2, "{:?}", snap.skipped);
 
     let up = find(all, "order-service-7d9f8-x2k4q:order-service:8080");
-    assert_eq!((up.port, up.secure_port, up.status), (Some(8080), Some(8443), Status::Up));
+    assert_eq!(
+        (up.port, up.secure_port, up.status),
+        (Some(8080), Some(8443), Status::Up)
+    );
     assert_eq!(up.zone(), Some("eu-west-1a"));
     assert_eq!(up.weight(), 3);
     assert!(!up.metadata.contains_key("@class"));
     assert_eq!(up.last_renewal_ms, Some(1700000030000));
 
     // An operator's override wins over the reported status.
-    assert_eq!(find(all, "order-service-7d9f8-oos01:order-service:8080").status, Status::OutOfService);
+    assert_eq!(
+        find(all, "order-service-7d9f8-oos01:order-service:8080").status,
+        Status::OutOfService
+    );
     // No instanceId: metadata.instanceId is used.
     let meta = find(all, "order-meta-id:order-service:8080");
     assert_eq!((meta.status, meta.port), (Status::Down, Some(8080)));
@@ -54,7 +70,10 @@ fn mixed_shapes_and_one_bad_instance() {
     assert_eq!(find(all, "payment-1").status, Status::Starting);
     // Unknown statuses are UNKNOWN; a disabled plain port is no port.
     let secure = find(all, "secure-1");
-    assert_eq!((secure.status, secure.port, secure.secure_port), (Status::Unknown, None, Some(443)));
+    assert_eq!(
+        (secure.status, secure.port, secure.secure_port),
+        (Status::Unknown, None, Some(443))
+    );
     let disabled = find(all, "secure-2");
     assert_eq!((disabled.port, disabled.secure_port), (None, None));
 }
@@ -63,9 +82,15 @@ fn mixed_shapes_and_one_bad_instance() {
 fn empty_registries_parse_to_nothing() {
     for name in ["empty.json", "no-application-key.json"] {
         let snap = parse_apps(&fixture(name)).unwrap();
-        assert!(snap.instances.is_empty() && snap.skipped.is_empty(), "{name}");
+        assert!(
+            snap.instances.is_empty() && snap.skipped.is_empty(),
+            "{name}"
+        );
     }
-    let xml = parse_apps(b"<applications><versions__delta>1</versions__delta><apps__hashcode/></applications>").unwrap();
+    let xml = parse_apps(
+        b"<applications><versions__delta>1</versions__delta><apps__hashcode/></applications>",
+    )
+    .unwrap();
     assert!(xml.instances.is_empty());
 }
 
@@ -73,7 +98,10 @@ fn empty_registries_parse_to_nothing() {
 fn xml_when_the_server_ignores_accept() {
     let snap = parse_apps(&fixture("registry.xml")).unwrap();
     assert_eq!(snap.instances.len(), 2, "{:?}", snap.skipped);
-    let config = find(&snap.instances, "config-1.example.internal:config-service:8888");
+    let config = find(
+        &snap.instances,
+        "config-1.example.internal:config-service:8888",
+    );
     assert_eq!((config.port, config.secure_port), (Some(8888), None));
     assert_eq!(config.zone(), Some("zone-b"));
     assert_eq!(config.app, "CONFIG-SERVICE");
@@ -97,7 +125,10 @@ fn single_application_endpoint() {
     let body = br#"{"application": {"name": "PAY", "instance": [{"instanceId": "p1", "ipAddr": "10.0.0.1", "status": "UP", "port": 80}]}}"#;
     let snap = parse_app(body).unwrap();
     assert_eq!(snap.instances.len(), 1);
-    assert_eq!(snap.instances[0].app, "PAY", "the app name comes from the application when instances omit it");
+    assert_eq!(
+        snap.instances[0].app, "PAY",
+        "the app name comes from the application when instances omit it"
+    );
 }
 
 #[test]
@@ -113,7 +144,10 @@ fn unusable_documents_are_errors_naming_the_problem() {
     ] {
         let err = parse_apps(body).expect_err(std::str::from_utf8(body).unwrap());
         let text = err.to_string();
-        assert!(text.contains(want) || matches!((&err, want), (ParseError::Xml(_), "XML")), "{text} should mention {want}");
+        assert!(
+            text.contains(want) || matches!((&err, want), (ParseError::Xml(_), "XML")),
+            "{text} should mention {want}"
+        );
     }
 }
 
@@ -122,7 +156,10 @@ fn unusable_documents_are_errors_naming_the_problem() {
 fn public_samples_parse() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/eureka-samples");
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("SKIPPED: {} not found; the public samples are not checked", dir.display());
+        eprintln!(
+            "SKIPPED: {} not found; the public samples are not checked",
+            dir.display()
+        );
         return;
     };
     let mut checked = 0;
@@ -132,13 +169,36 @@ fn public_samples_parse() {
         if ext != "json" && ext != "xml" {
             continue;
         }
-        let snap = parse_apps(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(snap.skipped.is_empty(), "{}: {:?}", path.display(), snap.skipped);
-        let empty_sample = path.file_name().unwrap().to_string_lossy().contains("no-apps");
-        assert_eq!(snap.instances.is_empty(), empty_sample, "{}", path.display());
+        let snap = parse_apps(&std::fs::read(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            snap.skipped.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            snap.skipped
+        );
+        let empty_sample = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .contains("no-apps");
+        assert_eq!(
+            snap.instances.is_empty(),
+            empty_sample,
+            "{}",
+            path.display()
+        );
         for i in &snap.instances {
-            assert!(!i.instance_id.is_empty() && !i.app.is_empty(), "{}: {i:?}", path.display());
-            assert!(i.port.is_some() || i.secure_port.is_some(), "{}: {i:?}", path.display());
+            assert!(
+                !i.instance_id.is_empty() && !i.app.is_empty(),
+                "{}: {i:?}",
+                path.display()
+            );
+            assert!(
+                i.port.is_some() || i.secure_port.is_some(),
+                "{}: {i:?}",
+                path.display()
+            );
         }
         checked += 1;
     }

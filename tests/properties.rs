@@ -8,7 +8,8 @@ use xipgate::registry::parse::parse_apps;
 fn is_dns_label(l: &str) -> bool {
     !l.is_empty()
         && l.len() <= 63
-        && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !l.starts_with('-')
         && !l.ends_with('-')
 }
@@ -16,7 +17,10 @@ fn is_dns_label(l: &str) -> bool {
 /// Four 1-3 digit groups joined by `-`, anywhere: what sslip.io/nip.io read as an address.
 fn has_dashed_ipv4(l: &str) -> bool {
     let groups: Vec<&str> = l.split('-').collect();
-    groups.windows(4).any(|w| w.iter().all(|g| (1..=3).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_digit())))
+    groups.windows(4).any(|w| {
+        w.iter()
+            .all(|g| (1..=3).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// instanceIds as real registries have them, and worse.
@@ -103,10 +107,20 @@ fn arb_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::vec(
-                (prop_oneof![Just("instanceId".to_string()), Just("port".to_string()), Just("status".to_string()),
-                             Just("$".to_string()), Just("@enabled".to_string()), Just("metadata".to_string()),
-                             Just("instance".to_string()), Just("application".to_string()), "[a-z@$]{1,8}"],
-                 inner),
+                (
+                    prop_oneof![
+                        Just("instanceId".to_string()),
+                        Just("port".to_string()),
+                        Just("status".to_string()),
+                        Just("$".to_string()),
+                        Just("@enabled".to_string()),
+                        Just("metadata".to_string()),
+                        Just("instance".to_string()),
+                        Just("application".to_string()),
+                        "[a-z@$]{1,8}"
+                    ],
+                    inner
+                ),
                 0..6
             )
             .prop_map(|kv| Value::Object(kv.into_iter().collect())),

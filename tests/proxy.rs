@@ -9,12 +9,19 @@ use common::*;
 use serde_json::Value;
 
 fn backend_of(body: &str) -> String {
-    serde_json::from_str::<Value>(body).ok().and_then(|v| v["backend"].as_str().map(String::from)).unwrap_or_default()
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["backend"].as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_and_service_hosts_route_and_follow_the_registry() {
-    let (a, b, c) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await);
+    let (a, b, c) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    );
     let eureka = StubEureka::start().await;
     let ia = Inst::up("order-service", "order-7d9f8-x2k4q", a.addr);
     let ib = Inst::up("order-service", "order-7d9f8-zzzzz", b.addr);
@@ -58,16 +65,23 @@ async fn instance_and_service_hosts_route_and_follow_the_registry() {
     assert_eq!(backend_of(&x.get(&ia.label().to_uppercase(), "/").2), "a");
 
     // b goes DOWN: the service host stops using it within one interval.
-    eureka.serve(&[ia.clone(), ib.clone().status("DOWN"), ic.clone()]).await;
+    eureka
+        .serve(&[ia.clone(), ib.clone().status("DOWN"), ic.clone()])
+        .await;
     eventually(Duration::from_secs(5), "b leaves the rotation", || {
         (0..6).all(|_| backend_of(&x.get("order-service", "/").2) == "a")
     });
     // a is removed from the registry: its host answers 404 naming it.
     eureka.serve(&[ib.clone().status("DOWN"), ic.clone()]).await;
-    eventually(Duration::from_secs(5), "a disappears", || x.get(&ia.label(), "/").0 == 404);
+    eventually(Duration::from_secs(5), "a disappears", || {
+        x.get(&ia.label(), "/").0 == 404
+    });
     let (status, _, body) = x.get("order-service", "/");
     assert_eq!(status, 503);
-    assert!(body.contains("ORDER-SERVICE") && body.contains("no UP instance"), "{body}");
+    assert!(
+        body.contains("ORDER-SERVICE") && body.contains("no UP instance"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,19 +89,30 @@ async fn eureka_going_down_keeps_the_table() {
     let a = Backend::start("a").await;
     let eureka = StubEureka::start().await;
     let ia = Inst::up("pay", "pay-1", a.addr);
-    eureka.serve(&[ia.clone()]).await;
+    eureka.serve(std::slice::from_ref(&ia)).await;
     let x = Xipgate::start(&eureka.url(), "");
     assert_eq!(x.get(&ia.label(), "/").0, 200);
 
-    for (status, body) in [(500, "oops"), (503, "<html>down</html>"), (200, "{\"applications\": {\"application\": ")] {
+    for (status, body) in [
+        (500, "oops"),
+        (503, "<html>down</html>"),
+        (200, "{\"applications\": {\"application\": "),
+    ] {
         eureka.serve_body(status, body, "text/html").await;
         eventually(Duration::from_secs(5), "the failure is recorded", || {
-            x.api("/api/v1/registry").1["consecutive_failures"].as_u64().unwrap_or(0) >= 2
+            x.api("/api/v1/registry").1["consecutive_failures"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2
         });
-        assert_eq!(x.get(&ia.label(), "/").0, 200, "known instance still answers during {status}");
+        assert_eq!(
+            x.get(&ia.label(), "/").0,
+            200,
+            "known instance still answers during {status}"
+        );
         assert_eq!(x.get("pay", "/").0, 200);
         assert!(x.api("/api/v1/registry").1["last_error"].as_str().is_some());
-        eureka.serve(&[ia.clone()]).await;
+        eureka.serve(std::slice::from_ref(&ia)).await;
         eventually(Duration::from_secs(5), "recovery", || {
             x.api("/api/v1/registry").1["consecutive_failures"].as_u64() == Some(0)
         });
@@ -96,7 +121,11 @@ async fn eureka_going_down_keeps_the_table() {
     drop(eureka);
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(x.get(&ia.label(), "/").0, 200);
-    assert_eq!(x.api("/readyz").0, 200, "still ready while serving the last good table");
+    assert_eq!(
+        x.api("/readyz").0,
+        200,
+        "still ready while serving the last good table"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,12 +135,17 @@ async fn error_answers_name_the_problem() {
     let ok = Inst::up("svc", "svc-1", a.addr);
     let outside = Inst::up("evil", "evil-1", a.addr).ip("8.8.8.8");
     let metadata = Inst::up("meta", "meta-1", a.addr).ip("169.254.169.254");
-    eureka.serve(&[ok.clone(), outside.clone(), metadata.clone()]).await;
+    eureka
+        .serve(&[ok.clone(), outside.clone(), metadata.clone()])
+        .await;
     let x = Xipgate::start(&eureka.url(), "");
 
     let (s, _, body) = x.get("nothing-here", "/");
     assert_eq!(s, 404);
-    assert!(body.contains("'nothing-here'") && body.contains("/api/v1/services"), "{body}");
+    assert!(
+        body.contains("'nothing-here'") && body.contains("/api/v1/services"),
+        "{body}"
+    );
 
     let (s, _, body) = http_get(x.proxy, "svc.example.org", "/").unwrap();
     assert_eq!(s, 404);
@@ -119,7 +153,10 @@ async fn error_answers_name_the_problem() {
 
     let (s, _, body) = x.get(&outside.label(), "/");
     assert_eq!(s, 403);
-    assert!(body.contains("8.8.8.8") && body.contains("upstream.allow"), "{body}");
+    assert!(
+        body.contains("8.8.8.8") && body.contains("upstream.allow"),
+        "{body}"
+    );
     let (s, _, body) = x.get(&metadata.label(), "/");
     assert_eq!(s, 403);
     assert!(body.contains("link-local"), "{body}");
@@ -136,10 +173,15 @@ async fn registry_never_loaded_answers_503_with_the_reason() {
     let dead = format!("http://127.0.0.1:{}/eureka", free_port());
     let x = Xipgate::start_with(&dead, "", "", false);
     // The proxy starts after registry.startup_wait (10 s in tests) even without Eureka.
-    eventually(Duration::from_secs(20), "the proxy listener opens", || std::net::TcpStream::connect(x.proxy).is_ok());
+    eventually(Duration::from_secs(20), "the proxy listener opens", || {
+        std::net::TcpStream::connect(x.proxy).is_ok()
+    });
     let (s, headers, body) = x.get("anything", "/");
     assert_eq!(s, 503, "{body}");
-    assert!(body.contains("not loaded") && body.contains("cannot connect"), "{body}");
+    assert!(
+        body.contains("not loaded") && body.contains("cannot connect"),
+        "{body}"
+    );
     assert!(header(&headers, "retry-after").is_some());
     assert_eq!(x.api("/readyz").0, 503);
 }
@@ -149,7 +191,7 @@ async fn cors_preflight_and_credentials() {
     let a = Backend::start("a").await;
     let eureka = StubEureka::start().await;
     let ia = Inst::up("web", "web-1", a.addr);
-    eureka.serve(&[ia.clone()]).await;
+    eureka.serve(std::slice::from_ref(&ia)).await;
     let x = Xipgate::start(&eureka.url(), "");
     let host = format!("web.{DOMAIN}");
     let pre = raw(
@@ -159,7 +201,10 @@ async fn cors_preflight_and_credentials() {
     .unwrap();
     let (s, h, _) = parse_response(&pre);
     assert_eq!(s, 204);
-    assert_eq!(header(&h, "access-control-allow-origin"), Some("http://ui.example"));
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("http://ui.example")
+    );
     assert_eq!(header(&h, "access-control-allow-credentials"), Some("true"));
     assert_eq!(header(&h, "access-control-allow-headers"), Some("x-token"));
     assert_eq!(a.hits(), 0, "the preflight is answered at the edge");
@@ -167,7 +212,11 @@ async fn cors_preflight_and_credentials() {
     let get = raw(x.proxy, format!("GET / HTTP/1.1\r\nHost: {host}\r\nOrigin: http://ui.example\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
     let (s, h, _) = parse_response(&get);
     assert_eq!(s, 200);
-    assert_eq!(header(&h, "access-control-allow-origin"), Some("http://ui.example"), "never '*' with credentials");
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("http://ui.example"),
+        "never '*' with credentials"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,19 +247,31 @@ async fn basic_auth_is_sent_and_credentials_are_never_logged() {
     // "eureka:s3cr3t-pw" in base64; anything else gets the 401 a secured Eureka answers.
     Mock::given(method("GET"))
         .and(header_is("authorization", "Basic ZXVyZWthOnMzY3IzdC1wdw=="))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(apps_json(&[ia.clone()]), "application/json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(apps_json(std::slice::from_ref(&ia)), "application/json"),
+        )
         .mount(&eureka.server)
         .await;
-    Mock::given(method("GET")).respond_with(ResponseTemplate::new(401)).mount(&eureka.server).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&eureka.server)
+        .await;
     let with_creds = eureka.url().replace("http://", "http://eureka:s3cr3t-pw@");
     let wrong_creds = eureka.url().replace("http://", "http://eureka:wrong-pw@");
     // The first URL has the wrong password (401, logged), the second the right one.
-    let x = Xipgate::start(&eureka.url(), &format!("  registry:\n    eureka:\n      urls: [\"{wrong_creds}\", \"{with_creds}\"]\n"));
+    let x = Xipgate::start(
+        &eureka.url(),
+        &format!("  registry:\n    eureka:\n      urls: [\"{wrong_creds}\", \"{with_creds}\"]\n"),
+    );
     assert_eq!(x.get(&ia.label(), "/").0, 200);
     let reg = x.api("/api/v1/registry").1.to_string();
     let log = x.log();
     assert!(log.contains("HTTP 401"), "the refused URL is logged: {log}");
     for text in [&reg, &log] {
-        assert!(!text.contains("s3cr3t") && !text.contains("wrong-pw"), "a password leaked: {text}");
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("wrong-pw"),
+            "a password leaked: {text}"
+        );
     }
 }

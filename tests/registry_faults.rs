@@ -24,7 +24,11 @@ struct Traffic {
 
 impl Traffic {
     fn start(x: &Xipgate, labels: Vec<String>) -> Self {
-        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (stop, ok, failed) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
         let (s, o, f, addr) = (stop.clone(), ok.clone(), failed.clone(), x.proxy);
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
@@ -37,7 +41,12 @@ impl Traffic {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        Traffic { stop, ok, failed, thread: Some(thread) }
+        Traffic {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
     }
 
     fn finish(mut self) -> (usize, usize) {
@@ -45,12 +54,17 @@ impl Traffic {
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
         }
-        (self.ok.load(Ordering::SeqCst), self.failed.load(Ordering::SeqCst))
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
     }
 }
 
 fn syncs_failed(x: &Xipgate) -> u64 {
-    x.api("/api/v1/registry").1["syncs_failed"].as_u64().unwrap_or(0)
+    x.api("/api/v1/registry").1["syncs_failed"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 fn metric(x: &Xipgate, line_start: &str) -> f64 {
@@ -73,23 +87,65 @@ async fn every_registry_fault_keeps_the_last_good_table() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let eureka = StubEureka::start().await;
     let ia = Inst::up("svc", "svc-a", a.addr);
-    eureka.serve(&[ia.clone()]).await;
-    let x = Xipgate::start(&eureka.url(), "  registry:\n    eureka:\n      max_body: 4MiB\n");
+    eureka.serve(std::slice::from_ref(&ia)).await;
+    let x = Xipgate::start(
+        &eureka.url(),
+        "  registry:\n    eureka:\n      max_body: 4MiB\n",
+    );
     let traffic = Traffic::start(&x, vec![ia.label(), "svc".to_string()]);
 
     let huge = vec![b' '; 100 * 1024 * 1024];
     let faults: Vec<(&str, ResponseTemplate, &str)> = vec![
-        ("never answers", ResponseTemplate::new(200).set_delay(Duration::from_secs(30)), "no answer within"),
-        ("HTTP 500", ResponseTemplate::new(500).set_body_string("boom"), "HTTP 500"),
-        ("HTTP 403 (Eureka starting up)", ResponseTemplate::new(403), "HTTP 403"),
+        (
+            "never answers",
+            ResponseTemplate::new(200).set_delay(Duration::from_secs(30)),
+            "no answer within",
+        ),
+        (
+            "HTTP 500",
+            ResponseTemplate::new(500).set_body_string("boom"),
+            "HTTP 500",
+        ),
+        (
+            "HTTP 403 (Eureka starting up)",
+            ResponseTemplate::new(403),
+            "HTTP 403",
+        ),
         ("HTTP 404", ResponseTemplate::new(404), "404"),
-        ("an HTML error page", ResponseTemplate::new(200).set_body_raw("<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"), "<html>"),
-        ("truncated JSON", ResponseTemplate::new(200).set_body_raw(r#"{"applications":{"application":[{"name":"SVC","instance":[{"#, "application/json"), "invalid JSON"),
-        ("JSON of the wrong shape", ResponseTemplate::new(200).set_body_raw(r#"{"applications": 42}"#, "application/json"), "not an object"),
-        ("a 100 MB body", ResponseTemplate::new(200).set_body_raw(huge, "application/json"), "limit"),
+        (
+            "an HTML error page",
+            ResponseTemplate::new(200).set_body_raw(
+                "<html><body><h1>502 Bad Gateway</h1></body></html>",
+                "text/html",
+            ),
+            "<html>",
+        ),
+        (
+            "truncated JSON",
+            ResponseTemplate::new(200).set_body_raw(
+                r#"{"applications":{"application":[{"name":"SVC","instance":[{"#,
+                "application/json",
+            ),
+            "invalid JSON",
+        ),
+        (
+            "JSON of the wrong shape",
+            ResponseTemplate::new(200).set_body_raw(r#"{"applications": 42}"#, "application/json"),
+            "not an object",
+        ),
+        (
+            "a 100 MB body",
+            ResponseTemplate::new(200).set_body_raw(huge, "application/json"),
+            "limit",
+        ),
         (
             "gzip that does not decompress",
-            ResponseTemplate::new(200).insert_header("content-encoding", "gzip").set_body_raw(b"\x1f\x8b\x08\x00garbage-not-deflate".to_vec(), "application/json"),
+            ResponseTemplate::new(200)
+                .insert_header("content-encoding", "gzip")
+                .set_body_raw(
+                    b"\x1f\x8b\x08\x00garbage-not-deflate".to_vec(),
+                    "application/json",
+                ),
             "reading the body failed",
         ),
     ];
@@ -98,20 +154,37 @@ async fn every_registry_fault_keeps_the_last_good_table() {
         let before = syncs_failed(&x);
         let metric_before = metric(&x, "xipgate_registry_syncs_total{result=\"error\"}");
         eureka.server.reset().await;
-        Mock::given(any()).respond_with(template).mount(&eureka.server).await;
-        eventually(Duration::from_secs(10), name, || syncs_failed(&x) >= before + 2);
+        Mock::given(any())
+            .respond_with(template)
+            .mount(&eureka.server)
+            .await;
+        eventually(Duration::from_secs(10), name, || {
+            syncs_failed(&x) >= before + 2
+        });
         let reg = x.api("/api/v1/registry").1;
         let err = reg["last_error"].as_str().unwrap_or("").to_string();
-        assert!(err.contains(words), "{name}: last_error {err:?} should mention {words:?}");
-        assert!(metric(&x, "xipgate_registry_syncs_total{result=\"error\"}") > metric_before, "{name}: metrics count it");
-        assert_eq!(x.get(&ia.label(), "/").0, 200, "{name}: the known instance still answers");
+        assert!(
+            err.contains(words),
+            "{name}: last_error {err:?} should mention {words:?}"
+        );
+        assert!(
+            metric(&x, "xipgate_registry_syncs_total{result=\"error\"}") > metric_before,
+            "{name}: metrics count it"
+        );
+        assert_eq!(
+            x.get(&ia.label(), "/").0,
+            200,
+            "{name}: the known instance still answers"
+        );
         assert_eq!(x.api("/readyz").0, 200, "{name}: still ready");
 
         // Healthy again, with a change: the change is seen within about one interval.
         generation += 1;
         let extra = Inst::up("svc", &format!("svc-b{generation}"), b.addr);
         eureka.serve(&[ia.clone(), extra.clone()]).await;
-        eventually(Duration::from_secs(4), &format!("{name}: recovery"), || x.get(&extra.label(), "/").0 == 200);
+        eventually(Duration::from_secs(4), &format!("{name}: recovery"), || {
+            x.get(&extra.label(), "/").0 == 200
+        });
         assert_eq!(x.api("/api/v1/registry").1["consecutive_failures"], 0);
     }
     let (ok, failed) = traffic.finish();
@@ -126,17 +199,27 @@ async fn a_suddenly_empty_registry_is_held_off_for_the_grace_period() {
     let a = Backend::start("a").await;
     let eureka = StubEureka::start().await;
     let ia = Inst::up("svc", "svc-a", a.addr);
-    eureka.serve(&[ia.clone()]).await;
+    eureka.serve(std::slice::from_ref(&ia)).await;
     let x = Xipgate::start(&eureka.url(), "  registry:\n    empty_grace: 4s\n");
     eureka.serve(&[]).await;
-    eventually(Duration::from_secs(5), "the empty registry is noticed", || {
-        !x.api("/api/v1/registry").1["empty_registry_since"].is_null()
-    });
-    assert_eq!(x.get(&ia.label(), "/").0, 200, "known instances keep routing");
+    eventually(
+        Duration::from_secs(5),
+        "the empty registry is noticed",
+        || !x.api("/api/v1/registry").1["empty_registry_since"].is_null(),
+    );
+    assert_eq!(
+        x.get(&ia.label(), "/").0,
+        200,
+        "known instances keep routing"
+    );
     let (_, _, page) = http_get(x.console, "localhost", "/").unwrap();
     assert!(page.contains("no instances"), "the console says so");
     // After the grace period the empty registry is believed.
-    eventually(Duration::from_secs(8), "the empty registry is applied", || x.get(&ia.label(), "/").0 == 404);
+    eventually(
+        Duration::from_secs(8),
+        "the empty registry is applied",
+        || x.get(&ia.label(), "/").0 == 404,
+    );
     assert!(x.api("/api/v1/registry").1["empty_registry_since"].is_null());
 }
 
@@ -146,9 +229,13 @@ async fn a_bad_server_among_several_is_skipped() {
     let (bad, good) = (StubEureka::start().await, StubEureka::start().await);
     let ia = Inst::up("svc", "svc-a", a.addr);
     bad.serve_body(500, "down", "text/plain").await;
-    good.serve(&[ia.clone()]).await;
+    good.serve(std::slice::from_ref(&ia)).await;
     let dead = format!("http://127.0.0.1:{}/eureka", free_port());
-    let urls = format!("  registry:\n    eureka:\n      urls: [\"{dead}\", \"{}\", \"{}\"]\n      interval: 1s\n", bad.url(), good.url());
+    let urls = format!(
+        "  registry:\n    eureka:\n      urls: [\"{dead}\", \"{}\", \"{}\"]\n      interval: 1s\n",
+        bad.url(),
+        good.url()
+    );
     let x = Xipgate::start(&bad.url(), &urls);
     assert_eq!(x.get(&ia.label(), "/").0, 200);
     let reg = x.api("/api/v1/registry").1;
@@ -168,7 +255,10 @@ fn gzip_registries_are_accepted() {
             .respond_with(
                 ResponseTemplate::new(200)
                     .insert_header("content-encoding", "gzip")
-                    .set_body_raw(gzip(apps_json(&[ia.clone()]).as_bytes()), "application/json"),
+                    .set_body_raw(
+                        gzip(apps_json(std::slice::from_ref(&ia)).as_bytes()),
+                        "application/json",
+                    ),
             )
             .mount(&eureka.server)
             .await;

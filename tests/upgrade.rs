@@ -21,10 +21,16 @@ struct Counts {
 
 impl Counts {
     fn new() -> Arc<Self> {
-        Arc::new(Counts { ok: AtomicUsize::new(0), failed: AtomicUsize::new(0) })
+        Arc::new(Counts {
+            ok: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+        })
     }
     fn get(&self) -> (usize, usize) {
-        (self.ok.load(Ordering::SeqCst), self.failed.load(Ordering::SeqCst))
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
     }
 }
 
@@ -44,7 +50,7 @@ async fn upgrade_under_load_drops_nothing() {
     let backend = Backend::start("a").await;
     let eureka = StubEureka::start().await;
     let inst = Inst::up("order-service", "order-1", backend.addr);
-    eureka.serve(&[inst.clone()]).await;
+    eureka.serve(std::slice::from_ref(&inst)).await;
     let mut old = Xipgate::start_with(
         &eureka.url(),
         "  log:\n    access: false\n",
@@ -80,9 +86,17 @@ async fn upgrade_under_load_drops_nothing() {
         let (stop, counts, host, addr) = (stop.clone(), kept.clone(), host.clone(), old.proxy);
         let raw_failures = kept_raw.clone();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
             let get = || async {
-                match client.get(format!("http://{addr}/")).header("host", &host).send().await {
+                match client
+                    .get(format!("http://{addr}/"))
+                    .header("host", &host)
+                    .send()
+                    .await
+                {
                     Ok(resp) => resp.status() == 200 && resp.bytes().await.is_ok(),
                     Err(_) => false,
                 }
@@ -117,17 +131,28 @@ async fn upgrade_under_load_drops_nothing() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sock.exists() {
-        assert!(Instant::now() < deadline, "the new process never opened {}", sock.display());
+        assert!(
+            Instant::now() < deadline,
+            "the new process never opened {}",
+            sock.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // 2. SIGQUIT the old one: it hands the listening sockets over and drains.
     let pid = old.child.id().to_string();
-    assert!(Command::new("kill").args(["-QUIT", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-QUIT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let exited = tokio::task::spawn_blocking(move || {
         let status = old.child.wait();
         (old, status)
     });
-    let (old, status) = tokio::time::timeout(Duration::from_secs(20), exited).await.expect("old process exits").unwrap();
+    let (old, status) = tokio::time::timeout(Duration::from_secs(20), exited)
+        .await
+        .expect("old process exits")
+        .unwrap();
     assert!(status.is_ok());
     let during = (fresh.get(), kept.get());
 
@@ -146,10 +171,22 @@ async fn upgrade_under_load_drops_nothing() {
         "upgrade: new connections {} ok / {} failed; keep-alive {} ok / {} failed after one client retry ({} first attempts failed); before handoff {before:?}, at old exit {during:?}",
         fresh_total.0, fresh_total.1, kept_total.0, kept_total.1, kept_raw.load(Ordering::SeqCst)
     );
-    assert!(during.0 .0 > before.0 .0 && fresh_total.0 > during.0 .0, "traffic flowed before, during and after");
-    assert_eq!(fresh_total.1, 0, "no request on a new connection may fail\nnew process log:\n{new_log}");
-    assert_eq!(kept_total.1, 0, "idempotent keep-alive requests are retried by the client and succeed");
-    assert!(new_log.contains("Starting services") || !new_log.is_empty(), "{new_log}");
+    assert!(
+        during.0 .0 > before.0 .0 && fresh_total.0 > during.0 .0,
+        "traffic flowed before, during and after"
+    );
+    assert_eq!(
+        fresh_total.1, 0,
+        "no request on a new connection may fail\nnew process log:\n{new_log}"
+    );
+    assert_eq!(
+        kept_total.1, 0,
+        "idempotent keep-alive requests are retried by the client and succeed"
+    );
+    assert!(
+        new_log.contains("Starting services") || !new_log.is_empty(),
+        "{new_log}"
+    );
     // The new process answers on the same ports, with the registry loaded.
     let (s, _, _) = http_get(old.console, "localhost", "/readyz").unwrap();
     assert_eq!(s, 200);

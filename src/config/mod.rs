@@ -34,8 +34,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
 pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_EMPTY_GRACE: Duration = Duration::from_secs(300);
-pub const DEFAULT_ALLOW: [&str; 6] =
-    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "100.64.0.0/10", "fc00::/7"];
+pub const DEFAULT_ALLOW: [&str; 6] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "127.0.0.0/8",
+    "100.64.0.0/10",
+    "fc00::/7",
+];
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -91,7 +97,16 @@ pub struct EurekaUrl {
 impl fmt::Debug for EurekaUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the password, not even in debug output.
-        write!(f, "EurekaUrl({}{})", self.base, if self.auth.is_some() { ", with credentials" } else { "" })
+        write!(
+            f,
+            "EurekaUrl({}{})",
+            self.base,
+            if self.auth.is_some() {
+                ", with credentials"
+            } else {
+                ""
+            }
+        )
     }
 }
 
@@ -153,7 +168,10 @@ impl ConfigErrors {
     fn one(source: &str, key: &str, message: impl Into<String>) -> Self {
         ConfigErrors {
             file: source.to_string(),
-            errors: vec![ConfigError { key: key.to_string(), message: message.into() }],
+            errors: vec![ConfigError {
+                key: key.to_string(),
+                message: message.into(),
+            }],
         }
     }
 }
@@ -161,7 +179,12 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();
-        writeln!(f, "{}: {n} problem{}:", self.file, if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {n} problem{}:",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.errors {
             writeln!(f, "  {}: {}", e.key, e.message)?;
         }
@@ -177,12 +200,16 @@ pub struct ParsedFile {
 }
 
 /// Loads, overlays the environment and validates. `path: None` uses the bundled defaults.
-pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+pub fn load(
+    path: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     let (source, text) = match path {
         Some(p) => {
             let source = p.display().to_string();
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| ConfigErrors::one(&source, "(file)", format!("cannot read the file: {e}")))?;
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                ConfigErrors::one(&source, "(file)", format!("cannot read the file: {e}"))
+            })?;
             (source, text)
         }
         None => (DEFAULT_CONFIG_NAME.to_string(), DEFAULT_CONFIG.to_string()),
@@ -195,12 +222,18 @@ pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result
 /// Splits the YAML into Pingora's keys and ours and deserialises both. Unknown keys are
 /// errors on both sides (Pingora itself would silently ignore a misspelt server key).
 pub fn parse(text: &str, source: &str) -> Result<ParsedFile, ConfigErrors> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| ConfigErrors::one(source, "(yaml)", e.to_string()))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(text)
+        .map_err(|e| ConfigErrors::one(source, "(yaml)", e.to_string()))?;
     let mut map = match doc {
         serde_yaml::Value::Mapping(m) => m,
         serde_yaml::Value::Null => serde_yaml::Mapping::new(),
-        _ => return Err(ConfigErrors::one(source, "(top level)", "expected a mapping of keys")),
+        _ => {
+            return Err(ConfigErrors::one(
+                source,
+                "(top level)",
+                "expected a mapping of keys",
+            ))
+        }
     };
     let ours = map.remove("xipgate").unwrap_or(serde_yaml::Value::Null);
 
@@ -216,10 +249,14 @@ pub fn parse(text: &str, source: &str) -> Result<ParsedFile, ConfigErrors> {
             });
         }
     }
-    let server: ServerConf = match serde_path_to_error::deserialize(serde_yaml::Value::Mapping(map)) {
+    let server: ServerConf = match serde_path_to_error::deserialize(serde_yaml::Value::Mapping(map))
+    {
         Ok(s) => s,
         Err(e) => {
-            errors.push(ConfigError { key: e.path().to_string(), message: e.into_inner().to_string() });
+            errors.push(ConfigError {
+                key: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            });
             ServerConf::default()
         }
     };
@@ -230,8 +267,15 @@ pub fn parse(text: &str, source: &str) -> Result<ParsedFile, ConfigErrors> {
             Ok(x) => x,
             Err(e) => {
                 let path = e.path().to_string();
-                let key = if path == "." { "xipgate".to_string() } else { format!("xipgate.{path}") };
-                errors.push(ConfigError { key, message: e.into_inner().to_string() });
+                let key = if path == "." {
+                    "xipgate".to_string()
+                } else {
+                    format!("xipgate.{path}")
+                };
+                errors.push(ConfigError {
+                    key,
+                    message: e.into_inner().to_string(),
+                });
                 XipgateFile::default()
             }
         }
@@ -239,13 +283,20 @@ pub fn parse(text: &str, source: &str) -> Result<ParsedFile, ConfigErrors> {
     if errors.is_empty() {
         Ok(ParsedFile { server, xipgate })
     } else {
-        Err(ConfigErrors { file: source.to_string(), errors })
+        Err(ConfigErrors {
+            file: source.to_string(),
+            errors,
+        })
     }
 }
 
 /// The older design's environment variables, which override the file.
 pub fn apply_env(file: &mut XipgateFile, env: impl Fn(&str) -> Option<String>) {
-    let set = |name: &str| env(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let set = |name: &str| {
+        env(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     if let Some(host) = set("REGISTRY_HOST") {
         let port = set("REGISTRY_PORT").unwrap_or_else(|| DEFAULT_EUREKA_PORT.to_string());
         file.registry.eureka.urls = Some(vec![format!("http://{host}:{port}/eureka")]);

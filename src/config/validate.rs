@@ -15,7 +15,10 @@ struct Checker {
 
 impl Checker {
     fn err(&mut self, key: &str, message: impl Into<String>) {
-        self.errors.push(ConfigError { key: key.to_string(), message: message.into() });
+        self.errors.push(ConfigError {
+            key: key.to_string(),
+            message: message.into(),
+        });
     }
 
     fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
@@ -27,7 +30,10 @@ impl Checker {
             }
             Ok(d) => d,
             Err(e) => {
-                self.err(key, format!("'{raw}' is not a duration like 10s, 500ms or 2m ({e})"));
+                self.err(
+                    key,
+                    format!("'{raw}' is not a duration like 10s, 500ms or 2m ({e})"),
+                );
                 default
             }
         }
@@ -37,7 +43,10 @@ impl Checker {
         match raw.trim().parse() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.err(key, format!("'{raw}' is not an address like 0.0.0.0:8080 or [::]:8080"));
+                self.err(
+                    key,
+                    format!("'{raw}' is not an address like 0.0.0.0:8080 or [::]:8080"),
+                );
                 None
             }
         }
@@ -48,10 +57,15 @@ impl Checker {
         for (i, s) in raw.iter().enumerate() {
             let s = s.trim();
             // A bare address means just that address.
-            let parsed = s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from));
+            let parsed = s
+                .parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from));
             match parsed {
                 Ok(n) => out.push(n.trunc()),
-                Err(_) => self.err(&format!("{key}[{i}]"), format!("'{s}' is not a CIDR like 10.0.0.0/8")),
+                Err(_) => self.err(
+                    &format!("{key}[{i}]"),
+                    format!("'{s}' is not a CIDR like 10.0.0.0/8"),
+                ),
             }
         }
         out
@@ -85,12 +99,25 @@ impl Checker {
             }
         };
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            self.err(key, format!("'{}' must be an http:// or https:// URL with a host", redact(raw)));
+            self.err(
+                key,
+                format!(
+                    "'{}' must be an http:// or https:// URL with a host",
+                    redact(raw)
+                ),
+            );
             return None;
         }
         let auth = (!parsed.username().is_empty()).then(|| {
-            let decode = |s: &str| url::form_urlencoded::parse(s.as_bytes()).map(|(k, _)| k.into_owned()).collect::<String>();
-            (decode(parsed.username()), parsed.password().map(decode).unwrap_or_default())
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(s.as_bytes())
+                    .map(|(k, _)| k.into_owned())
+                    .collect::<String>()
+            };
+            (
+                decode(parsed.username()),
+                parsed.password().map(decode).unwrap_or_default(),
+            )
         });
         let mut clean = parsed.clone();
         let _ = clean.set_username("");
@@ -114,7 +141,9 @@ fn redact(raw: &str) -> String {
 }
 
 fn byte_size(c: &mut Checker, key: &str, value: Option<&ByteSize>, default: usize) -> usize {
-    let Some(ByteSize(raw)) = value else { return default };
+    let Some(ByteSize(raw)) = value else {
+        return default;
+    };
     let s = raw.trim();
     let split = s.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -142,7 +171,10 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
     let ParsedFile { server, xipgate: x } = parsed;
     let mut c = Checker { errors: Vec::new() };
 
-    let listen_raw = x.listen.clone().unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()]);
+    let listen_raw = x
+        .listen
+        .clone()
+        .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()]);
     if listen_raw.is_empty() {
         c.err("xipgate.listen", "needs at least one address");
     }
@@ -152,9 +184,15 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         .filter_map(|(i, a)| c.addr(&format!("xipgate.listen[{i}]"), a))
         .collect();
 
-    let domains_raw = x.domains.clone().unwrap_or_else(|| vec![DEFAULT_DOMAIN.to_string()]);
+    let domains_raw = x
+        .domains
+        .clone()
+        .unwrap_or_else(|| vec![DEFAULT_DOMAIN.to_string()]);
     if domains_raw.is_empty() {
-        c.err("xipgate.domains", "needs at least one domain (a request host is <label>.<domain>)");
+        c.err(
+            "xipgate.domains",
+            "needs at least one domain (a request host is <label>.<domain>)",
+        );
     }
     let domains: Vec<String> = domains_raw
         .iter()
@@ -162,18 +200,27 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         .filter_map(|(i, d)| c.domain(&format!("xipgate.domains[{i}]"), d))
         .collect();
 
-    let edge_ip = x.edge_ip.as_deref().and_then(|raw| match raw.trim().parse::<IpAddr>() {
-        Ok(ip) => Some(ip),
-        Err(_) => {
-            c.err("xipgate.edge_ip", format!("'{raw}' is not an IP address"));
-            None
-        }
-    });
+    let edge_ip = x
+        .edge_ip
+        .as_deref()
+        .and_then(|raw| match raw.trim().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                c.err("xipgate.edge_ip", format!("'{raw}' is not an IP address"));
+                None
+            }
+        });
 
     let e = &x.registry.eureka;
-    let urls_raw = e.urls.clone().unwrap_or_else(|| vec![DEFAULT_EUREKA_URL.to_string()]);
+    let urls_raw = e
+        .urls
+        .clone()
+        .unwrap_or_else(|| vec![DEFAULT_EUREKA_URL.to_string()]);
     if urls_raw.is_empty() {
-        c.err("xipgate.registry.eureka.urls", "needs at least one Eureka URL");
+        c.err(
+            "xipgate.registry.eureka.urls",
+            "needs at least one Eureka URL",
+        );
     }
     let urls: Vec<EurekaUrl> = urls_raw
         .iter()
@@ -182,48 +229,106 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         .collect();
     let registry = RegistryConfig {
         urls,
-        interval: c.duration("xipgate.registry.eureka.interval", e.interval.as_ref(), DEFAULT_INTERVAL),
-        timeout: c.duration("xipgate.registry.eureka.timeout", e.timeout.as_ref(), DEFAULT_TIMEOUT),
-        max_body: byte_size(&mut c, "xipgate.registry.eureka.max_body", e.max_body.as_ref(), DEFAULT_MAX_BODY),
+        interval: c.duration(
+            "xipgate.registry.eureka.interval",
+            e.interval.as_ref(),
+            DEFAULT_INTERVAL,
+        ),
+        timeout: c.duration(
+            "xipgate.registry.eureka.timeout",
+            e.timeout.as_ref(),
+            DEFAULT_TIMEOUT,
+        ),
+        max_body: byte_size(
+            &mut c,
+            "xipgate.registry.eureka.max_body",
+            e.max_body.as_ref(),
+            DEFAULT_MAX_BODY,
+        ),
         delta: e.delta.unwrap_or(true),
-        startup_wait: c.duration("xipgate.registry.startup_wait", x.registry.startup_wait.as_ref(), DEFAULT_STARTUP_WAIT),
-        empty_grace: c.duration("xipgate.registry.empty_grace", x.registry.empty_grace.as_ref(), DEFAULT_EMPTY_GRACE),
+        startup_wait: c.duration(
+            "xipgate.registry.startup_wait",
+            x.registry.startup_wait.as_ref(),
+            DEFAULT_STARTUP_WAIT,
+        ),
+        empty_grace: c.duration(
+            "xipgate.registry.empty_grace",
+            x.registry.empty_grace.as_ref(),
+            DEFAULT_EMPTY_GRACE,
+        ),
     };
 
     let u = &x.upstream;
-    let allow_raw = u.allow.clone().unwrap_or_else(|| DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect());
+    let allow_raw = u
+        .allow
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect());
     let max_tries = u.max_tries.unwrap_or(DEFAULT_MAX_TRIES);
     if !(1..=10).contains(&max_tries) {
-        c.err("xipgate.upstream.max_tries", format!("{max_tries} is out of range 1..=10"));
+        c.err(
+            "xipgate.upstream.max_tries",
+            format!("{max_tries} is out of range 1..=10"),
+        );
     }
     let upstream = UpstreamConfig {
         allow: c.cidrs("xipgate.upstream.allow", &allow_raw),
-        connect_timeout: c.duration("xipgate.upstream.connect_timeout", u.connect_timeout.as_ref(), DEFAULT_CONNECT_TIMEOUT),
-        read_timeout: c.duration("xipgate.upstream.read_timeout", u.read_timeout.as_ref(), DEFAULT_READ_TIMEOUT),
-        write_timeout: c.duration("xipgate.upstream.write_timeout", u.write_timeout.as_ref(), DEFAULT_WRITE_TIMEOUT),
+        connect_timeout: c.duration(
+            "xipgate.upstream.connect_timeout",
+            u.connect_timeout.as_ref(),
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        read_timeout: c.duration(
+            "xipgate.upstream.read_timeout",
+            u.read_timeout.as_ref(),
+            DEFAULT_READ_TIMEOUT,
+        ),
+        write_timeout: c.duration(
+            "xipgate.upstream.write_timeout",
+            u.write_timeout.as_ref(),
+            DEFAULT_WRITE_TIMEOUT,
+        ),
         max_tries: max_tries.clamp(1, 10),
     };
 
-    let keepalive_timeout =
-        c.duration("xipgate.downstream.keepalive_timeout", x.downstream.keepalive_timeout.as_ref(), DEFAULT_KEEPALIVE_TIMEOUT);
-    let max_client_connections = x.downstream.max_client_connections.unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS);
+    let keepalive_timeout = c.duration(
+        "xipgate.downstream.keepalive_timeout",
+        x.downstream.keepalive_timeout.as_ref(),
+        DEFAULT_KEEPALIVE_TIMEOUT,
+    );
+    let max_client_connections = x
+        .downstream
+        .max_client_connections
+        .unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS);
     if max_client_connections == 0 {
-        c.err("xipgate.downstream.max_client_connections", "must be at least 1");
+        c.err(
+            "xipgate.downstream.max_client_connections",
+            "must be at least 1",
+        );
     }
     let cors = CorsConfig {
         enabled: x.cors.enabled.unwrap_or(true),
         allow_credentials: x.cors.allow_credentials.unwrap_or(true),
-        max_age: c.duration("xipgate.cors.max_age", x.cors.max_age.as_ref(), DEFAULT_CORS_MAX_AGE),
+        max_age: c.duration(
+            "xipgate.cors.max_age",
+            x.cors.max_age.as_ref(),
+            DEFAULT_CORS_MAX_AGE,
+        ),
     };
 
     let co = &x.console;
-    let console_listen_raw = co.listen.clone().unwrap_or_else(|| DEFAULT_CONSOLE_LISTEN.to_string());
+    let console_listen_raw = co
+        .listen
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONSOLE_LISTEN.to_string());
     let console_listen = if console_listen_raw.trim() == "off" {
         None
     } else {
         c.addr("xipgate.console.listen", &console_listen_raw)
     };
-    let console_host = co.host.as_deref().and_then(|h| c.domain("xipgate.console.host", h));
+    let console_host = co
+        .host
+        .as_deref()
+        .and_then(|h| c.domain("xipgate.console.host", h));
     if let Some(token) = &co.token {
         if token.trim().len() < 8 {
             c.err("xipgate.console.token", "must be at least 8 characters");
@@ -234,7 +339,11 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         host: console_host,
         public_port: co.public_port,
         token: co.token.clone(),
-        allow_clients: co.allow_clients.as_deref().map(|a| c.cidrs("xipgate.console.allow_clients", a)).unwrap_or_default(),
+        allow_clients: co
+            .allow_clients
+            .as_deref()
+            .map(|a| c.cidrs("xipgate.console.allow_clients", a))
+            .unwrap_or_default(),
     };
 
     let dns = x.dns.as_ref().and_then(|d| {
@@ -250,11 +359,18 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
             return None;
         }
         let zones = match &d.zones {
-            Some(z) => z.iter().enumerate().filter_map(|(i, z)| c.domain(&format!("xipgate.dns.zones[{i}]"), z)).collect(),
+            Some(z) => z
+                .iter()
+                .enumerate()
+                .filter_map(|(i, z)| c.domain(&format!("xipgate.dns.zones[{i}]"), z))
+                .collect(),
             None => match crate::dns::default_zones(&domains) {
                 Some(z) => z,
                 None => {
-                    c.err("xipgate.dns.zones", "required: no common parent of xipgate.domains is obvious");
+                    c.err(
+                        "xipgate.dns.zones",
+                        "required: no common parent of xipgate.domains is obvious",
+                    );
                     Vec::new()
                 }
             },
@@ -266,7 +382,10 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
                 .filter_map(|(i, ip)| match ip.trim().parse() {
                     Ok(ip) => Some(ip),
                     Err(_) => {
-                        c.err(&format!("xipgate.dns.edge_ips[{i}]"), format!("'{ip}' is not an IP address"));
+                        c.err(
+                            &format!("xipgate.dns.edge_ips[{i}]"),
+                            format!("'{ip}' is not an IP address"),
+                        );
                         None
                     }
                 })
@@ -274,9 +393,17 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
             None => edge_ip.into_iter().collect(),
         };
         if edge_ips.is_empty() {
-            c.err("xipgate.dns.edge_ips", "required when xipgate.edge_ip (env XIP_IP) is not set");
+            c.err(
+                "xipgate.dns.edge_ips",
+                "required when xipgate.edge_ip (env XIP_IP) is not set",
+            );
         }
-        Some(DnsSettings { listen, zones, edge_ips, ttl: d.ttl.unwrap_or(DEFAULT_DNS_TTL) })
+        Some(DnsSettings {
+            listen,
+            zones,
+            edge_ips,
+            ttl: d.ttl.unwrap_or(DEFAULT_DNS_TTL),
+        })
     });
 
     if server.threads == 0 {
@@ -284,7 +411,10 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
     }
 
     if !c.errors.is_empty() {
-        return Err(ConfigErrors { file: source.to_string(), errors: c.errors });
+        return Err(ConfigErrors {
+            file: source.to_string(),
+            errors: c.errors,
+        });
     }
     Ok(Config {
         source: source.to_string(),

@@ -14,6 +14,15 @@ use crate::registry::{Instance, Status, SyncStatus};
 use crate::routes::{Route, Service, Target};
 
 const JSON: &str = "application/json";
+const NEED_APP: &str = "missing query parameter 'servicename' (an application name)";
+const NEED_INSTANCE: &str = "missing query parameter 'servicename' (an instance name)";
+
+fn not_found(what: &str, name: &str) -> Answer {
+    error(
+        404,
+        format!("no {what} is called '{}'", names::printable(name)),
+    )
+}
 
 pub fn json_answer(status: u16, value: &Value) -> Answer {
     let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
@@ -58,30 +67,18 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
         ["api", "services"] => json_answer(200, &legacy_all(console, links)),
         ["api", "services", "ips"] => match param("servicename") {
             Some(app) => legacy_ips(console, links, &app).await,
-            None => error(
-                400,
-                "missing query parameter 'servicename' (an application name)",
-            ),
+            None => error(400, NEED_APP),
         },
         ["api", "services", "endpoint"] => match param("servicename") {
             Some(name) => legacy_endpoint_live(console, &name).await,
-            None => error(
-                400,
-                "missing query parameter 'servicename' (an instance name)",
-            ),
+            None => error(400, NEED_INSTANCE),
         },
         ["api", "services", "endpointcache"] => match param("servicename") {
             Some(name) => match find_instance(console, &name) {
                 Some(t) => endpoint_text(&t.instance),
-                None => error(
-                    404,
-                    format!("no instance is called '{}'", names::printable(&name)),
-                ),
+                None => not_found("instance", &name),
             },
-            None => error(
-                400,
-                "missing query parameter 'servicename' (an instance name)",
-            ),
+            None => error(400, NEED_INSTANCE),
         },
         ["api", "v1", "services"] => {
             let services: Vec<Value> = console
@@ -94,17 +91,11 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
         }
         ["api", "v1", "services", name] => match find_service(console, name) {
             Some(s) => json_answer(200, &service_json(&s, links, true)),
-            None => error(
-                404,
-                format!("no service is called '{}'", names::printable(name)),
-            ),
+            None => not_found("service", name),
         },
         ["api", "v1", "instances", label] => match find_instance(console, label) {
             Some(t) => json_answer(200, &instance_json(&t, links)),
-            None => error(
-                404,
-                format!("no instance is called '{}'", names::printable(label)),
-            ),
+            None => not_found("instance", label),
         },
         ["api", "v1", "registry"] => {
             let mut body = registry_json(&console.sync.snapshot());
@@ -125,22 +116,18 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
 
 /// `%3A` → `:` in a path segment (an instanceId in a URL is often encoded).
 fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut k = 0;
-    while k < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[k],
-            bytes.get(k + 1).copied().and_then(hex),
-            bytes.get(k + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
+    let (b, mut out, mut k) = (segment.as_bytes(), Vec::new(), 0);
+    while k < b.len() {
+        let hex = b
+            .get(k + 1..k + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        match hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
+            Some(v) if b[k] == b'%' => {
+                out.push(v);
                 k += 3;
             }
-            (b, _, _) => {
-                out.push(b);
+            _ => {
+                out.push(b[k]);
                 k += 1;
             }
         }
@@ -370,185 +357,11 @@ fn format_ms(ms: u64) -> String {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::config::{EurekaUrl, RegistryConfig};
-    use crate::console::{Access, Metrics};
-    use crate::registry::{EurekaClient, SyncState};
-    use crate::routes::{Allowlist, RouteTable};
-
-    /// An instance `pod:app:8080` at `ip`, as Spring registers it.
-    pub fn inst(app: &str, pod: &str, ip: &str, status: Status) -> Instance {
-        let base = format!("http://{ip}:8080");
-        Instance {
-            app: app.into(),
-            instance_id: format!("{pod}:{}:8080", app.to_lowercase()),
-            host_name: pod.into(),
-            ip_addr: ip.into(),
-            port: Some(8080),
-            secure_port: None,
-            status,
-            metadata: [("zone".to_string(), "zone-a".to_string())].into(),
-            home_page_url: Some(format!("{base}/")),
-            status_page_url: Some(format!("{base}/actuator/info")),
-            health_check_url: Some(format!("{base}/actuator/health")),
-            last_renewal_ms: Some(1_700_000_030_000),
-            last_dirty_ms: None,
-        }
-    }
-
-    /// A console over a table holding `instances`, allowlist 10.0.0.0/8; its Eureka URL
-    /// points nowhere (the live endpoints are tested against a stub in tests/).
-    pub fn console_with(instances: Vec<Instance>) -> Console {
-        let table = Arc::new(RouteTable::new(Allowlist::new(vec!["10.0.0.0/8"
-            .parse()
-            .unwrap()])));
-        table.apply(instances);
-        let registry = RegistryConfig {
-            urls: vec![EurekaUrl {
-                base: "http://127.0.0.1:9/eureka".into(),
-                auth: None,
-            }],
-            interval: Duration::from_secs(10),
-            timeout: Duration::from_millis(200),
-            max_body: 1 << 20,
-            delta: true,
-            startup_wait: Duration::from_secs(1),
-            empty_grace: Duration::from_secs(1),
-        };
-        let client = EurekaClient::new(&registry).unwrap();
-        Console {
-            table,
-            sync: Arc::new(SyncState::new(client.sources())),
-            client,
-            metrics: Arc::new(Metrics::new()),
-            links: Links::new("edge.test".into(), None, 8080),
-            access: Access::default(),
-        }
-    }
-
-    async fn get(console: &Console, path_and_query: &str) -> (u16, String) {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        let a = route(console, &console.links.for_request(None), path, query).await;
-        (a.status, String::from_utf8_lossy(&a.body).into_owned())
-    }
-
-    async fn get_json(console: &Console, path: &str) -> (u16, Value) {
-        let (s, body) = get(console, path).await;
-        (
-            s,
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
-        )
-    }
-
-    fn sample() -> Console {
-        console_with(vec![
-            inst("ORDER-SERVICE", "order-1", "10.0.0.1", Status::Up),
-            inst("ORDER-SERVICE", "order-2", "10.0.0.2", Status::Down),
-            inst("EVIL", "evil-1", "8.8.8.8", Status::Up),
-        ])
-    }
-
-    #[tokio::test]
-    async fn legacy_list_keeps_the_older_shape() {
-        let (s, v) = get_json(&sample(), "/api/services").await;
-        assert_eq!(s, 200);
-        let order = v["ORDER-SERVICE"].as_array().unwrap();
-        assert_eq!(order.len(), 1, "UP instances only: {v}");
-        assert_eq!(
-            order[0],
-            json!({"ip": "10.0.0.1", "instance": "10.0.0.1:8080", "port": "8080", "instancename": "order_1_order_service_8080",
-                   "servicename": "ORDER-SERVICE", "xip": "order-1-8080.edge.test"})
-        );
-    }
-
-    #[tokio::test]
-    async fn versioned_endpoints_and_their_errors() {
-        let c = sample();
-        let (s, v) = get_json(&c, "/api/v1/services").await;
-        assert_eq!(s, 200);
-        assert_eq!(v["services"].as_array().unwrap().len(), 2);
-        let (s, v) = get_json(&c, "/api/v1/services/ORDER-SERVICE").await;
-        assert_eq!((s, v["instances_total"].as_u64()), (200, Some(2)));
-        assert_eq!(v["instances_by_status"], json!({"DOWN": 1, "UP": 1}));
-        assert_eq!(v["url"], "http://order-service.edge.test:8080/");
-        for path in [
-            "/api/v1/instances/order-1-8080",
-            "/api/v1/instances/order-1%3Aorder-service%3A8080",
-        ] {
-            let (s, v) = get_json(&c, path).await;
-            assert_eq!(
-                (s, v["instance_id"].as_str()),
-                (200, Some("order-1:order-service:8080")),
-                "{path}"
-            );
-            assert_eq!(
-                v["health_check_url"],
-                "http://order-1-8080.edge.test:8080/actuator/health"
-            );
-            assert_eq!(v["zone"], "zone-a");
-        }
-        let (_, v) = get_json(&c, "/api/v1/instances/evil-1-8080").await;
-        assert!(v["blocked"].as_str().unwrap().contains("8.8.8.8"), "{v}");
-        for (path, status) in [
-            ("/api/v1/services/nope", 404),
-            ("/api/v1/instances/nope", 404),
-            ("/api/v1/nothing", 404),
-            ("/api/services/ips", 400),
-            ("/api/services/ips?servicename=", 400),
-            ("/api/services/endpoint", 400),
-            ("/api/services/endpointcache?servicename=%20", 400),
-            ("/api/services/endpointcache?servicename=nope", 404),
-        ] {
-            let (s, v) = get_json(&c, path).await;
-            assert_eq!(
-                (s, v["status"].as_u64()),
-                (status, Some(u64::from(status))),
-                "{path}: {v}"
-            );
-            assert!(
-                v["error"].as_str().is_some_and(|e| !e.is_empty()),
-                "{path}: {v}"
-            );
-        }
-        let (s, v) = get_json(&c, "/api/v1/registry").await;
-        assert_eq!(
-            (s, v["loaded"].as_bool(), v["instances"].as_u64()),
-            (200, Some(true), Some(3))
-        );
-    }
-
-    #[tokio::test]
-    async fn endpoint_cache_answers_plain_ip_port() {
-        let c = sample();
-        for name in [
-            "order_2_order_service_8080",
-            "order-2-8080",
-            "order-2:order-service:8080",
-        ] {
-            assert_eq!(
-                get(
-                    &c,
-                    &format!("/api/services/endpointcache?servicename={name}")
-                )
-                .await,
-                (200, "10.0.0.2:8080".into())
-            );
-        }
-        // The live endpoint reports an unreachable Eureka as 502, not as a made-up address.
-        let (s, v) = get_json(&c, "/api/services/endpoint?servicename=order-2-8080").await;
-        assert_eq!(s, 502, "{v}");
-    }
-
+mod tests {
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("a%3Ab%3a8080"), "a:b:8080");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(super::percent_decode("a%3Ab%3a8080"), "a:b:8080");
+        assert_eq!(super::percent_decode("100%"), "100%");
+        assert_eq!(super::percent_decode("%zz%+1"), "%zz%+1");
     }
 }

@@ -16,13 +16,24 @@ pub struct Links {
 
 impl Links {
     pub fn new(domain: String, public_port: Option<u16>, listener_port: u16) -> Self {
-        Links { domain, public_port, listener_port, port: None }
+        Links {
+            domain,
+            public_port,
+            listener_port,
+            port: None,
+        }
     }
 
     /// The links for one request: its own port when it came in on the proxy listener.
     pub fn for_request(&self, proxy_port: Option<u16>) -> Links {
-        let port = self.public_port.or(proxy_port).unwrap_or(self.listener_port);
-        Links { port: Some(port), ..self.clone() }
+        let port = self
+            .public_port
+            .or(proxy_port)
+            .unwrap_or(self.listener_port);
+        Links {
+            port: Some(port),
+            ..self.clone()
+        }
     }
 
     fn port_suffix(&self) -> String {
@@ -49,7 +60,12 @@ impl Links {
             path.push('?');
             path.push_str(q);
         }
-        Some(format!("http://{}{}{}", self.host(label), self.port_suffix(), path))
+        Some(format!(
+            "http://{}{}{}",
+            self.host(label),
+            self.port_suffix(),
+            path
+        ))
     }
 }
 
@@ -60,14 +76,29 @@ mod tests {
     #[test]
     fn ports_and_rewrites() {
         let links = Links::new("127-0-0-1.sslip.io".into(), None, 8080);
-        assert_eq!(links.for_request(None).url("svc"), "http://svc.127-0-0-1.sslip.io:8080/");
-        assert_eq!(links.for_request(Some(80)).url("svc"), "http://svc.127-0-0-1.sslip.io/");
-        let public = Links::new("d.io".into(), Some(443), 8080);
-        assert_eq!(public.for_request(Some(8080)).url("a"), "http://a.d.io:443/");
         assert_eq!(
-            links.for_request(Some(80)).rewrite("http://10.0.0.5:8081/actuator/health?x=1", "pod-8081").as_deref(),
+            links.for_request(None).url("svc"),
+            "http://svc.127-0-0-1.sslip.io:8080/"
+        );
+        assert_eq!(
+            links.for_request(Some(80)).url("svc"),
+            "http://svc.127-0-0-1.sslip.io/"
+        );
+        let public = Links::new("d.io".into(), Some(443), 8080);
+        assert_eq!(
+            public.for_request(Some(8080)).url("a"),
+            "http://a.d.io:443/"
+        );
+        assert_eq!(
+            links
+                .for_request(Some(80))
+                .rewrite("http://10.0.0.5:8081/actuator/health?x=1", "pod-8081")
+                .as_deref(),
             Some("http://pod-8081.127-0-0-1.sslip.io/actuator/health?x=1")
         );
-        assert_eq!(links.rewrite("config-service001.test.com 8080/health", "x"), None);
+        assert_eq!(
+            links.rewrite("config-service001.test.com 8080/health", "x"),
+            None
+        );
     }
 }

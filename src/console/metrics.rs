@@ -3,14 +3,17 @@
 
 use std::time::{Duration, SystemTime};
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::registry::{Status, SyncStatus};
 use crate::routes::RouteTable;
 
 /// Upstream latency buckets, seconds: 1 ms to 30 s.
-const LATENCY_BUCKETS: [f64; 14] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 pub struct Metrics {
     registry: Registry,
@@ -31,32 +34,47 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("xipgate".into()), None).expect("a static prefix is valid");
+        let registry =
+            Registry::new_custom(Some("xipgate".into()), None).expect("a static prefix is valid");
         let requests = IntCounterVec::new(
             Opts::new("requests_total", "Requests by service label and status class (2xx..5xx; 'none' when the client left)"),
             &["service", "class"],
         )
         .expect("static metric definition");
         let upstream_latency = HistogramVec::new(
-            HistogramOpts::new("upstream_latency_seconds", "Time from choosing an instance to its response header")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "upstream_latency_seconds",
+                "Time from choosing an instance to its response header",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["service"],
         )
         .expect("static metric definition");
-        let retries = IntCounterVec::new(Opts::new("retries_total", "Upstream retries on another try"), &["service"])
-            .expect("static metric definition");
-        let syncs = IntCounterVec::new(Opts::new("registry_syncs_total", "Registry syncs by result"), &["result"])
-            .expect("static metric definition");
-        let instances = IntGaugeVec::new(Opts::new("instances", "Registered instances by status"), &["status"])
-            .expect("static metric definition");
+        let retries = IntCounterVec::new(
+            Opts::new("retries_total", "Upstream retries on another try"),
+            &["service"],
+        )
+        .expect("static metric definition");
+        let syncs = IntCounterVec::new(
+            Opts::new("registry_syncs_total", "Registry syncs by result"),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let instances = IntGaugeVec::new(
+            Opts::new("instances", "Registered instances by status"),
+            &["status"],
+        )
+        .expect("static metric definition");
         let sync_age = prometheus::Gauge::new(
             "registry_last_success_age_seconds",
             "Seconds since the last successful registry sync (-1 before the first)",
         )
         .expect("static metric definition");
-        let registry_bytes =
-            prometheus::IntGauge::new("registry_last_body_bytes", "Size of the last registry body fetched")
-                .expect("static metric definition");
+        let registry_bytes = prometheus::IntGauge::new(
+            "registry_last_body_bytes",
+            "Size of the last registry body fetched",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upstream_latency.clone()),
@@ -66,9 +84,20 @@ impl Metrics {
             Box::new(sync_age.clone()),
             Box::new(registry_bytes.clone()),
         ] {
-            registry.register(c).expect("each metric is registered once");
+            registry
+                .register(c)
+                .expect("each metric is registered once");
         }
-        Metrics { registry, requests, upstream_latency, retries, syncs, instances, sync_age, registry_bytes }
+        Metrics {
+            registry,
+            requests,
+            upstream_latency,
+            retries,
+            syncs,
+            instances,
+            sync_age,
+            registry_bytes,
+        }
     }
 
     pub fn observe_request(&self, service: &str, status: u16, upstream: Option<Duration>) {
@@ -82,7 +111,9 @@ impl Metrics {
         };
         self.requests.with_label_values(&[service, class]).inc();
         if let Some(d) = upstream {
-            self.upstream_latency.with_label_values(&[service]).observe(d.as_secs_f64());
+            self.upstream_latency
+                .with_label_values(&[service])
+                .observe(d.as_secs_f64());
         }
     }
 
@@ -90,7 +121,10 @@ impl Metrics {
     pub fn render(&self, table: &RouteTable, sync: &SyncStatus) -> String {
         let mut counts = [0i64; 5];
         for t in table.instances() {
-            counts[Status::ALL.iter().position(|s| *s == t.instance.status).unwrap_or(4)] += 1;
+            counts[Status::ALL
+                .iter()
+                .position(|s| *s == t.instance.status)
+                .unwrap_or(4)] += 1;
         }
         for (s, n) in Status::ALL.iter().zip(counts) {
             self.instances.with_label_values(&[s.as_str()]).set(n);
@@ -98,7 +132,9 @@ impl Metrics {
         self.syncs.with_label_values(&["ok"]).reset();
         self.syncs.with_label_values(&["ok"]).inc_by(sync.syncs_ok);
         self.syncs.with_label_values(&["error"]).reset();
-        self.syncs.with_label_values(&["error"]).inc_by(sync.syncs_failed);
+        self.syncs
+            .with_label_values(&["error"])
+            .inc_by(sync.syncs_failed);
         self.sync_age.set(
             sync.last_success
                 .and_then(|t| SystemTime::now().duration_since(t).ok())

@@ -46,7 +46,12 @@ pub struct Console {
 impl Console {
     /// Answers one request. `proxy_port` is the port it arrived on when it came through
     /// the proxy listener (links then use that port).
-    pub async fn handle(&self, req: &RequestHeader, client: Option<IpAddr>, proxy_port: Option<u16>) -> Answer {
+    pub async fn handle(
+        &self,
+        req: &RequestHeader,
+        client: Option<IpAddr>,
+        proxy_port: Option<u16>,
+    ) -> Answer {
         let path = req.uri.path();
         let query = req.uri.query().unwrap_or("");
         match path {
@@ -58,8 +63,14 @@ impl Console {
             return answer;
         }
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
-            return api::error(405, format!("{} is not supported here; the console is read-only", req.method))
-                .header("allow", HeaderValue::from_static("GET, HEAD"));
+            return api::error(
+                405,
+                format!(
+                    "{} is not supported here; the console is read-only",
+                    req.method
+                ),
+            )
+            .header("allow", HeaderValue::from_static("GET, HEAD"));
         }
         let links = self.links.for_request(proxy_port);
         match path {
@@ -70,15 +81,30 @@ impl Console {
                 Bytes::from(self.metrics.render(&self.table, &self.sync.snapshot())),
             ),
             _ if path.starts_with("/api/") => api::route(self, &links, path, query).await,
-            _ => api::error(404, format!("no page at '{}'; try / or /api/v1/services", crate::names::printable(path))),
+            _ => api::error(
+                404,
+                format!(
+                    "no page at '{}'; try / or /api/v1/services",
+                    crate::names::printable(path)
+                ),
+            ),
         }
     }
 
-    fn authorize(&self, req: &RequestHeader, client: Option<IpAddr>, query: &str) -> Result<(), Answer> {
+    fn authorize(
+        &self,
+        req: &RequestHeader,
+        client: Option<IpAddr>,
+        query: &str,
+    ) -> Result<(), Answer> {
         if !self.access.allow_clients.is_empty() {
-            let allowed = client.is_some_and(|ip| self.access.allow_clients.iter().any(|n| n.contains(&ip)));
+            let allowed =
+                client.is_some_and(|ip| self.access.allow_clients.iter().any(|n| n.contains(&ip)));
             if !allowed {
-                return Err(api::error(403, "this client address may not use the console (xipgate.console.allow_clients)"));
+                return Err(api::error(
+                    403,
+                    "this client address may not use the console (xipgate.console.allow_clients)",
+                ));
             }
         }
         if let Some(token) = &self.access.token {
@@ -88,11 +114,19 @@ impl Console {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
-            let query_token = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+            let query_token = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned());
             let given = bearer.map(str::to_string).or(query_token);
             if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-                return Err(api::error(401, "a token is required: Authorization: Bearer <token> or ?token=<token>")
-                    .header("www-authenticate", HeaderValue::from_static("Bearer realm=\"xipgate\"")));
+                return Err(api::error(
+                    401,
+                    "a token is required: Authorization: Bearer <token> or ?token=<token>",
+                )
+                .header(
+                    "www-authenticate",
+                    HeaderValue::from_static("Bearer realm=\"xipgate\""),
+                ));
             }
         }
         Ok(())
@@ -110,7 +144,10 @@ pub struct ConsoleApp(pub Arc<Console>);
 #[async_trait]
 impl ServeHttp for ConsoleApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let answer = self.0.handle(session.req_header(), client, None).await;
         let head = session.req_header().method == http::Method::HEAD;
         answer.into_response(head)

@@ -5,7 +5,6 @@
 //! match get the `hidden` attribute). The page's small script does the same filtering as
 //! the user types, and refreshes the summary and the table in place every few seconds.
 
-#[cfg(test)]
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -44,7 +43,8 @@ struct Page {
     names: String,
     services_count: usize,
     instances_count: usize,
-    status_counts: Vec<Count>,
+    /// (status, how many), statuses present only.
+    status_counts: Vec<(&'static str, usize)>,
     skipped: Vec<String>,
     services: Vec<ServiceView>,
     filter: String,
@@ -59,20 +59,13 @@ struct Banner {
     text: String,
 }
 
-/// How many instances have one status.
-struct Count {
-    status: &'static str,
-    class: &'static str,
-    n: usize,
-}
-
 struct ServiceView {
     name: String,
     label: String,
     url: String,
     /// The URL as shown: no scheme, no trailing slash.
     url_text: String,
-    counts: Vec<Count>,
+    counts: Vec<(&'static str, usize)>,
     total: usize,
     routable: bool,
     /// What the filter matches for the whole service (lower case).
@@ -88,7 +81,6 @@ struct InstanceView {
     address: String,
     secure_port: Option<u16>,
     status: &'static str,
-    class: &'static str,
     zone: String,
     last_renewal: String,
     last_renewal_at: String,
@@ -100,22 +92,8 @@ struct InstanceView {
     hidden: bool,
 }
 
-/// The CSS class of a status chip.
-fn status_class(s: Status) -> &'static str {
-    match s {
-        Status::Up => "up",
-        Status::Down => "down",
-        Status::Starting => "starting",
-        Status::OutOfService => "oos",
-        Status::Unknown => "unknown",
-    }
-}
-
 fn age(t: SystemTime) -> String {
-    let secs = SystemTime::now()
-        .duration_since(t)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = t.elapsed().map_or(0, |d| d.as_secs());
     match secs {
         0..=119 => format!("{secs}s ago"),
         120..=7199 => format!("{}m ago", secs / 60),
@@ -124,7 +102,7 @@ fn age(t: SystemTime) -> String {
     }
 }
 
-fn counts<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) -> Vec<Count> {
+fn counts<'a>(targets: impl Iterator<Item = &'a Arc<Target>>) -> Vec<(&'static str, usize)> {
     let mut c = [0usize; 5];
     for t in targets {
         c[Status::ALL
@@ -136,12 +114,15 @@ fn counts<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) -> Vec<
         .iter()
         .zip(c)
         .filter(|(_, n)| *n > 0)
-        .map(|(s, n)| Count {
-            status: s.as_str(),
-            class: status_class(*s),
-            n,
-        })
+        .map(|(s, n)| (s.as_str(), n))
         .collect()
+}
+
+/// A URL as shown: no scheme, no trailing slash.
+fn bare(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// The filter: every whitespace-separated term must occur somewhere in the text.
@@ -154,10 +135,10 @@ fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String])
     let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
     let renewed =
         (renewal > 0).then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(renewal));
-    let address = match i.port {
-        Some(p) => format!("{}:{p}", i.ip_addr),
-        None => i.ip_addr.clone(),
-    };
+    let address = i
+        .port
+        .map_or_else(|| i.ip_addr.clone(), |p| format!("{}:{p}", i.ip_addr));
+    let edge = |u: &Option<String>| u.as_deref().and_then(|u| links.rewrite(u, &t.label));
     let zone = i.zone().unwrap_or("").to_string();
     let key = format!(
         "{} {} {} {} {}",
@@ -172,18 +153,11 @@ fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String])
         address,
         secure_port: i.secure_port,
         status: i.status.as_str(),
-        class: status_class(i.status),
         zone,
         last_renewal: renewed.map(age).unwrap_or_default(),
         last_renewal_at: renewed.map(format_time).unwrap_or_default(),
-        status_page: i
-            .status_page_url
-            .as_deref()
-            .and_then(|u| links.rewrite(u, &t.label)),
-        health_check: i
-            .health_check_url
-            .as_deref()
-            .and_then(|u| links.rewrite(u, &t.label)),
+        status_page: edge(&i.status_page_url),
+        health_check: edge(&i.health_check_url),
         blocked: t.upstream.as_ref().err().map(ToString::to_string),
         key,
         hidden,
@@ -201,10 +175,7 @@ fn service_view(s: &Service, links: &Links, terms: &[String]) -> ServiceView {
     ServiceView {
         name: s.app.clone(),
         label: s.label.clone(),
-        url_text: url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string(),
+        url_text: bare(&url),
         url,
         counts: counts(s.instances.iter()),
         total: s.instances.len(),
@@ -260,16 +231,15 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         .split_whitespace()
         .map(String::from)
         .collect();
-    let services: Vec<ServiceView> = console
-        .table
-        .services()
+    let table = console.table.services();
+    let all = || table.iter().flat_map(|s| s.instances.iter());
+    let services: Vec<ServiceView> = table
         .iter()
         .map(|s| service_view(s, links, &terms))
         .collect();
-    let instances = console.table.instances();
     let page = Page {
         version: env!("CARGO_PKG_VERSION"),
-        refresh_secs: refresh_secs(instances.len()),
+        refresh_secs: refresh_secs(all().count()),
         sources: sync.sources.clone(),
         banner: banner(&sync, loaded),
         last_success: sync.last_success.map(age).unwrap_or_else(|| "never".into()),
@@ -280,14 +250,10 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
             .filter(|_| sync.consecutive_failures > 0 || sync.empty_since.is_some()),
         syncs_ok: sync.syncs_ok,
         syncs_failed: sync.syncs_failed,
-        names: links
-            .url("")
-            .trim_start_matches("http://.")
-            .trim_end_matches('/')
-            .to_string(),
+        names: bare(&links.url("")).trim_start_matches('.').to_string(),
         services_count: services.len(),
-        instances_count: instances.len(),
-        status_counts: counts(instances.iter()),
+        instances_count: all().count(),
+        status_counts: counts(all()),
         skipped: sync.skipped,
         shown: services
             .iter()
@@ -308,7 +274,45 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::api::tests::{console_with, inst};
+    use crate::console::{Access, Metrics};
+    use crate::registry::{EurekaClient, Instance, SyncState};
+    use crate::routes::{Allowlist, RouteTable};
+
+    /// An instance `pod:app:8080` at `ip`, as Spring registers it.
+    fn inst(app: &str, pod: &str, ip: &str, status: Status) -> Instance {
+        let url = |path: &str| Some(format!("http://{ip}:8080{path}"));
+        Instance {
+            app: app.into(),
+            instance_id: format!("{pod}:{}:8080", app.to_lowercase()),
+            host_name: pod.into(),
+            ip_addr: ip.into(),
+            port: Some(8080),
+            secure_port: None,
+            status,
+            metadata: [("zone".to_string(), "zone-a".to_string())].into(),
+            home_page_url: url("/"),
+            status_page_url: url("/actuator/info"),
+            health_check_url: url("/actuator/health"),
+            last_renewal_ms: Some(1_700_000_030_000),
+            last_dirty_ms: None,
+        }
+    }
+
+    /// A console over `instances` (None: never loaded), allowlist 10.0.0.0/8.
+    fn console_with(instances: Option<Vec<Instance>>) -> Console {
+        let table = RouteTable::new(Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()]));
+        instances.map(|i| table.apply(i));
+        let cfg = crate::config::load(None, |_| None).unwrap();
+        let client = EurekaClient::new(&cfg.registry).unwrap();
+        Console {
+            table: Arc::new(table),
+            sync: Arc::new(SyncState::new(client.sources())),
+            client,
+            metrics: Arc::new(Metrics::new()),
+            links: Links::new("edge.test".into(), None, 8080),
+            access: Access::default(),
+        }
+    }
 
     fn html(console: &Console, query: &str) -> String {
         let a = render(console, &console.links.for_request(None), query);
@@ -323,12 +327,12 @@ mod tests {
         let mut odd = inst("ORDER-SERVICE", "order-3", "10.0.0.3", Status::OutOfService);
         odd.instance_id = "<b>order-3</b>".into();
         odd.secure_port = Some(8443);
-        console_with(vec![
+        console_with(Some(vec![
             inst("ORDER-SERVICE", "order-1", "10.0.0.1", Status::Up),
             inst("ORDER-SERVICE", "order-2", "10.0.0.2", Status::Down),
             odd,
             inst("EVIL", "evil-1", "8.8.8.8", Status::Up),
-        ])
+        ]))
     }
 
     #[test]
@@ -341,14 +345,14 @@ mod tests {
             r#"<a href="http://order-1-8080.edge.test:8080/actuator/health">health</a>"#,
             r#"<a href="http://order-1-8080.edge.test:8080/actuator/info">status</a>"#,
             r#"<span class="st down">DOWN</span>"#,
-            r#"<span class="st oos">OUT_OF_SERVICE 1</span>"#,
+            r#"<span class="st out_of_service">OUT_OF_SERVICE 1</span>"#,
             "Not proxied: address 8.8.8.8 is outside upstream.allow",
             r#"<span class="st blocked">BLOCKED</span>"#,
             "nothing to route to",
             "TLS 8443",
             "zone-a",
             "&#60;b&#62;order-3&#60;/b&#62;",
-            "http://127.0.0.1:9/eureka",
+            "http://127.0.0.1:8761/eureka",
         ] {
             assert!(page.contains(needle), "missing {needle}");
         }
@@ -362,7 +366,7 @@ mod tests {
             "no banner for a loaded registry"
         );
         assert!(
-            !page.contains("<link") && !page.contains("src=\"http"),
+            !page.contains("<link") && !page.contains("src="),
             "no external assets"
         );
     }
@@ -375,26 +379,16 @@ mod tests {
         assert!(page.contains("1 of 4 shown"));
         // Rows order-1, order-3 and evil-1 are hidden, and EVIL's whole group.
         assert_eq!(page.matches(" hidden>").count(), 4, "{page}");
-        assert!(page.contains(
-            r#"data-k="order-2-8080 order-2:order-service:8080 10.0.0.2:8080 down zone-a">"#
-        ));
+        let shown =
+            r#"data-k="order-2-8080 order-2:order-service:8080 10.0.0.2:8080 down zone-a">"#;
+        assert!(page.contains(shown));
     }
 
     #[test]
     fn banners_for_never_loaded_stale_and_empty() {
-        let empty = console_with(Vec::new());
-        assert!(html(&empty, "").contains("No services are registered"));
-        let never = crate::console::Console {
-            table: Arc::new(crate::routes::RouteTable::new(
-                crate::routes::Allowlist::new(vec![]),
-            )),
-            ..empty
-        };
-        let page = html(&never, "");
-        assert!(
-            page.contains("class=\"banner error\"") && page.contains("never been loaded"),
-            "{page}"
-        );
+        assert!(html(&console_with(Some(vec![])), "").contains("No services are registered"));
+        let page = html(&console_with(None), "");
+        assert!(page.contains("class=\"banner error\"") && page.contains("never been loaded"));
         assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<title>⚠ xipgate"));
 
         let mut s = SyncStatus {
@@ -415,20 +409,15 @@ mod tests {
     }
 
     #[test]
-    fn ages_read_well() {
+    fn ages_and_refresh_read_well() {
         let ago = |s| age(SystemTime::now() - std::time::Duration::from_secs(s));
         assert_eq!(
-            (ago(5), ago(600), ago(10_800), ago(400_000)),
-            (
-                "5s ago".into(),
-                "10m ago".into(),
-                "3h ago".into(),
-                "4d ago".into()
-            )
+            [ago(5), ago(600), ago(10_800), ago(400_000)],
+            ["5s ago", "10m ago", "3h ago", "4d ago"]
         );
         assert_eq!(
-            (refresh_secs(10), refresh_secs(3000), refresh_secs(20_000)),
-            (5, 15, 30)
+            [refresh_secs(10), refresh_secs(3000), refresh_secs(20_000)],
+            [5, 15, 30]
         );
     }
 }

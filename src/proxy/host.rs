@@ -40,7 +40,9 @@ pub fn request_host(req: &RequestHeader) -> Result<String, HostError> {
         return Ok(auth.as_str().to_string());
     }
     match header {
-        Some(h) if h.contains('@') => Err(HostError::Invalid("userinfo (@) in the Host header".into())),
+        Some(h) if h.contains('@') => {
+            Err(HostError::Invalid("userinfo (@) in the Host header".into()))
+        }
         Some(h) if !h.trim().is_empty() => Ok(h),
         _ => Err(HostError::Missing),
     }

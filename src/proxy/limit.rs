@@ -28,7 +28,11 @@ pub struct Limited<A> {
 
 impl<A> Limited<A> {
     pub fn new(inner: A, max_per_client: usize) -> Self {
-        Limited { inner: Arc::new(inner), max_per_client, open: DashMap::new() }
+        Limited {
+            inner: Arc::new(inner),
+            max_per_client,
+            open: DashMap::new(),
+        }
     }
 
     pub fn inner(&self) -> &A {
@@ -41,7 +45,10 @@ impl<A> Limited<A> {
             return None;
         }
         *n += 1;
-        Some(Slot { owner: self.clone(), ip })
+        Some(Slot {
+            owner: self.clone(),
+            ip,
+        })
     }
 }
 
@@ -66,7 +73,11 @@ impl<A> ServerApp for Limited<A>
 where
     A: ServerApp + Send + Sync + 'static,
 {
-    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let ip = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));

@@ -89,7 +89,13 @@ impl Gate {
         console: Option<Arc<Console>>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Gate { settings, table, sync, console, metrics }
+        Gate {
+            settings,
+            table,
+            sync,
+            console,
+            metrics,
+        }
     }
 
     /// Resolves the request to a route, or to the answer the edge gives instead.
@@ -97,13 +103,27 @@ impl Gate {
         let raw = request_host(req).map_err(host_answer)?;
         let host = names::normalize_host(&raw).map_err(host_answer)?;
         ctx.host = Some(host.clone());
-        let (raw_label, _) = names::split_host(&host, &self.settings.domains).map_err(host_answer)?;
-        let label = names::normalize_request_label(raw_label)
-            .ok_or_else(|| Answer::text(400, format!("invalid Host: label '{}' names nothing", names::printable(raw_label))))?;
+        let (raw_label, _) =
+            names::split_host(&host, &self.settings.domains).map_err(host_answer)?;
+        let label = names::normalize_request_label(raw_label).ok_or_else(|| {
+            Answer::text(
+                400,
+                format!(
+                    "invalid Host: label '{}' names nothing",
+                    names::printable(raw_label)
+                ),
+            )
+        })?;
         ctx.label = Some(label.clone());
         if !self.table.is_loaded() {
-            let why = self.sync.snapshot().last_error.unwrap_or_else(|| "the first sync has not finished".into());
-            return Err(Answer::text(503, format!("the registry is not loaded yet: {why}")).retry_after(5));
+            let why = self
+                .sync
+                .snapshot()
+                .last_error
+                .unwrap_or_else(|| "the first sync has not finished".into());
+            return Err(
+                Answer::text(503, format!("the registry is not loaded yet: {why}")).retry_after(5),
+            );
         }
         let route = self.table.lookup(&label).ok_or_else(|| {
             Answer::text(
@@ -117,14 +137,24 @@ impl Gate {
         match &route {
             Route::Instance(t) => {
                 if let Err(refusal) = &t.upstream {
-                    return Err(Answer::text(403, format!("instance '{}' is not proxied: {refusal}", t.instance.instance_id)));
+                    return Err(Answer::text(
+                        403,
+                        format!(
+                            "instance '{}' is not proxied: {refusal}",
+                            t.instance.instance_id
+                        ),
+                    ));
                 }
             }
             Route::Service(s) => {
                 if !s.has_eligible() {
                     return Err(Answer::text(
                         503,
-                        format!("service '{}' has no UP instance that may be proxied ({} registered)", s.app, s.instances.len()),
+                        format!(
+                            "service '{}' has no UP instance that may be proxied ({} registered)",
+                            s.app,
+                            s.instances.len()
+                        ),
                     )
                     .retry_after(5));
                 }
@@ -179,10 +209,18 @@ impl ProxyHttp for Gate {
         ctx.origin = req.headers.get(ORIGIN).cloned();
 
         if let (Some(console), Some(console_host)) = (&self.console, &self.settings.console_host) {
-            let host = request_host(req).ok().and_then(|h| names::normalize_host(&h).ok());
+            let host = request_host(req)
+                .ok()
+                .and_then(|h| names::normalize_host(&h).ok());
             if host.as_deref() == Some(console_host.as_str()) {
-                let port = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port());
-                let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+                let port = session
+                    .server_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.port());
+                let client = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip());
                 let answer = console.handle(session.req_header(), client, port).await;
                 ctx.answered = Some(answer.status);
                 respond(session, answer).await?;
@@ -194,7 +232,11 @@ impl ProxyHttp for Gate {
             Ok(route) => route,
             Err(answer) => {
                 ctx.answered = Some(answer.status);
-                respond(session, answer.cors(&self.settings.cors, ctx.origin.as_ref())).await?;
+                respond(
+                    session,
+                    answer.cors(&self.settings.cors, ctx.origin.as_ref()),
+                )
+                .await?;
                 return Ok(true);
             }
         };
@@ -209,11 +251,17 @@ impl ProxyHttp for Gate {
         {
             let mut answer = Answer::empty(204).cors(&self.settings.cors, ctx.origin.as_ref());
             let allow_headers = req.headers.get("access-control-request-headers").cloned();
-            answer.headers.push(("access-control-allow-methods", HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS")));
+            answer.headers.push((
+                "access-control-allow-methods",
+                HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"),
+            ));
             if let Some(h) = allow_headers {
                 answer.headers.push(("access-control-allow-headers", h));
             }
-            answer.headers.push(("access-control-max-age", HeaderValue::from(self.settings.cors.max_age.as_secs())));
+            answer.headers.push((
+                "access-control-max-age",
+                HeaderValue::from(self.settings.cors.max_age.as_secs()),
+            ));
             ctx.answered = Some(204);
             respond(session, answer).await?;
             return Ok(true);
@@ -229,14 +277,25 @@ impl ProxyHttp for Gate {
                 // Prefer an instance not tried yet; when all were, start over.
                 s.next(|t| t.upstream.as_ref().is_ok_and(|a| tried.contains(a)))
                     .or_else(|| s.next(|_| false))
-                    .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), format!("service '{}' has no UP instance", s.app)))?
+                    .ok_or_else(|| {
+                        Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            format!("service '{}' has no UP instance", s.app),
+                        )
+                    })?
             }
             None => return Err(Error::explain(ErrorType::InternalError, "no route chosen")),
         };
-        let addr = *target.upstream.as_ref().map_err(|r| Error::explain(ErrorType::HTTPStatus(403), r.to_string()))?;
+        let addr = *target
+            .upstream
+            .as_ref()
+            .map_err(|r| Error::explain(ErrorType::HTTPStatus(403), r.to_string()))?;
         ctx.tried.push(addr);
         if ctx.tried.len() > 1 {
-            self.metrics.retries.with_label_values(&[&target.service_label]).inc();
+            self.metrics
+                .retries
+                .with_label_values(&[&target.service_label])
+                .inc();
         }
         ctx.target = Some(target);
         ctx.upstream_started = Some(Instant::now());
@@ -247,7 +306,13 @@ impl ProxyHttp for Gate {
         Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         // Nothing reached the backend yet: any request may go to another instance.
         if Self::is_service_route(ctx) && (ctx.tried.len() as u32) < self.settings.max_tries {
             e.set_retry(true);
@@ -255,15 +320,27 @@ impl ProxyHttp for Gate {
         e
     }
 
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut Ctx, client_reused: bool) -> Box<Error> {
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let idempotent = session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated();
+        let idempotent = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
         // Never retry once part of the response went to the client: the next instance's
         // answer would be appended to it (tests/backend_faults.rs). Nor an error of the
         // client's side (it went away, or sent a broken body): another try cannot help.
         let response_started = session.response_written().is_some();
         let upstream_fault = *e.esource() == pingora_core::ErrorSource::Upstream;
-        if !idempotent || response_started || !upstream_fault || (ctx.tried.len() as u32) >= self.settings.max_tries {
+        if !idempotent
+            || response_started
+            || !upstream_fault
+            || (ctx.tried.len() as u32) >= self.settings.max_tries
+        {
             e.set_retry(false);
         } else if Self::is_service_route(ctx) {
             // An idempotent request whose instance failed mid-way may go to another one.
@@ -274,11 +351,20 @@ impl ProxyHttp for Gate {
         e
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         // The client's Host goes through unchanged (as the older design did).
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             let ip = client.ip().to_string();
-            let xff = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let xff = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
                 _ => ip,
             };
@@ -288,13 +374,22 @@ impl ProxyHttp for Gate {
         if let Some(host) = &ctx.host {
             upstream.insert_header("x-forwarded-host", host.as_str())?;
         }
-        if let Some(port) = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.port()) {
+        if let Some(port) = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port())
+        {
             upstream.insert_header("x-forwarded-port", port.to_string())?;
         }
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         if let Some(t) = &ctx.target {
             if let Some(started) = ctx.upstream_started {
                 ctx.upstream_time = Some(started.elapsed());
@@ -317,7 +412,10 @@ impl ProxyHttp for Gate {
                 Some(t) => format!(
                     "instance '{}' ({})",
                     t.instance.instance_id,
-                    t.upstream.as_ref().map(|a| a.to_string()).unwrap_or_default()
+                    t.upstream
+                        .as_ref()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default()
                 ),
                 None => "the upstream".to_string(),
             };
@@ -333,11 +431,19 @@ impl ProxyHttp for Gate {
                 }
             }
             ctx.answered = Some(code);
-            if let Err(err) = respond(session, answer.cors(&self.settings.cors, ctx.origin.as_ref())).await {
+            if let Err(err) = respond(
+                session,
+                answer.cors(&self.settings.cors, ctx.origin.as_ref()),
+            )
+            .await
+            {
                 log::debug!("could not send the error response: {err}");
             }
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
@@ -345,11 +451,24 @@ impl ProxyHttp for Gate {
             .answered
             .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
-        let service = if ctx.route.is_some() { Self::service_label(ctx) } else { "-" };
-        self.metrics.observe_request(service, status, ctx.upstream_time);
-        if self.settings.access_log && log::log_enabled!(target: "xipgate::access", log::Level::Info) {
-            let client = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
-            let instance = ctx.target.as_ref().map_or("-", |t| t.instance.instance_id.as_str());
+        let service = if ctx.route.is_some() {
+            Self::service_label(ctx)
+        } else {
+            "-"
+        };
+        self.metrics
+            .observe_request(service, status, ctx.upstream_time);
+        if self.settings.access_log
+            && log::log_enabled!(target: "xipgate::access", log::Level::Info)
+        {
+            let client = session
+                .client_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let instance = ctx
+                .target
+                .as_ref()
+                .map_or("-", |t| t.instance.instance_id.as_str());
             info!(
                 target: "xipgate::access",
                 "{client} {} {} host={} label={} instance={instance} status={status} upstream_ms={} total_ms={} tries={}{}",
@@ -365,4 +484,3 @@ impl ProxyHttp for Gate {
         }
     }
 }
-

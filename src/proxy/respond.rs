@@ -31,11 +31,21 @@ impl Answer {
     }
 
     pub fn empty(status: u16) -> Self {
-        Answer { status, content_type: "text/plain; charset=utf-8", headers: Vec::new(), body: Bytes::new() }
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
     }
 
     pub fn bytes(status: u16, content_type: &'static str, body: Bytes) -> Self {
-        Answer { status, content_type, headers: Vec::new(), body }
+        Answer {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body,
+        }
     }
 
     pub fn with_type(mut self, content_type: &'static str) -> Self {
@@ -58,7 +68,11 @@ impl Answer {
         for (k, v) in self.headers {
             builder = builder.header(k, v);
         }
-        let body = if head_only { Vec::new() } else { self.body.to_vec() };
+        let body = if head_only {
+            Vec::new()
+        } else {
+            self.body.to_vec()
+        };
         builder.body(body).unwrap_or_else(|_| {
             let mut r = http::Response::new(b"xipgate: could not build the response\n".to_vec());
             *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
@@ -83,12 +97,20 @@ impl Answer {
 
 /// `Access-Control-Allow-Origin: *` may not be combined with credentials (the older
 /// design did, and browsers reject it): with credentials the request's Origin is echoed.
-fn cors_headers(cors: &CorsConfig, origin: Option<&HeaderValue>) -> Vec<(&'static str, HeaderValue)> {
-    let Some(origin) = origin else { return Vec::new() };
+fn cors_headers(
+    cors: &CorsConfig,
+    origin: Option<&HeaderValue>,
+) -> Vec<(&'static str, HeaderValue)> {
+    let Some(origin) = origin else {
+        return Vec::new();
+    };
     if cors.allow_credentials {
         vec![
             ("access-control-allow-origin", origin.clone()),
-            ("access-control-allow-credentials", HeaderValue::from_static("true")),
+            (
+                "access-control-allow-credentials",
+                HeaderValue::from_static("true"),
+            ),
             ("vary", HeaderValue::from_static("Origin")),
         ]
     } else {
@@ -98,7 +120,11 @@ fn cors_headers(cors: &CorsConfig, origin: Option<&HeaderValue>) -> Vec<(&'stati
 
 /// Adds CORS headers to a proxied response, replacing whatever the backend sent so the
 /// pair stays valid.
-pub fn apply_cors(resp: &mut ResponseHeader, cors: &CorsConfig, origin: Option<&HeaderValue>) -> Result<()> {
+pub fn apply_cors(
+    resp: &mut ResponseHeader,
+    cors: &CorsConfig,
+    origin: Option<&HeaderValue>,
+) -> Result<()> {
     for (k, v) in cors_headers(cors, origin) {
         if k == "vary" {
             resp.append_header(k, v)?;
@@ -118,7 +144,9 @@ pub async fn respond(session: &mut Session, answer: Answer) -> Result<()> {
         header.append_header(k, v)?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(header), head_only || answer.body.is_empty()).await?;
+    session
+        .write_response_header(Box::new(header), head_only || answer.body.is_empty())
+        .await?;
     if !head_only && !answer.body.is_empty() {
         session.write_response_body(Some(answer.body), true).await?;
     }
@@ -130,10 +158,12 @@ pub fn error_status(e: &Error) -> u16 {
     use ErrorType::*;
     match e.etype() {
         HTTPStatus(code) => *code,
-        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => match e.esource() {
-            ErrorSource::Downstream => 408,
-            _ => 504,
-        },
+        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+            match e.esource() {
+                ErrorSource::Downstream => 408,
+                _ => 504,
+            }
+        }
         _ => match e.esource() {
             ErrorSource::Upstream => 502,
             ErrorSource::Downstream => match e.etype() {

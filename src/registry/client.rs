@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use reqwest::header::{ACCEPT, ACCEPT_ENCODING};
 
-use super::parse::{parse_app, parse_apps, ParseError};
 use super::model::Snapshot;
+use super::parse::{parse_app, parse_apps, ParseError};
 use crate::config::{EurekaUrl, RegistryConfig};
 
 /// Why one URL could not deliver a registry.
@@ -17,7 +17,11 @@ pub enum FetchError {
     #[error("{url}: no answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     #[error("{url}: HTTP {status}{hint}")]
-    Status { url: String, status: u16, hint: String },
+    Status {
+        url: String,
+        status: u16,
+        hint: String,
+    },
     #[error("{url}: body larger than the {limit} byte limit (xipgate.registry.eureka.max_body)")]
     TooLarge { url: String, limit: usize },
     #[error("{url}: reading the body failed: {reason}")]
@@ -58,7 +62,12 @@ impl EurekaClient {
             .gzip(true)
             .user_agent(concat!("xipgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(EurekaClient { http, urls: cfg.urls.clone(), max_body: cfg.max_body, timeout: cfg.timeout })
+        Ok(EurekaClient {
+            http,
+            urls: cfg.urls.clone(),
+            max_body: cfg.max_body,
+            timeout: cfg.timeout,
+        })
     }
 
     pub fn sources(&self) -> Vec<String> {
@@ -77,7 +86,10 @@ impl EurekaClient {
 
     /// `GET {url}/apps/{APP}`, live (the older design's `/api/services/ips`).
     pub async fn fetch_app(&self, app: &str) -> Result<Fetched, Vec<FetchError>> {
-        let path = format!("/apps/{}", url::form_urlencoded::byte_serialize(app.as_bytes()).collect::<String>());
+        let path = format!(
+            "/apps/{}",
+            url::form_urlencoded::byte_serialize(app.as_bytes()).collect::<String>()
+        );
         self.fetch_with_failover(&path, parse_app).await
     }
 
@@ -94,7 +106,9 @@ impl EurekaClient {
                     return Ok(f);
                 }
                 // A 404 for one app is an answer, not a reason to ask the next server.
-                Err(e @ FetchError::NotFound { .. }) if path.starts_with("/apps/") && path != "/apps/delta" => {
+                Err(e @ FetchError::NotFound { .. })
+                    if path.starts_with("/apps/") && path != "/apps/delta" =>
+                {
                     return Err(vec![e])
                 }
                 Err(e) => errors.push(e),
@@ -126,11 +140,17 @@ impl EurekaClient {
         }
         if !status.is_success() {
             let hint = match status.as_u16() {
-                401 | 403 if url.auth.is_none() => " (the server wants credentials: user:pass@ in the URL)",
+                401 | 403 if url.auth.is_none() => {
+                    " (the server wants credentials: user:pass@ in the URL)"
+                }
                 401 | 403 => " (credentials refused, or the server is still starting up)",
                 _ => "",
             };
-            return Err(FetchError::Status { url: shown, status: status.as_u16(), hint: hint.to_string() });
+            return Err(FetchError::Status {
+                url: shown,
+                status: status.as_u16(),
+                hint: hint.to_string(),
+            });
         }
         let wire_bytes = resp.content_length();
         // With gzip on, reqwest hides the compressed length; the limit applies to what we
@@ -140,24 +160,52 @@ impl EurekaClient {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > self.max_body {
-                        return Err(FetchError::TooLarge { url: shown, limit: self.max_body });
+                        return Err(FetchError::TooLarge {
+                            url: shown,
+                            limit: self.max_body,
+                        });
                     }
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(FetchError::Timeout { url: shown, timeout: self.timeout }),
-                Err(e) => return Err(FetchError::Body { url: shown, reason: error_chain(&e) }),
+                Err(e) if e.is_timeout() => {
+                    return Err(FetchError::Timeout {
+                        url: shown,
+                        timeout: self.timeout,
+                    })
+                }
+                Err(e) => {
+                    return Err(FetchError::Body {
+                        url: shown,
+                        reason: error_chain(&e),
+                    })
+                }
             }
         }
-        let snapshot = parse(&body).map_err(|source| FetchError::Parse { url: shown.clone(), source })?;
-        Ok(Fetched { snapshot, source: url.base.clone(), bytes: body.len(), wire_bytes, skipped_sources: Vec::new() })
+        let snapshot = parse(&body).map_err(|source| FetchError::Parse {
+            url: shown.clone(),
+            source,
+        })?;
+        Ok(Fetched {
+            snapshot,
+            source: url.base.clone(),
+            bytes: body.len(),
+            wire_bytes,
+            skipped_sources: Vec::new(),
+        })
     }
 
     fn classify(&self, url: &str, e: reqwest::Error) -> FetchError {
         if e.is_timeout() {
-            FetchError::Timeout { url: url.to_string(), timeout: self.timeout }
+            FetchError::Timeout {
+                url: url.to_string(),
+                timeout: self.timeout,
+            }
         } else {
-            FetchError::Connect { url: url.to_string(), reason: error_chain(&e) }
+            FetchError::Connect {
+                url: url.to_string(),
+                reason: error_chain(&e),
+            }
         }
     }
 }

@@ -46,7 +46,8 @@ pub fn parse_app(body: &[u8]) -> Result<Snapshot, ParseError> {
                 #[serde(borrow)]
                 application: Option<&'a RawValue>,
             }
-            let root: Root = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+            let root: Root =
+                serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
             let app = root
                 .application
                 .ok_or_else(|| ParseError::Shape("no \"application\" key".into()))?;
@@ -68,7 +69,9 @@ pub fn parse_app(body: &[u8]) -> Result<Snapshot, ParseError> {
 }
 
 fn first_byte(body: &[u8]) -> Option<u8> {
-    body.iter().copied().find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)
+    body.iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)
 }
 
 fn describe_start(body: &[u8]) -> String {
@@ -160,18 +163,27 @@ struct XmlApplication {
 fn xml_root(text: &str) -> &str {
     let mut rest = text.trim_start_matches('\u{feff}').trim_start();
     while rest.starts_with("<?") || rest.starts_with("<!--") {
-        let end = if rest.starts_with("<?") { rest.find("?>").map(|i| i + 2) } else { rest.find("-->").map(|i| i + 3) };
+        let end = if rest.starts_with("<?") {
+            rest.find("?>").map(|i| i + 2)
+        } else {
+            rest.find("-->").map(|i| i + 3)
+        };
         rest = end.map_or("", |i| rest[i..].trim_start());
     }
     let name = rest.strip_prefix('<').unwrap_or("");
-    &name[..name.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(name.len())]
+    &name[..name
+        .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+        .unwrap_or(name.len())]
 }
 
 /// An HTML error page or any other XML is not a registry, even if it parses.
 fn expect_root(text: &str, wanted: &str) -> Result<(), ParseError> {
     match xml_root(text) {
         root if root == wanted => Ok(()),
-        root => Err(ParseError::Shape(format!("the XML root is <{}>, not <{wanted}>", crate::names::printable(root)))),
+        root => Err(ParseError::Shape(format!(
+            "the XML root is <{}>, not <{wanted}>",
+            crate::names::printable(root)
+        ))),
     }
 }
 
@@ -226,7 +238,11 @@ struct LeaseInfo {
 }
 
 fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
-    let app = raw.app.map(|s| s.0).filter(|s| !s.is_empty()).unwrap_or_else(|| app_name.to_string());
+    let app = raw
+        .app
+        .map(|s| s.0)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| app_name.to_string());
     let host_name = raw.host_name.map(|s| s.0).unwrap_or_default();
     let ip_addr = raw.ip_addr.map(|s| s.0).unwrap_or_default();
     let mut metadata = raw.metadata.map(|m| m.0).unwrap_or_default();
@@ -237,19 +253,30 @@ fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
         .instance_id
         .map(|s| s.0)
         .filter(|s| !s.is_empty())
-        .or_else(|| metadata.get("instanceId").cloned().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            metadata
+                .get("instanceId")
+                .cloned()
+                .filter(|s| !s.is_empty())
+        })
         .or_else(|| fallback_id(&host_name, port.or(secure_port)));
     let Some(instance_id) = instance_id else {
-        snap.skipped.push(format!("{app}: instance skipped: no instanceId, hostName or port"));
+        snap.skipped.push(format!(
+            "{app}: instance skipped: no instanceId, hostName or port"
+        ));
         return;
     };
     if app.is_empty() {
-        snap.skipped.push(format!("{instance_id}: instance skipped: no app name"));
+        snap.skipped
+            .push(format!("{instance_id}: instance skipped: no app name"));
         return;
     }
     metadata.remove("instanceId");
     let action = raw.action_type.map(|s| s.0);
-    if action.as_deref().is_some_and(|a| a.eq_ignore_ascii_case("DELETED")) {
+    if action
+        .as_deref()
+        .is_some_and(|a| a.eq_ignore_ascii_case("DELETED"))
+    {
         snap.deleted.push(instance_id);
         return;
     }
@@ -270,7 +297,10 @@ fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
         home_page_url: raw.home_page_url.map(|s| s.0),
         status_page_url: raw.status_page_url.map(|s| s.0),
         health_check_url: raw.health_check_url.map(|s| s.0),
-        last_renewal_ms: raw.lease_info.and_then(|l| l.last_renewal_timestamp).and_then(|s| s.0.parse().ok()),
+        last_renewal_ms: raw
+            .lease_info
+            .and_then(|l| l.last_renewal_timestamp)
+            .and_then(|s| s.0.parse().ok()),
         last_dirty_ms: raw.last_dirty_timestamp.and_then(|s| s.0.parse().ok()),
     });
 }
@@ -295,7 +325,8 @@ struct Scalar(String);
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // An empty XML element (`<apps__hashcode/>`) is an empty string.
-        Ok(d.deserialize_any(ScalarVisitor { strict: true })?.unwrap_or_else(|| Scalar(String::new())))
+        Ok(d.deserialize_any(ScalarVisitor { strict: true })?
+            .unwrap_or_else(|| Scalar(String::new())))
     }
 }
 
@@ -350,14 +381,18 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         }
         match (text, other && self.strict) {
             (Some(t), _) => Ok(Some(t)),
-            (None, true) => Err(de::Error::custom("expected a string, number or boolean, found an object")),
+            (None, true) => Err(de::Error::custom(
+                "expected a string, number or boolean, found an object",
+            )),
             (None, false) => Ok(None),
         }
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         if self.strict {
-            return Err(de::Error::custom("expected a string, number or boolean, found an array"));
+            return Err(de::Error::custom(
+                "expected a string, number or boolean, found an array",
+            ));
         }
         Ok(None)
     }
@@ -384,7 +419,10 @@ struct Port {
 impl Port {
     /// The port when it is enabled (absent `@enabled` counts as enabled) and valid.
     fn enabled_value(self) -> Option<u16> {
-        let enabled = self.enabled.as_deref().map_or(true, |e| e.trim().eq_ignore_ascii_case("true"));
+        let enabled = self
+            .enabled
+            .as_deref()
+            .is_none_or(|e| e.trim().eq_ignore_ascii_case("true"));
         let port: u16 = self.value?.trim().parse().ok()?;
         (enabled && port != 0).then_some(port)
     }
@@ -411,13 +449,22 @@ impl<'de> Deserialize<'de> for Port {
                 Ok(port)
             }
             fn visit_u64<E>(self, v: u64) -> Result<Port, E> {
-                Ok(Port { value: Some(v.to_string()), enabled: None })
+                Ok(Port {
+                    value: Some(v.to_string()),
+                    enabled: None,
+                })
             }
             fn visit_i64<E>(self, v: i64) -> Result<Port, E> {
-                Ok(Port { value: Some(v.to_string()), enabled: None })
+                Ok(Port {
+                    value: Some(v.to_string()),
+                    enabled: None,
+                })
             }
             fn visit_str<E>(self, v: &str) -> Result<Port, E> {
-                Ok(Port { value: Some(v.to_string()), enabled: None })
+                Ok(Port {
+                    value: Some(v.to_string()),
+                    enabled: None,
+                })
             }
             fn visit_unit<E>(self) -> Result<Port, E> {
                 Ok(Port::default())

@@ -57,7 +57,12 @@ pub struct SyncState {
 
 impl SyncState {
     pub fn new(sources: Vec<String>) -> Self {
-        SyncState { status: Mutex::new(SyncStatus { sources, ..SyncStatus::default() }) }
+        SyncState {
+            status: Mutex::new(SyncStatus {
+                sources,
+                ..SyncStatus::default()
+            }),
+        }
     }
 
     pub fn snapshot(&self) -> SyncStatus {
@@ -81,8 +86,19 @@ pub struct RegistrySync {
 }
 
 impl RegistrySync {
-    pub fn new(client: EurekaClient, table: Arc<RouteTable>, state: Arc<SyncState>, cfg: RegistryConfig) -> Self {
-        RegistrySync { client, table, state, cfg, copy: tokio::sync::Mutex::new(None) }
+    pub fn new(
+        client: EurekaClient,
+        table: Arc<RouteTable>,
+        state: Arc<SyncState>,
+        cfg: RegistryConfig,
+    ) -> Self {
+        RegistrySync {
+            client,
+            table,
+            state,
+            cfg,
+            copy: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// One sync: a delta when possible, else a full fetch. Errors are recorded in the
@@ -122,14 +138,22 @@ impl RegistrySync {
         let mut s = self.state.lock();
         if s.skipped_sources != f.skipped_sources {
             if !f.skipped_sources.is_empty() {
-                warn!("registry: using {} after skipping: {}", f.source, f.skipped_sources.join("; "));
+                warn!(
+                    "registry: using {} after skipping: {}",
+                    f.source,
+                    f.skipped_sources.join("; ")
+                );
             }
             s.skipped_sources = f.skipped_sources.clone();
         }
     }
 
     /// Applies a delta to our copy; `Ok(None)` when the hash says the copy has drifted.
-    async fn apply_delta(&self, current: &mut HashMap<String, Instance>, f: Fetched) -> Result<Option<ApplyReport>, String> {
+    async fn apply_delta(
+        &self,
+        current: &mut HashMap<String, Instance>,
+        f: Fetched,
+    ) -> Result<Option<ApplyReport>, String> {
         let started = std::time::Instant::now();
         self.note_failover(&f);
         let changes = f.snapshot.instances.len() + f.snapshot.deleted.len();
@@ -158,7 +182,11 @@ impl RegistrySync {
             s.last_source = Some(f.source);
         }
         let report = if changes == 0 {
-            ApplyReport { instances: self.table.instance_count(), services: self.table.services().len(), ..ApplyReport::default() }
+            ApplyReport {
+                instances: self.table.instance_count(),
+                services: self.table.services().len(),
+                ..ApplyReport::default()
+            }
         } else {
             self.table.apply(next.values().cloned().collect())
         };
@@ -167,7 +195,11 @@ impl RegistrySync {
         Ok(Some(report))
     }
 
-    fn apply_full(&self, copy: &mut Option<HashMap<String, Instance>>, f: Fetched) -> Result<ApplyReport, String> {
+    fn apply_full(
+        &self,
+        copy: &mut Option<HashMap<String, Instance>>,
+        f: Fetched,
+    ) -> Result<ApplyReport, String> {
         let started = std::time::Instant::now();
         self.note_failover(&f);
         {
@@ -179,13 +211,22 @@ impl RegistrySync {
             s.skipped = f.snapshot.skipped.clone();
         }
         if !f.snapshot.skipped.is_empty() {
-            warn!("{} instance(s) skipped in the registry from {}: {}", f.snapshot.skipped.len(), f.source, f.snapshot.skipped.join("; "));
+            warn!(
+                "{} instance(s) skipped in the registry from {}: {}",
+                f.snapshot.skipped.len(),
+                f.source,
+                f.snapshot.skipped.join("; ")
+            );
         }
         // A registry that suddenly lists nothing is more likely a broken or restarted
         // Eureka than a cluster that lost every service: keep routing for a while.
         let known = self.table.instance_count();
         if f.snapshot.instances.is_empty() && known > 0 {
-            let since = *self.state.lock().empty_since.get_or_insert_with(SystemTime::now);
+            let since = *self
+                .state
+                .lock()
+                .empty_since
+                .get_or_insert_with(SystemTime::now);
             let waited = since.elapsed().unwrap_or_default();
             if waited < self.cfg.empty_grace {
                 return Err(format!(
@@ -194,11 +235,19 @@ impl RegistrySync {
                     (self.cfg.empty_grace - waited).as_secs()
                 ));
             }
-            warn!("registry from {} has been empty for {}s: applying it", f.source, waited.as_secs());
+            warn!(
+                "registry from {} has been empty for {}s: applying it",
+                f.source,
+                waited.as_secs()
+            );
         }
         self.state.lock().empty_since = None;
-        let map: HashMap<String, Instance> =
-            f.snapshot.instances.into_iter().map(|i| (i.instance_id.clone(), i)).collect();
+        let map: HashMap<String, Instance> = f
+            .snapshot
+            .instances
+            .into_iter()
+            .map(|i| (i.instance_id.clone(), i))
+            .collect();
         let report = self.table.apply(map.values().cloned().collect());
         *copy = Some(map);
         self.state.lock().last_apply = Some(started.elapsed());
@@ -210,7 +259,10 @@ impl RegistrySync {
         match result {
             Ok(report) => {
                 if s.last_error.is_some() && s.consecutive_failures > 0 {
-                    info!("registry sync recovered after {} failure(s)", s.consecutive_failures);
+                    info!(
+                        "registry sync recovered after {} failure(s)",
+                        s.consecutive_failures
+                    );
                 }
                 s.last_success = Some(SystemTime::now());
                 s.consecutive_failures = 0;
@@ -271,7 +323,11 @@ impl RegistrySync {
 
 #[async_trait]
 impl BackgroundService for RegistrySync {
-    async fn start_with_ready_notifier(&self, shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
         self.run(shutdown, Some(ready)).await;
     }
 }
@@ -286,7 +342,11 @@ pub fn apps_hashcode<'a>(instances: impl Iterator<Item = &'a Instance>) -> Strin
 }
 
 fn join(errors: Vec<FetchError>) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One log line per change: counts, and each status change by name.
@@ -305,7 +365,10 @@ fn summary(r: &ApplyReport) -> String {
         line.push_str("; status: ");
         line.push_str(&shown.join(", "));
         if r.status_changes.len() > shown.len() {
-            line.push_str(&format!(" and {} more", r.status_changes.len() - shown.len()));
+            line.push_str(&format!(
+                " and {} more",
+                r.status_changes.len() - shown.len()
+            ));
         }
     }
     line

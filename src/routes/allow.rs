@@ -73,7 +73,11 @@ impl Allowlist {
                 .allow
                 .iter()
                 .any(|n| n.contains(&ip) && n.prefix_len() >= ll.prefix_len() && ll.contains(n));
-            return if opened { Ok(()) } else { Err(Refusal::LinkLocal(ip)) };
+            return if opened {
+                Ok(())
+            } else {
+                Err(Refusal::LinkLocal(ip))
+            };
         }
         if self.allow.iter().any(|n| n.contains(&ip)) {
             Ok(())

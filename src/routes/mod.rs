@@ -36,7 +36,10 @@ pub struct Target {
 
 impl Target {
     fn same_route(&self, other: &Target) -> bool {
-        let strip = |i: &Instance| Instance { last_renewal_ms: None, ..i.clone() };
+        let strip = |i: &Instance| Instance {
+            last_renewal_ms: None,
+            ..i.clone()
+        };
         self.label == other.label
             && self.upstream == other.upstream
             && strip(&self.instance) == strip(&other.instance)
@@ -75,12 +78,19 @@ impl Service {
     }
 
     pub fn up_count(&self) -> usize {
-        self.instances.iter().filter(|t| t.instance.status == Status::Up).count()
+        self.instances
+            .iter()
+            .filter(|t| t.instance.status == Status::Up)
+            .count()
     }
 
     fn same_members(&self, targets: &[Arc<Target>]) -> bool {
         self.instances.len() == targets.len()
-            && self.instances.iter().zip(targets).all(|(a, b)| Arc::ptr_eq(a, b))
+            && self
+                .instances
+                .iter()
+                .zip(targets)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
     }
 }
 
@@ -171,12 +181,17 @@ impl RouteTable {
             let id = t.instance.instance_id.clone();
             let kept = match self.by_id.get(&id) {
                 Some(old) if old.same_route(&t) => {
-                    old.last_renewal_ms.store(t.last_renewal_ms.load(Ordering::Relaxed), Ordering::Relaxed);
+                    old.last_renewal_ms
+                        .store(t.last_renewal_ms.load(Ordering::Relaxed), Ordering::Relaxed);
                     old.clone()
                 }
                 Some(old) => {
                     if old.instance.status != t.instance.status {
-                        report.status_changes.push((id.clone(), old.instance.status, t.instance.status));
+                        report.status_changes.push((
+                            id.clone(),
+                            old.instance.status,
+                            t.instance.status,
+                        ));
                     }
                     report.changed += 1;
                     Arc::new(t)
@@ -202,7 +217,10 @@ impl RouteTable {
             labels.insert(t.label.clone(), t.clone());
         }
         for (label, t) in &labels {
-            let unchanged = self.by_label.get(label).is_some_and(|old| Arc::ptr_eq(&old, t));
+            let unchanged = self
+                .by_label
+                .get(label)
+                .is_some_and(|old| Arc::ptr_eq(&old, t));
             if !unchanged {
                 self.by_label.insert(label.clone(), t.clone());
             }
@@ -212,18 +230,26 @@ impl RouteTable {
         // 3. Services, rebuilt only where their members changed.
         let mut by_service: BTreeMap<String, Vec<Arc<Target>>> = BTreeMap::new();
         for t in live.values() {
-            by_service.entry(t.service_label.clone()).or_default().push(t.clone());
+            by_service
+                .entry(t.service_label.clone())
+                .or_default()
+                .push(t.clone());
         }
         for (label, mut members) in by_service {
             members.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
-            let unchanged = self.services.get(&label).is_some_and(|s| s.same_members(&members));
+            let unchanged = self
+                .services
+                .get(&label)
+                .is_some_and(|s| s.same_members(&members));
             if !unchanged {
                 let service = build_service(label.clone(), members);
                 self.services.insert(label, Arc::new(service));
             }
         }
-        let service_labels: HashSet<String> = live.values().map(|t| t.service_label.clone()).collect();
-        self.services.retain(|label, _| service_labels.contains(label));
+        let service_labels: HashSet<String> =
+            live.values().map(|t| t.service_label.clone()).collect();
+        self.services
+            .retain(|label, _| service_labels.contains(label));
 
         // 4. Finally drop instances that are gone.
         let before = self.by_id.len();
@@ -245,10 +271,15 @@ impl RouteTable {
     fn build_targets(&self, instances: Vec<Instance>) -> Vec<Target> {
         // Duplicated instanceIds (the same instance under two apps): keep the first.
         let mut seen = HashSet::with_capacity(instances.len());
-        let instances: Vec<Instance> =
-            instances.into_iter().filter(|i| seen.insert(i.instance_id.clone())).collect();
+        let instances: Vec<Instance> = instances
+            .into_iter()
+            .filter(|i| seen.insert(i.instance_id.clone()))
+            .collect();
 
-        let service_labels: HashSet<String> = instances.iter().map(|i| names::service_label(&i.app)).collect();
+        let service_labels: HashSet<String> = instances
+            .iter()
+            .map(|i| names::service_label(&i.app))
+            .collect();
         let mut label_count: HashMap<String, usize> = HashMap::with_capacity(instances.len());
         let labels: Vec<String> = instances
             .iter()
@@ -297,19 +328,37 @@ impl RouteTable {
 }
 
 fn build_service(label: String, instances: Vec<Arc<Target>>) -> Service {
-    let app = instances.first().map(|t| t.instance.app.clone()).unwrap_or_default();
+    let app = instances
+        .first()
+        .map(|t| t.instance.app.clone())
+        .unwrap_or_default();
     let eligible: Vec<&Arc<Target>> = instances
         .iter()
         .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
         .collect();
     // Interleave by weight: round r takes every instance whose weight exceeds r, so a
     // weight-3 instance does not get three requests in a row.
-    let max_weight = eligible.iter().map(|t| t.instance.weight()).max().unwrap_or(0);
+    let max_weight = eligible
+        .iter()
+        .map(|t| t.instance.weight())
+        .max()
+        .unwrap_or(0);
     let mut rotation = Vec::new();
     for round in 0..max_weight {
-        rotation.extend(eligible.iter().filter(|t| t.instance.weight() > round).map(|t| (*t).clone()));
+        rotation.extend(
+            eligible
+                .iter()
+                .filter(|t| t.instance.weight() > round)
+                .map(|t| (*t).clone()),
+        );
     }
-    Service { app, label, instances, rotation, cursor: AtomicUsize::new(0) }
+    Service {
+        app,
+        label,
+        instances,
+        rotation,
+        cursor: AtomicUsize::new(0),
+    }
 }
 
 #[cfg(test)]
@@ -342,13 +391,24 @@ mod tests {
     fn colliding_labels_become_unique_and_stable() {
         let t = table();
         // "pod:a:8080" and "pod:8080" both make the label "pod-8080".
-        t.apply(vec![inst("A", "pod:a:8080", "10.0.0.1", Status::Up), inst("A", "pod:8080", "10.0.0.2", Status::Up)]);
+        t.apply(vec![
+            inst("A", "pod:a:8080", "10.0.0.1", Status::Up),
+            inst("A", "pod:8080", "10.0.0.2", Status::Up),
+        ]);
         let labels: Vec<String> = t.instances().iter().map(|x| x.label.clone()).collect();
         assert_ne!(labels[0], labels[1]);
-        assert!(labels.iter().all(|l| l.starts_with("pod-8080-") && l.len() <= 63), "{labels:?}");
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.starts_with("pod-8080-") && l.len() <= 63),
+            "{labels:?}"
+        );
         // The same registry in the other order gives the same labels.
         let t2 = table();
-        t2.apply(vec![inst("A", "pod:8080", "10.0.0.2", Status::Up), inst("A", "pod:a:8080", "10.0.0.1", Status::Up)]);
+        t2.apply(vec![
+            inst("A", "pod:8080", "10.0.0.2", Status::Up),
+            inst("A", "pod:a:8080", "10.0.0.1", Status::Up),
+        ]);
         let labels2: Vec<String> = t2.instances().iter().map(|x| x.label.clone()).collect();
         assert_eq!(labels, labels2);
     }
@@ -356,24 +416,36 @@ mod tests {
     #[test]
     fn apply_touches_only_what_changed() {
         let t = table();
-        let r = t.apply(vec![inst("A", "a1", "10.0.0.1", Status::Up), inst("A", "a2", "10.0.0.2", Status::Up)]);
+        let r = t.apply(vec![
+            inst("A", "a1", "10.0.0.1", Status::Up),
+            inst("A", "a2", "10.0.0.2", Status::Up),
+        ]);
         assert_eq!((r.added, r.removed, r.changed), (2, 0, 0));
-        let Some(Route::Instance(before)) = t.lookup("a1") else { panic!("a1 routes") };
+        let Some(Route::Instance(before)) = t.lookup("a1") else {
+            panic!("a1 routes")
+        };
 
         // A lease renewal alone keeps the entry (same Arc) and updates the timestamp.
         let mut renewed = inst("A", "a1", "10.0.0.1", Status::Up);
         renewed.last_renewal_ms = Some(99);
         let r = t.apply(vec![renewed, inst("A", "a2", "10.0.0.2", Status::Down)]);
         assert_eq!((r.added, r.removed, r.changed), (0, 0, 1));
-        assert_eq!(r.status_changes, vec![("a2".to_string(), Status::Up, Status::Down)]);
-        let Some(Route::Instance(after)) = t.lookup("a1") else { panic!("a1 routes") };
+        assert_eq!(
+            r.status_changes,
+            vec![("a2".to_string(), Status::Up, Status::Down)]
+        );
+        let Some(Route::Instance(after)) = t.lookup("a1") else {
+            panic!("a1 routes")
+        };
         assert!(Arc::ptr_eq(&before, &after));
         assert_eq!(after.last_renewal_ms.load(Ordering::Relaxed), 99);
 
         let r = t.apply(vec![inst("A", "a2", "10.0.0.2", Status::Down)]);
         assert_eq!((r.added, r.removed), (0, 1));
         assert!(t.lookup("a1").is_none());
-        let Some(Route::Service(s)) = t.lookup("a") else { panic!("service routes") };
+        let Some(Route::Service(s)) = t.lookup("a") else {
+            panic!("service routes")
+        };
         assert!(!s.has_eligible(), "a DOWN instance is not in rotation");
     }
 
@@ -383,21 +455,37 @@ mod tests {
         let mut heavy = inst("S", "h", "10.0.0.1", Status::Up);
         heavy.metadata.insert("weight".into(), "3".into());
         t.apply(vec![heavy, inst("S", "l", "10.0.0.2", Status::Up)]);
-        let Some(Route::Service(s)) = t.lookup("s") else { panic!() };
-        let picks: Vec<String> = (0..8).map(|_| s.next(|_| false).unwrap().instance.instance_id.clone()).collect();
+        let Some(Route::Service(s)) = t.lookup("s") else {
+            panic!()
+        };
+        let picks: Vec<String> = (0..8)
+            .map(|_| s.next(|_| false).unwrap().instance.instance_id.clone())
+            .collect();
         assert_eq!(picks.iter().filter(|p| *p == "h").count(), 6, "{picks:?}");
-        assert!(picks.windows(4).all(|w| w.iter().any(|p| p == "l")), "never starved: {picks:?}");
+        assert!(
+            picks.windows(4).all(|w| w.iter().any(|p| p == "l")),
+            "never starved: {picks:?}"
+        );
     }
 
     #[test]
     fn refused_addresses_are_kept_but_not_routed() {
         let t = table();
-        t.apply(vec![inst("S", "x", "8.8.8.8", Status::Up), inst("S", "y", "not-an-ip", Status::Up)]);
-        let Some(Route::Instance(x)) = t.lookup("x") else { panic!() };
+        t.apply(vec![
+            inst("S", "x", "8.8.8.8", Status::Up),
+            inst("S", "y", "not-an-ip", Status::Up),
+        ]);
+        let Some(Route::Instance(x)) = t.lookup("x") else {
+            panic!()
+        };
         assert!(matches!(x.upstream, Err(Refusal::NotAllowed(_))));
-        let Some(Route::Instance(y)) = t.lookup("y") else { panic!() };
+        let Some(Route::Instance(y)) = t.lookup("y") else {
+            panic!()
+        };
         assert!(matches!(y.upstream, Err(Refusal::NotAnIp(_))));
-        let Some(Route::Service(s)) = t.lookup("s") else { panic!() };
+        let Some(Route::Service(s)) = t.lookup("s") else {
+            panic!()
+        };
         assert!(!s.has_eligible());
     }
 }

@@ -64,11 +64,26 @@ impl FaultyBackend {
             let sock = TcpSocket::new_v4().expect("socket");
             sock.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
             let addr = sock.local_addr().expect("addr");
-            return FaultyBackend { name: name.into(), fault, addr, conns, requests, answered, task: None, _bound: Some(sock) };
+            return FaultyBackend {
+                name: name.into(),
+                fault,
+                addr,
+                conns,
+                requests,
+                answered,
+                task: None,
+                _bound: Some(sock),
+            };
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
-        let counters = Arc::new(Counters { conns: conns.clone(), requests: requests.clone(), answered: answered.clone() });
+        let counters = Arc::new(Counters {
+            conns: conns.clone(),
+            requests: requests.clone(),
+            answered: answered.clone(),
+        });
         let n = name.to_string();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -76,7 +91,16 @@ impl FaultyBackend {
                 tokio::spawn(serve(sock, n.clone(), fault, counters.clone()));
             }
         });
-        FaultyBackend { name: name.into(), fault, addr, conns, requests, answered, task: Some(task), _bound: None }
+        FaultyBackend {
+            name: name.into(),
+            fault,
+            addr,
+            conns,
+            requests,
+            answered,
+            task: Some(task),
+            _bound: None,
+        }
     }
 
     pub fn conns(&self) -> usize {
@@ -122,10 +146,15 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Req> {
     let head = String::from_utf8_lossy(&buf[..end]).to_string();
     buf.drain(..end);
     let header = |name: &str| {
-        head.lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        head.lines().find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        })
     };
-    let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     while buf.len() < len {
         match sock.read(&mut chunk).await {
             Ok(0) | Err(_) => return None,
@@ -164,7 +193,11 @@ async fn serve(mut sock: TcpStream, name: String, fault: Fault, c: Arc<Counters>
         c.requests.fetch_add(1, Ordering::SeqCst);
         match fault {
             Fault::Healthy | Fault::Refuse => {
-                if sock.write_all(&ok_response(&name, &req, req.close)).await.is_err() {
+                if sock
+                    .write_all(&ok_response(&name, &req, req.close))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 c.answered.fetch_add(1, Ordering::SeqCst);
@@ -173,7 +206,9 @@ async fn serve(mut sock: TcpStream, name: String, fault: Fault, c: Arc<Counters>
                 }
             }
             Fault::ResetInHead => {
-                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: appl").await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: appl")
+                    .await;
                 let _ = sock.flush().await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 return reset(sock);
@@ -188,7 +223,11 @@ async fn serve(mut sock: TcpStream, name: String, fault: Fault, c: Arc<Counters>
             }
             Fault::Slow(delay) => {
                 tokio::time::sleep(delay).await;
-                if sock.write_all(&ok_response(&name, &req, true)).await.is_ok() {
+                if sock
+                    .write_all(&ok_response(&name, &req, true))
+                    .await
+                    .is_ok()
+                {
                     c.answered.fetch_add(1, Ordering::SeqCst);
                 }
                 return;
@@ -198,7 +237,11 @@ async fn serve(mut sock: TcpStream, name: String, fault: Fault, c: Arc<Counters>
                     // A kept-alive connection, reused: close it without answering.
                     return;
                 }
-                if sock.write_all(&ok_response(&name, &req, req.close)).await.is_err() {
+                if sock
+                    .write_all(&ok_response(&name, &req, req.close))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 served_on_this_conn += 1;

@@ -119,7 +119,9 @@ pub struct StubEureka {
 
 impl StubEureka {
     pub async fn start() -> Self {
-        StubEureka { server: MockServer::start().await }
+        StubEureka {
+            server: MockServer::start().await,
+        }
     }
 
     /// The base URL xipgate is configured with (`.../eureka`).
@@ -130,7 +132,8 @@ impl StubEureka {
     /// Serves `instances` at `/eureka/apps` (and an empty-change delta, so delta sync
     /// keeps matching until the next swap forces a full fetch).
     pub async fn serve(&self, instances: &[Inst]) {
-        self.serve_body(200, &apps_json(instances), "application/json").await;
+        self.serve_body(200, &apps_json(instances), "application/json")
+            .await;
     }
 
     /// Serves any status and body at `/eureka/apps` and `/eureka/apps/delta`.
@@ -139,7 +142,10 @@ impl StubEureka {
         for p in ["/eureka/apps", "/eureka/apps/"] {
             Mock::given(method("GET"))
                 .and(path(p))
-                .respond_with(ResponseTemplate::new(status).set_body_raw(body.as_bytes().to_vec(), content_type))
+                .respond_with(
+                    ResponseTemplate::new(status)
+                        .set_body_raw(body.as_bytes().to_vec(), content_type),
+                )
                 .mount(&self.server)
                 .await;
         }
@@ -167,7 +173,9 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let (n, h) = (name.to_string(), hits.clone());
@@ -193,7 +201,11 @@ impl Backend {
                         h.fetch_add(1, Ordering::SeqCst);
                         let header = |name: &str| {
                             head.lines()
-                                .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+                                .find_map(|l| {
+                                    l.split_once(':')
+                                        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                                        .map(|(_, v)| v.trim().to_string())
+                                })
                                 .unwrap_or_default()
                         };
                         let body = json!({
@@ -217,7 +229,12 @@ impl Backend {
                 });
             }
         });
-        Backend { name: name.to_string(), addr, hits, task }
+        Backend {
+            name: name.to_string(),
+            addr,
+            hits,
+            task,
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -233,7 +250,10 @@ impl Drop for Backend {
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("reserve a port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("reserve a port")
 }
 
 /// The real binary, started with a generated config.
@@ -266,7 +286,8 @@ impl Xipgate {
         );
         // `extra` is YAML under `xipgate:`, merged key by key over the defaults above.
         let mut doc: serde_yaml::Value = serde_yaml::from_str(&base).expect("base config");
-        let extra: serde_yaml::Value = serde_yaml::from_str(&format!("xipgate:\n{extra}\n")).expect("extra yaml");
+        let extra: serde_yaml::Value =
+            serde_yaml::from_str(&format!("xipgate:\n{extra}\n")).expect("extra yaml");
         merge(&mut doc, extra);
         let yaml = serde_yaml::to_string(&doc).expect("config yaml");
         std::fs::write(&config, yaml).expect("write config");
@@ -311,7 +332,11 @@ impl Xipgate {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "xipgate: {path} did not answer {status} in {within:?}\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "xipgate: {path} did not answer {status} in {within:?}\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -319,19 +344,26 @@ impl Xipgate {
     fn wait_port(&self, addr: SocketAddr, within: Duration) {
         let deadline = Instant::now() + within;
         while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "proxy port {addr} never opened\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "proxy port {addr} never opened\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// GET through the proxy with `Host: <label>.<DOMAIN>`.
-    pub fn get(&self, label: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
+    pub fn get(&self, label: &str, path: &str) -> Response {
         http_get(self.proxy, &format!("{label}.{DOMAIN}"), path).expect("request through xipgate")
     }
 
     pub fn api(&self, path: &str) -> (u16, Value) {
         let (s, _, body) = http_get(self.console, "localhost", path).expect("console request");
-        (s, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            s,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 }
 
@@ -370,24 +402,40 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// Status, headers (lower-case names), body.
+pub type Response = (u16, Vec<(String, String)>, String);
+
 /// A minimal HTTP/1.1 GET with `Connection: close`: status, headers, body.
-pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
-    let text = raw(addr, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())?;
+pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<Response> {
+    let text = raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
     Ok(parse_response(&text))
 }
 
-pub fn parse_response(text: &str) -> (u16, Vec<(String, String)>, String) {
+pub fn parse_response(text: &str) -> Response {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
         .collect();
     (status, headers, body.to_string())
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Waits until `check` holds, polling; panics with `what` after `within`.
