@@ -190,6 +190,36 @@ async fn console_in_a_real_browser() {
     )
     .await;
 
+    // A service folds to its header row; "Collapse all" folds every one; both come back.
+    let toggle = b.find("tbody[data-s='order-service'] .tg").await;
+    b.click(&toggle).await;
+    b.wait_until(
+        Duration::from_secs(5),
+        "ORDER-SERVICE folds",
+        &format!("{VISIBLE_ROWS} === 4"),
+    )
+    .await;
+    let fold_all = b.find("#fold").await;
+    b.click(&fold_all).await;
+    b.wait_until(
+        Duration::from_secs(5),
+        "everything folds",
+        &format!("{VISIBLE_ROWS} === 0"),
+    )
+    .await;
+    assert_eq!(
+        b.exec("return document.getElementById('fold').innerText", vec![])
+            .await,
+        "Expand all"
+    );
+    b.click(&fold_all).await;
+    b.wait_until(
+        Duration::from_secs(5),
+        "everything unfolds",
+        &format!("{VISIBLE_ROWS} === 7"),
+    )
+    .await;
+
     // ?q= pre-fills the box and the server already hides the rest.
     b.goto(&format!("{console}?q=203.0.113")).await;
     assert_eq!(visible_rows(&b).await, 1);
@@ -272,5 +302,59 @@ async fn console_in_a_real_browser() {
         b.find_all("tr.i").await.len(),
         7,
         "the table is still whole after a refresh"
+    );
+}
+
+/// The demo without a browser: what its printed curl commands show.
+#[test]
+fn demo_answers_like_its_welcome_says() {
+    let demo = Demo::start();
+    let log = demo.log();
+    assert!(
+        log.contains("Console   http://127.0.0.1:") && log.contains("curl http://order-service."),
+        "{log}"
+    );
+    let (s, _, body) = http_get(demo.console, "localhost", "/api/v1/services").unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        (s, names),
+        (
+            200,
+            vec![
+                "LEGACY-BILLING",
+                "ORDER-SERVICE",
+                "PAYMENT-SERVICE",
+                "USER-SERVICE"
+            ]
+        )
+    );
+    let proxy = SocketAddr::from(([127, 0, 0, 1], demo.proxy));
+    let (s, _, body) = http_get(proxy, &format!("payment-service.{DOMAIN}"), "/").unwrap();
+    assert!(
+        s == 200 && body.contains("Hello from PAYMENT-SERVICE"),
+        "{s} {body}"
+    );
+    let (s, _, body) = http_get(
+        proxy,
+        &format!("order-7d9f8-x2k4q-8080.{DOMAIN}"),
+        "/actuator/info",
+    )
+    .unwrap();
+    assert!(
+        s == 200 && body.contains("order-7d9f8-x2k4q:order-service:8080"),
+        "{s} {body}"
+    );
+    let (s, _, _) = http_get(proxy, &format!("billing-legacy-01-8080.{DOMAIN}"), "/").unwrap();
+    assert_eq!(s, 403, "the instance outside the allowlist is refused");
+    let (s, _, body) = http_get(proxy, &format!("xipgate.{DOMAIN}"), "/").unwrap();
+    assert!(
+        s == 200 && body.contains("ORDER-SERVICE"),
+        "the console on the proxy listener"
     );
 }

@@ -357,11 +357,4 @@ fn format_ms(ms: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(super::percent_decode("a%3Ab%3a8080"), "a:b:8080");
-        assert_eq!(super::percent_decode("100%"), "100%");
-        assert_eq!(super::percent_decode("%zz%+1"), "%zz%+1");
-    }
-}
+pub(super) mod tests;

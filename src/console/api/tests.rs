@@ -1,0 +1,174 @@
+//! The JSON API's handlers on a routing table built in code: no sockets. (The live
+//! endpoints and the HTTP side are tested through the binary in tests/console_api.rs.)
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config::EurekaUrl;
+use crate::console::{Access, Metrics};
+use crate::registry::{EurekaClient, SyncState};
+use crate::routes::{Allowlist, RouteTable};
+
+/// An instance `pod:app:8080` at `ip`, as Spring registers it.
+pub fn inst(app: &str, pod: &str, ip: &str, status: Status) -> Instance {
+    let url = |path: &str| Some(format!("http://{ip}:8080{path}"));
+    Instance {
+        app: app.into(),
+        instance_id: format!("{pod}:{}:8080", app.to_lowercase()),
+        host_name: pod.into(),
+        ip_addr: ip.into(),
+        port: Some(8080),
+        secure_port: None,
+        status,
+        metadata: [("zone".to_string(), "zone-a".to_string())].into(),
+        home_page_url: url("/"),
+        status_page_url: url("/actuator/info"),
+        health_check_url: url("/actuator/health"),
+        last_renewal_ms: Some(1_700_000_030_000),
+        last_dirty_ms: None,
+    }
+}
+
+/// A console over `instances` (None: never loaded), allowlist 10.0.0.0/8, links on
+/// `edge.test:8080`. Nothing listens on port 9, so the live endpoints fail fast (they
+/// are tested against a stub Eureka in tests/console_api.rs).
+pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
+    let table = RouteTable::new(Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()]));
+    instances.map(|i| table.apply(i));
+    let mut registry = crate::config::load(None, |_| None).unwrap().registry;
+    registry.urls = vec![EurekaUrl {
+        base: "http://127.0.0.1:9/eureka".into(),
+        auth: None,
+    }];
+    registry.timeout = std::time::Duration::from_millis(500);
+    let client = EurekaClient::new(&registry).unwrap();
+    Console {
+        table: Arc::new(table),
+        sync: Arc::new(SyncState::new(client.sources())),
+        client,
+        metrics: Arc::new(Metrics::new()),
+        links: Links::new("edge.test".into(), None, 8080),
+        access: Access::default(),
+    }
+}
+
+async fn get(console: &Console, path_and_query: &str) -> (u16, String) {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let a = route(console, &console.links.for_request(None), path, query).await;
+    (a.status, String::from_utf8_lossy(&a.body).into_owned())
+}
+
+async fn get_json(console: &Console, path: &str) -> (u16, Value) {
+    let (s, body) = get(console, path).await;
+    (
+        s,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+    )
+}
+
+fn sample() -> Console {
+    console_with(Some(vec![
+        inst("ORDER-SERVICE", "order-1", "10.0.0.1", Status::Up),
+        inst("ORDER-SERVICE", "order-2", "10.0.0.2", Status::Down),
+        inst("EVIL", "evil-1", "8.8.8.8", Status::Up),
+    ]))
+}
+
+#[tokio::test]
+async fn legacy_list_keeps_the_older_shape() {
+    let (s, v) = get_json(&sample(), "/api/services").await;
+    assert_eq!(s, 200);
+    let order = v["ORDER-SERVICE"].as_array().unwrap();
+    assert_eq!(order.len(), 1, "UP instances only: {v}");
+    let expected = json!({"ip": "10.0.0.1", "instance": "10.0.0.1:8080", "port": "8080",
+        "instancename": "order_1_order_service_8080", "servicename": "ORDER-SERVICE", "xip": "order-1-8080.edge.test"});
+    assert_eq!(order[0], expected);
+}
+
+#[tokio::test]
+async fn versioned_endpoints() {
+    let c = sample();
+    let (s, v) = get_json(&c, "/api/v1/services").await;
+    assert_eq!((s, v["services"].as_array().map(Vec::len)), (200, Some(2)));
+    let (s, v) = get_json(&c, "/api/v1/services/ORDER-SERVICE").await;
+    assert_eq!((s, v["instances_total"].as_u64()), (200, Some(2)));
+    assert_eq!(v["instances_by_status"], json!({"DOWN": 1, "UP": 1}));
+    assert_eq!(v["url"], "http://order-service.edge.test:8080/");
+    for path in [
+        "/api/v1/instances/order-1-8080",
+        "/api/v1/instances/order-1%3Aorder-service%3A8080",
+    ] {
+        let (s, v) = get_json(&c, path).await;
+        assert_eq!(
+            (s, v["instance_id"].as_str()),
+            (200, Some("order-1:order-service:8080")),
+            "{path}"
+        );
+        assert_eq!(
+            v["health_check_url"],
+            "http://order-1-8080.edge.test:8080/actuator/health"
+        );
+        assert_eq!(
+            (v["zone"].as_str(), v["blocked"].as_str()),
+            (Some("zone-a"), None)
+        );
+    }
+    let (_, v) = get_json(&c, "/api/v1/instances/evil-1-8080").await;
+    assert!(v["blocked"].as_str().unwrap().contains("8.8.8.8"), "{v}");
+    let (s, v) = get_json(&c, "/api/v1/registry").await;
+    assert_eq!(
+        (s, v["loaded"].as_bool(), v["instances"].as_u64()),
+        (200, Some(true), Some(3))
+    );
+}
+
+#[tokio::test]
+async fn errors_are_json_with_their_status() {
+    let c = sample();
+    for (path, status) in [
+        ("/api/v1/services/nope", 404),
+        ("/api/v1/instances/nope", 404),
+        ("/api/v1/instances/order-service", 404),
+        ("/api/v1/nothing", 404),
+        ("/api/services/ips", 400),
+        ("/api/services/ips?servicename=", 400),
+        ("/api/services/endpoint", 400),
+        ("/api/services/endpointcache?servicename=%20", 400),
+        ("/api/services/endpointcache?servicename=nope", 404),
+        // The live endpoint reports an unreachable Eureka, never a made-up address.
+        ("/api/services/endpoint?servicename=order-2-8080", 502),
+    ] {
+        let (s, v) = get_json(&c, path).await;
+        assert_eq!(
+            (s, v["status"].as_u64()),
+            (status, Some(u64::from(status))),
+            "{path}: {v}"
+        );
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn endpoint_cache_answers_plain_ip_port() {
+    let c = sample();
+    for name in [
+        "order_2_order_service_8080",
+        "order-2-8080",
+        "order-2:order-service:8080",
+    ] {
+        let path = format!("/api/services/endpointcache?servicename={name}");
+        assert_eq!(get(&c, &path).await, (200, "10.0.0.2:8080".to_string()));
+    }
+}
+
+#[test]
+fn percent_decoding() {
+    assert_eq!(percent_decode("a%3Ab%3a8080"), "a:b:8080");
+    assert_eq!(percent_decode("100%"), "100%");
+    assert_eq!(percent_decode("%zz%+1"), "%zz%+1");
+}

@@ -1,0 +1,110 @@
+//! The console page rendered from a routing table built in code: no sockets.
+
+use super::*;
+use crate::console::api::tests::{console_with, inst};
+
+fn html(console: &Console, query: &str) -> String {
+    let a = render(console, &console.links.for_request(None), query);
+    assert_eq!(
+        (a.status, a.content_type),
+        (200, "text/html; charset=utf-8")
+    );
+    String::from_utf8(a.body.to_vec()).unwrap()
+}
+
+fn sample() -> Console {
+    let mut odd = inst("ORDER-SERVICE", "order-3", "10.0.0.3", Status::OutOfService);
+    odd.instance_id = "<b>order-3</b>".into();
+    odd.secure_port = Some(8443);
+    console_with(Some(vec![
+        inst("ORDER-SERVICE", "order-1", "10.0.0.1", Status::Up),
+        inst("ORDER-SERVICE", "order-2", "10.0.0.2", Status::Down),
+        odd,
+        inst("EVIL", "evil-1", "8.8.8.8", Status::Up),
+    ]))
+}
+
+#[test]
+fn shows_services_instances_links_and_markers() {
+    let page = html(&sample(), "");
+    for needle in [
+        "<title>xipgate · 2 services · 4 instances</title>",
+        r#"<a href="http://order-service.edge.test:8080/">order-service.edge.test:8080</a>"#,
+        r#"<a href="http://order-1-8080.edge.test:8080/">order-1-8080</a>"#,
+        r#"<a href="http://order-1-8080.edge.test:8080/actuator/health">health</a>"#,
+        r#"<a href="http://order-1-8080.edge.test:8080/actuator/info">status</a>"#,
+        r#"<span class="st down">DOWN</span>"#,
+        r#"<span class="st out_of_service">OUT_OF_SERVICE 1</span>"#,
+        "Not proxied: address 8.8.8.8 is outside upstream.allow",
+        r#"<span class="st blocked">BLOCKED</span>"#,
+        "nothing to route to",
+        "TLS 8443",
+        "zone-a",
+        "&#60;b&#62;order-3&#60;/b&#62;",
+        "http://127.0.0.1:9/eureka",
+    ] {
+        assert!(page.contains(needle), "missing {needle}");
+    }
+    assert!(!page.contains("<b>order-3"), "values are escaped");
+    assert!(
+        !page.contains(" hidden>"),
+        "nothing is hidden without a filter"
+    );
+    assert!(
+        !page.contains("class=\"banner"),
+        "no banner for a loaded registry"
+    );
+    assert!(
+        !page.contains("<link") && !page.contains("src="),
+        "no external assets"
+    );
+}
+
+#[test]
+fn q_filters_on_the_server_and_prefills_the_box() {
+    let page = html(&sample(), "q=ORDER+down&token=s3cret-token");
+    assert!(page.contains(r#"value="ORDER down""#));
+    assert!(page.contains(r#"<input type="hidden" name="token" value="s3cret-token">"#));
+    assert!(page.contains("1 of 4 shown"));
+    // Rows order-1, order-3 and evil-1 are hidden, and EVIL's whole group.
+    assert_eq!(page.matches(" hidden>").count(), 4, "{page}");
+    let shown = r#"data-k="order-2-8080 order-2:order-service:8080 10.0.0.2:8080 down zone-a">"#;
+    assert!(page.contains(shown));
+}
+
+#[test]
+fn banners_for_never_loaded_stale_and_empty() {
+    assert!(html(&console_with(Some(vec![])), "").contains("No services are registered"));
+    let page = html(&console_with(None), "");
+    assert!(page.contains("class=\"banner error\"") && page.contains("never been loaded"));
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<title>⚠ xipgate"));
+
+    let mut s = SyncStatus {
+        last_success: Some(SystemTime::now()),
+        consecutive_failures: 3,
+        ..SyncStatus::default()
+    };
+    let b = banner(&s, true).unwrap();
+    assert_eq!(b.level, "warn");
+    assert!(
+        b.text.contains("stale") && b.text.contains("3 attempts"),
+        "{}",
+        b.text
+    );
+    s.empty_since = Some(SystemTime::now());
+    assert!(banner(&s, true).unwrap().text.contains("no instances"));
+    assert!(banner(&SyncStatus::default(), true).is_none());
+}
+
+#[test]
+fn ages_and_refresh_read_well() {
+    let ago = |s| age(SystemTime::now() - std::time::Duration::from_secs(s));
+    assert_eq!(
+        [ago(5), ago(600), ago(10_800), ago(400_000)],
+        ["5s ago", "10m ago", "3h ago", "4d ago"]
+    );
+    assert_eq!(
+        [refresh_secs(10), refresh_secs(3000), refresh_secs(20_000)],
+        [5, 15, 30]
+    );
+}
