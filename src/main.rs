@@ -7,6 +7,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use pingora_core::server::configuration::Opt;
 
+// mimalloc instead of glibc malloc: Pingora allocates and frees many small buffers per
+// request (header maps, boxed futures, Bytes), and glibc's malloc/free took about 15% of
+// the proxy's CPU under load (see docs-fragments/performance.md). Built without
+// transparent huge pages (Cargo feature `no_thp`): with them, resident memory grows in
+// 2 MiB steps and every registry refresh faulted in and zeroed fresh huge pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Edge proxy: every Eureka service and instance reachable by its own host name.
 #[derive(Parser, Debug)]
 #[command(name = "xipgate", version)]

@@ -320,7 +320,7 @@ async fn websocket_upgrades_pass_through() {
     eureka.serve(std::slice::from_ref(&inst)).await;
     let x = Xipgate::start(&eureka.url(), "");
     let mut s = std::net::TcpStream::connect(x.proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
         s,
         "GET /ws HTTP/1.1\r\nHost: {}.{DOMAIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -342,7 +342,7 @@ async fn websocket_upgrades_pass_through() {
     for msg in [&b"ping"[..], b"second frame"] {
         s.write_all(msg).unwrap();
         let mut got = vec![0u8; msg.len()];
-        s.read_exact(&mut got).unwrap();
+        s.read_exact(&mut got).unwrap_or_else(|e| panic!("reading the echo of {msg:?}: {e}\n{}", x.log()));
         assert_eq!(got, msg, "bytes flow both ways after the upgrade");
     }
 }

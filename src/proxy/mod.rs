@@ -102,9 +102,11 @@ impl Gate {
     fn resolve(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<Route, Answer> {
         let raw = request_host(req).map_err(host_answer)?;
         let host = names::normalize_host(&raw).map_err(host_answer)?;
-        ctx.host = Some(host.clone());
+        // The host is kept in the context for X-Forwarded-Host and the log, and borrowed
+        // from there: no second copy per request.
+        let host = ctx.host.insert(host);
         let (raw_label, _) =
-            names::split_host(&host, &self.settings.domains).map_err(host_answer)?;
+            names::split_host(host, &self.settings.domains).map_err(host_answer)?;
         let label = names::normalize_request_label(raw_label).ok_or_else(|| {
             Answer::text(
                 400,
@@ -114,7 +116,7 @@ impl Gate {
                 ),
             )
         })?;
-        ctx.label = Some(label.clone());
+        let label = ctx.label.insert(label);
         if !self.table.is_loaded() {
             let why = self
                 .sync
@@ -125,7 +127,7 @@ impl Gate {
                 Answer::text(503, format!("the registry is not loaded yet: {why}")).retry_after(5),
             );
         }
-        let route = self.table.lookup(&label).ok_or_else(|| {
+        let route = self.table.lookup(label).ok_or_else(|| {
             Answer::text(
                 404,
                 format!(
@@ -186,6 +188,11 @@ fn host_answer(e: HostError) -> Answer {
 #[async_trait]
 impl ProxyHttp for Gate {
     type CTX = Ctx;
+
+    /// No downstream modules. Pingora's default adds its response-compression module
+    /// switched off (level 0), which does nothing but still costs a boxed context and two
+    /// boxed filter calls per request (bench/run.sh profile).
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
@@ -407,7 +414,10 @@ impl ProxyHttp for Gate {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = respond::error_status(e);
-        if code > 0 {
+        // Once part of the response went out, nothing more can be said: the client sees
+        // the connection close short of the promised length. Writing an answer now would
+        // append its text to the backend's body (tests/backend_faults.rs).
+        if code > 0 && session.response_written().is_none() {
             let who = match &ctx.target {
                 Some(t) => format!(
                     "instance '{}' ({})",
@@ -419,12 +429,30 @@ impl ProxyHttp for Gate {
                 ),
                 None => "the upstream".to_string(),
             };
-            let what = match code {
-                504 => "did not answer in time",
-                502 => "failed",
-                _ => "could not be reached",
+            // What went wrong, in words; the Pingora error type follows in parentheses.
+            let what = match e.etype() {
+                ErrorType::ConnectRefused => "refused the connection",
+                ErrorType::ConnectTimedout => "did not accept the connection in time",
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "did not answer in time",
+                ErrorType::ConnectionClosed => "closed the connection without answering",
+                ErrorType::ReadError | ErrorType::WriteError => "broke the connection",
+                ErrorType::ConnectNoRoute | ErrorType::ConnectError => "could not be reached",
+                _ => match code {
+                    504 => "did not answer in time",
+                    502 => "failed",
+                    _ => "could not be reached",
+                },
             };
-            let mut answer = Answer::text(code, format!("{who} {what}: {}", e.etype().as_str()));
+            let tries = match ctx.tried.len() {
+                0 | 1 => String::new(),
+                n => format!("; {n} tries"),
+            };
+            let message = match (e.etype(), &e.context) {
+                // upstream_peer's own refusals (403, 503) carry their explanation.
+                (ErrorType::HTTPStatus(_), Some(why)) => why.to_string(),
+                _ => format!("{who} {what} ({}){tries}", e.etype().as_str()),
+            };
+            let mut answer = Answer::text(code, message);
             if let Some(t) = &ctx.target {
                 if let Ok(v) = HeaderValue::from_str(&t.instance.instance_id) {
                     answer.headers.push(("x-served-by", v));

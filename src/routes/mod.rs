@@ -10,7 +10,8 @@ mod allow;
 
 pub use allow::{Allowlist, Refusal};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,14 +36,86 @@ pub struct Target {
 }
 
 impl Target {
-    fn same_route(&self, other: &Target) -> bool {
-        let strip = |i: &Instance| Instance {
-            last_renewal_ms: None,
-            ..i.clone()
-        };
-        self.label == other.label
-            && self.upstream == other.upstream
-            && strip(&self.instance) == strip(&other.instance)
+    /// True when a new registration of this instance routes exactly as this target:
+    /// equal in everything but the lease renewal. Compared field by field in place:
+    /// cloning both instances to blank the renewal cost more than the rest of a
+    /// steady-state refresh. The exhaustive pattern makes a new `Instance` field a compile
+    /// error here until it is compared.
+    fn same_route(
+        &self,
+        label: &str,
+        upstream: &Result<SocketAddr, Refusal>,
+        o: &Instance,
+    ) -> bool {
+        let Instance {
+            app,
+            instance_id,
+            host_name,
+            ip_addr,
+            port,
+            secure_port,
+            status,
+            metadata,
+            home_page_url,
+            status_page_url,
+            health_check_url,
+            last_renewal_ms: _,
+            last_dirty_ms,
+        } = &self.instance;
+        self.label == label
+            && self.upstream == *upstream
+            && *instance_id == o.instance_id
+            && *app == o.app
+            && *host_name == o.host_name
+            && *ip_addr == o.ip_addr
+            && *port == o.port
+            && *secure_port == o.secure_port
+            && *status == o.status
+            && *home_page_url == o.home_page_url
+            && *status_page_url == o.status_page_url
+            && *health_check_url == o.health_check_url
+            && *last_dirty_ms == o.last_dirty_ms
+            && *metadata == o.metadata
+    }
+}
+
+/// An instance given to [`RouteTable::apply`] or [`RouteTable::apply_borrowed`]: owned
+/// ones move into their new target, borrowed ones are cloned only when their target is
+/// new or changed (in a steady-state refresh, none is).
+trait IntoInstance: Borrow<Instance> {
+    fn into_instance(self) -> Instance;
+}
+
+impl IntoInstance for Instance {
+    fn into_instance(self) -> Instance {
+        self
+    }
+}
+
+impl IntoInstance for &Instance {
+    fn into_instance(self) -> Instance {
+        self.clone()
+    }
+}
+
+/// A target worked out for a new registry, not built yet.
+struct Planned<T> {
+    instance: T,
+    label: String,
+    service_label: String,
+    upstream: Result<SocketAddr, Refusal>,
+}
+
+impl<T: IntoInstance> Planned<T> {
+    fn into_target(self) -> Target {
+        let instance = self.instance.into_instance();
+        Target {
+            last_renewal_ms: AtomicU64::new(instance.last_renewal_ms.unwrap_or(0)),
+            instance,
+            label: self.label,
+            service_label: self.service_label,
+            upstream: self.upstream,
+        }
     }
 }
 
@@ -156,6 +229,10 @@ impl RouteTable {
         self.by_id.len()
     }
 
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+
     /// Every service, sorted by label.
     pub fn services(&self) -> Vec<Arc<Service>> {
         let mut all: Vec<_> = self.services.iter().map(|e| e.value().clone()).collect();
@@ -172,143 +249,203 @@ impl RouteTable {
 
     /// Replaces the table's content with `instances`, touching only what changed.
     pub fn apply(&self, instances: Vec<Instance>) -> ApplyReport {
+        self.apply_all(instances)
+    }
+
+    /// [`RouteTable::apply`] for instances the caller keeps (the registry sync's copy):
+    /// only those whose target is new or changed are cloned.
+    pub fn apply_borrowed<'a>(
+        &self,
+        instances: impl IntoIterator<Item = &'a Instance>,
+    ) -> ApplyReport {
+        self.apply_all(instances.into_iter().collect())
+    }
+
+    fn apply_all<T: IntoInstance>(&self, instances: Vec<T>) -> ApplyReport {
         let mut report = ApplyReport::default();
-        let targets = self.build_targets(instances);
+        let planned = self.plan_targets(instances);
 
         // 1. Upsert instances by id, keeping the old Arc where nothing routing-relevant changed.
-        let mut live: HashMap<String, Arc<Target>> = HashMap::with_capacity(targets.len());
-        for t in targets {
-            let id = t.instance.instance_id.clone();
-            let kept = match self.by_id.get(&id) {
-                Some(old) if old.same_route(&t) => {
+        let mut live: Vec<Arc<Target>> = Vec::with_capacity(planned.len());
+        for p in planned {
+            let new: &Instance = p.instance.borrow();
+            let kept = match self.by_id.get(new.instance_id.as_str()) {
+                Some(old) if old.same_route(&p.label, &p.upstream, new) => {
                     old.last_renewal_ms
-                        .store(t.last_renewal_ms.load(Ordering::Relaxed), Ordering::Relaxed);
+                        .store(new.last_renewal_ms.unwrap_or(0), Ordering::Relaxed);
                     old.clone()
                 }
                 Some(old) => {
-                    if old.instance.status != t.instance.status {
+                    if old.instance.status != new.status {
                         report.status_changes.push((
-                            id.clone(),
+                            new.instance_id.clone(),
                             old.instance.status,
-                            t.instance.status,
+                            new.status,
                         ));
                     }
                     report.changed += 1;
-                    Arc::new(t)
+                    Arc::new(p.into_target())
                 }
                 None => {
                     report.added += 1;
-                    Arc::new(t)
+                    Arc::new(p.into_target())
                 }
             };
-            live.insert(id, kept);
+            live.push(kept);
         }
 
-        // 2. Labels: primary label and the full-instanceId alias (where different).
-        let mut labels: HashMap<String, Arc<Target>> = HashMap::with_capacity(live.len() * 2);
-        for t in live.values() {
-            let alias = names::full_instance_label(&t.instance.instance_id);
-            if alias != t.label {
-                labels.entry(alias).or_insert_with(|| t.clone());
-            }
+        // Nothing added or changed and as many instances as before: every live instance
+        // is the very one already in the table (ids are unique), so labels, services and
+        // ids are already what steps 2 to 4 would make them. This is every refresh of a
+        // registry that did not change.
+        let unchanged = report.added == 0 && report.changed == 0 && live.len() == self.by_id.len();
+        if !unchanged {
+            self.rebuild_indexes(&live, &mut report);
         }
-        // Primary labels win over aliases.
-        for t in live.values() {
-            labels.insert(t.label.clone(), t.clone());
-        }
-        for (label, t) in &labels {
-            let unchanged = self
-                .by_label
-                .get(label)
-                .is_some_and(|old| Arc::ptr_eq(&old, t));
-            if !unchanged {
-                self.by_label.insert(label.clone(), t.clone());
-            }
-        }
-        self.by_label.retain(|label, _| labels.contains_key(label));
-
-        // 3. Services, rebuilt only where their members changed.
-        let mut by_service: BTreeMap<String, Vec<Arc<Target>>> = BTreeMap::new();
-        for t in live.values() {
-            by_service
-                .entry(t.service_label.clone())
-                .or_default()
-                .push(t.clone());
-        }
-        for (label, mut members) in by_service {
-            members.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
-            let unchanged = self
-                .services
-                .get(&label)
-                .is_some_and(|s| s.same_members(&members));
-            if !unchanged {
-                let service = build_service(label.clone(), members);
-                self.services.insert(label, Arc::new(service));
-            }
-        }
-        let service_labels: HashSet<String> =
-            live.values().map(|t| t.service_label.clone()).collect();
-        self.services
-            .retain(|label, _| service_labels.contains(label));
-
-        // 4. Finally drop instances that are gone.
-        let before = self.by_id.len();
-        for (id, t) in &live {
-            let unchanged = self.by_id.get(id).is_some_and(|old| Arc::ptr_eq(&old, t));
-            if !unchanged {
-                self.by_id.insert(id.clone(), t.clone());
-            }
-        }
-        self.by_id.retain(|id, _| live.contains_key(id));
-        report.removed = (before + report.added).saturating_sub(self.by_id.len());
         report.instances = self.by_id.len();
         report.services = self.services.len();
         self.loaded.store(true, Ordering::Release);
         report
     }
 
+    /// Steps 2 to 4 of [`RouteTable::apply`]: labels, services and ids for `live`.
+    /// Keys are borrowed from the targets while working out what changed; only entries
+    /// that are inserted are copied.
+    fn rebuild_indexes(&self, live: &[Arc<Target>], report: &mut ApplyReport) {
+        // 2. Labels: primary label and the full-instanceId alias (where different).
+        let aliases: Vec<String> = live
+            .iter()
+            .map(|t| names::full_instance_label(&t.instance.instance_id))
+            .collect();
+        let mut labels: HashMap<&str, &Arc<Target>> = HashMap::with_capacity(live.len() * 2);
+        for (t, alias) in live.iter().zip(&aliases) {
+            if *alias != t.label {
+                labels.entry(alias.as_str()).or_insert(t);
+            }
+        }
+        // Primary labels win over aliases.
+        for t in live {
+            labels.insert(t.label.as_str(), t);
+        }
+        for (label, t) in &labels {
+            let unchanged = self
+                .by_label
+                .get(*label)
+                .is_some_and(|old| Arc::ptr_eq(&old, t));
+            if !unchanged {
+                self.by_label.insert(label.to_string(), Arc::clone(t));
+            }
+        }
+        self.by_label
+            .retain(|label, _| labels.contains_key(label.as_str()));
+
+        // 3. Services, rebuilt only where their members changed.
+        let mut by_service: HashMap<&str, Vec<Arc<Target>>> = HashMap::new();
+        for t in live {
+            by_service
+                .entry(t.service_label.as_str())
+                .or_default()
+                .push(t.clone());
+        }
+        let service_labels: HashSet<&str> = by_service.keys().copied().collect();
+        for (label, mut members) in by_service {
+            members.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
+            let unchanged = self
+                .services
+                .get(label)
+                .is_some_and(|s| s.same_members(&members));
+            if !unchanged {
+                let service = build_service(label.to_string(), members);
+                self.services.insert(label.to_string(), Arc::new(service));
+            }
+        }
+        self.services
+            .retain(|label, _| service_labels.contains(label.as_str()));
+
+        // 4. Finally drop instances that are gone.
+        let before = self.by_id.len();
+        for t in live {
+            let id = t.instance.instance_id.as_str();
+            let unchanged = self.by_id.get(id).is_some_and(|old| Arc::ptr_eq(&old, t));
+            if !unchanged {
+                self.by_id.insert(id.to_string(), t.clone());
+            }
+        }
+        let ids: HashSet<&str> = live
+            .iter()
+            .map(|t| t.instance.instance_id.as_str())
+            .collect();
+        self.by_id.retain(|id, _| ids.contains(id.as_str()));
+        report.removed = (before + report.added).saturating_sub(self.by_id.len());
+    }
+
     /// Labels (with collisions made unique) and upstream addresses for a new registry.
-    fn build_targets(&self, instances: Vec<Instance>) -> Vec<Target> {
+    fn plan_targets<T: IntoInstance>(&self, instances: Vec<T>) -> Vec<Planned<T>> {
         // Duplicated instanceIds (the same instance under two apps): keep the first.
-        let mut seen = HashSet::with_capacity(instances.len());
-        let instances: Vec<Instance> = instances
+        let keep: Vec<bool> = {
+            let mut seen = HashSet::with_capacity(instances.len());
+            instances
+                .iter()
+                .map(|i| seen.insert(i.borrow().instance_id.as_str()))
+                .collect()
+        };
+        let instances: Vec<T> = instances
             .into_iter()
-            .filter(|i| seen.insert(i.instance_id.clone()))
+            .zip(keep)
+            .filter_map(|(i, keep)| keep.then_some(i))
             .collect();
 
-        let service_labels: HashSet<String> = instances
-            .iter()
-            .map(|i| names::service_label(&i.app))
-            .collect();
-        let mut label_count: HashMap<String, usize> = HashMap::with_capacity(instances.len());
+        // Service labels once per application, not once per instance.
+        let mut by_app: HashMap<&str, String> = HashMap::new();
+        for i in &instances {
+            let app = i.borrow().app.as_str();
+            by_app
+                .entry(app)
+                .or_insert_with(|| names::service_label(app));
+        }
+        let service_labels: HashSet<&str> = by_app.values().map(String::as_str).collect();
         let labels: Vec<String> = instances
             .iter()
-            .map(|i| {
-                let l = names::instance_label(&i.instance_id, &i.app);
-                *label_count.entry(l.clone()).or_default() += 1;
-                l
-            })
+            .map(|i| names::instance_label(&i.borrow().instance_id, &i.borrow().app))
+            .collect();
+        let mut label_count: HashMap<&str, usize> = HashMap::with_capacity(labels.len());
+        for l in &labels {
+            *label_count.entry(l.as_str()).or_default() += 1;
+        }
+        // Collisions with another instance, or with a service label, are made unique
+        // from the instanceId: the same id always gets the same label.
+        let collides: Vec<bool> = labels
+            .iter()
+            .map(|l| label_count[l.as_str()] > 1 || service_labels.contains(l.as_str()))
+            .collect();
+        let service_of: Vec<String> = instances
+            .iter()
+            .map(|i| by_app[i.borrow().app.as_str()].clone())
+            .collect();
+        let upstreams: Vec<Result<SocketAddr, Refusal>> = instances
+            .iter()
+            .map(|i| self.upstream_of(i.borrow()))
             .collect();
 
         instances
             .into_iter()
             .zip(labels)
-            .map(|(instance, label)| {
-                // Collisions with another instance, or with a service label, are made
-                // unique from the instanceId: the same id always gets the same label.
-                let label = if label_count[&label] > 1 || service_labels.contains(&label) {
-                    names::disambiguate(&label, &instance.instance_id)
-                } else {
-                    label
-                };
-                Target {
-                    service_label: names::service_label(&instance.app),
-                    upstream: self.upstream_of(&instance),
-                    last_renewal_ms: AtomicU64::new(instance.last_renewal_ms.unwrap_or(0)),
-                    label,
-                    instance,
-                }
-            })
+            .zip(collides.into_iter().zip(service_of).zip(upstreams))
+            .map(
+                |((instance, label), ((collides, service_label), upstream))| {
+                    let label = if collides {
+                        names::disambiguate(&label, &instance.borrow().instance_id)
+                    } else {
+                        label
+                    };
+                    Planned {
+                        instance,
+                        label,
+                        service_label,
+                        upstream,
+                    }
+                },
+            )
             .collect()
     }
 

@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# HTTP benchmark: xipgate vs nginx as a plain reverse proxy, same backend, same load, at
+# several registry sizes; plus refresh cost, memory and delta-sync bytes at 10,000
+# instances. Everything binds 127.0.0.1 only. Not part of `cargo test`.
+#
+#   bench/run.sh                       # builds target/release/xipgate if it is missing
+#   SIZES="10 10000" DURATION=5 bench/run.sh
+#   TARGETS="nginx instance" REFRESH=0 bench/run.sh
+#   XIPGATE_TOP="work_stealing: false" bench/run.sh   # extra top-level (Pingora) YAML keys
+#
+# Options (environment):
+#   XIPGATE_BIN   binary to test (default target/release/xipgate)
+#   SIZES         registry sizes, instances (default "10 1000 10000")
+#   TARGETS       any of: direct nginx instance service (default all four)
+#   DURATION      seconds measured per target (default 8); WARMUP seconds before (default 2)
+#   CONNS         wrk connections (default 64); wrk always runs one thread (-t1)
+#   PIN           1 (default): the proxy under test on CPU $PROXY_CPU (default 1), wrk, the
+#                 backend and the stub Eureka on CPU $LOAD_CPU (default 0); the same pinning
+#                 for nginx and xipgate. For the direct row wrk takes the proxy's CPU.
+#                 0: no pinning.
+#   REFRESH       1 (default): also the 1 s full-refresh run at the largest size
+#   GZIP          1 (default): the stub Eureka gzips as real Eureka does when asked
+#   KEEP          set: keep the work directory (configs, logs, raw wrk output)
+#
+# What runs: one backend (nginx, worker_processes 1, `return 200` with a 19-byte body),
+# a stub Eureka (nginx serving a generated /eureka/apps and an unchanged /eureka/apps/delta
+# as static files), the reference proxy (nginx, worker_processes 1, proxy_pass with an
+# upstream keepalive pool) and xipgate (threads: 1, access log off, RUST_LOG=warn). wrk
+# (-t1 -c$CONNS) asks each target for $DURATION s after $WARMUP s of warm-up. CPU per
+# request is the user+sys time of the proxy's processes (/proc/PID/stat, all threads and
+# workers) during the measured run divided by the requests served.
+#
+# Needs: nginx (Debian package nginx), wrk (wrk), python3 (python3), curl (curl), pgrep
+# (procps), taskset (util-linux). Runs about (SIZES x TARGETS x (DURATION + WARMUP)) + 40 s; 2.5 min with
+# the defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+XIPGATE_BIN=${XIPGATE_BIN:-target/release/xipgate}
+SIZES=${SIZES:-"10 1000 10000"}
+TARGETS=${TARGETS:-"direct nginx instance service"}
+DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-2}
+CONNS=${CONNS:-64}
+PIN=${PIN:-1}
+PROXY_CPU=${PROXY_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+REFRESH=${REFRESH:-1}
+GZIP=${GZIP:-1}
+DOMAIN=127-0-0-1.sslip.io
+
+missing=0
+need() { # need TOOL DEBIAN-PACKAGE
+    if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
+        echo "bench/run.sh: '$1' not found: apt-get install $2" >&2
+        missing=1
+    fi
+}
+need nginx nginx
+need wrk wrk
+need python3 python3
+need curl curl
+need pgrep procps
+[ "$PIN" = 0 ] || need taskset util-linux
+[ "$missing" = 0 ] || exit 2
+# nginx lives in /usr/sbin, which is not always on PATH for non-root users.
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ "$DURATION" -gt 60 ]; then
+    echo "bench/run.sh: DURATION is capped at 60 s" >&2
+    DURATION=60
+fi
+if [ ! -x "$XIPGATE_BIN" ]; then
+    if [ "$XIPGATE_BIN" = target/release/xipgate ]; then
+        echo "bench/run.sh: building $XIPGATE_BIN (cargo build --release)" >&2
+        cargo build --release --bin xipgate >&2
+    else
+        echo "bench/run.sh: $XIPGATE_BIN is not an executable" >&2
+        exit 2
+    fi
+fi
+
+# Prefixes that pin a command to a CPU. taskset execs the command, so `$!` of a
+# backgrounded "${ON_PROXY_CPU[@]}" cmd is the command's own pid.
+ON_PROXY_CPU=() ON_LOAD_CPU=()
+if [ "$PIN" != 0 ]; then ON_PROXY_CPU=(taskset -c "$PROXY_CPU") ON_LOAD_CPU=(taskset -c "$LOAD_CPU"); fi
+
+WORK=$(mktemp -d /tmp/xipgate-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Six free loopback ports: backend, stub Eureka, nginx proxy, xipgate proxy and console,
+# and a spare for the refresh run's console.
+read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT _ < <(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(6):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(*[s.getsockname()[1] for s in socks])
+EOF
+)
+
+# nginx runs in the foreground (daemon off) so $! is its master; as root its workers stay
+# root so they can read the work directory.
+NGINX_COMMON="daemon off; worker_processes 1; $( [ "$(id -u)" = 0 ] && echo 'user root;' )"
+nginx_start() { # nginx_start NAME proxy|load -> sets NGINX_PID
+    local wrap=("${ON_LOAD_CPU[@]}")
+    [ "$2" = proxy ] && wrap=("${ON_PROXY_CPU[@]}")
+    "${wrap[@]}" "$NGINX" -p "$WORK" -e "$WORK/$1-error.log" -c "$WORK/$1.conf" > "$WORK/$1.out" 2>&1 &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+}
+wait_port() { # wait_port PORT PID NAME LOG
+    local _
+    for _ in $(seq 1 100); do
+        kill -0 "$2" 2>/dev/null || { echo "bench/run.sh: $3 exited early:" >&2; cat "$4" >&2; exit 1; }
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench/run.sh: $3 does not listen on 127.0.0.1:$1 after 10 s" >&2; cat "$4" >&2; exit 1
+}
+
+# Backend: one worker, a fixed 19-byte body, keep-alive without a request limit.
+cat > "$WORK/backend.conf" <<EOF
+$NGINX_COMMON
+pid $WORK/backend.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT;
+        location / { default_type text/plain; return 200 "hello from backend\n"; }
+    }
+}
+EOF
+nginx_start backend load; BACKEND_PID=$NGINX_PID
+wait_port "$BACKEND_PORT" "$BACKEND_PID" backend "$WORK/backend-error.log"
+
+# Stub Eureka: static files, logged with the bytes each answer put on the wire.
+mkdir -p "$WORK/eureka"
+cat > "$WORK/eureka.conf" <<EOF
+$NGINX_COMMON
+pid $WORK/eureka.pid;
+events { worker_connections 256; }
+http {
+    log_format bytes '\$uri \$status \$bytes_sent';
+    access_log $WORK/eureka-access.log bytes;
+    gzip_static $( [ "$GZIP" = 1 ] && echo on || echo off );
+    default_type application/json;
+    server {
+        listen 127.0.0.1:$EUREKA_PORT;
+        location = /eureka/apps { alias $WORK/eureka/apps.json; }
+        location = /eureka/apps/ { alias $WORK/eureka/apps.json; }
+        location = /eureka/apps/delta { alias $WORK/eureka/delta.json; }
+    }
+}
+EOF
+nginx_start eureka load; EUREKA_PID=$NGINX_PID
+wait_port "$EUREKA_PORT" "$EUREKA_PID" "stub Eureka" "$WORK/eureka-error.log"
+
+# Reference: nginx as a plain reverse proxy with an upstream keep-alive pool.
+cat > "$WORK/proxy.conf" <<EOF
+$NGINX_COMMON
+pid $WORK/proxy.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+nginx_start proxy proxy; PROXY_PID=$NGINX_PID
+wait_port "$NGINX_PORT" "$PROXY_PID" "nginx proxy" "$WORK/proxy-error.log"
+
+XIP_PID=
+xipgate_start() { # xipgate_start INTERVAL DELTA
+    cat > "$WORK/xipgate.yaml" <<EOF
+version: 1
+threads: 1
+pid_file: $WORK/xipgate.pid
+upgrade_sock: $WORK/xipgate_upgrade.sock
+${XIPGATE_TOP:-}
+xipgate:
+  listen: ["127.0.0.1:$XIP_PORT"]
+  domains: ["$DOMAIN"]
+  registry:
+    eureka:
+      urls: ["http://127.0.0.1:$EUREKA_PORT/eureka"]
+      interval: $1
+      delta: $2
+      timeout: 10s
+    startup_wait: 60s
+  console:
+    listen: 127.0.0.1:$CONSOLE_PORT
+  log:
+    access: false
+EOF
+    RUST_LOG=${RUST_LOG:-warn} "${ON_PROXY_CPU[@]}" "$XIPGATE_BIN" -c "$WORK/xipgate.yaml" >> "$WORK/xipgate.log" 2>&1 &
+    XIP_PID=$!
+    PIDS+=("$XIP_PID")
+    local _
+    for _ in $(seq 1 600); do
+        kill -0 "$XIP_PID" 2>/dev/null || { echo "bench/run.sh: xipgate exited early:" >&2; cat "$WORK/xipgate.log" >&2; exit 1; }
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CONSOLE_PORT/readyz")" = 200 ] && break
+        sleep 0.1
+    done
+    wait_port "$XIP_PORT" "$XIP_PID" xipgate "$WORK/xipgate.log"
+}
+xipgate_stop() {
+    [ -n "$XIP_PID" ] || return 0
+    kill -INT "$XIP_PID" 2>/dev/null || true   # Pingora: SIGINT is the fast shutdown
+    local _
+    for _ in $(seq 1 50); do kill -0 "$XIP_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$XIP_PID" 2>/dev/null || true
+    wait "$XIP_PID" 2>/dev/null || true
+    XIP_PID=
+}
+registry_field() { # registry_field KEY -> value from the console's /api/v1/registry
+    curl -s "http://127.0.0.1:$CONSOLE_PORT/api/v1/registry" |
+        python3 -c "import json,sys; print(json.load(sys.stdin).get(sys.argv[1]))" "$1"
+}
+
+ticks() { # ticks PID: user+sys clock ticks of the process and its children (nginx workers)
+    local t=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+oncpu_ns() { # oncpu_ns PID: nanoseconds on CPU of all threads (finer than ticks)
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+RESULTS=$WORK/results.tsv
+: > "$RESULTS"
+measure() { # measure N TARGET PORT HOST CPU-PID-or-empty
+    local n=$1 target=$2 port=$3 host=$4 pid=$5 before after line wrap=("${ON_LOAD_CPU[@]}")
+    [ "$target" = direct ] && wrap=("${ON_PROXY_CPU[@]}")
+    "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $host" "http://127.0.0.1:$port/" > /dev/null
+    [ -n "$pid" ] && before=$(ticks "$pid")
+    "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/report.lua -H "Host: $host" \
+        "http://127.0.0.1:$port/" > "$WORK/wrk-$n-$target.txt"
+    [ -n "$pid" ] && after=$(ticks "$pid")
+    line=$(grep '^RESULT ' "$WORK/wrk-$n-$target.txt") ||
+        { echo "bench/run.sh: no wrk result for $target:" >&2; cat "$WORK/wrk-$n-$target.txt" >&2; exit 1; }
+    # N target requests duration_us p50_us p99_us non2xx socket_errors cpu_ticks
+    echo "$n $target ${line#RESULT } ${pid:+$((after - before))}" >> "$RESULTS"
+    echo "  $n $target: ${line#RESULT }" >&2
+}
+
+largest=0
+for n in $SIZES; do [ "$n" -gt "$largest" ] && largest=$n; done
+EXTRA=$WORK/extra.txt
+: > "$EXTRA"
+
+for n in $SIZES; do
+    echo "N=$n: generating the registry and loading it" >&2
+    python3 bench/gen_registry.py "$n" "$BACKEND_PORT" "$WORK/eureka"
+    { read -r INSTANCE_LABEL; read -r SERVICE_LABEL; } < "$WORK/eureka/labels"
+    started=$(date +%s.%N)
+    xipgate_start 5s true
+    loaded=$(registry_field instances)
+    echo "  loaded $loaded instances in $(python3 -c "import time; print(round(time.time() - $started, 2))") s" >&2
+    [ "$loaded" = "$n" ] || { echo "bench/run.sh: xipgate loaded $loaded instances, expected $n" >&2; exit 1; }
+    for host in "$INSTANCE_LABEL" "$SERVICE_LABEL"; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host.$DOMAIN" "http://127.0.0.1:$XIP_PORT/")
+        [ "$code" = 200 ] || { echo "bench/run.sh: $host.$DOMAIN answered $code through xipgate" >&2; exit 1; }
+    done
+    for target in $TARGETS; do
+        case $target in
+            direct) measure "$n" direct "$BACKEND_PORT" "backend" "" ;;
+            nginx) measure "$n" nginx "$NGINX_PORT" "backend" "$PROXY_PID" ;;
+            instance) measure "$n" instance "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID" ;;
+            service) measure "$n" service "$XIP_PORT" "$SERVICE_LABEL.$DOMAIN" "$XIP_PID" ;;
+            *) echo "bench/run.sh: unknown target '$target'" >&2; exit 2 ;;
+        esac
+    done
+    if [ "$n" = "$largest" ]; then
+        rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$XIP_PID/status")
+        echo "rss_kb $n $rss" >> "$EXTRA"
+        # Delta sync in steady state: wait for one delta after the load, then compare the
+        # bytes of the last full and the last delta answer (wire bytes from the stub's log,
+        # decompressed body bytes from xipgate).
+        d0=$(registry_field delta_fetches)
+        for _ in $(seq 1 80); do [ "$(registry_field delta_fetches)" != "$d0" ] && break; sleep 0.1; done
+        echo "delta_body $(registry_field last_body_bytes) $(registry_field full_fetches) $(registry_field delta_fetches)" >> "$EXTRA"
+        echo "full_body $(stat -c %s "$WORK/eureka/apps.json")" >> "$EXTRA"
+        echo "wire_full $(awk '$1 == "/eureka/apps" { b = $3 } END { print b + 0 }' "$WORK/eureka-access.log")" >> "$EXTRA"
+        echo "wire_delta $(awk '$1 == "/eureka/apps/delta" { b = $3 } END { print b + 0 }' "$WORK/eureka-access.log")" >> "$EXTRA"
+    fi
+    xipgate_stop
+done
+
+if [ "$REFRESH" = 1 ] && [[ " $TARGETS " == *" instance "* ]]; then
+    n=$largest
+    echo "N=$n: full fetch every 1 s (delta off)" >&2
+    python3 bench/gen_registry.py "$n" "$BACKEND_PORT" "$WORK/eureka"
+    { read -r INSTANCE_LABEL; read -r SERVICE_LABEL; } < "$WORK/eureka/labels"
+    xipgate_start 1s false
+    # Idle CPU per refresh: nothing else runs, so the process's CPU time is the fetches'.
+    sleep 2
+    f0=$(registry_field full_fetches); c0=$(oncpu_ns "$XIP_PID")
+    sleep 5
+    f1=$(registry_field full_fetches); c1=$(oncpu_ns "$XIP_PID")
+    echo "refresh_cpu_ms $(( (c1 - c0) / 1000000 )) $((f1 - f0)) $(registry_field last_body_bytes)" >> "$EXTRA"
+    measure "$n" instance-refresh-1s "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID"
+    f2=$(registry_field full_fetches)
+    echo "refresh_fetches_during_load $((f2 - f1))" >> "$EXTRA"
+    xipgate_stop
+fi
+
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+python3 - "$RESULTS" "$EXTRA" "$CLK_TCK" "$DURATION" "$CONNS" "$PIN" "$(nproc)" "$CPU_MODEL" "$GZIP" <<'EOF'
+import sys, datetime
+results, extra, clk, duration, conns, pin, cores, cpu, gz = sys.argv[1:]
+clk = int(clk)
+rows = [l.split() for l in open(results) if l.strip()]
+names = {"direct": "direct to the backend (ceiling)", "nginx": "nginx proxy_pass",
+         "instance": "xipgate, instance host", "service": "xipgate, service host",
+         "instance-refresh-1s": "xipgate, instance host, full refresh every 1 s"}
+nginx_rps = {}
+parsed = []
+for r in rows:
+    n, target, reqs, dur_us, p50, p99, non2xx, sockerr = r[:8]
+    cpu_ticks = r[8] if len(r) > 8 else None
+    reqs, dur_us = int(reqs), int(dur_us)
+    rps = reqs / (dur_us / 1e6)
+    cpu_us = (int(cpu_ticks) / clk * 1e6 / reqs) if cpu_ticks is not None and reqs else None
+    if target == "nginx":
+        nginx_rps[n] = (rps, int(p99))
+    parsed.append((n, target, rps, int(p50), int(p99), int(non2xx) + int(sockerr), cpu_us))
+ms = lambda us: f"{us / 1000:.2f} ms"
+print()
+print(f"xipgate HTTP benchmark, {datetime.date.today()}, {cores} cores ({cpu}); wrk -t1 -c{conns}, "
+      f"{duration} s per row; pinned: {'proxy on one CPU, wrk + backend on the other' if pin != '0' else 'no'}")
+print()
+print("| instances | target | requests/s | p50 | p99 | errors | CPU µs/request | xipgate/nginx req/s |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|")
+for n, target, rps, p50, p99, errs, cpu_us in parsed:
+    ratio = ""
+    if target.startswith(("instance", "service")) and n in nginx_rps:
+        ratio = f"{rps / nginx_rps[n][0]:.2f}×"
+    print(f"| {int(n):,} | {names.get(target, target)} | {rps:,.0f} | {ms(p50)} | {ms(p99)} | {errs} | "
+          f"{'–' if cpu_us is None else f'{cpu_us:.1f}'} | {ratio} |")
+ex = {}
+for l in open(extra):
+    k, *v = l.split()
+    ex[k] = v
+print()
+if "rss_kb" in ex:
+    n, kb = ex["rss_kb"]
+    print(f"- xipgate resident memory with {int(n):,} instances, after the load: {int(kb) / 1024:.1f} MiB (VmRSS)")
+if "full_body" in ex:
+    full = int(ex["full_body"][0])
+    wf, wd = int(ex["wire_full"][0]), int(ex["wire_delta"][0])
+    db = ex["delta_body"][0]
+    print(f"- bytes per interval at {int(ex['rss_kb'][0]):,} instances: full /apps {full:,} bytes "
+          f"({wf:,} on the wire{', gzip' if gz == '1' else ''}); steady-state delta {db} bytes ({wd:,} on the wire)")
+if "refresh_cpu_ms" in ex:
+    ms_total, fetches, body = map(int, ex["refresh_cpu_ms"])
+    if fetches:
+        print(f"- one full refresh of {int(body):,} bytes (fetch, decompress, parse, apply), CPU in the xipgate "
+              f"process while idle: {ms_total / fetches:.1f} ms ({fetches} refreshes in 5 s)")
+    print(f"- full refreshes during the loaded 1 s-refresh run: {ex.get('refresh_fetches_during_load', ['?'])[0]}")
+EOF
