@@ -342,7 +342,8 @@ async fn websocket_upgrades_pass_through() {
     for msg in [&b"ping"[..], b"second frame"] {
         s.write_all(msg).unwrap();
         let mut got = vec![0u8; msg.len()];
-        s.read_exact(&mut got).unwrap_or_else(|e| panic!("reading the echo of {msg:?}: {e}\n{}", x.log()));
+        s.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("reading the echo of {msg:?}: {e}\n{}", x.log()));
         assert_eq!(got, msg, "bytes flow both ways after the upgrade");
     }
 }
