@@ -93,6 +93,16 @@ fn error_status(fault: Fault) -> u16 {
     }
 }
 
+/// The words of xipgate's 502/504 body for a fault.
+fn what_went_wrong(fault: Fault) -> &'static str {
+    match fault {
+        Fault::Refuse => "refused the connection",
+        Fault::Slow(_) => "did not answer in time",
+        // An RST while the head is read: a read error (or, rarely, an orderly close).
+        _ => "the connection",
+    }
+}
+
 /// (a), (b) and (c) for one fault.
 async fn fault_case(fault: Fault) {
     let healthy = FaultyBackend::start("healthy", Fault::Healthy).await;
@@ -193,6 +203,11 @@ async fn fault_case(fault: Fault) {
             "{fault:?}: the body names the address: {}",
             r.body
         );
+        assert!(
+            r.body.contains(what_went_wrong(fault)),
+            "{fault:?}: the body says what went wrong: {}",
+            r.body
+        );
         assert_eq!(header(&r.headers, "x-served-by"), Some(bad_i.id.as_str()));
     }
     let tries = tries_in_log(&x, &label, 3);
@@ -219,6 +234,11 @@ async fn fault_case(fault: Fault) {
             assert!(
                 r.body.contains(&lone_i.id) && r.body.contains(&lone.addr.to_string()),
                 "{}",
+                r.body
+            );
+            assert!(
+                r.body.contains(what_went_wrong(fault)) && r.body.contains("; 3 tries"),
+                "{fault:?}: {}",
                 r.body
             );
         }
@@ -292,6 +312,11 @@ async fn reset_after_the_response_started_is_not_retried() {
                 assert!(
                     !r.body.contains("healthy"),
                     "no second response was appended: {}",
+                    r.body
+                );
+                assert!(
+                    !r.body.contains("xipgate"),
+                    "no error text was appended: {}",
                     r.body
                 );
                 truncated += 1;
