@@ -145,6 +145,15 @@ async fn fault_case(fault: Fault) {
         attempts > 50,
         "{fault:?}: the faulty instance was never tried ({tries:?})"
     );
+    if fault != Fault::CloseKeptAlive {
+        // Round robin over two instances: the faulty one gets about half of the first
+        // tries, not all of them (a retry must not advance the round robin).
+        let retried = tries.iter().filter(|&&t| t > 1).count();
+        assert!(
+            (20..=30).contains(&retried),
+            "{fault:?}: {retried} of 50 first tries went to the faulty instance: {tries:?}"
+        );
+    }
     match fault {
         Fault::Refuse => {
             assert_eq!(

@@ -281,15 +281,38 @@ impl ProxyHttp for Gate {
             Some(Route::Instance(t)) => t.clone(),
             Some(Route::Service(s)) => {
                 let tried = &ctx.tried;
-                // Prefer an instance not tried yet; when all were, start over.
-                s.next(|t| t.upstream.as_ref().is_ok_and(|a| tried.contains(a)))
-                    .or_else(|| s.next(|_| false))
-                    .ok_or_else(|| {
-                        Error::explain(
-                            ErrorType::HTTPStatus(503),
-                            format!("service '{}' has no UP instance", s.app),
-                        )
-                    })?
+                let chosen = match tried.last() {
+                    // The first try follows the service's weighted round robin.
+                    None => s.next(|_| false),
+                    // A retry leaves the round robin alone: if it advanced the shared
+                    // cursor too, a failing instance would fall in step with it and get
+                    // every request's first try (tests/backend_faults.rs). It takes the
+                    // next UP instance after the one that failed, in instanceId order,
+                    // preferring one not tried yet; when all were, any UP one.
+                    Some(last) => {
+                        let n = s.instances.len();
+                        let from = s
+                            .instances
+                            .iter()
+                            .position(|t| t.upstream.as_ref() == Ok(last))
+                            .map_or(0, |i| i + 1);
+                        let ring = || {
+                            (0..n)
+                                .map(|i| &s.instances[(from + i) % n])
+                                .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
+                        };
+                        ring()
+                            .find(|t| t.upstream.as_ref().is_ok_and(|a| !tried.contains(a)))
+                            .or_else(|| ring().next())
+                            .cloned()
+                    }
+                };
+                chosen.ok_or_else(|| {
+                    Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        format!("service '{}' has no UP instance", s.app),
+                    )
+                })?
             }
             None => return Err(Error::explain(ErrorType::InternalError, "no route chosen")),
         };
