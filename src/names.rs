@@ -71,7 +71,8 @@ pub fn disambiguate(label: &str, instance_id: &str) -> String {
     let suffix = format!("{:06x}", fnv1a(instance_id) & 0xff_ffff);
     let keep = label.len().min(MAX_LABEL_LEN - 1 - suffix.len());
     let head = label[..keep].trim_end_matches('-');
-    format!("{head}-{suffix}")
+    // Cutting can leave digit groups that meet the suffix's: guard the result too.
+    guard_dashed_ipv4(&format!("{head}-{suffix}"))
 }
 
 /// `host:app:port` → `host:port` when the middle part is the app name (case-insensitive).
@@ -120,7 +121,8 @@ fn cut_with_hash(label: String, source: &str) -> String {
     }
     let head = label[..CUT_LEN].trim_end_matches('-');
     let hash = format!("{:0width$x}", fnv1a(source) as u32, width = HASH_HEX_LEN);
-    format!("{head}-{hash}")
+    // Cutting can leave digit groups that meet the hash's: guard the result too.
+    guard_dashed_ipv4(&format!("{head}-{hash}"))
 }
 
 /// FNV-1a, 64 bit: stable across builds and platforms (std's hasher is not), so labels
@@ -315,6 +317,21 @@ mod tests {
             Some("order-service")
         );
         assert_eq!(normalize_request_label("___"), None);
+    }
+
+    #[test]
+    fn cut_and_suffix_never_form_a_dashed_ipv4() {
+        // Found by proptest: a cut ending in digit groups next to an all-digit suffix.
+        let label = format!("{}-5-1-2", "k".repeat(50));
+        for id in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            let d = disambiguate(&label, id);
+            assert!(
+                !d.split('-').collect::<Vec<_>>().windows(4).any(|w| w
+                    .iter()
+                    .all(|g| (1..=3).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_digit()))),
+                "{d}"
+            );
+        }
     }
 
     #[test]

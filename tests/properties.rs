@@ -160,3 +160,13 @@ proptest! {
         prop_assert_eq!(snap.instances.len(), n);
     }
 }
+
+/// The input proptest found on 2026-11-24: a 63-character cut that ended in digit groups.
+#[test]
+fn regression_cut_label_next_to_suffix() {
+    let id = "k-C--c_A-72_cN_CBL3BfPCoa9Ob0d.b-eeHab8N1C-h_HPFi_5-_1-2dg50rGaEehid.5Bh32_k_I-3B-f_-a0_08_2jv._bjc1-c-eC_--j0c0_A-0";
+    let label = names::instance_label(id, "");
+    let d = names::disambiguate(&label, id);
+    assert!(is_dns_label(&label) && !has_dashed_ipv4(&label), "{label}");
+    assert!(is_dns_label(&d) && !has_dashed_ipv4(&d), "{d}");
+}
