@@ -20,10 +20,13 @@ The registry (SERVICES below; labels are the ids, lower-case with dashes):
            that are added, removed, and flipped between UP, DOWN, STARTING and
            OUT_OF_SERVICE every --tick seconds. An UP churn instance points at a live
            port of --churn (those backends never stop); any other status points at --dead
-           (nothing listens there), so a proxy that routed a service host to a non-UP
-           instance would at worst cost a retry, and never a client error, while a proxy
-           that forgot a removed instance still finds a live backend. A correct proxy
-           therefore gives ZERO client errors, whatever the timing of the churn.
+           (nothing listens there), so a proxy that forgot a removed instance still finds
+           a live backend. Exception, unless --no-lame: now and then an UP churn instance
+           is "lame", registered UP on --dead (a crashed instance whose lease has not
+           expired), at most one per service at any time. A request that tries it first
+           is refused at connect, which a correct proxy retries on another instance for
+           every method, and the next instance is live. A correct proxy therefore gives
+           ZERO client errors, whatever the timing of the churn.
   ephemeral a whole service `EPHEMERAL-<generation>` that appears and disappears.
 Lease renewal timestamps advance on every tick, as heartbeats do.
 """
@@ -45,16 +48,17 @@ def now_ms():
 
 
 class Registry:
-    def __init__(self, core_ports, churn_ports, dead_port, seed, retention_s):
+    def __init__(self, core_ports, churn_ports, dead_port, seed, retention_s, lame):
         self.lock = threading.Lock()
         self.rng = random.Random(seed)
         self.retention_ms = int(retention_s * 1000)
+        self.lame = lame
         self.churn_ports = churn_ports
         self.dead_port = dead_port
         self.instances = {}  # instanceId -> dict(app, id, port, status, weight, dirty, renewal)
         self.changes = []  # (ms, action, instance snapshot)
         self.generation = 0
-        self.stats = {"ticks": 0, "adds": 0, "removes": 0, "flips": 0, "full_fetches": 0, "delta_fetches": 0}
+        self.stats = {"ticks": 0, "adds": 0, "removes": 0, "flips": 0, "lame": 0, "full_fetches": 0, "delta_fetches": 0}
         ports = iter(core_ports)
         for app in SERVICES:
             for n in (1, 2):
@@ -73,6 +77,19 @@ class Registry:
         inst = self.instances.pop(iid)
         self.changes.append((now_ms(), "DELETED", dict(inst)))
 
+    def _port_for(self, app, status):
+        """A live churn port for UP, the dead port otherwise; but now and then an UP
+        instance is "lame" (registered UP, nothing listening: a crashed instance whose
+        lease has not expired yet), at most one per service at any time."""
+        if status != "UP":
+            return self.dead_port
+        lame = any(i["app"] == app and i["status"] == "UP" and i["port"] == self.dead_port
+                   for i in self.instances.values())
+        if self.lame and not lame and self.rng.random() < 0.3:
+            self.stats["lame"] += 1
+            return self.dead_port
+        return self.rng.choice(self.churn_ports)
+
     def tick(self):
         with self.lock:
             self.stats["ticks"] += 1
@@ -85,7 +102,7 @@ class Registry:
                 if r < 0.35 and len(used) < CHURN_SLOTS:
                     slot = min(set(range(CHURN_SLOTS)) - used)
                     status = self.rng.choice(["UP", "UP", "STARTING"])
-                    port = self.rng.choice(self.churn_ports) if status == "UP" else self.dead_port
+                    port = self._port_for(app, status)
                     self._put(app, f"{app.lower()}-churn-{slot}-{g}", port, status, self.rng.randint(1, 3))
                     self.stats["adds"] += 1
                 elif r < 0.6 and churn:
@@ -94,7 +111,7 @@ class Registry:
                 elif churn:
                     inst = self.rng.choice(churn)
                     status = self.rng.choice([s for s in STATUSES if s != inst["status"]])
-                    port = self.rng.choice(self.churn_ports) if status == "UP" else self.dead_port
+                    port = self._port_for(app, status)
                     self._put(app, inst["id"], port, status, inst["weight"])
                     self.stats["flips"] += 1
             eph = [i for i in self.instances.values() if i["app"].startswith("EPHEMERAL-")]
@@ -185,11 +202,13 @@ def main():
     ap.add_argument("--tick", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--retention", type=float, default=180.0, help="seconds a change stays in the delta")
+    ap.add_argument("--no-lame", action="store_true", help="every UP instance has a live backend")
     args = ap.parse_args()
     core = [int(p) for p in args.core.split(",")]
     if len(core) < 2 * len(SERVICES):
         raise SystemExit(f"--core needs {2 * len(SERVICES)} ports")
-    reg = Registry(core, [int(p) for p in args.churn.split(",")], args.dead, args.seed, args.retention)
+    reg = Registry(core, [int(p) for p in args.churn.split(",")], args.dead, args.seed, args.retention,
+                   not args.no_lame)
 
     def churn():
         while True:
