@@ -17,7 +17,7 @@ use pingora_core::services::listening::Service;
 use crate::config::Config;
 use crate::console::{Access, Console, ConsoleApp, Links, Metrics};
 use crate::dns::DnsConfig;
-use crate::proxy::{Gate, Limited, ProxySettings};
+use crate::proxy::{Edge, FastPath, Gate, Limited, ProxySettings, Router};
 use crate::registry::{EurekaClient, RegistrySync, SyncState};
 use crate::routes::{Allowlist, RouteTable};
 
@@ -85,21 +85,23 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     );
     let sync_handle = server.add_service(background_service("registry sync", sync));
 
-    let gate = Gate::new(
-        ProxySettings::from_config(&cfg),
-        parts.table.clone(),
-        parts.sync_state.clone(),
-        Some(parts.console.clone()),
-        parts.metrics.clone(),
-    );
-    let mut app = pingora_proxy::http_proxy(&conf, gate);
+    let router = Router {
+        settings: ProxySettings::from_config(&cfg),
+        table: parts.table.clone(),
+        sync: parts.sync_state.clone(),
+        metrics: parts.metrics.clone(),
+    };
+    let fast = cfg
+        .fast_path
+        .then(|| FastPath::new(router.clone(), conf.upstream_keepalive_pool_size));
+    let mut app = pingora_proxy::http_proxy(&conf, Gate::new(router, Some(parts.console.clone())));
     // HTTP/2 over cleartext for clients that ask with prior knowledge.
     let mut opts = HttpServerOptions::default();
     opts.h2c = true;
     app.server_options = Some(opts);
     let mut proxy = Service::new(
         "xipgate proxy".to_string(),
-        Limited::new(app, cfg.max_client_connections),
+        Limited::new(Edge::new(fast, app), cfg.max_client_connections),
     );
     for addr in &cfg.listen {
         proxy.add_tcp(&addr.to_string());

@@ -71,6 +71,8 @@ pub struct DownstreamFile {
     pub keepalive_timeout: Option<String>,
     /// Connections one client address may hold open at once.
     pub max_client_connections: Option<usize>,
+    /// Plain HTTP/1.1 requests without a body bypass Pingora's HTTP/1 proxy (default on).
+    pub fast_path: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -50,6 +50,8 @@ pub const DEFAULT_MAX_TRIES: u32 = 3;
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Per client address; generous because whole offices sit behind one NAT address.
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 2000;
+/// Plain HTTP/1.1 requests without a body take the fast path (see `proxy::fast`).
+pub const DEFAULT_FAST_PATH: bool = true;
 pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:9080";
 pub const DEFAULT_DNS_TTL: u32 = 60;
@@ -69,6 +71,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub keepalive_timeout: Duration,
     pub max_client_connections: usize,
+    /// Plain requests skip Pingora's HTTP/1 proxy machinery (`xipgate.downstream.fast_path`).
+    pub fast_path: bool,
     pub cors: CorsConfig,
     pub console: ConsoleConfig,
     pub dns: Option<DnsSettings>,

@@ -426,6 +426,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         upstream,
         keepalive_timeout,
         max_client_connections,
+        fast_path: x.downstream.fast_path.unwrap_or(DEFAULT_FAST_PATH),
         cors,
         console,
         dns,

@@ -1,10 +1,12 @@
 //! Prometheus metrics. Request metrics are labelled by service label only (never by the
 //! raw Host, which a client controls), so their cardinality is bounded by the registry.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::registry::{Status, SyncStatus};
@@ -14,6 +16,45 @@ use crate::routes::RouteTable;
 const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// Status classes, the `class` label of `requests_total`.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100 - 1),
+        _ => 5,
+    }
+}
+
+/// [`Metrics::for_service`]: series are created on first use, as with `with_label_values`.
+pub struct ServiceMetrics {
+    service: String,
+    requests: [OnceLock<IntCounter>; 6],
+    latency: OnceLock<Histogram>,
+}
+
+impl ServiceMetrics {
+    pub fn observe(&self, metrics: &Metrics, status: u16, upstream: Option<Duration>) {
+        let class = class_index(status);
+        self.requests[class]
+            .get_or_init(|| {
+                metrics
+                    .requests
+                    .with_label_values(&[self.service.as_str(), CLASSES[class]])
+            })
+            .inc();
+        if let Some(d) = upstream {
+            self.latency
+                .get_or_init(|| {
+                    metrics
+                        .upstream_latency
+                        .with_label_values(&[self.service.as_str()])
+                })
+                .observe(d.as_secs_f64());
+        }
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -101,19 +142,22 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, service: &str, status: u16, upstream: Option<Duration>) {
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            500..=599 => "5xx",
-            _ => "none",
-        };
+        let class = CLASSES[class_index(status)];
         self.requests.with_label_values(&[service, class]).inc();
         if let Some(d) = upstream {
             self.upstream_latency
                 .with_label_values(&[service])
                 .observe(d.as_secs_f64());
+        }
+    }
+
+    /// The request metrics of one service, resolved once: a connection that sends many
+    /// requests to one host keeps these instead of looking the labels up every time.
+    pub fn for_service(&self, service: &str) -> ServiceMetrics {
+        ServiceMetrics {
+            service: service.to_string(),
+            requests: Default::default(),
+            latency: OnceLock::new(),
         }
     }
 

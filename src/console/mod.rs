@@ -9,7 +9,7 @@ mod metrics;
 mod page;
 
 pub use links::Links;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, ServiceMetrics};
 
 use std::net::IpAddr;
 use std::sync::Arc;

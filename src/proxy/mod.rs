@@ -1,9 +1,11 @@
 //! The Pingora `ProxyHttp`: Host label → instance or service → upstream peer.
 
+pub mod fast;
 mod host;
 mod limit;
 mod respond;
 
+pub use fast::{Edge, FastPath};
 pub use host::request_host;
 pub use limit::Limited;
 pub use respond::Answer;
@@ -57,10 +59,18 @@ impl ProxySettings {
     }
 }
 
+/// What routing needs, shared by the Pingora path ([`Gate`]) and the fast path.
+#[derive(Clone)]
+pub struct Router {
+    pub settings: ProxySettings,
+    pub table: Arc<RouteTable>,
+    pub sync: Arc<SyncState>,
+    pub metrics: Arc<Metrics>,
+}
+
 pub struct Gate {
+    router: Router,
     settings: ProxySettings,
-    table: Arc<RouteTable>,
-    sync: Arc<SyncState>,
     console: Option<Arc<Console>>,
     metrics: Arc<Metrics>,
 }
@@ -82,99 +92,166 @@ pub struct Ctx {
 }
 
 impl Gate {
-    pub fn new(
-        settings: ProxySettings,
-        table: Arc<RouteTable>,
-        sync: Arc<SyncState>,
-        console: Option<Arc<Console>>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(router: Router, console: Option<Arc<Console>>) -> Self {
         Gate {
-            settings,
-            table,
-            sync,
+            settings: router.settings.clone(),
+            metrics: router.metrics.clone(),
+            router,
             console,
-            metrics,
         }
     }
 
     /// Resolves the request to a route, or to the answer the edge gives instead.
     fn resolve(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<Route, Answer> {
         let raw = request_host(req).map_err(host_answer)?;
-        let host = names::normalize_host(&raw).map_err(host_answer)?;
-        // The host is kept in the context for X-Forwarded-Host and the log, and borrowed
-        // from there: no second copy per request.
-        let host = ctx.host.insert(host);
-        let (raw_label, _) =
-            names::split_host(host, &self.settings.domains).map_err(host_answer)?;
-        let label = names::normalize_request_label(raw_label).ok_or_else(|| {
-            Answer::text(
-                400,
-                format!(
-                    "invalid Host: label '{}' names nothing",
-                    names::printable(raw_label)
-                ),
-            )
-        })?;
-        let label = ctx.label.insert(label);
-        if !self.table.is_loaded() {
-            let why = self
-                .sync
-                .snapshot()
-                .last_error
-                .unwrap_or_else(|| "the first sync has not finished".into());
-            return Err(
-                Answer::text(503, format!("the registry is not loaded yet: {why}")).retry_after(5),
-            );
-        }
-        let route = self.table.lookup(label).ok_or_else(|| {
-            Answer::text(
-                404,
-                format!(
-                    "no service or instance is called '{label}'. List what exists with GET /api/v1/services on the console{}",
-                    self.settings.console_host.as_deref().map(|h| format!(" (http://{h}/)")).unwrap_or_default()
-                ),
-            )
-        })?;
-        match &route {
-            Route::Instance(t) => {
-                if let Err(refusal) = &t.upstream {
-                    return Err(Answer::text(
-                        403,
-                        format!(
-                            "instance '{}' is not proxied: {refusal}",
-                            t.instance.instance_id
-                        ),
-                    ));
-                }
-            }
-            Route::Service(s) => {
-                if !s.has_eligible() {
-                    return Err(Answer::text(
-                        503,
-                        format!(
-                            "service '{}' has no UP instance that may be proxied ({} registered)",
-                            s.app,
-                            s.instances.len()
-                        ),
-                    )
-                    .retry_after(5));
-                }
-            }
-        }
+        let (host, label, route) = resolve_host(&self.router, &raw)?;
+        ctx.host = Some(host);
+        ctx.label = Some(label);
         Ok(route)
-    }
-
-    fn service_label(ctx: &Ctx) -> &str {
-        match &ctx.route {
-            Some(Route::Service(s)) => &s.label,
-            Some(Route::Instance(t)) => &t.service_label,
-            None => "-",
-        }
     }
 
     fn is_service_route(ctx: &Ctx) -> bool {
         matches!(ctx.route, Some(Route::Service(_)))
+    }
+}
+
+/// Resolves a raw Host value to (normalised host, label, route), or to the answer the edge
+/// gives instead: 400 malformed, 404 outside the domains or unknown, 503 not loaded or no
+/// UP instance, 403 a refused instance.
+pub fn resolve_host(router: &Router, raw: &str) -> Result<(String, String, Route), Answer> {
+    if raw.trim().is_empty() {
+        return Err(host_answer(HostError::Missing));
+    }
+    let host = names::normalize_host(raw).map_err(host_answer)?;
+    let (raw_label, _) = names::split_host(&host, &router.settings.domains).map_err(host_answer)?;
+    let label = names::normalize_request_label(raw_label).ok_or_else(|| {
+        Answer::text(
+            400,
+            format!(
+                "invalid Host: label '{}' names nothing",
+                names::printable(raw_label)
+            ),
+        )
+    })?;
+    if !router.table.is_loaded() {
+        let why = router
+            .sync
+            .snapshot()
+            .last_error
+            .unwrap_or_else(|| "the first sync has not finished".into());
+        return Err(
+            Answer::text(503, format!("the registry is not loaded yet: {why}")).retry_after(5),
+        );
+    }
+    let route = router.table.lookup(&label).ok_or_else(|| {
+        Answer::text(
+            404,
+            format!(
+                "no service or instance is called '{label}'. List what exists with GET /api/v1/services on the console{}",
+                router.settings.console_host.as_deref().map(|h| format!(" (http://{h}/)")).unwrap_or_default()
+            ),
+        )
+    })?;
+    match &route {
+        Route::Instance(t) => {
+            if let Err(refusal) = &t.upstream {
+                return Err(Answer::text(
+                    403,
+                    format!(
+                        "instance '{}' is not proxied: {refusal}",
+                        t.instance.instance_id
+                    ),
+                ));
+            }
+        }
+        Route::Service(s) => {
+            if !s.has_eligible() {
+                return Err(Answer::text(
+                    503,
+                    format!(
+                        "service '{}' has no UP instance that may be proxied ({} registered)",
+                        s.app,
+                        s.instances.len()
+                    ),
+                )
+                .retry_after(5));
+            }
+        }
+    }
+    Ok((host, label, route))
+}
+
+/// The instance for the next try of a request on `route`, given the addresses tried.
+pub fn pick_target(route: &Route, tried: &[SocketAddr]) -> Option<Arc<Target>> {
+    let s = match route {
+        Route::Instance(t) => return Some(t.clone()),
+        Route::Service(s) => s,
+    };
+    match tried.last() {
+        // The first try follows the service's weighted round robin.
+        None => s.next(|_| false),
+        // A retry leaves the round robin alone: if it advanced the shared cursor too, a
+        // failing instance would fall in step with it and get every request's first try
+        // (tests/backend_faults.rs). It takes the next UP instance after the one that
+        // failed, in instanceId order, preferring one not tried yet; when all were, any UP
+        // one.
+        Some(last) => {
+            let n = s.instances.len();
+            let from = s
+                .instances
+                .iter()
+                .position(|t| t.upstream.as_ref() == Ok(last))
+                .map_or(0, |i| i + 1);
+            let ring = || {
+                (0..n)
+                    .map(|i| &s.instances[(from + i) % n])
+                    .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
+            };
+            ring()
+                .find(|t| t.upstream.as_ref().is_ok_and(|a| !tried.contains(a)))
+                .or_else(|| ring().next())
+                .cloned()
+        }
+    }
+}
+
+/// What the access log records about one request.
+pub struct AccessEntry<'a> {
+    pub client: Option<SocketAddr>,
+    /// `METHOD URI` (the request line without the version).
+    pub request_line: &'a str,
+    pub host: &'a str,
+    pub label: &'a str,
+    pub instance: Option<&'a str>,
+    pub status: u16,
+    pub upstream_time: Option<Duration>,
+    pub started: Instant,
+    pub tries: usize,
+    pub error: Option<&'a str>,
+}
+
+impl Router {
+    /// True when access-log lines are written (configured on, and not filtered out).
+    pub fn access_logging(&self) -> bool {
+        self.settings.access_log && log::log_enabled!(target: "xipgate::access", log::Level::Info)
+    }
+
+    /// Writes the request's access-log line (target `xipgate::access`).
+    pub fn log_access(&self, e: &AccessEntry<'_>) {
+        info!(
+            target: "xipgate::access",
+            "{} {} host={} label={} instance={} status={} upstream_ms={} total_ms={} tries={}{}",
+            e.client.map(|a| a.to_string()).unwrap_or_default(),
+            names::printable(e.request_line),
+            e.host,
+            e.label,
+            e.instance.unwrap_or("-"),
+            e.status,
+            e.upstream_time.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1000.0)),
+            format_args!("{:.1}", e.started.elapsed().as_secs_f64() * 1000.0),
+            e.tries,
+            e.error.map(|e| format!(" error={e}")).unwrap_or_default(),
+        );
     }
 }
 
@@ -277,45 +354,20 @@ impl ProxyHttp for Gate {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let target = match &ctx.route {
-            Some(Route::Instance(t)) => t.clone(),
-            Some(Route::Service(s)) => {
-                let tried = &ctx.tried;
-                let chosen = match tried.last() {
-                    // The first try follows the service's weighted round robin.
-                    None => s.next(|_| false),
-                    // A retry leaves the round robin alone: if it advanced the shared
-                    // cursor too, a failing instance would fall in step with it and get
-                    // every request's first try (tests/backend_faults.rs). It takes the
-                    // next UP instance after the one that failed, in instanceId order,
-                    // preferring one not tried yet; when all were, any UP one.
-                    Some(last) => {
-                        let n = s.instances.len();
-                        let from = s
-                            .instances
-                            .iter()
-                            .position(|t| t.upstream.as_ref() == Ok(last))
-                            .map_or(0, |i| i + 1);
-                        let ring = || {
-                            (0..n)
-                                .map(|i| &s.instances[(from + i) % n])
-                                .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
-                        };
-                        ring()
-                            .find(|t| t.upstream.as_ref().is_ok_and(|a| !tried.contains(a)))
-                            .or_else(|| ring().next())
-                            .cloned()
-                    }
-                };
-                chosen.ok_or_else(|| {
-                    Error::explain(
-                        ErrorType::HTTPStatus(503),
-                        format!("service '{}' has no UP instance", s.app),
-                    )
-                })?
-            }
-            None => return Err(Error::explain(ErrorType::InternalError, "no route chosen")),
-        };
+        let route = ctx
+            .route
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
+        let target = pick_target(route, &ctx.tried).ok_or_else(|| {
+            let app = match route {
+                Route::Service(s) => s.app.as_str(),
+                Route::Instance(t) => t.instance.app.as_str(),
+            };
+            Error::explain(
+                ErrorType::HTTPStatus(503),
+                format!("service '{app}' has no UP instance"),
+            )
+        })?;
         let addr = *target
             .upstream
             .as_ref()
@@ -441,46 +493,18 @@ impl ProxyHttp for Gate {
         // the connection close short of the promised length. Writing an answer now would
         // append its text to the backend's body (tests/backend_faults.rs).
         if code > 0 && session.response_written().is_none() {
-            let who = match &ctx.target {
-                Some(t) => format!(
-                    "instance '{}' ({})",
-                    t.instance.instance_id,
-                    t.upstream
-                        .as_ref()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default()
-                ),
-                None => "the upstream".to_string(),
-            };
-            // What went wrong, in words; the Pingora error type follows in parentheses.
-            let what = match e.etype() {
-                ErrorType::ConnectRefused => "refused the connection",
-                ErrorType::ConnectTimedout => "did not accept the connection in time",
-                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "did not answer in time",
-                ErrorType::ConnectionClosed => "closed the connection without answering",
-                ErrorType::ReadError | ErrorType::WriteError => "broke the connection",
-                ErrorType::ConnectNoRoute | ErrorType::ConnectError => "could not be reached",
-                _ => match code {
-                    504 => "did not answer in time",
-                    502 => "failed",
-                    _ => "could not be reached",
-                },
-            };
-            let tries = match ctx.tried.len() {
-                0 | 1 => String::new(),
-                n => format!("; {n} tries"),
-            };
-            let message = match (e.etype(), &e.context) {
+            let context = match (e.etype(), &e.context) {
                 // upstream_peer's own refusals (403, 503) carry their explanation.
-                (ErrorType::HTTPStatus(_), Some(why)) => why.to_string(),
-                _ => format!("{who} {what} ({}){tries}", e.etype().as_str()),
+                (ErrorType::HTTPStatus(_), Some(why)) => Some(why.to_string()),
+                _ => None,
             };
-            let mut answer = Answer::text(code, message);
-            if let Some(t) = &ctx.target {
-                if let Ok(v) = HeaderValue::from_str(&t.instance.instance_id) {
-                    answer.headers.push(("x-served-by", v));
-                }
-            }
+            let answer = respond::failure_answer(
+                code,
+                e.etype(),
+                context,
+                ctx.target.as_deref(),
+                ctx.tried.len(),
+            );
             ctx.answered = Some(code);
             if let Err(err) = respond(
                 session,
@@ -502,36 +526,29 @@ impl ProxyHttp for Gate {
             .answered
             .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
-        let service = if ctx.route.is_some() {
-            Self::service_label(ctx)
-        } else {
-            "-"
+        let service = match &ctx.route {
+            Some(Route::Service(s)) => s.label.as_str(),
+            Some(Route::Instance(t)) => t.service_label.as_str(),
+            None => "-",
         };
         self.metrics
             .observe_request(service, status, ctx.upstream_time);
-        if self.settings.access_log
-            && log::log_enabled!(target: "xipgate::access", log::Level::Info)
-        {
-            let client = session
-                .client_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            let instance = ctx
-                .target
-                .as_ref()
-                .map_or("-", |t| t.instance.instance_id.as_str());
-            info!(
-                target: "xipgate::access",
-                "{client} {} {} host={} label={} instance={instance} status={status} upstream_ms={} total_ms={} tries={}{}",
-                session.req_header().method,
-                names::printable(&session.req_header().uri.to_string()),
-                ctx.host.as_deref().unwrap_or("-"),
-                ctx.label.as_deref().unwrap_or("-"),
-                ctx.upstream_time.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1000.0)),
-                format_args!("{:.1}", ctx.started.elapsed().as_secs_f64() * 1000.0),
-                ctx.tried.len(),
-                e.map(|e| format!(" error={}", e.etype().as_str())).unwrap_or_default(),
-            );
+        if !self.router.access_logging() {
+            return;
         }
+        let req = session.req_header();
+        let request_line = format!("{} {}", req.method, req.uri);
+        self.router.log_access(&AccessEntry {
+            client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            request_line: &request_line,
+            host: ctx.host.as_deref().unwrap_or("-"),
+            label: ctx.label.as_deref().unwrap_or("-"),
+            instance: ctx.target.as_ref().map(|t| t.instance.instance_id.as_str()),
+            status,
+            upstream_time: ctx.upstream_time,
+            started: ctx.started,
+            tries: ctx.tried.len(),
+            error: e.map(|e| e.etype().as_str()),
+        });
     }
 }

@@ -8,6 +8,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 use crate::config::CorsConfig;
+use crate::routes::Target;
 
 /// A complete response: status, extra headers, body.
 #[derive(Debug, Clone)]
@@ -85,6 +86,32 @@ impl Answer {
         self
     }
 
+    /// The answer as HTTP/1.1 bytes, closing the connection (the fast path's failures).
+    pub fn to_http1(&self, head_only: bool) -> Vec<u8> {
+        let reason = http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        for (k, v) in &self.headers {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"connection: close\r\n\r\n");
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+
     pub fn cors(mut self, cors: &CorsConfig, origin: Option<&HeaderValue>) -> Self {
         if cors.enabled {
             for (k, v) in cors_headers(cors, origin) {
@@ -151,6 +178,66 @@ pub async fn respond(session: &mut Session, answer: Answer) -> Result<()> {
         session.write_response_body(Some(answer.body), true).await?;
     }
     Ok(())
+}
+
+/// The answer for a request whose last try failed: the status for the error type, a
+/// message naming the instance and what it did, and X-Served-By. `context` replaces the
+/// message (the edge's own refusals carry their explanation).
+pub fn failure_answer(
+    code: u16,
+    etype: &ErrorType,
+    context: Option<String>,
+    target: Option<&Target>,
+    tries: usize,
+) -> Answer {
+    use ErrorType::*;
+    let who = match target {
+        Some(t) => format!(
+            "instance '{}' ({})",
+            t.instance.instance_id,
+            t.upstream
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        ),
+        None => "the upstream".to_string(),
+    };
+    // What went wrong, in words; the Pingora error type follows in parentheses.
+    let what = match etype {
+        ConnectRefused => "refused the connection",
+        ConnectTimedout => "did not accept the connection in time",
+        ReadTimedout | WriteTimedout => "did not answer in time",
+        ConnectionClosed => "closed the connection without answering",
+        ReadError | WriteError => "broke the connection",
+        ConnectNoRoute | ConnectError => "could not be reached",
+        InvalidHTTPHeader => "sent a response that is not valid HTTP/1.1",
+        _ => match code {
+            504 => "did not answer in time",
+            502 => "failed",
+            _ => "could not be reached",
+        },
+    };
+    let tries = match tries {
+        0 | 1 => String::new(),
+        n => format!("; {n} tries"),
+    };
+    let message = context.unwrap_or_else(|| format!("{who} {what} ({}){tries}", etype.as_str()));
+    let mut answer = Answer::text(code, message);
+    if let Some(t) = target {
+        if let Ok(v) = HeaderValue::from_str(&t.instance.instance_id) {
+            answer.headers.push(("x-served-by", v));
+        }
+    }
+    answer
+}
+
+/// The status for a failed upstream try of the fast path (all its errors are upstream ones).
+pub fn upstream_error_status(etype: &ErrorType) -> u16 {
+    match etype {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+        _ => 502,
+    }
 }
 
 /// The status to answer for a failed proxy attempt (0: the client is gone, say nothing).

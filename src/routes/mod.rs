@@ -200,6 +200,8 @@ pub struct RouteTable {
     by_id: DashMap<String, Arc<Target>>,
     allow: Allowlist,
     loaded: AtomicBool,
+    /// Bumped after every apply, so a cached lookup can tell it may be stale.
+    generation: AtomicU64,
 }
 
 impl RouteTable {
@@ -210,12 +212,19 @@ impl RouteTable {
             by_id: DashMap::new(),
             allow,
             loaded: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 
     /// True once a registry has been applied (even an empty one).
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Changes after every apply: a lookup made under the same generation is current.
+    /// Read it before the lookup it vouches for.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn lookup(&self, label: &str) -> Option<Route> {
@@ -249,7 +258,9 @@ impl RouteTable {
 
     /// Replaces the table's content with `instances`, touching only what changed.
     pub fn apply(&self, instances: Vec<Instance>) -> ApplyReport {
-        self.apply_all(instances)
+        let report = self.apply_all(instances);
+        self.generation.fetch_add(1, Ordering::Release);
+        report
     }
 
     /// [`RouteTable::apply`] for instances the caller keeps (the registry sync's copy):
@@ -258,7 +269,9 @@ impl RouteTable {
         &self,
         instances: impl IntoIterator<Item = &'a Instance>,
     ) -> ApplyReport {
-        self.apply_all(instances.into_iter().collect())
+        let report = self.apply_all(instances.into_iter().collect());
+        self.generation.fetch_add(1, Ordering::Release);
+        report
     }
 
     fn apply_all<T: IntoInstance>(&self, instances: Vec<T>) -> ApplyReport {

@@ -1,0 +1,337 @@
+//! HTTP/1.1 heads for the fast path, as pure functions over bytes: which requests the fast
+//! path takes (everything else goes to Pingora's proxy), the request head sent upstream,
+//! how a response's body is framed, and the response head sent to the client.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+/// Most headers a request or response head may have on the fast path. A request with more
+/// goes to Pingora (which allows more); a response with more is a 502.
+pub const MAX_HEADERS: usize = 96;
+
+/// A request the fast path will proxy: HTTP/1.1, origin-form, no body, no upgrade.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan<'a> {
+    /// Length of the head in the buffer.
+    pub head_len: usize,
+    pub method: &'a str,
+    /// The Host header as sent.
+    pub host: &'a str,
+    /// The client's X-Forwarded-For, when it sent one.
+    pub xff: Option<&'a [u8]>,
+    /// The client asked to close the connection after this response.
+    pub close: bool,
+    pub has_origin: bool,
+}
+
+/// What the request buffer holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// Not a whole head yet.
+    Partial,
+    /// A request the fast path proxies.
+    Take(Plan<'a>),
+    /// Anything else (a body, an upgrade, HTTP/1.0 or 2, a malformed head, ...): Pingora's
+    /// proxy answers it, with its own checks and error answers.
+    Handoff,
+}
+
+fn is(name: &str, lower: &str) -> bool {
+    name.eq_ignore_ascii_case(lower)
+}
+
+/// Headers of the client's request not passed upstream: hop-by-hop ones, and the
+/// X-Forwarded-* set the edge writes itself.
+fn dropped_upstream(name: &str) -> bool {
+    is(name, "connection")
+        || is(name, "keep-alive")
+        || is(name, "proxy-connection")
+        || is(name, "x-forwarded-for")
+        || is(name, "x-forwarded-proto")
+        || is(name, "x-forwarded-host")
+        || is(name, "x-forwarded-port")
+}
+
+/// Decides what to do with the bytes at the start of `buf`, in one pass. When the request
+/// is taken, `out` holds the start of the request head for the upstream: the client's
+/// request line and headers (Host unchanged) without hop-by-hop and X-Forwarded-* ones;
+/// [`finish_upstream_request`] completes it. Otherwise `out` is left empty.
+pub fn parse_request<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
+    out.clear();
+    let parsed = parse_request_into(buf, out);
+    if !matches!(parsed, Parsed::Take(_)) {
+        out.clear();
+    }
+    parsed
+}
+
+fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Handoff,
+    };
+    let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::Handoff;
+    };
+    if method == "CONNECT" || !path.starts_with('/') {
+        return Parsed::Handoff;
+    }
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut host = None;
+    let mut xff = None;
+    let mut close = false;
+    let mut has_origin = false;
+    for h in req.headers.iter() {
+        let n = h.name;
+        if is(n, "host") {
+            if host.is_some() {
+                return Parsed::Handoff;
+            }
+            match std::str::from_utf8(h.value) {
+                Ok(v) if !v.contains('@') => host = Some(v),
+                _ => return Parsed::Handoff,
+            }
+        } else if is(n, "content-length") {
+            if h.value != b"0" {
+                return Parsed::Handoff;
+            }
+        } else if is(n, "transfer-encoding") || is(n, "upgrade") || is(n, "expect") || is(n, "te") {
+            return Parsed::Handoff;
+        } else if is(n, "connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    // Other hop-by-hop headers named in Connection: Pingora handles them.
+                    return Parsed::Handoff;
+                }
+            }
+        } else if is(n, "x-forwarded-for") {
+            // More than one is rare enough to leave to Pingora's path.
+            if xff.is_some() {
+                return Parsed::Handoff;
+            }
+            let v = h.value.trim_ascii();
+            if !v.is_empty() {
+                xff = Some(v);
+            }
+        } else if is(n, "origin") {
+            has_origin = true;
+        }
+        if !dropped_upstream(n) {
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    match host {
+        Some(host) => Parsed::Take(Plan {
+            head_len,
+            method,
+            host,
+            xff,
+            close,
+            has_origin,
+        }),
+        None => Parsed::Handoff,
+    }
+}
+
+/// Where the request came from, for the X-Forwarded-* headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded<'a> {
+    pub client: Option<IpAddr>,
+    /// The client's X-Forwarded-For.
+    pub prev: Option<&'a [u8]>,
+    /// The normalised host.
+    pub host: &'a str,
+    pub port: Option<u16>,
+}
+
+/// Completes the upstream request head [`parse_request`] started: X-Forwarded-For extended
+/// with the client, X-Forwarded-Proto/Host/Port set, as the Pingora path does.
+pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
+    if let Some(ip) = fwd.client {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prev) = fwd.prev {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        // `write!` to a Vec cannot fail.
+        let _ = write!(out, "{ip}");
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-forwarded-proto: http\r\nx-forwarded-host: ");
+    out.extend_from_slice(fwd.host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(port) = fwd.port {
+        let _ = write!(out, "x-forwarded-port: {port}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the body of a response ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the upstream closes; the client connection closes after it.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub head_len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The upstream connection may be reused after the body.
+    pub reusable: bool,
+}
+
+/// Why a response head cannot be passed on.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("the response head is malformed ({0})")]
+    Malformed(&'static str),
+    #[error("the response has conflicting Content-Length headers")]
+    Length,
+}
+
+/// What the edge adds to a response head for the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    /// X-Served-By (left out when it is not a valid header value).
+    pub served_by: &'a str,
+    /// X-Xipgate-Instance-Status, for an instance host whose instance is not UP.
+    pub instance_status: Option<&'a str>,
+    /// The client connection closes after this response.
+    pub close: bool,
+}
+
+/// Parses the head of the upstream's response and, in the same pass, writes the head for
+/// the client into `out`: the upstream's status and headers without hop-by-hop ones, the
+/// [`Stamp`], and `Connection: close` when the connection ends after this response (asked
+/// for, or a body that ends with the upstream's close). `Ok(None)`: not complete yet.
+pub fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+    stamp: &Stamp<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Option<ResponseHead>, HeadError> {
+    out.clear();
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
+    };
+    let status = resp.code.unwrap_or(0);
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", resp.reason.unwrap_or(""));
+    let mut reusable = resp.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    for h in resp.headers.iter() {
+        if is(h.name, "content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(HeadError::Length)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Length);
+            }
+            length = Some(n);
+        } else if is(h.name, "transfer-encoding") {
+            // The last coding decides: chunked last means chunked framing.
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if is(h.name, "connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    reusable = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    reusable = true;
+                }
+            }
+        }
+        if !dropped_downstream(h.name) {
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
+    {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::UntilClose,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::UntilClose,
+        }
+    };
+    if framing == Framing::UntilClose || chunked.is_some() && length.is_some() {
+        // Both framings at once is a smuggling signal: never reuse that connection.
+        reusable = false;
+    }
+    if header_safe(stamp.served_by) {
+        out.extend_from_slice(b"x-served-by: ");
+        out.extend_from_slice(stamp.served_by.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(s) = stamp.instance_status {
+        out.extend_from_slice(b"x-xipgate-instance-status: ");
+        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if stamp.close || framing == Framing::UntilClose {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Some(ResponseHead {
+        head_len,
+        status,
+        framing,
+        reusable,
+    }))
+}
+
+fn httparse_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "not HTTP/1.x",
+        httparse::Error::Status => "bad status",
+        _ => "bad header",
+    }
+}
+
+/// Response headers the edge does not pass on: hop-by-hop ones, and the ones it sets.
+fn dropped_downstream(name: &str) -> bool {
+    is(name, "connection")
+        || is(name, "keep-alive")
+        || is(name, "proxy-connection")
+        || is(name, "x-served-by")
+        || is(name, "x-xipgate-instance-status")
+}
+
+/// A value that can go into a header as it is (registry data is not trusted).
+pub fn header_safe(v: &str) -> bool {
+    v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+use super::*;
+use proptest::prelude::*;
+
+fn req(raw: &str) -> (Parsed<'_>, String) {
+    let mut out = Vec::new();
+    let p = parse_request(raw.as_bytes(), &mut out);
+    (p, String::from_utf8(out).expect("ascii"))
+}
+
+#[test]
+fn requests_the_fast_path_takes() {
+    let raw = "GET /a?b=1 HTTP/1.1\r\nHost: x.d\r\nAccept: */*\r\nConnection: keep-alive\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Host: evil\r\n\r\n";
+    let (p, out) = req(raw);
+    let Parsed::Take(plan) = p else {
+        panic!("not taken: {p:?}")
+    };
+    assert_eq!(plan.head_len, raw.len());
+    assert_eq!(plan.method, "GET");
+    assert_eq!(plan.host, "x.d");
+    assert_eq!(plan.xff, Some(&b"10.0.0.9"[..]));
+    assert!(!plan.close && !plan.has_origin);
+    // Request line and end-to-end headers in order; hop-by-hop and X-Forwarded-* dropped.
+    assert_eq!(out, "GET /a?b=1 HTTP/1.1\r\nHost: x.d\r\nAccept: */*\r\n");
+
+    for (raw, close, origin) in [
+        ("HEAD / HTTP/1.1\r\nhost: x.d\r\nConnection: close\r\n\r\n", true, false),
+        ("DELETE /x HTTP/1.1\r\nHost: x.d\r\nContent-Length: 0\r\n\r\n", false, false),
+        ("GET / HTTP/1.1\r\nHost: x.d\r\nOrigin: http://o\r\nConnection: Keep-Alive, close\r\n\r\n", true, true),
+    ] {
+        match req(raw).0 {
+            Parsed::Take(p) => assert_eq!((p.close, p.has_origin), (close, origin), "{raw:?}"),
+            other => panic!("{raw:?} not taken: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn everything_else_goes_to_pingora_with_nothing_written() {
+    let cases = [
+        "GET / HTTP/1.0\r\nHost: x.d\r\n\r\n",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "CONNECT x.d:443 HTTP/1.1\r\nHost: x.d:443\r\n\r\n",
+        "GET http://x.d/ HTTP/1.1\r\nHost: x.d\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x.d\r\nHost: y.d\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: u@x.d\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x.d\r\nContent-Length: 5\r\n\r\nhello",
+        "POST / HTTP/1.1\r\nHost: x.d\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x.d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "PUT / HTTP/1.1\r\nHost: x.d\r\nExpect: 100-continue\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x.d\r\nTE: trailers\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x.d\r\nConnection: x-secret\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x.d\r\nX-Forwarded-For: a\r\nX-Forwarded-For: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x.d\r\nBad Header\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\0.d\r\n\r\n",
+    ];
+    let latin1: &[u8] = b"GET / HTTP/1.1\r\nHost: \xff.d\r\n\r\n";
+    for raw in cases.iter().map(|c| c.as_bytes()).chain([latin1]) {
+        let mut out = Vec::new();
+        let p = parse_request(raw, &mut out);
+        assert_eq!(p, Parsed::Handoff, "{raw:?}");
+        assert!(out.is_empty(), "{raw:?} left {out:?}");
+    }
+    assert_eq!(req("GET / HTTP/1.1\r\nHost: x.d\r\n").0, Parsed::Partial);
+    assert_eq!(req("").0, Parsed::Partial);
+}
+
+#[test]
+fn pipelined_requests_are_taken_one_at_a_time() {
+    let first = "GET /1 HTTP/1.1\r\nHost: a.d\r\n\r\n";
+    let both = format!("{first}GET /2 HTTP/1.1\r\nHost: b.d\r\n\r\n");
+    match req(&both).0 {
+        Parsed::Take(p) => assert_eq!((p.head_len, p.host), (first.len(), "a.d")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn forwarded_headers_extend_the_chain() {
+    type Case = (
+        Option<IpAddr>,
+        Option<&'static [u8]>,
+        Option<u16>,
+        &'static str,
+    );
+    let cases: [Case; 3] = [
+        (
+            Some([127, 0, 0, 1].into()),
+            Some(b"10.0.0.9"),
+            Some(8080),
+            "x-forwarded-for: 10.0.0.9, 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nx-forwarded-port: 8080\r\n\r\n",
+        ),
+        (
+            Some("::1".parse().expect("ip")),
+            None,
+            None,
+            "x-forwarded-for: ::1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a.d\r\n\r\n",
+        ),
+        (
+            None,
+            Some(b"10.0.0.9"),
+            Some(80),
+            "x-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nx-forwarded-port: 80\r\n\r\n",
+        ),
+    ];
+    for (client, prev, port, want) in cases {
+        let mut out = Vec::new();
+        finish_upstream_request(
+            &Forwarded {
+                client,
+                prev,
+                host: "a.d",
+                port,
+            },
+            &mut out,
+        );
+        assert_eq!(String::from_utf8(out).expect("ascii"), want);
+    }
+}
+
+const STAMP: Stamp<'static> = Stamp {
+    served_by: "pod-1",
+    instance_status: None,
+    close: false,
+};
+
+fn resp(raw: &str, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
+    parse_response(raw.as_bytes(), head_request, &STAMP, &mut Vec::new())
+}
+
+#[test]
+fn response_framing_and_reuse() {
+    use Framing::*;
+    let cases: &[(&str, bool, Framing, bool)] = &[
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            false,
+            Length(5),
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            false,
+            Length(5),
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+            Chunked,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false,
+            Chunked,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            false,
+            UntilClose,
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            false,
+            Chunked,
+            false,
+        ),
+        ("HTTP/1.1 200 OK\r\n\r\n", false, UntilClose, false),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            true,
+            Empty,
+            true,
+        ),
+        ("HTTP/1.1 204 No Content\r\n\r\n", false, Empty, true),
+        (
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            false,
+            Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            false,
+            Empty,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+            false,
+            Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+            false,
+            Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+            false,
+            Length(1),
+            true,
+        ),
+    ];
+    for (raw, head, framing, reusable) in cases {
+        let r = resp(raw, *head).expect("valid").expect("complete");
+        assert_eq!((r.framing, r.reusable), (*framing, *reusable), "{raw:?}");
+    }
+    assert_eq!(
+        resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", false),
+        Ok(None)
+    );
+    for bad in [
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/9.1 200 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+    ] {
+        assert!(resp(bad, false).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn the_client_gets_the_head_without_hop_by_hop_headers_and_with_the_stamp() {
+    let raw = "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Served-By: spoofed\r\nX-App: 1\r\n\r\nok";
+    let mut out = Vec::new();
+    parse_response(raw.as_bytes(), false, &STAMP, &mut out).expect("valid");
+    assert_eq!(
+        String::from_utf8(out).expect("ascii"),
+        "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nX-App: 1\r\nx-served-by: pod-1\r\n\r\n"
+    );
+
+    let stamp = Stamp {
+        served_by: "bad\r\nx-injected: 1",
+        instance_status: Some("DOWN"),
+        close: true,
+    };
+    let mut out = Vec::new();
+    parse_response(
+        b"HTTP/1.1 500 \r\nContent-Length: 0\r\n\r\n",
+        false,
+        &stamp,
+        &mut out,
+    )
+    .expect("valid");
+    assert_eq!(
+        String::from_utf8(out).expect("ascii"),
+        "HTTP/1.1 500 \r\nContent-Length: 0\r\nx-xipgate-instance-status: DOWN\r\nconnection: close\r\n\r\n"
+    );
+
+    // A body that ends with the upstream's close closes the client connection too.
+    let mut out = Vec::new();
+    parse_response(b"HTTP/1.1 200 OK\r\n\r\n", false, &STAMP, &mut out).expect("valid");
+    assert!(String::from_utf8(out)
+        .expect("ascii")
+        .ends_with("connection: close\r\n\r\n"));
+}
+
+proptest! {
+    #[test]
+    fn request_parsing_never_panics_and_stays_in_bounds(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut out = Vec::new();
+        if let Parsed::Take(p) = parse_request(&bytes, &mut out) {
+            prop_assert!(p.head_len <= bytes.len());
+            prop_assert!(out.starts_with(p.method.as_bytes()));
+        } else {
+            prop_assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_taken_request_keeps_every_end_to_end_header(
+        names in proptest::collection::vec("[a-z]{1,8}-[a-z]{1,8}", 0..6),
+        value in "[ -~]{0,20}",
+    ) {
+        let mut raw = String::from("GET /p HTTP/1.1\r\nHost: a.d\r\n");
+        for n in &names {
+            raw.push_str(&format!("{n}: {}\r\n", value.trim()));
+        }
+        raw.push_str("\r\n");
+        let (p, out) = req(&raw);
+        let dropped = |n: &str| n.starts_with("x-forwarded-") || n == "keep-alive" || n == "proxy-connection";
+        prop_assert!(matches!(p, Parsed::Take(_)));
+        for n in names.iter().filter(|n| !dropped(n)) {
+            let line = format!("\r\n{n}: {}\r\n", value.trim());
+            prop_assert!(out.contains(&line), "{} missing from {}", line, out);
+        }
+    }
+
+    #[test]
+    fn response_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = parse_response(&bytes, false, &STAMP, &mut Vec::new());
+    }
+}

@@ -1,0 +1,376 @@
+//! The fast path: plain HTTP/1.1 requests without a body, proxied on the connection
+//! Pingora accepted, before Pingora's HTTP machinery sees them.
+//!
+//! Why: the profile of bench/run.sh showed xipgate's own routing at ~10% of the CPU per
+//! request and most of the rest in Pingora's generic HTTP/1 proxy path (header maps,
+//! per-request boxed state, the pooled-connection `getpeername`); a plain nginx proxy cost a
+//! third as much. The common request (GET/HEAD/DELETE to a known label, keep-alive on both
+//! sides) does not need that generality. The fast path parses the head in place, routes with
+//! the same functions as the Pingora path, and copies the response through.
+//!
+//! Everything it does not take goes to Pingora's proxy unchanged, with the bytes already
+//! read put back on the stream: requests with a body, upgrades, HTTP/1.0 and HTTP/2, heads
+//! it cannot parse, console hosts, CORS requests, and every request whose route is an error
+//! answer (400/403/404/503). So those answers, and Pingora's limits, stay exactly as they
+//! were. Listeners, the connection limit, the upgrade handoff and graceful shutdown stay
+//! Pingora's too. `xipgate.downstream.fast_path: false` turns it off.
+
+mod chunked;
+mod exchange;
+mod head;
+mod pool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use pingora_timeout::fast_timeout::fast_timeout;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{pick_target, resolve_host, AccessEntry, ProxySettings, Router};
+use crate::console::ServiceMetrics;
+use crate::registry::Status;
+use crate::routes::Route;
+use exchange::{Exchange, Failure, Scratch};
+pub use head::{parse_request, Parsed};
+pub use pool::Pool;
+
+/// Largest request head the fast path reads before handing the request to Pingora.
+const MAX_HEAD: usize = 16 * 1024;
+/// Read buffer per client connection.
+const READ_BUF: usize = 4096;
+/// Longest wait for the rest of a request head that has started (Pingora's is the same).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often an idle client connection looks for a graceful shutdown.
+const SHUTDOWN_CHECK: Duration = Duration::from_secs(1);
+/// How long an idle upstream connection is kept for reuse.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The fast path's shared state.
+pub struct FastPath {
+    router: Router,
+    pool: Pool,
+}
+
+/// How a connection left the fast path.
+pub enum Served {
+    Closed,
+    /// A request the fast path does not take: the stream, with everything read put back.
+    Handoff(Stream),
+}
+
+impl FastPath {
+    pub fn new(router: Router, pool_size: usize) -> Self {
+        FastPath {
+            router,
+            pool: Pool::new(pool_size, POOL_IDLE_TIMEOUT),
+        }
+    }
+
+    fn settings(&self) -> &ProxySettings {
+        &self.router.settings
+    }
+
+    /// Serves requests on one client connection until it closes or a request needs Pingora.
+    pub async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) -> Served {
+        // Only plain TCP streams can have bytes put back; anything else is Pingora's.
+        if !stream.as_any().is::<L4Stream>() {
+            return Served::Handoff(stream);
+        }
+        let digest = stream.get_socket_digest();
+        let client: Option<SocketAddr> = digest
+            .as_ref()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        let port = digest
+            .as_ref()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()));
+        let settings = self.settings();
+        let keepalive = Duration::from_secs(settings.keepalive_secs);
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
+        // Kept across requests: the upstream request head, the response buffer, the client
+        // response head, and the last route (a keep-alive connection usually asks one host).
+        let mut upstream_req: Vec<u8> = Vec::with_capacity(1024);
+        let mut scratch = Scratch::default();
+        let mut cached: Option<Cached> = None;
+
+        loop {
+            // 1. A whole request head.
+            let plan = loop {
+                match parse_request(&buf, &mut upstream_req) {
+                    Parsed::Take(plan) => break plan,
+                    Parsed::Handoff => return handoff(stream, &buf),
+                    Parsed::Partial if buf.len() >= MAX_HEAD => return handoff(stream, &buf),
+                    Parsed::Partial => {}
+                }
+                let more = if buf.is_empty() {
+                    wait_for_request(&mut stream, &mut buf, keepalive, shutdown).await
+                } else {
+                    read_more(&mut stream, &mut buf, HEAD_TIMEOUT).await
+                };
+                if !more {
+                    // Closed, failed, timed out or shutting down: nothing to answer (Pingora
+                    // does the same for an idle connection; a half-sent head gets no answer).
+                    return Served::Closed;
+                }
+            };
+
+            // 2. Route it, or leave it to Pingora.
+            let started = Instant::now();
+            let generation = self.router.table.generation();
+            let hit = cached
+                .as_ref()
+                .is_some_and(|c| c.generation == generation && c.raw_host == plan.host);
+            if !hit {
+                let Ok((host, label, route)) = resolve_host(&self.router, plan.host) else {
+                    return handoff(stream, &buf);
+                };
+                let service = match &route {
+                    Route::Service(s) => s.label.as_str(),
+                    Route::Instance(t) => t.service_label.as_str(),
+                };
+                let console = settings.console_host.as_deref() == Some(host.as_str());
+                cached = Some(Cached {
+                    raw_host: plan.host.to_string(),
+                    generation,
+                    metrics: self.router.metrics.for_service(service),
+                    host,
+                    label,
+                    route,
+                    console,
+                });
+            }
+            let c = cached.as_ref().expect("filled above");
+            if c.console || (plan.has_origin && settings.cors.enabled) {
+                return handoff(stream, &buf);
+            }
+            let head_req = plan.method == "HEAD";
+            let idempotent = matches!(
+                plan.method,
+                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+            );
+            let mut close = plan.close || *shutdown.borrow();
+            head::finish_upstream_request(
+                &head::Forwarded {
+                    client: client.map(|c| c.ip()),
+                    prev: plan.xff,
+                    host: &c.host,
+                    port,
+                },
+                &mut upstream_req,
+            );
+            let logging = self.router.access_logging();
+            let request_line = if logging {
+                let end = buf
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(0);
+                let line = String::from_utf8_lossy(&buf[..end]);
+                // Without the version, as the Pingora path logs it.
+                line.rsplit_once(' ')
+                    .map_or(line.to_string(), |(l, _)| l.to_string())
+            } else {
+                String::new()
+            };
+            let head_len = plan.head_len;
+            buf.drain(..head_len);
+
+            // 3. Proxy it, with the same retry rules as the Pingora path.
+            let mut tried: Vec<SocketAddr> = Vec::new();
+            let outcome = loop {
+                let Some(target) = pick_target(&c.route, &tried) else {
+                    break Err((None, Failure::none_up()));
+                };
+                let Ok(addr) = target.upstream else {
+                    break Err((Some(target), Failure::none_up()));
+                };
+                tried.push(addr);
+                if tried.len() > 1 {
+                    self.router
+                        .metrics
+                        .retries
+                        .with_label_values(&[&target.service_label])
+                        .inc();
+                }
+                let instance_route = matches!(c.route, Route::Instance(_));
+                let ex = Exchange {
+                    settings,
+                    pool: &self.pool,
+                    addr,
+                    request: &upstream_req,
+                    head_request: head_req,
+                    stamp: head::Stamp {
+                        served_by: &target.instance.instance_id,
+                        instance_status: (instance_route && target.instance.status != Status::Up)
+                            .then(|| target.instance.status.as_str()),
+                        close,
+                    },
+                    started,
+                };
+                match ex.run(&mut stream, &mut scratch).await {
+                    Ok(done) => break Ok((target, done)),
+                    Err(f) => {
+                        let again = !f.response_started
+                            && (tried.len() as u32) < settings.max_tries
+                            && (!f.sent || idempotent)
+                            && (!instance_route || f.reused);
+                        if !again {
+                            break Err((Some(target), f));
+                        }
+                    }
+                }
+            };
+
+            // 4. Count, log, and keep the connection or not.
+            let (status, upstream_time, target, error) = match outcome {
+                Ok((target, done)) => {
+                    close |= done.close;
+                    (done.status, Some(done.upstream_time), Some(target), None)
+                }
+                Err((target, f)) => {
+                    close = true;
+                    if f.response_started {
+                        // Part of the response went out: nothing more can be said.
+                        (f.status_sent, None, target, Some(f.etype))
+                    } else {
+                        let answer = super::respond::failure_answer(
+                            super::respond::upstream_error_status(&f.etype),
+                            &f.etype,
+                            None,
+                            target.as_deref(),
+                            tried.len(),
+                        );
+                        let _ = stream.write_all(&answer.to_http1(head_req)).await;
+                        let _ = stream.flush().await;
+                        (answer.status, None, target, Some(f.etype))
+                    }
+                }
+            };
+            c.metrics
+                .observe(&self.router.metrics, status, upstream_time);
+            if logging {
+                self.router.log_access(&AccessEntry {
+                    client,
+                    request_line: &request_line,
+                    host: &c.host,
+                    label: &c.label,
+                    instance: target.as_ref().map(|t| t.instance.instance_id.as_str()),
+                    status,
+                    upstream_time,
+                    started,
+                    tries: tried.len(),
+                    error: error.as_ref().map(|e| e.as_str()),
+                });
+            }
+            if close {
+                let _ = stream.shutdown().await;
+                return Served::Closed;
+            }
+        }
+    }
+}
+
+/// The route of the last request on a connection, reused while the table is unchanged.
+struct Cached {
+    /// The Host header as the client sent it.
+    raw_host: String,
+    generation: u64,
+    host: String,
+    label: String,
+    route: Route,
+    metrics: ServiceMetrics,
+    /// The console's host: Pingora's path answers it.
+    console: bool,
+}
+
+/// Waits for the next request on an idle connection: up to `keepalive`, and checking for a
+/// graceful shutdown every [`SHUTDOWN_CHECK`], which closes the idle connection (the
+/// client then connects to the process that took over). `false`: close the connection.
+async fn wait_for_request(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    keepalive: Duration,
+    shutdown: &ShutdownWatch,
+) -> bool {
+    let mut left = keepalive;
+    loop {
+        if *shutdown.borrow() {
+            return false;
+        }
+        let wait = left.min(SHUTDOWN_CHECK);
+        buf.reserve(READ_BUF);
+        match fast_timeout(wait, stream.read_buf(buf)).await {
+            Ok(Ok(n)) => return n > 0,
+            Ok(Err(_)) => return false,
+            Err(_) if left > wait => left -= wait,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Reads more of a request head that has started.
+async fn read_more(stream: &mut Stream, buf: &mut Vec<u8>, wait: Duration) -> bool {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_BUF);
+    }
+    matches!(fast_timeout(wait, stream.read_buf(buf)).await, Ok(Ok(n)) if n > 0)
+}
+
+/// Puts the bytes read so far back on the stream, for Pingora to read them again.
+fn handoff(stream: Stream, buf: &[u8]) -> Served {
+    if buf.is_empty() {
+        return Served::Handoff(stream);
+    }
+    match stream.into_any().downcast::<L4Stream>() {
+        Ok(mut l4) => {
+            l4.rewind(buf);
+            Served::Handoff(l4)
+        }
+        // `serve` checked the type first; a stream of another type never reads here.
+        Err(_) => Served::Closed,
+    }
+}
+
+/// The proxy service's application: the fast path first, Pingora's proxy for the rest.
+pub struct Edge<A> {
+    fast: Option<FastPath>,
+    inner: Arc<A>,
+}
+
+impl<A> Edge<A> {
+    pub fn new(fast: Option<FastPath>, inner: A) -> Self {
+        Edge {
+            fast,
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for Edge<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let stream = match &self.fast {
+            None => stream,
+            Some(fast) => match fast.serve(stream, shutdown).await {
+                Served::Closed => return None,
+                Served::Handoff(s) => s,
+            },
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
