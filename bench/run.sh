@@ -18,7 +18,8 @@
 #                 backend and the stub Eureka on CPU $LOAD_CPU (default 0); the same pinning
 #                 for nginx and xipgate. For the direct row wrk takes the proxy's CPU.
 #                 0: no pinning.
-#   REFRESH       1 (default): also the 1 s full-refresh run at the largest size
+#   REFRESH       1 (default): also the 1 s full-refresh and 1 s delta-refresh runs at the
+#                 largest size
 #   GZIP          1 (default): the stub Eureka gzips as real Eureka does when asked
 #   KEEP          set: keep the work directory (configs, logs, raw wrk output)
 #
@@ -328,6 +329,15 @@ if [ "$REFRESH" = 1 ] && [[ " $TARGETS " == *" instance "* ]]; then
     f2=$(registry_field full_fetches)
     echo "refresh_fetches_during_load $((f2 - f1))" >> "$EXTRA"
     xipgate_stop
+
+    # The default sync mode at the same 1 s interval: one full fetch at start, then deltas.
+    echo "N=$n: delta fetch every 1 s (the default mode)" >&2
+    xipgate_start 1s true
+    d1=$(registry_field delta_fetches)
+    measure "$n" instance-delta-1s "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID"
+    d2=$(registry_field delta_fetches)
+    echo "delta_fetches_during_load $((d2 - d1))" >> "$EXTRA"
+    xipgate_stop
 fi
 
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -338,7 +348,8 @@ clk = int(clk)
 rows = [l.split() for l in open(results) if l.strip()]
 names = {"direct": "direct to the backend (ceiling)", "nginx": "nginx proxy_pass",
          "instance": "xipgate, instance host", "service": "xipgate, service host",
-         "instance-refresh-1s": "xipgate, instance host, full refresh every 1 s"}
+         "instance-refresh-1s": "xipgate, instance host, full refresh every 1 s",
+         "instance-delta-1s": "xipgate, instance host, delta refresh every 1 s"}
 nginx_rps = {}
 parsed = []
 for r in rows:
@@ -383,4 +394,5 @@ if "refresh_cpu_ms" in ex:
         print(f"- one full refresh of {int(body):,} bytes (fetch, decompress, parse, apply), CPU in the xipgate "
               f"process while idle: {ms_total / fetches:.1f} ms ({fetches} refreshes in 5 s)")
     print(f"- full refreshes during the loaded 1 s-refresh run: {ex.get('refresh_fetches_during_load', ['?'])[0]}")
+    print(f"- delta fetches during the loaded 1 s delta run: {ex.get('delta_fetches_during_load', ['?'])[0]}")
 EOF
