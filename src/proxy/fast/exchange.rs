@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pingora_core::protocols::Stream;
 use pingora_core::ErrorType;
 use pingora_timeout::fast_timeout::fast_timeout;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::chunked::Chunked;
@@ -146,10 +146,10 @@ impl Exchange<'_> {
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(UPSTREAM_BUF);
         }
-        match fast_timeout(self.settings.read_timeout, up.read_buf(buf)).await {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(_)) => Err(ErrorType::ReadError),
-            Err(_) => Err(ErrorType::ReadTimedout),
+        match super::io::read_within(up, buf, self.settings.read_timeout).await {
+            Some(Ok(n)) => Ok(n),
+            Some(Err(_)) => Err(ErrorType::ReadError),
+            None => Err(ErrorType::ReadTimedout),
         }
     }
 

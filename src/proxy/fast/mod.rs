@@ -18,6 +18,7 @@
 mod chunked;
 mod exchange;
 mod head;
+mod io;
 mod pool;
 
 use std::net::SocketAddr;
@@ -303,11 +304,11 @@ async fn wait_for_request(
         }
         let wait = left.min(SHUTDOWN_CHECK);
         buf.reserve(READ_BUF);
-        match fast_timeout(wait, stream.read_buf(buf)).await {
-            Ok(Ok(n)) => return n > 0,
-            Ok(Err(_)) => return false,
-            Err(_) if left > wait => left -= wait,
-            Err(_) => return false,
+        match io::read_within(stream, buf, wait).await {
+            Some(Ok(n)) => return n > 0,
+            Some(Err(_)) => return false,
+            None if left > wait => left -= wait,
+            None => return false,
         }
     }
 }
