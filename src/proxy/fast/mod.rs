@@ -98,6 +98,7 @@ impl FastPath {
         let mut upstream_req: Vec<u8> = Vec::with_capacity(1024);
         let mut scratch = Scratch::default();
         let mut cached: Option<Cached> = None;
+        let mut served: u64 = 0;
 
         loop {
             // 1. A whole request head.
@@ -109,7 +110,7 @@ impl FastPath {
                     Parsed::Partial => {}
                 }
                 let more = if buf.is_empty() {
-                    wait_for_request(&mut stream, &mut buf, keepalive, shutdown).await
+                    wait_for_request(&mut stream, &mut buf, keepalive, served > 0, shutdown).await
                 } else {
                     read_more(&mut stream, &mut buf, HEAD_TIMEOUT).await
                 };
@@ -271,6 +272,7 @@ impl FastPath {
                 let _ = stream.shutdown().await;
                 return Served::Closed;
             }
+            served += 1;
         }
     }
 }
@@ -288,18 +290,22 @@ struct Cached {
     console: bool,
 }
 
-/// Waits for the next request on an idle connection: up to `keepalive`, and checking for a
-/// graceful shutdown every [`SHUTDOWN_CHECK`], which closes the idle connection (the
-/// client then connects to the process that took over). `false`: close the connection.
+/// Waits for the next request on an idle connection: up to `keepalive`. Once the
+/// connection has `served` a request, a graceful shutdown (checked every
+/// [`SHUTDOWN_CHECK`]) closes it while idle, so its client connects to the process that
+/// took over. A new connection's first request is always read and answered: its client
+/// may have sent it already, and closing would fail it (tests/upgrade.rs caught that).
+/// `false`: close the connection.
 async fn wait_for_request(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
     keepalive: Duration,
+    served: bool,
     shutdown: &ShutdownWatch,
 ) -> bool {
     let mut left = keepalive;
     loop {
-        if *shutdown.borrow() {
+        if served && *shutdown.borrow() {
             return false;
         }
         let wait = left.min(SHUTDOWN_CHECK);
