@@ -60,7 +60,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub upstream_latency: HistogramVec,
-    pub retries: IntCounterVec,
+    retries: IntCounterVec,
     syncs: IntCounterVec,
     instances: IntGaugeVec,
     sync_age: prometheus::Gauge,
@@ -149,6 +149,11 @@ impl Metrics {
                 .with_label_values(&[service])
                 .observe(d.as_secs_f64());
         }
+    }
+
+    /// One more try of a request to `service` after a failed one.
+    pub fn count_retry(&self, service: &str) {
+        self.retries.with_label_values(&[service]).inc();
     }
 
     /// The request metrics of one service, resolved once: a connection that sends many

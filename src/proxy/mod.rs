@@ -70,9 +70,7 @@ pub struct Router {
 
 pub struct Gate {
     router: Router,
-    settings: ProxySettings,
     console: Option<Arc<Console>>,
-    metrics: Arc<Metrics>,
 }
 
 /// Per-request state.
@@ -93,12 +91,7 @@ pub struct Ctx {
 
 impl Gate {
     pub fn new(router: Router, console: Option<Arc<Console>>) -> Self {
-        Gate {
-            settings: router.settings.clone(),
-            metrics: router.metrics.clone(),
-            router,
-            console,
-        }
+        Gate { router, console }
     }
 
     /// Resolves the request to a route, or to the answer the edge gives instead.
@@ -288,11 +281,13 @@ impl ProxyHttp for Gate {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Pingora keeps idle client connections open forever unless told otherwise.
-        session.set_keepalive(Some(self.settings.keepalive_secs));
+        session.set_keepalive(Some(self.router.settings.keepalive_secs));
         let req = session.req_header();
         ctx.origin = req.headers.get(ORIGIN).cloned();
 
-        if let (Some(console), Some(console_host)) = (&self.console, &self.settings.console_host) {
+        if let (Some(console), Some(console_host)) =
+            (&self.console, &self.router.settings.console_host)
+        {
             let host = request_host(req)
                 .ok()
                 .and_then(|h| names::normalize_host(&h).ok());
@@ -318,7 +313,7 @@ impl ProxyHttp for Gate {
                 ctx.answered = Some(answer.status);
                 respond(
                     session,
-                    answer.cors(&self.settings.cors, ctx.origin.as_ref()),
+                    answer.cors(&self.router.settings.cors, ctx.origin.as_ref()),
                 )
                 .await?;
                 return Ok(true);
@@ -328,12 +323,13 @@ impl ProxyHttp for Gate {
 
         // CORS preflight is answered at the edge, for every route.
         let req = session.req_header();
-        if self.settings.cors.enabled
+        if self.router.settings.cors.enabled
             && req.method == http::Method::OPTIONS
             && ctx.origin.is_some()
             && req.headers.contains_key("access-control-request-method")
         {
-            let mut answer = Answer::empty(204).cors(&self.settings.cors, ctx.origin.as_ref());
+            let mut answer =
+                Answer::empty(204).cors(&self.router.settings.cors, ctx.origin.as_ref());
             let allow_headers = req.headers.get("access-control-request-headers").cloned();
             answer.headers.push((
                 "access-control-allow-methods",
@@ -344,7 +340,7 @@ impl ProxyHttp for Gate {
             }
             answer.headers.push((
                 "access-control-max-age",
-                HeaderValue::from(self.settings.cors.max_age.as_secs()),
+                HeaderValue::from(self.router.settings.cors.max_age.as_secs()),
             ));
             ctx.answered = Some(204);
             respond(session, answer).await?;
@@ -374,17 +370,14 @@ impl ProxyHttp for Gate {
             .map_err(|r| Error::explain(ErrorType::HTTPStatus(403), r.to_string()))?;
         ctx.tried.push(addr);
         if ctx.tried.len() > 1 {
-            self.metrics
-                .retries
-                .with_label_values(&[&target.service_label])
-                .inc();
+            self.router.metrics.count_retry(&target.service_label);
         }
         ctx.target = Some(target);
         ctx.upstream_started = Some(Instant::now());
         let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(self.settings.connect_timeout);
-        peer.options.read_timeout = Some(self.settings.read_timeout);
-        peer.options.write_timeout = Some(self.settings.write_timeout);
+        peer.options.connection_timeout = Some(self.router.settings.connect_timeout);
+        peer.options.read_timeout = Some(self.router.settings.read_timeout);
+        peer.options.write_timeout = Some(self.router.settings.write_timeout);
         Ok(Box::new(peer))
     }
 
@@ -396,7 +389,8 @@ impl ProxyHttp for Gate {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing reached the backend yet: any request may go to another instance.
-        if Self::is_service_route(ctx) && (ctx.tried.len() as u32) < self.settings.max_tries {
+        if Self::is_service_route(ctx) && (ctx.tried.len() as u32) < self.router.settings.max_tries
+        {
             e.set_retry(true);
         }
         e
@@ -421,7 +415,7 @@ impl ProxyHttp for Gate {
         if !idempotent
             || response_started
             || !upstream_fault
-            || (ctx.tried.len() as u32) >= self.settings.max_tries
+            || (ctx.tried.len() as u32) >= self.router.settings.max_tries
         {
             e.set_retry(false);
         } else if Self::is_service_route(ctx) {
@@ -481,8 +475,8 @@ impl ProxyHttp for Gate {
                 resp.insert_header("x-xipgate-instance-status", t.instance.status.as_str())?;
             }
         }
-        if self.settings.cors.enabled {
-            respond::apply_cors(resp, &self.settings.cors, ctx.origin.as_ref())?;
+        if self.router.settings.cors.enabled {
+            respond::apply_cors(resp, &self.router.settings.cors, ctx.origin.as_ref())?;
         }
         Ok(())
     }
@@ -508,7 +502,7 @@ impl ProxyHttp for Gate {
             ctx.answered = Some(code);
             if let Err(err) = respond(
                 session,
-                answer.cors(&self.settings.cors, ctx.origin.as_ref()),
+                answer.cors(&self.router.settings.cors, ctx.origin.as_ref()),
             )
             .await
             {
@@ -531,7 +525,8 @@ impl ProxyHttp for Gate {
             Some(Route::Instance(t)) => t.service_label.as_str(),
             None => "-",
         };
-        self.metrics
+        self.router
+            .metrics
             .observe_request(service, status, ctx.upstream_time);
         if !self.router.access_logging() {
             return;

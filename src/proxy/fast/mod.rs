@@ -38,7 +38,7 @@ use crate::console::ServiceMetrics;
 use crate::registry::Status;
 use crate::routes::Route;
 use exchange::{Exchange, Failure, Scratch};
-pub use head::{parse_request, Parsed};
+use head::{parse_request, Parsed};
 pub use pool::Pool;
 
 /// Largest request head the fast path reads before handing the request to Pingora.
@@ -151,10 +151,9 @@ impl FastPath {
                 return handoff(stream, &buf);
             }
             let head_req = plan.method == "HEAD";
-            let idempotent = matches!(
-                plan.method,
-                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
-            );
+            // The same rule as the Pingora path's `Method::is_idempotent`.
+            let idempotent =
+                http::Method::from_bytes(plan.method.as_bytes()).is_ok_and(|m| m.is_idempotent());
             let mut close = plan.close || *shutdown.borrow();
             head::finish_upstream_request(
                 &head::Forwarded {
@@ -192,11 +191,7 @@ impl FastPath {
                 };
                 tried.push(addr);
                 if tried.len() > 1 {
-                    self.router
-                        .metrics
-                        .retries
-                        .with_label_values(&[&target.service_label])
-                        .inc();
+                    self.router.metrics.count_retry(&target.service_label);
                 }
                 let instance_route = matches!(c.route, Route::Instance(_));
                 let ex = Exchange {
