@@ -134,3 +134,55 @@ async fn delta_can_be_turned_off() {
     });
     assert_eq!(counts(&x).1, 0);
 }
+
+/// The sync's thread runs under SCHED_IDLE so a full refresh never preempts request
+/// handling (bench/run.sh: +3 ms of p99 with a full refresh every second at nice 10); the
+/// proxy's threads keep the normal policy.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_thread_yields_the_cpu_to_request_handling() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let a = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    let ia = Inst::up("svc", "svc-a", a.addr);
+    serve(&eureka, std::slice::from_ref(&ia), delta_json(&[], "UP_1_")).await;
+    let x = Xipgate::start(&eureka.url(), "");
+    // (thread name, scheduling policy) of every thread of the process.
+    let threads = || -> Vec<(String, u32)> {
+        let dir = format!("/proc/{}/task", x.child.id());
+        let mut out = Vec::new();
+        for task in std::fs::read_dir(dir).expect("the process's tasks") {
+            let stat = std::fs::read_to_string(task.expect("task").path().join("stat"))
+                .unwrap_or_default();
+            // "tid (comm) state ...": the policy is field 41, the 39th after the comm.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let policy = stat[close + 1..]
+                .split_whitespace()
+                .nth(38)
+                .and_then(|p| p.parse().ok());
+            if let Some(policy) = policy {
+                out.push((stat[open + 1..close].to_string(), policy));
+            }
+        }
+        out
+    };
+    eventually(
+        Duration::from_secs(5),
+        "the sync thread at SCHED_IDLE",
+        || {
+            threads()
+                .iter()
+                .any(|(name, policy)| name.starts_with("BG registry") && *policy == SCHED_IDLE)
+        },
+    );
+    let all = threads();
+    let proxy: Vec<_> = all.iter().filter(|(n, _)| n.contains("proxy")).collect();
+    assert!(!proxy.is_empty(), "no proxy threads among {all:?}");
+    assert!(
+        proxy.iter().all(|(_, p)| *p == SCHED_OTHER),
+        "request handling must keep the normal policy: {all:?}"
+    );
+}

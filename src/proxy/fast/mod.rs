@@ -90,6 +90,9 @@ impl FastPath {
         let port = digest
             .as_ref()
             .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()));
+        // The X-Forwarded-For and X-Forwarded-Port values are the same for every request.
+        let client_ip = client.map(|c| c.ip().to_string());
+        let port_text = port.map(|p| p.to_string());
         let settings = self.settings();
         let keepalive = Duration::from_secs(settings.keepalive_secs);
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
@@ -157,10 +160,10 @@ impl FastPath {
             let mut close = plan.close || *shutdown.borrow();
             head::finish_upstream_request(
                 &head::Forwarded {
-                    client: client.map(|c| c.ip()),
+                    client: client_ip.as_deref(),
                     prev: plan.xff,
                     host: &c.host,
-                    port,
+                    port: port_text.as_deref(),
                 },
                 &mut upstream_req,
             );
