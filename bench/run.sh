@@ -13,6 +13,10 @@
 #   SIZES         registry sizes, instances (default "10 1000 10000")
 #   TARGETS       any of: direct nginx instance service (default all four)
 #   DURATION      seconds measured per target (default 8); WARMUP seconds before (default 2)
+#   ROUNDS        times each proxy row is measured (default 5), interleaved (nginx, instance,
+#                 service, nginx, ...) so both proxies see the same machine conditions. The
+#                 table gives the median of the rounds and their range. The direct row is
+#                 measured once per size.
 #   CONNS         wrk connections (default 64); wrk always runs one thread (-t1)
 #   PIN           1 (default): the proxy under test on CPU $PROXY_CPU (default 1), wrk, the
 #                 backend and the stub Eureka on CPU $LOAD_CPU (default 0); the same pinning
@@ -27,13 +31,14 @@
 # a stub Eureka (nginx serving a generated /eureka/apps and an unchanged /eureka/apps/delta
 # as static files), the reference proxy (nginx, worker_processes 1, proxy_pass with an
 # upstream keepalive pool) and xipgate (threads: 1, access log off, RUST_LOG=warn). wrk
-# (-t1 -c$CONNS) asks each target for $DURATION s after $WARMUP s of warm-up. CPU per
+# (-t1 -c$CONNS) asks each target for $DURATION s after $WARMUP s of warm-up, $ROUNDS times
+# over, interleaved. CPU per
 # request is the user+sys time of the proxy's processes (/proc/PID/stat, all threads and
 # workers) during the measured run divided by the requests served.
 #
 # Needs: nginx (Debian package nginx), wrk (wrk), python3 (python3), curl (curl), pgrep
-# (procps), taskset (util-linux). Runs about (SIZES x TARGETS x (DURATION + WARMUP)) + 40 s; 2.5 min with
-# the defaults.
+# (procps), taskset (util-linux). Runs about SIZES x (1 + 3 x ROUNDS) x (DURATION + WARMUP)
+# + 2 x ROUNDS x (DURATION + WARMUP) + 60 s: about 10.5 min with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +46,7 @@ XIPGATE_BIN=${XIPGATE_BIN:-target/release/xipgate}
 SIZES=${SIZES:-"10 1000 10000"}
 TARGETS=${TARGETS:-"direct nginx instance service"}
 DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-64}
 PIN=${PIN:-1}
@@ -255,19 +261,20 @@ CLK_TCK=$(getconf CLK_TCK)
 
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
-measure() { # measure N TARGET PORT HOST CPU-PID-or-empty
+ROUND=1
+measure() { # measure N TARGET PORT HOST CPU-PID-or-empty (in round $ROUND)
     local n=$1 target=$2 port=$3 host=$4 pid=$5 before after line wrap=("${ON_LOAD_CPU[@]}")
     [ "$target" = direct ] && wrap=("${ON_PROXY_CPU[@]}")
     "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $host" "http://127.0.0.1:$port/" > /dev/null
     [ -n "$pid" ] && before=$(ticks "$pid")
     "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/report.lua -H "Host: $host" \
-        "http://127.0.0.1:$port/" > "$WORK/wrk-$n-$target.txt"
+        "http://127.0.0.1:$port/" > "$WORK/wrk-$n-$target-$ROUND.txt"
     [ -n "$pid" ] && after=$(ticks "$pid")
-    line=$(grep '^RESULT ' "$WORK/wrk-$n-$target.txt") ||
-        { echo "bench/run.sh: no wrk result for $target:" >&2; cat "$WORK/wrk-$n-$target.txt" >&2; exit 1; }
-    # N target requests duration_us p50_us p99_us non2xx socket_errors cpu_ticks
-    echo "$n $target ${line#RESULT } ${pid:+$((after - before))}" >> "$RESULTS"
-    echo "  $n $target: ${line#RESULT }" >&2
+    line=$(grep '^RESULT ' "$WORK/wrk-$n-$target-$ROUND.txt") ||
+        { echo "bench/run.sh: no wrk result for $target:" >&2; cat "$WORK/wrk-$n-$target-$ROUND.txt" >&2; exit 1; }
+    # N target round requests duration_us p50_us p99_us non2xx socket_errors cpu_ticks
+    echo "$n $target $ROUND ${line#RESULT } ${pid:+$((after - before))}" >> "$RESULTS"
+    echo "  $n $target (round $ROUND): ${line#RESULT }" >&2
 }
 
 largest=0
@@ -288,14 +295,16 @@ for n in $SIZES; do
         code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host.$DOMAIN" "http://127.0.0.1:$XIP_PORT/")
         [ "$code" = 200 ] || { echo "bench/run.sh: $host.$DOMAIN answered $code through xipgate" >&2; exit 1; }
     done
-    for target in $TARGETS; do
-        case $target in
-            direct) measure "$n" direct "$BACKEND_PORT" "backend" "" ;;
-            nginx) measure "$n" nginx "$NGINX_PORT" "backend" "$PROXY_PID" ;;
-            instance) measure "$n" instance "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID" ;;
-            service) measure "$n" service "$XIP_PORT" "$SERVICE_LABEL.$DOMAIN" "$XIP_PID" ;;
-            *) echo "bench/run.sh: unknown target '$target'" >&2; exit 2 ;;
-        esac
+    for ROUND in $(seq 1 "$ROUNDS"); do
+        for target in $TARGETS; do
+            case $target in
+                direct) [ "$ROUND" != 1 ] || measure "$n" direct "$BACKEND_PORT" "backend" "" ;;
+                nginx) measure "$n" nginx "$NGINX_PORT" "backend" "$PROXY_PID" ;;
+                instance) measure "$n" instance "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID" ;;
+                service) measure "$n" service "$XIP_PORT" "$SERVICE_LABEL.$DOMAIN" "$XIP_PID" ;;
+                *) echo "bench/run.sh: unknown target '$target'" >&2; exit 2 ;;
+            esac
+        done
     done
     if [ "$n" = "$largest" ]; then
         rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$XIP_PID/status")
@@ -323,76 +332,26 @@ if [ "$REFRESH" = 1 ] && [[ " $TARGETS " == *" instance "* ]]; then
     sleep 2
     f0=$(registry_field full_fetches); c0=$(oncpu_ns "$XIP_PID")
     sleep 5
-    f1=$(registry_field full_fetches); c1=$(oncpu_ns "$XIP_PID")
+    f1=$(registry_field full_fetches); c1=$(oncpu_ns "$XIP_PID"); t1=$(date +%s)
     echo "refresh_cpu_ms $(( (c1 - c0) / 1000000 )) $((f1 - f0)) $(registry_field last_body_bytes)" >> "$EXTRA"
-    measure "$n" instance-refresh-1s "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID"
+    for ROUND in $(seq 1 "$ROUNDS"); do
+        measure "$n" instance-refresh-1s "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID"
+    done
     f2=$(registry_field full_fetches)
-    echo "refresh_fetches_during_load $((f2 - f1))" >> "$EXTRA"
+    echo "refresh_fetches_during_load $((f2 - f1)) $(( $(date +%s) - t1 ))" >> "$EXTRA"
     xipgate_stop
 
     # The default sync mode at the same 1 s interval: one full fetch at start, then deltas.
     echo "N=$n: delta fetch every 1 s (the default mode)" >&2
     xipgate_start 1s true
-    d1=$(registry_field delta_fetches)
-    measure "$n" instance-delta-1s "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID"
+    d1=$(registry_field delta_fetches); t1=$(date +%s)
+    for ROUND in $(seq 1 "$ROUNDS"); do
+        measure "$n" instance-delta-1s "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID"
+    done
     d2=$(registry_field delta_fetches)
-    echo "delta_fetches_during_load $((d2 - d1))" >> "$EXTRA"
+    echo "delta_fetches_during_load $((d2 - d1)) $(( $(date +%s) - t1 ))" >> "$EXTRA"
     xipgate_stop
 fi
 
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-python3 - "$RESULTS" "$EXTRA" "$CLK_TCK" "$DURATION" "$CONNS" "$PIN" "$(nproc)" "$CPU_MODEL" "$GZIP" <<'EOF'
-import sys, datetime
-results, extra, clk, duration, conns, pin, cores, cpu, gz = sys.argv[1:]
-clk = int(clk)
-rows = [l.split() for l in open(results) if l.strip()]
-names = {"direct": "direct to the backend (ceiling)", "nginx": "nginx proxy_pass",
-         "instance": "xipgate, instance host", "service": "xipgate, service host",
-         "instance-refresh-1s": "xipgate, instance host, full refresh every 1 s",
-         "instance-delta-1s": "xipgate, instance host, delta refresh every 1 s"}
-nginx_rps = {}
-parsed = []
-for r in rows:
-    n, target, reqs, dur_us, p50, p99, non2xx, sockerr = r[:8]
-    cpu_ticks = r[8] if len(r) > 8 else None
-    reqs, dur_us = int(reqs), int(dur_us)
-    rps = reqs / (dur_us / 1e6)
-    cpu_us = (int(cpu_ticks) / clk * 1e6 / reqs) if cpu_ticks is not None and reqs else None
-    if target == "nginx":
-        nginx_rps[n] = (rps, int(p99))
-    parsed.append((n, target, rps, int(p50), int(p99), int(non2xx) + int(sockerr), cpu_us))
-ms = lambda us: f"{us / 1000:.2f} ms"
-print()
-print(f"xipgate HTTP benchmark, {datetime.date.today()}, {cores} cores ({cpu}); wrk -t1 -c{conns}, "
-      f"{duration} s per row; pinned: {'proxy on one CPU, wrk + backend on the other' if pin != '0' else 'no'}")
-print()
-print("| instances | target | requests/s | p50 | p99 | errors | CPU µs/request | xipgate/nginx req/s |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|")
-for n, target, rps, p50, p99, errs, cpu_us in parsed:
-    ratio = ""
-    if target.startswith(("instance", "service")) and n in nginx_rps:
-        ratio = f"{rps / nginx_rps[n][0]:.2f}×"
-    print(f"| {int(n):,} | {names.get(target, target)} | {rps:,.0f} | {ms(p50)} | {ms(p99)} | {errs} | "
-          f"{'–' if cpu_us is None else f'{cpu_us:.1f}'} | {ratio} |")
-ex = {}
-for l in open(extra):
-    k, *v = l.split()
-    ex[k] = v
-print()
-if "rss_kb" in ex:
-    n, kb = ex["rss_kb"]
-    print(f"- xipgate resident memory with {int(n):,} instances, after the load: {int(kb) / 1024:.1f} MiB (VmRSS)")
-if "full_body" in ex:
-    full = int(ex["full_body"][0])
-    wf, wd = int(ex["wire_full"][0]), int(ex["wire_delta"][0])
-    db = ex["delta_body"][0]
-    print(f"- bytes per interval at {int(ex['rss_kb'][0]):,} instances: full /apps {full:,} bytes "
-          f"({wf:,} on the wire{', gzip' if gz == '1' else ''}); steady-state delta {db} bytes ({wd:,} on the wire)")
-if "refresh_cpu_ms" in ex:
-    ms_total, fetches, body = map(int, ex["refresh_cpu_ms"])
-    if fetches:
-        print(f"- one full refresh of {int(body):,} bytes (fetch, decompress, parse, apply), CPU in the xipgate "
-              f"process while idle: {ms_total / fetches:.1f} ms ({fetches} refreshes in 5 s)")
-    print(f"- full refreshes during the loaded 1 s-refresh run: {ex.get('refresh_fetches_during_load', ['?'])[0]}")
-    print(f"- delta fetches during the loaded 1 s delta run: {ex.get('delta_fetches_during_load', ['?'])[0]}")
-EOF
+python3 bench/summary.py "$RESULTS" "$EXTRA" "$CLK_TCK" "$DURATION" "$CONNS" "$PIN" "$(nproc)" "$CPU_MODEL" "$GZIP" "$ROUNDS"

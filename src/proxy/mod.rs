@@ -355,13 +355,9 @@ impl ProxyHttp for Gate {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
         let target = pick_target(route, &ctx.tried).ok_or_else(|| {
-            let app = match route {
-                Route::Service(s) => s.app.as_str(),
-                Route::Instance(t) => t.instance.app.as_str(),
-            };
             Error::explain(
                 ErrorType::HTTPStatus(503),
-                format!("service '{app}' has no UP instance"),
+                format!("service '{}' has no UP instance", route.app()),
             )
         })?;
         let addr = *target

@@ -192,6 +192,16 @@ pub enum Route {
     Service(Arc<Service>),
 }
 
+impl Route {
+    /// The Eureka application the route belongs to.
+    pub fn app(&self) -> &str {
+        match self {
+            Route::Service(s) => &s.app,
+            Route::Instance(t) => &t.instance.app,
+        }
+    }
+}
+
 pub struct RouteTable {
     /// Primary labels and aliases → instance.
     by_label: DashMap<String, Arc<Target>>,

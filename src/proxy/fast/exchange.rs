@@ -75,6 +75,9 @@ pub struct Failure {
     pub response_started: bool,
     /// The status already sent, when `response_started`.
     pub status_sent: u16,
+    /// For the edge's own refusals (`etype` is an `HTTPStatus`): why, in the words the
+    /// Pingora path uses, so both paths answer alike.
+    pub context: Option<String>,
 }
 
 impl Failure {
@@ -85,12 +88,17 @@ impl Failure {
             reused,
             response_started: false,
             status_sent: 0,
+            context: None,
         }
     }
 
-    /// No instance left to try (the table changed between routing and picking).
-    pub fn none_up() -> Self {
-        Failure::new(ErrorType::ConnectNoRoute, false, false)
+    /// The edge refuses to try (a 503 with no UP instance left, a 403 for an address
+    /// outside `upstream.allow`), as the Pingora path's `upstream_peer` does.
+    pub fn refused(code: u16, why: String) -> Self {
+        Failure {
+            context: Some(why),
+            ..Failure::new(ErrorType::HTTPStatus(code), false, false)
+        }
     }
 
     fn started(mut self, status: u16) -> Self {

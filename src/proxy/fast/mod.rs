@@ -36,7 +36,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{pick_target, resolve_host, AccessEntry, ProxySettings, Router};
 use crate::console::ServiceMetrics;
 use crate::registry::Status;
-use crate::routes::Route;
+use crate::routes::{Route, Target};
 use exchange::{Exchange, Failure, Scratch};
 use head::{parse_request, Parsed};
 pub use pool::Pool;
@@ -185,13 +185,19 @@ impl FastPath {
 
             // 3. Proxy it, with the same retry rules as the Pingora path.
             let mut tried: Vec<SocketAddr> = Vec::new();
+            let mut last: Option<Arc<Target>> = None;
             let outcome = loop {
+                // The table can change between routing and a try: the same answers as the
+                // Pingora path's `upstream_peer` then.
                 let Some(target) = pick_target(&c.route, &tried) else {
-                    break Err((None, Failure::none_up()));
+                    let why = format!("service '{}' has no UP instance", c.route.app());
+                    break Err((last, Failure::refused(503, why)));
                 };
                 let Ok(addr) = target.upstream else {
-                    break Err((Some(target), Failure::none_up()));
+                    let why = target.upstream.as_ref().err().map(|r| r.to_string());
+                    break Err((Some(target), Failure::refused(403, why.unwrap_or_default())));
                 };
+                last = Some(target.clone());
                 tried.push(addr);
                 if tried.len() > 1 {
                     self.router.metrics.count_retry(&target.service_label);
@@ -240,7 +246,7 @@ impl FastPath {
                         let answer = super::respond::failure_answer(
                             super::respond::upstream_error_status(&f.etype),
                             &f.etype,
-                            None,
+                            f.context,
                             target.as_deref(),
                             tried.len(),
                         );

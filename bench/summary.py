@@ -1,0 +1,113 @@
+"""The table bench/run.sh prints: medians of the interleaved rounds, the extra figures,
+and the issue's targets judged on them. Arguments: see the call at the end of run.sh."""
+import sys, datetime, statistics
+results, extra, clk, duration, conns, pin, cores, cpu, gz, rounds = sys.argv[1:]
+clk = int(clk)
+names = {"direct": "direct to the backend (ceiling)", "nginx": "nginx proxy_pass",
+         "instance": "xipgate, instance host", "service": "xipgate, service host",
+         "instance-refresh-1s": "xipgate, instance host, full refresh every 1 s",
+         "instance-delta-1s": "xipgate, instance host, delta refresh every 1 s"}
+# (n, target) -> list of (rps, p50_us, p99_us, errors, cpu_us_per_request or None)
+runs = {}
+for l in open(results):
+    if not l.strip():
+        continue
+    r = l.split()
+    n, target, _round, reqs, dur_us, p50, p99, non2xx, sockerr = r[:9]
+    cpu_ticks = r[9] if len(r) > 9 else None
+    reqs, dur_us = int(reqs), int(dur_us)
+    cpu_us = (int(cpu_ticks) / clk * 1e6 / reqs) if cpu_ticks is not None and reqs else None
+    runs.setdefault((int(n), target), []).append(
+        (reqs / (dur_us / 1e6), int(p50), int(p99), int(non2xx) + int(sockerr), cpu_us))
+med = statistics.median
+
+
+def summary(rs):
+    cpus = [r[4] for r in rs if r[4] is not None]
+    return {"rps": med([r[0] for r in rs]), "rps_lo": min(r[0] for r in rs), "rps_hi": max(r[0] for r in rs),
+            "p50": med([r[1] for r in rs]), "p99": med([r[2] for r in rs]),
+            "p99_lo": min(r[2] for r in rs), "p99_hi": max(r[2] for r in rs),
+            "errors": sum(r[3] for r in rs), "cpu": med(cpus) if cpus else None, "rounds": len(rs)}
+
+
+rows = {k: summary(v) for k, v in runs.items()}
+
+
+def ms(us):
+    return f"{us / 1000:.2f}"
+
+
+print()
+print(f"xipgate HTTP benchmark, {datetime.date.today()}, {cores} cores ({cpu}); wrk -t1 -c{conns}, "
+      f"{duration} s per round, {rounds} interleaved rounds per proxy row: median [min–max]; pinned: "
+      f"{'proxy on one CPU, wrk + backend on the other' if pin != '0' else 'no'}")
+print()
+print("| instances | target | requests/s | p50 ms | p99 ms | errors | CPU µs/request | req/s vs nginx | p99 vs nginx |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+for (n, target), s in rows.items():
+    ng = rows.get((n, "nginx"))
+    ratio = p99cmp = ""
+    if target not in ("nginx", "direct") and ng:
+        ratio = f"{s['rps'] / ng['rps']:.2f}×"
+        p99cmp = f"{'≤' if s['p99'] <= ng['p99'] else '>'} {ms(ng['p99'])}"
+    many = s["rounds"] > 1
+    rps = f"{s['rps']:,.0f}" + (f" [{s['rps_lo']:,.0f}–{s['rps_hi']:,.0f}]" if many else "")
+    p99 = ms(s["p99"]) + (f" [{ms(s['p99_lo'])}–{ms(s['p99_hi'])}]" if many else "")
+    cpu_txt = "–" if s["cpu"] is None else f"{s['cpu']:.1f}"
+    print(f"| {n:,} | {names.get(target, target)} | {rps} | {ms(s['p50'])} | {p99} | {s['errors']} | "
+          f"{cpu_txt} | {ratio} | {p99cmp} |")
+ex = {}
+for l in open(extra):
+    k, *v = l.split()
+    ex[k] = v
+print()
+if "rss_kb" in ex:
+    n, kb = ex["rss_kb"]
+    print(f"- xipgate resident memory with {int(n):,} instances, after the load: {int(kb) / 1024:.1f} MiB (VmRSS)")
+if "full_body" in ex:
+    full = int(ex["full_body"][0])
+    wf, wd = int(ex["wire_full"][0]), int(ex["wire_delta"][0])
+    db = ex["delta_body"][0]
+    print(f"- bytes per interval at {int(ex['rss_kb'][0]):,} instances: full /apps {full:,} bytes "
+          f"({wf:,} on the wire{', gzip' if gz == '1' else ''}); steady-state delta {db} bytes ({wd:,} on the wire)")
+if "refresh_cpu_ms" in ex:
+    ms_total, fetches, body = map(int, ex["refresh_cpu_ms"])
+    if fetches:
+        print(f"- one full refresh of {int(body):,} bytes (fetch, decompress, parse, apply), CPU in the xipgate "
+              f"process while idle: {ms_total / fetches:.1f} ms ({fetches} refreshes in 5 s)")
+for key, what in (("refresh_fetches_during_load", "full refreshes during the loaded full-refresh rounds"),
+                  ("delta_fetches_during_load", "delta fetches during the loaded delta rounds")):
+    if key in ex:
+        count, secs = (ex[key] + ["?"])[:2]
+        print(f"- {what}: {count} in {secs} s")
+
+# The issue's targets, judged on the medians above.
+checks = []
+sizes = sorted({n for n, _ in rows})
+for n in sizes:
+    ng = rows.get((n, "nginx"))
+    for t in ("instance", "service"):
+        s = rows.get((n, t))
+        if ng and s:
+            checks.append((f"N={n:,} {t} host: req/s ≥ nginx", s["rps"] >= ng["rps"],
+                           f"{s['rps'] / ng['rps']:.2f}×"))
+            checks.append((f"N={n:,} {t} host: p99 ≤ nginx", s["p99"] <= ng["p99"],
+                           f"{ms(s['p99'])} vs {ms(ng['p99'])} ms"))
+if len(sizes) > 1:
+    small, large = rows.get((sizes[0], "instance")), rows.get((sizes[-1], "instance"))
+    if small and large:
+        change = large["rps"] / small["rps"] - 1
+        checks.append((f"instance host req/s at N={sizes[-1]:,} within 5% of N={sizes[0]:,}",
+                       abs(change) <= 0.05, f"{change:+.1%}"))
+base = rows.get((sizes[-1], "instance")) if sizes else None
+for t in ("instance-refresh-1s", "instance-delta-1s"):
+    s = rows.get((sizes[-1], t))
+    if s and base:
+        # "No p99 change": inside the range the rounds without refreshes span.
+        checks.append((f"{names[t]}: p99 inside the no-refresh rounds' range", s["p99"] <= base["p99_hi"],
+                       f"{ms(s['p99'])} vs {ms(base['p99_lo'])}–{ms(base['p99_hi'])} ms"))
+if checks:
+    print()
+    print("Targets, on the medians:")
+    for what, ok, detail in checks:
+        print(f"- {'met' if ok else 'NOT met'}: {what} ({detail})")
