@@ -185,6 +185,7 @@ impl FastPath {
 
             // 3. Proxy it, with the same retry rules as the Pingora path.
             let mut tried: Vec<SocketAddr> = Vec::new();
+            // The instance of the last failed try, for the answer when none is left.
             let mut last: Option<Arc<Target>> = None;
             let outcome = loop {
                 // The table can change between routing and a try: the same answers as the
@@ -193,11 +194,13 @@ impl FastPath {
                     let why = format!("service '{}' has no UP instance", c.route.app());
                     break Err((last, Failure::refused(503, why)));
                 };
-                let Ok(addr) = target.upstream else {
-                    let why = target.upstream.as_ref().err().map(|r| r.to_string());
-                    break Err((Some(target), Failure::refused(403, why.unwrap_or_default())));
+                let addr = match &target.upstream {
+                    Ok(addr) => *addr,
+                    Err(refusal) => {
+                        let why = refusal.to_string();
+                        break Err((Some(target), Failure::refused(403, why)));
+                    }
                 };
-                last = Some(target.clone());
                 tried.push(addr);
                 if tried.len() > 1 {
                     self.router.metrics.count_retry(&target.service_label);
@@ -227,6 +230,7 @@ impl FastPath {
                         if !again {
                             break Err((Some(target), f));
                         }
+                        last = Some(target);
                     }
                 }
             };
