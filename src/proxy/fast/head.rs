@@ -43,6 +43,14 @@ fn is(name: &str, lower: &str) -> bool {
     name.eq_ignore_ascii_case(lower)
 }
 
+/// Appends one `name: value` header line.
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Headers of the client's request not passed upstream: hop-by-hop ones, and the
 /// X-Forwarded-* set the edge writes itself.
 fn dropped_upstream(name: &str) -> bool {
@@ -129,10 +137,7 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
             has_origin = true;
         }
         if !dropped_upstream(n) {
-            out.extend_from_slice(n.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
+            put_header(out, n.as_bytes(), h.value);
         }
     }
     match host {
@@ -173,13 +178,10 @@ pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(ip.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"x-forwarded-proto: http\r\nx-forwarded-host: ");
-    out.extend_from_slice(fwd.host.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    put_header(out, b"x-forwarded-proto", b"http");
+    put_header(out, b"x-forwarded-host", fwd.host.as_bytes());
     if let Some(port) = fwd.port {
-        out.extend_from_slice(b"x-forwarded-port: ");
-        out.extend_from_slice(port.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, b"x-forwarded-port", port.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -284,10 +286,7 @@ pub fn parse_response<'b>(
             }
         }
         if !dropped_downstream(h.name) {
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
+            put_header(out, h.name.as_bytes(), h.value);
         }
     }
     let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
@@ -306,14 +305,10 @@ pub fn parse_response<'b>(
         reusable = false;
     }
     if header_safe(stamp.served_by) {
-        out.extend_from_slice(b"x-served-by: ");
-        out.extend_from_slice(stamp.served_by.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, b"x-served-by", stamp.served_by.as_bytes());
     }
     if let Some(s) = stamp.instance_status {
-        out.extend_from_slice(b"x-xipgate-instance-status: ");
-        out.extend_from_slice(s.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, b"x-xipgate-instance-status", s.as_bytes());
     }
     if stamp.close || framing == Framing::UntilClose {
         out.extend_from_slice(b"connection: close\r\n");
