@@ -354,12 +354,8 @@ impl ProxyHttp for Gate {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        let target = pick_target(route, &ctx.tried).ok_or_else(|| {
-            Error::explain(
-                ErrorType::HTTPStatus(503),
-                format!("service '{}' has no UP instance", route.app()),
-            )
-        })?;
+        let target = pick_target(route, &ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), route.none_up()))?;
         let addr = *target
             .upstream
             .as_ref()

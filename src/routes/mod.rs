@@ -193,12 +193,13 @@ pub enum Route {
 }
 
 impl Route {
-    /// The Eureka application the route belongs to.
-    pub fn app(&self) -> &str {
-        match self {
+    /// Why no try can be made on this route any more (both proxy paths answer 503 with it).
+    pub fn none_up(&self) -> String {
+        let app = match self {
             Route::Service(s) => &s.app,
             Route::Instance(t) => &t.instance.app,
-        }
+        };
+        format!("service '{app}' has no UP instance")
     }
 }
 

@@ -51,12 +51,16 @@ fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Hop-by-hop headers the fast path passes in neither direction (it takes no request that
+/// names others in Connection, and sets its own Connection answers).
+fn hop_by_hop(name: &str) -> bool {
+    is(name, "connection") || is(name, "keep-alive") || is(name, "proxy-connection")
+}
+
 /// Headers of the client's request not passed upstream: hop-by-hop ones, and the
 /// X-Forwarded-* set the edge writes itself.
 fn dropped_upstream(name: &str) -> bool {
-    is(name, "connection")
-        || is(name, "keep-alive")
-        || is(name, "proxy-connection")
+    hop_by_hop(name)
         || is(name, "x-forwarded-for")
         || is(name, "x-forwarded-proto")
         || is(name, "x-forwarded-host")
@@ -333,11 +337,7 @@ fn httparse_reason(e: httparse::Error) -> &'static str {
 
 /// Response headers the edge does not pass on: hop-by-hop ones, and the ones it sets.
 fn dropped_downstream(name: &str) -> bool {
-    is(name, "connection")
-        || is(name, "keep-alive")
-        || is(name, "proxy-connection")
-        || is(name, "x-served-by")
-        || is(name, "x-xipgate-instance-status")
+    hop_by_hop(name) || is(name, "x-served-by") || is(name, "x-xipgate-instance-status")
 }
 
 /// A value that can go into a header as it is (registry data is not trusted).

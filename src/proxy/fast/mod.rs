@@ -191,8 +191,7 @@ impl FastPath {
                 // The table can change between routing and a try: the same answers as the
                 // Pingora path's `upstream_peer` then.
                 let Some(target) = pick_target(&c.route, &tried) else {
-                    let why = format!("service '{}' has no UP instance", c.route.app());
-                    break Err((last, Failure::refused(503, why)));
+                    break Err((last, Failure::refused(503, c.route.none_up())));
                 };
                 let addr = match &target.upstream {
                     Ok(addr) => *addr,
