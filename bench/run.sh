@@ -11,12 +11,18 @@
 # Options (environment):
 #   XIPGATE_BIN   binary to test (default target/release/xipgate)
 #   SIZES         registry sizes, instances (default "10 1000 10000")
-#   TARGETS       any of: direct nginx instance service (default all four)
-#   DURATION      seconds measured per target (default 8); WARMUP seconds before (default 2)
+#   TARGETS       any of: direct nginx instance service nginx-aa (default all five).
+#                 nginx-aa is the control: a second nginx, identical to the first, compared
+#                 with it exactly as xipgate is. What it shows is how far two identical
+#                 proxies land apart on this machine in one run: the noise floor.
+#   DURATION      seconds measured per target (default 6); WARMUP seconds before (default 2)
 #   ROUNDS        times each proxy row is measured (default 5), interleaved (nginx, instance,
-#                 service, nginx, ...) so both proxies see the same machine conditions. The
-#                 table gives the median of the rounds and their range. The direct row is
-#                 measured once per size.
+#                 service, nginx-aa, nginx, ...) so all proxies see the same machine
+#                 conditions. requests/s: the median of the rounds and their range; the
+#                 ratio to nginx is the median of the per-round ratios (each round's nginx
+#                 run sits next to it, so slow drift of the machine cancels). p50 and p99:
+#                 of all the row's requests, from the rounds' pooled latency histograms.
+#                 The direct row is measured once per size.
 #   CONNS         wrk connections (default 64); wrk always runs one thread (-t1)
 #   PIN           1 (default): the proxy under test on CPU $PROXY_CPU (default 1), wrk, the
 #                 backend and the stub Eureka on CPU $LOAD_CPU (default 0); the same pinning
@@ -30,22 +36,22 @@
 # What runs: one backend (nginx, worker_processes 1, `return 200` with a 19-byte body),
 # a stub Eureka (nginx serving a generated /eureka/apps and an unchanged /eureka/apps/delta
 # as static files), the reference proxy (nginx, worker_processes 1, proxy_pass with an
-# upstream keepalive pool) and xipgate (threads: 1, access log off, RUST_LOG=warn). wrk
-# (-t1 -c$CONNS) asks each target for $DURATION s after $WARMUP s of warm-up, $ROUNDS times
-# over, interleaved. CPU per
-# request is the user+sys time of the proxy's processes (/proc/PID/stat, all threads and
-# workers) during the measured run divided by the requests served.
+# upstream keepalive pool), a copy of it as the control, and xipgate (threads: 1, access
+# log off, RUST_LOG=warn). wrk (-t1 -c$CONNS) asks each target for $DURATION s after
+# $WARMUP s of warm-up, $ROUNDS times over, interleaved. CPU per request is the user+sys
+# time of the proxy's processes (/proc/PID/stat, all threads and workers) during the
+# measured run divided by the requests served.
 #
 # Needs: nginx (Debian package nginx), wrk (wrk), python3 (python3), curl (curl), pgrep
-# (procps), taskset (util-linux). Runs about SIZES x (1 + 3 x ROUNDS) x (DURATION + WARMUP)
-# + 2 x ROUNDS x (DURATION + WARMUP) + 60 s: about 10.5 min with the defaults.
+# (procps), taskset (util-linux). Runs about SIZES x (1 + 4 x ROUNDS) x (DURATION + WARMUP)
+# + 2 x ROUNDS x (DURATION + WARMUP) + 60 s: about 11 min with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 XIPGATE_BIN=${XIPGATE_BIN:-target/release/xipgate}
 SIZES=${SIZES:-"10 1000 10000"}
-TARGETS=${TARGETS:-"direct nginx instance service"}
-DURATION=${DURATION:-8}
+TARGETS=${TARGETS:-"direct nginx instance service nginx-aa"}
+DURATION=${DURATION:-6}
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-64}
@@ -104,8 +110,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Six free loopback ports: backend, stub Eureka, nginx proxy, xipgate proxy and console,
-# and a spare for the refresh run's console.
-read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT _ < <(python3 - <<'EOF'
+# and the control nginx proxy.
+read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT < <(python3 - <<'EOF'
 import socket
 socks = []
 for _ in range(6):
@@ -199,6 +205,12 @@ EOF
 nginx_start proxy proxy; PROXY_PID=$NGINX_PID
 wait_port "$NGINX_PORT" "$PROXY_PID" "nginx proxy" "$WORK/proxy-error.log"
 
+# The control: the same nginx proxy again, on its own port.
+sed -e "s|listen 127.0.0.1:$NGINX_PORT;|listen 127.0.0.1:$NGINX_AA_PORT;|" -e "s|$WORK/proxy.pid|$WORK/proxy-aa.pid|" \
+    "$WORK/proxy.conf" > "$WORK/proxy-aa.conf"
+nginx_start proxy-aa proxy; PROXY_AA_PID=$NGINX_PID
+wait_port "$NGINX_AA_PORT" "$PROXY_AA_PID" "control nginx proxy" "$WORK/proxy-aa-error.log"
+
 XIP_PID=
 xipgate_start() { # xipgate_start INTERVAL DELTA
     cat > "$WORK/xipgate.yaml" <<EOF
@@ -267,8 +279,8 @@ measure() { # measure N TARGET PORT HOST CPU-PID-or-empty (in round $ROUND)
     [ "$target" = direct ] && wrap=("${ON_PROXY_CPU[@]}")
     "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $host" "http://127.0.0.1:$port/" > /dev/null
     [ -n "$pid" ] && before=$(ticks "$pid")
-    "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/report.lua -H "Host: $host" \
-        "http://127.0.0.1:$port/" > "$WORK/wrk-$n-$target-$ROUND.txt"
+    WRK_HIST="$WORK/hist-$n-$target-$ROUND.txt" "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
+        -s bench/report.lua -H "Host: $host" "http://127.0.0.1:$port/" > "$WORK/wrk-$n-$target-$ROUND.txt"
     [ -n "$pid" ] && after=$(ticks "$pid")
     line=$(grep '^RESULT ' "$WORK/wrk-$n-$target-$ROUND.txt") ||
         { echo "bench/run.sh: no wrk result for $target:" >&2; cat "$WORK/wrk-$n-$target-$ROUND.txt" >&2; exit 1; }
@@ -300,6 +312,7 @@ for n in $SIZES; do
             case $target in
                 direct) [ "$ROUND" != 1 ] || measure "$n" direct "$BACKEND_PORT" "backend" "" ;;
                 nginx) measure "$n" nginx "$NGINX_PORT" "backend" "$PROXY_PID" ;;
+                nginx-aa) measure "$n" nginx-aa "$NGINX_AA_PORT" "backend" "$PROXY_AA_PID" ;;
                 instance) measure "$n" instance "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID" ;;
                 service) measure "$n" service "$XIP_PORT" "$SERVICE_LABEL.$DOMAIN" "$XIP_PID" ;;
                 *) echo "bench/run.sh: unknown target '$target'" >&2; exit 2 ;;
@@ -354,4 +367,4 @@ if [ "$REFRESH" = 1 ] && [[ " $TARGETS " == *" instance "* ]]; then
 fi
 
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-python3 bench/summary.py "$RESULTS" "$EXTRA" "$CLK_TCK" "$DURATION" "$CONNS" "$PIN" "$(nproc)" "$CPU_MODEL" "$GZIP" "$ROUNDS"
+python3 bench/summary.py "$RESULTS" "$EXTRA" "$WORK" "$CLK_TCK" "$DURATION" "$CONNS" "$PIN" "$(nproc)" "$CPU_MODEL" "$GZIP" "$ROUNDS"
