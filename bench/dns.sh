@@ -10,6 +10,9 @@
 # Needs: dnsperf (Debian package dnsperf), dnsmasq (package dnsmasq), dig (package
 # bind9-dnsutils), python3. Installs nothing itself. Runs about 2 x DURATION + a few seconds.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+SELF=bench/dns.sh
+. bench/lib.sh
 
 XIPGATE_BIN=${XIPGATE_BIN:-target/release/xipgate}
 DURATION=${DURATION:-10}
@@ -17,20 +20,12 @@ QUERIES=${QUERIES:-10000}
 DNSPERF_OPTS=${DNSPERF_OPTS:-"-c 2 -T 1 -q 100"}
 ZONE=sslip.io
 
-missing=0
-need() { # need TOOL DEBIAN-PACKAGE
-    if ! command -v "$1" >/dev/null 2>&1; then
-        echo "bench/dns.sh: '$1' not found: apt-get install $2" >&2
-        missing=1
-    fi
-}
 need dnsperf dnsperf
 need dnsmasq dnsmasq
 need dig bind9-dnsutils
 need python3 python3
-[ "$missing" = 0 ] || exit 2
-# dnsmasq lives in /usr/sbin, which is not always on PATH for non-root users.
-DNSMASQ=$(command -v dnsmasq)
+needs_met
+DNSMASQ=$(sbin_tool dnsmasq)
 if [ ! -x "$XIPGATE_BIN" ]; then
     echo "bench/dns.sh: $XIPGATE_BIN is not an executable: cargo build --release (or set XIPGATE_BIN)" >&2
     exit 2
@@ -40,33 +35,11 @@ if [ "$DURATION" -gt 50 ]; then
     DURATION=50
 fi
 
-WORK=$(mktemp -d /tmp/xipgate-dnsbench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+bench_workdir dnsbench
 
 # Four distinct free loopback ports: xipgate DNS, xipgate proxy, a dead registry, dnsmasq.
 # (Bound UDP and TCP: a DNS port must be free for both.)
-read -r XIP_DNS_PORT PROXY_PORT DEAD_PORT DNSMASQ_PORT < <(python3 - <<'EOF'
-import socket
-ports, socks = [], []
-while len(ports) < 4:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
-    p = u.getsockname()[1]
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        t.bind(("127.0.0.1", p))
-    except OSError:
-        u.close(); t.close(); continue
-    socks += [u, t]; ports.append(p)
-print(*ports)
-EOF
-)
+read -r XIP_DNS_PORT PROXY_PORT DEAD_PORT DNSMASQ_PORT < <(free_ports 4 tcp+udp)
 
 # The query mix, in dnsperf's "name type" format. Fixed seed: every run asks the same.
 python3 - "$QUERIES" "$ZONE" > "$WORK/queries.txt" <<'EOF'

@@ -47,6 +47,8 @@
 # + 2 x ROUNDS x (DURATION + WARMUP) + 60 s: about 11 min with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SELF=bench/run.sh
+. bench/lib.sh
 
 XIPGATE_BIN=${XIPGATE_BIN:-target/release/xipgate}
 SIZES=${SIZES:-"10 1000 10000"}
@@ -62,22 +64,14 @@ REFRESH=${REFRESH:-1}
 GZIP=${GZIP:-1}
 DOMAIN=127-0-0-1.sslip.io
 
-missing=0
-need() { # need TOOL DEBIAN-PACKAGE
-    if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
-        echo "bench/run.sh: '$1' not found: apt-get install $2" >&2
-        missing=1
-    fi
-}
 need nginx nginx
 need wrk wrk
 need python3 python3
 need curl curl
 need pgrep procps
 [ "$PIN" = 0 ] || need taskset util-linux
-[ "$missing" = 0 ] || exit 2
-# nginx lives in /usr/sbin, which is not always on PATH for non-root users.
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+needs_met
+NGINX=$(sbin_tool nginx)
 if [ "$DURATION" -gt 60 ]; then
     echo "bench/run.sh: DURATION is capped at 60 s" >&2
     DURATION=60
@@ -97,28 +91,11 @@ fi
 ON_PROXY_CPU=() ON_LOAD_CPU=()
 if [ "$PIN" != 0 ]; then ON_PROXY_CPU=(taskset -c "$PROXY_CPU") ON_LOAD_CPU=(taskset -c "$LOAD_CPU"); fi
 
-WORK=$(mktemp -d /tmp/xipgate-bench.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ -n "${KEEP:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir bench
 
 # Six free loopback ports: backend, stub Eureka, nginx proxy, xipgate proxy and console,
 # and the control nginx proxy.
-read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(6):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(*[s.getsockname()[1] for s in socks])
-EOF
-)
+read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT < <(free_ports 6)
 
 # nginx runs in the foreground (daemon off) so $! is its master; as root its workers stay
 # root so they can read the work directory.

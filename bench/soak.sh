@@ -43,6 +43,8 @@
 # Needs: nginx, wrk, python3, curl (Debian packages of the same names).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SELF=bench/soak.sh
+. bench/lib.sh
 
 SOAK_SECONDS=${SOAK_SECONDS:-600}
 CONNS=${CONNS:-32}
@@ -57,15 +59,9 @@ WARMUP=${WARMUP:-60}
 if [ $((WARMUP * 3)) -gt "$SOAK_SECONDS" ]; then WARMUP=$((SOAK_SECONDS / 3)); fi
 if [ "$SOAK_SECONDS" -lt 20 ]; then echo "bench/soak.sh: SOAK_SECONDS must be at least 20" >&2; exit 2; fi
 
-missing=0
-for tool in nginx wrk python3 curl; do
-    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
-        echo "bench/soak.sh: '$tool' not found: apt-get install $tool" >&2
-        missing=1
-    fi
-done
-[ "$missing" = 0 ] || exit 2
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+for tool in nginx wrk python3 curl; do need "$tool" "$tool"; done
+needs_met
+NGINX=$(sbin_tool nginx)
 
 if [ "$XIPGATE_BIN" = target/release/xipgate ]; then
     # cargo decides whether anything changed; a no-op when the binary is up to date.
@@ -76,28 +72,11 @@ elif [ ! -x "$XIPGATE_BIN" ]; then
     exit 2
 fi
 
-WORK=$(mktemp -d /tmp/xipgate-soak.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ -n "${KEEP:-}" ]; then echo "bench/soak.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir soak
 
 # 16 free loopback ports: 8 core, 4 churn, one dead (bound now, released, never listened
 # on), Eureka, xipgate proxy and console.
-read -r -a PORTS < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(16):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(*[s.getsockname()[1] for s in socks])
-EOF
-)
+read -r -a PORTS < <(free_ports 16)
 CORE_PORTS=("${PORTS[@]:0:8}")
 CHURN_PORTS=("${PORTS[@]:8:4}")
 DEAD_PORT=${PORTS[12]}

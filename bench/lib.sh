@@ -1,0 +1,57 @@
+# Sourced by the bench scripts (run.sh, soak.sh, dns.sh): the checks and the cleanup they
+# all need. Set SELF (the script's name, for messages) before sourcing.
+
+# need TOOL DEBIAN-PACKAGE: notes a missing tool; `needs_met` then stops the script once,
+# after every missing tool has been named.
+NEEDS_MISSING=0
+need() {
+    # nginx and dnsmasq live in /usr/sbin, which is not always on PATH for non-root users.
+    if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
+        echo "$SELF: '$1' not found: apt-get install $2" >&2
+        NEEDS_MISSING=1
+    fi
+}
+needs_met() { [ "$NEEDS_MISSING" = 0 ] || exit 2; }
+
+# sbin_tool TOOL: the tool's path, also when /usr/sbin is not on PATH.
+sbin_tool() { command -v "$1" || echo "/usr/sbin/$1"; }
+
+# bench_workdir NAME: makes $WORK (readable by nginx workers that drop root) and arranges
+# that every pid added to PIDS is stopped and $WORK removed (unless KEEP is set) at exit.
+PIDS=()
+bench_workdir() {
+    WORK=$(mktemp -d "/tmp/xipgate-$1.XXXXXX")
+    chmod 755 "$WORK"
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ -n "${KEEP:-}" ]; then echo "$SELF: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+
+# free_ports N [tcp+udp]: N distinct free loopback ports, on one line. With tcp+udp each
+# port is free for both (a DNS server binds both).
+free_ports() {
+    python3 - "$1" "${2:-tcp}" <<'EOF'
+import socket, sys
+n, both = int(sys.argv[1]), sys.argv[2] == "tcp+udp"
+ports, socks = [], []  # held open until every port is chosen, so none repeats
+while len(ports) < n:
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.bind(("127.0.0.1", 0))
+    port = t.getsockname()[1]
+    socks.append(t)
+    if both:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        socks.append(u)
+    ports.append(port)
+print(*ports)
+EOF
+}
