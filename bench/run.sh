@@ -15,13 +15,15 @@
 #                 nginx-aa is the control: a second nginx, identical to the first, compared
 #                 with it exactly as xipgate is. What it shows is how far two identical
 #                 proxies land apart on this machine in one run: the noise floor.
-#   DURATION      seconds measured per target (default 6); WARMUP seconds before (default 2)
-#   ROUNDS        times each proxy row is measured (default 5), interleaved (nginx, instance,
-#                 service, nginx-aa, nginx, ...) so all proxies see the same machine
-#                 conditions. requests/s: the median of the rounds and their range; the
-#                 ratio to nginx is the median of the per-round ratios (each round's nginx
-#                 run sits next to it, so slow drift of the machine cancels). p50 and p99:
-#                 of all the row's requests, from the rounds' pooled latency histograms.
+#   DURATION      seconds measured per target (default 8); WARMUP seconds before (default 2)
+#   ROUNDS        times each proxy row is measured (default 4), interleaved so all proxies
+#                 see the same machine conditions, each round in an order rotated by one
+#                 (nginx instance service nginx-aa, then instance service nginx-aa nginx,
+#                 ...; with 4 proxy rows, 4 rounds give each row each place once).
+#                 requests/s: the median of the rounds and their range; the ratio to nginx
+#                 is the median of the per-round ratios (nginx ran in the same round, a few
+#                 runs away, so slow drift of the machine mostly cancels). p50 and p99: of
+#                 all the row's requests, from the rounds' pooled latency histograms.
 #                 The direct row is measured once per size.
 #   CONNS         wrk connections (default 64); wrk always runs one thread (-t1)
 #   PIN           1 (default): the proxy under test on CPU $PROXY_CPU (default 1), wrk, the
@@ -44,7 +46,7 @@
 #
 # Needs: nginx (Debian package nginx), wrk (wrk), python3 (python3), curl (curl), pgrep
 # (procps), taskset (util-linux). Runs about SIZES x (1 + 4 x ROUNDS) x (DURATION + WARMUP)
-# + 2 x ROUNDS x (DURATION + WARMUP) + 60 s: about 11 min with the defaults.
+# + 2 x ROUNDS x (DURATION + WARMUP) + 60 s: about 10.5 min with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SELF=bench/run.sh
@@ -53,8 +55,8 @@ SELF=bench/run.sh
 XIPGATE_BIN=${XIPGATE_BIN:-target/release/xipgate}
 SIZES=${SIZES:-"10 1000 10000"}
 TARGETS=${TARGETS:-"direct nginx instance service nginx-aa"}
-DURATION=${DURATION:-6}
-ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-4}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-64}
 PIN=${PIN:-1}
@@ -266,6 +268,17 @@ measure() { # measure N TARGET PORT HOST CPU-PID-or-empty (in round $ROUND)
     echo "  $n $target (round $ROUND): ${line#RESULT }" >&2
 }
 
+# rotated ROUND TARGET...: the targets in the order of that round. Each round starts one
+# place further on (direct stays first), so no proxy always runs right after the same other
+# one or first in its round: the place in the order is spread evenly instead of favouring one.
+rotated() {
+    local round=$1 t rest=() out=()
+    shift
+    for t in "$@"; do [ "$t" = direct ] && out+=(direct) || rest+=("$t"); done
+    local k=$(( (round - 1) % (${#rest[@]} > 0 ? ${#rest[@]} : 1) ))
+    echo "${out[@]}" "${rest[@]:k}" "${rest[@]:0:k}"
+}
+
 largest=0
 for n in $SIZES; do [ "$n" -gt "$largest" ] && largest=$n; done
 EXTRA=$WORK/extra.txt
@@ -285,7 +298,7 @@ for n in $SIZES; do
         [ "$code" = 200 ] || { echo "bench/run.sh: $host.$DOMAIN answered $code through xipgate" >&2; exit 1; }
     done
     for ROUND in $(seq 1 "$ROUNDS"); do
-        for target in $TARGETS; do
+        for target in $(rotated "$ROUND" $TARGETS); do
             case $target in
                 direct) [ "$ROUND" != 1 ] || measure "$n" direct "$BACKEND_PORT" "backend" "" ;;
                 nginx) measure "$n" nginx "$NGINX_PORT" "backend" "$PROXY_PID" ;;
