@@ -65,9 +65,19 @@ def summary(n, target, by_round):
 rows = {k: summary(*k, v) for k, v in runs.items()}
 
 
+# The rows measured in the same rounds as nginx; the refresh rows run afterwards, in a
+# xipgate of their own, so they have no nginx run of their own round to pair with.
+INTERLEAVED = ("instance", "service", "nginx-aa")
+
+
 def vs_nginx(n, target):
-    """Median over the rounds of this row's requests/s over nginx's in the same round."""
+    """This row's requests/s over nginx's: the median of the per-round ratios for the rows
+    interleaved with nginx, the ratio of the medians for the others."""
     mine, ref = runs.get((n, target), {}), runs.get((n, "nginx"), {})
+    if not (mine and ref):
+        return None
+    if target not in INTERLEAVED:
+        return rows[(n, target)]["rps"] / rows[(n, "nginx")]["rps"]
     ratios = [mine[r][0] / ref[r][0] for r in mine if r in ref]
     return med(ratios) if ratios else None
 
