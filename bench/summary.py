@@ -167,17 +167,20 @@ for t in ("instance-refresh-1s", "instance-delta-1s"):
         # "No p99 change": inside the range the rounds without refreshes span.
         checks.append((f"{names[t]}: p99 inside the no-refresh rounds' range", s["p99"] <= base["p99_hi"],
                        f"{ms(s['p99'])} vs {ms(base['p99_lo'])}–{ms(base['p99_hi'])} ms"))
-if checks:
+
+
+def verdict(heading, checks, why=""):
+    """Prints `heading (k of n met[; why]):` and one met / NOT met line per check."""
+    if not checks:
+        return
     print()
-    print(f"Targets ({sum(ok for _, ok, _ in checks)} of {len(checks)} met):")
+    print(f"{heading} ({sum(ok for _, ok, _ in checks)} of {len(checks)} met{why}):")
     for what, ok, detail in checks:
         print(f"- {'met' if ok else 'NOT met'}: {what} ({detail})")
 
+
+verdict("Targets", checks)
 # The control, judged as xipgate is: an identical proxy "fails" these as often as noise makes it.
-control = [c for n in sizes for c in against_nginx(n, "nginx-aa", "control")]
-if control:
-    print()
-    print(f"Control, a second identical nginx, held to the same comparisons "
-          f"({sum(ok for _, ok, _ in control)} of {len(control)} met; what is not met is this machine's noise):")
-    for what, ok, detail in control:
-        print(f"- {'met' if ok else 'NOT met'}: {what} ({detail})")
+verdict("Control, a second identical nginx, held to the same comparisons",
+        [c for n in sizes for c in against_nginx(n, "nginx-aa", "control")],
+        "; what is not met is this machine's noise")
