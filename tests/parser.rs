@@ -58,10 +58,12 @@ fn mixed_shapes_and_one_bad_instance() {
     assert!(!up.metadata.contains_key("@class"));
     assert_eq!(up.last_renewal_ms, Some(1700000030000));
 
-    // An operator's override wins over the reported status.
+    // `status` is taken as sent (a real server has already applied the override to
+    // it); `overriddenStatus` is kept for the console only.
+    let oos = find(all, "order-service-7d9f8-oos01:order-service:8080");
     assert_eq!(
-        find(all, "order-service-7d9f8-oos01:order-service:8080").status,
-        Status::OutOfService
+        (oos.status, oos.overridden_status),
+        (Status::Up, Some(Status::OutOfService))
     );
     // No instanceId: metadata.instanceId is used.
     let meta = find(all, "order-meta-id:order-service:8080");
@@ -115,7 +117,8 @@ fn xml_when_the_server_ignores_accept() {
 #[test]
 fn deltas_split_deleted_from_upserted() {
     let snap = parse_apps(&fixture("delta.json")).unwrap();
-    assert_eq!(snap.deleted, vec!["gone-1".to_string()]);
+    let gone: Vec<String> = snap.deleted.iter().map(ToString::to_string).collect();
+    assert_eq!(gone, ["ORDER-SERVICE/gone-1"]);
     assert_eq!(snap.instances.len(), 1);
     assert_eq!(snap.instances[0].instance_id, "new-1");
 }

@@ -185,7 +185,12 @@ async fn every_registry_fault_keeps_the_last_good_table() {
         eventually(Duration::from_secs(4), &format!("{name}: recovery"), || {
             x.get(&extra.label(), "/").0 == 200
         });
-        assert_eq!(x.api("/api/v1/registry").1["consecutive_failures"], 0);
+        assert_eq!(
+            x.api("/api/v1/registry").1["consecutive_failures"],
+            0,
+            "{name}: recovered\n{}",
+            x.log()
+        );
     }
     let (ok, failed) = traffic.finish();
     assert!(ok > 100, "traffic flowed ({ok})");
@@ -195,32 +200,36 @@ async fn every_registry_fault_keeps_the_last_good_table() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_suddenly_empty_registry_is_held_off_for_the_grace_period() {
+async fn a_suddenly_empty_registry_is_held_for_the_grace_period() {
     let a = Backend::start("a").await;
     let eureka = StubEureka::start().await;
     let ia = Inst::up("svc", "svc-a", a.addr);
     eureka.serve(std::slice::from_ref(&ia)).await;
+    // `empty_grace`, the key's old name, still works.
     let x = Xipgate::start(&eureka.url(), "  registry:\n    empty_grace: 4s\n");
     eureka.serve(&[]).await;
     eventually(
         Duration::from_secs(5),
         "the empty registry is noticed",
-        || !x.api("/api/v1/registry").1["empty_registry_since"].is_null(),
+        || !x.api("/api/v1/registry").1["held_since"].is_null(),
     );
+    assert_eq!(x.api("/api/v1/registry").1["held_instances"], 1);
+    assert_eq!(metric(&x, "xipgate_registry_held_instances"), 1.0);
     assert_eq!(
         x.get(&ia.label(), "/").0,
         200,
         "known instances keep routing"
     );
     let (_, _, page) = http_get(x.console, "localhost", "/").unwrap();
-    assert!(page.contains("no instances"), "the console says so");
+    assert!(page.contains("fewer than half"), "the console says so");
     // After the grace period the empty registry is believed.
     eventually(
         Duration::from_secs(8),
         "the empty registry is applied",
         || x.get(&ia.label(), "/").0 == 404,
     );
-    assert!(x.api("/api/v1/registry").1["empty_registry_since"].is_null());
+    assert!(x.api("/api/v1/registry").1["held_since"].is_null());
+    assert_eq!(metric(&x, "xipgate_registry_held_instances"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

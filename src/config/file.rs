@@ -37,8 +37,11 @@ pub struct RegistryFile {
     pub eureka: EurekaFile,
     /// How long a new process waits for its first registry before it takes traffic anyway.
     pub startup_wait: Option<String>,
-    /// How long the last good table is kept when the registry suddenly lists nothing.
-    pub empty_grace: Option<String>,
+    /// How long instances missing from a registry that suddenly lists fewer than half
+    /// of them are still routed. `empty_grace`, its name before it covered a partial
+    /// registry too, is still accepted.
+    #[serde(alias = "empty_grace")]
+    pub shrink_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +54,8 @@ pub struct EurekaFile {
     pub max_body: Option<ByteSize>,
     /// Fetch `/apps/delta` between full fetches.
     pub delta: Option<bool>,
+    /// A copy older than this is refreshed with a full fetch (below the server's 180 s).
+    pub delta_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -33,7 +33,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// 64 MiB: a 10,000-instance registry is about 30 MB of JSON.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
 pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(30);
-pub const DEFAULT_EMPTY_GRACE: Duration = Duration::from_secs(300);
+/// Long enough for every Spring client to find its lease gone at its next heartbeat (30 s)
+/// and register again with a restarted server, with room for its response cache.
+pub const DEFAULT_SHRINK_GRACE: Duration = Duration::from_secs(120);
+/// A Eureka server keeps 180 s of changes (`retentionTimeInMSInDeltaQueue`), and the
+/// delta it serves can be up to 30 s old (its response cache): a copy more than
+/// 180 - 30 s old may have missed a change no delta still carries.
+pub const DEFAULT_DELTA_WINDOW: Duration = Duration::from_secs(150);
 pub const DEFAULT_ALLOW: [&str; 6] = [
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -87,7 +93,11 @@ pub struct RegistryConfig {
     pub max_body: usize,
     pub delta: bool,
     pub startup_wait: Duration,
-    pub empty_grace: Duration,
+    /// How long instances missing from a suddenly shrunken registry are still routed.
+    pub shrink_grace: Duration,
+    /// How far back the server's deltas reach, for xipgate's purposes: a copy older
+    /// than this is refreshed with a full fetch instead of a delta.
+    pub delta_window: Duration,
 }
 
 /// A Eureka base URL with its credentials taken out, so it can be shown and logged.

@@ -251,10 +251,15 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
             x.registry.startup_wait.as_ref(),
             DEFAULT_STARTUP_WAIT,
         ),
-        empty_grace: c.duration(
-            "xipgate.registry.empty_grace",
-            x.registry.empty_grace.as_ref(),
-            DEFAULT_EMPTY_GRACE,
+        shrink_grace: c.duration(
+            "xipgate.registry.shrink_grace",
+            x.registry.shrink_grace.as_ref(),
+            DEFAULT_SHRINK_GRACE,
+        ),
+        delta_window: c.duration(
+            "xipgate.registry.eureka.delta_window",
+            e.delta_window.as_ref(),
+            DEFAULT_DELTA_WINDOW,
         ),
     };
 

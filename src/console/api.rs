@@ -317,6 +317,7 @@ pub fn instance_json(t: &Target, links: &Links) -> Value {
         "secure_port": i.secure_port,
         "host_name": i.host_name,
         "status": i.status,
+        "overridden_status": i.overridden_status,
         "zone": i.zone(),
         "weight": i.weight(),
         "last_renewal": (renewal > 0).then(|| format_ms(renewal)),
@@ -344,7 +345,13 @@ pub fn registry_json(s: &SyncStatus) -> Value {
         "last_body_bytes": s.last_bytes,
         "skipped_instances": s.skipped,
         "skipped_sources": s.skipped_sources,
-        "empty_registry_since": s.empty_since.map(format_time),
+        "last_full_fetch_reason": s.last_full_fetch_reason,
+        "bytes_total": s.bytes_total,
+        "held_since": s.held_since.map(format_time),
+        "held_instances": s.held_instances,
+        // The name from before the hold covered a partial registry too.
+        "empty_registry_since": s.held_since.map(format_time),
+        "deltas_refused_until": s.deltas_refused_until.map(format_time),
     })
 }
 

@@ -65,6 +65,9 @@ pub struct Metrics {
     instances: IntGaugeVec,
     sync_age: prometheus::Gauge,
     registry_bytes: prometheus::IntGauge,
+    fetches: IntCounterVec,
+    wire_bytes: prometheus::IntCounter,
+    held: prometheus::IntGauge,
 }
 
 impl Default for Metrics {
@@ -116,8 +119,29 @@ impl Metrics {
             "Size of the last registry body fetched",
         )
         .expect("static metric definition");
+        let fetches = IntCounterVec::new(
+            Opts::new(
+                "registry_fetches_total",
+                "Registry fetches applied, by kind (full: /apps, delta: /apps/delta)",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        let wire_bytes = prometheus::IntCounter::new(
+            "registry_received_bytes_total",
+            "Registry body bytes received on the wire (compressed where the server compressed)",
+        )
+        .expect("static metric definition");
+        let held = prometheus::IntGauge::new(
+            "registry_held_instances",
+            "Instances missing from a suddenly shrunken registry and still routed (xipgate.registry.shrink_grace)",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(fetches.clone()),
+            Box::new(wire_bytes.clone()),
+            Box::new(held.clone()),
             Box::new(upstream_latency.clone()),
             Box::new(retries.clone()),
             Box::new(syncs.clone()),
@@ -138,6 +162,9 @@ impl Metrics {
             instances,
             sync_age,
             registry_bytes,
+            fetches,
+            wire_bytes,
+            held,
         }
     }
 
@@ -190,6 +217,14 @@ impl Metrics {
                 .map_or(-1.0, |d| d.as_secs_f64()),
         );
         self.registry_bytes.set(sync.last_bytes as i64);
+        for (kind, n) in [("full", sync.full_fetches), ("delta", sync.delta_fetches)] {
+            let c = self.fetches.with_label_values(&[kind]);
+            c.reset();
+            c.inc_by(n);
+        }
+        self.wire_bytes.reset();
+        self.wire_bytes.inc_by(sync.bytes_total);
+        self.held.set(sync.held_instances as i64);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -81,6 +81,9 @@ struct InstanceView {
     address: String,
     secure_port: Option<u16>,
     status: &'static str,
+    /// An operator's override, shown beside the status: the server has already folded
+    /// it into `status` (which wins when the instance itself reports DOWN or STARTING).
+    overridden: Option<&'static str>,
     zone: String,
     last_renewal: String,
     last_renewal_at: String,
@@ -153,6 +156,7 @@ fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String])
         address,
         secure_port: i.secure_port,
         status: i.status.as_str(),
+        overridden: i.overridden_status.map(|o| o.as_str()),
         zone,
         last_renewal: renewed.map(age).unwrap_or_default(),
         last_renewal_at: renewed.map(format_time).unwrap_or_default(),
@@ -200,10 +204,15 @@ fn banner(sync: &SyncStatus, loaded: bool) -> Option<Banner> {
             ),
         });
     }
-    if sync.empty_since.is_some() {
+    if sync.held_since.is_some() {
         return Some(Banner {
             level: "warn",
-            text: "Eureka suddenly lists no instances: the last good table is kept for now and still routed.".into(),
+            text: format!(
+                "Eureka suddenly lists fewer than half of the instances it listed (a restarted Eureka refills as clients renew): the {} missing instance{} still routed as last seen, since {}.",
+                sync.held_instances,
+                if sync.held_instances == 1 { " is" } else { "s are" },
+                sync.held_since.map(age).unwrap_or_default()
+            ),
         });
     }
     (sync.consecutive_failures > 0).then(|| Banner {
@@ -247,7 +256,7 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         last_error: sync
             .last_error
             .clone()
-            .filter(|_| sync.consecutive_failures > 0 || sync.empty_since.is_some()),
+            .filter(|_| sync.consecutive_failures > 0),
         syncs_ok: sync.syncs_ok,
         syncs_failed: sync.syncs_failed,
         names: bare(&links.url("")).trim_start_matches('.').to_string(),

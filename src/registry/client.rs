@@ -34,6 +34,64 @@ pub enum FetchError {
     NotFound { url: String },
 }
 
+/// A [`FetchError`] without its details: what log de-duplication compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchErrorKind {
+    url: String,
+    kind: &'static str,
+    status: Option<u16>,
+}
+
+impl FetchError {
+    /// The HTTP status the server answered with, for errors that are one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            FetchError::Status { status, .. } => Some(*status),
+            FetchError::NotFound { .. } => Some(404),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> FetchErrorKind {
+        let (url, kind) = match self {
+            FetchError::Connect { url, .. } => (url, "connect"),
+            FetchError::Timeout { url, .. } => (url, "timeout"),
+            FetchError::Status { url, .. } => (url, "status"),
+            FetchError::TooLarge { url, .. } => (url, "too-large"),
+            FetchError::Body { url, .. } => (url, "body"),
+            FetchError::Parse { url, .. } => (url, "parse"),
+            FetchError::NotFound { url } => (url, "not-found"),
+        };
+        FetchErrorKind {
+            url: url.clone(),
+            kind,
+            status: self.http_status(),
+        }
+    }
+}
+
+/// What a refusal most likely means, for the message. A Eureka server answers 403 with
+/// an empty body to every registry read during its start-up window (it synced nothing
+/// from peers and waits `eureka.server.wait-time-in-ms-when-sync-empty`), and to
+/// `/apps/delta` when `eureka.server.disable-delta` is set. Spring Security asks for
+/// credentials with a 401.
+pub fn refusal_hint(status: u16, path: &str, has_credentials: bool) -> &'static str {
+    match (status, has_credentials) {
+        (401, false) => " (the server wants credentials: user:pass@ in the URL)",
+        (401, true) => " (the server refused these credentials)",
+        (403, _) if path == "/apps/delta" => {
+            " (Eureka refuses deltas when eureka.server.disable-delta is set, and every read during its start-up window)"
+        }
+        (403, false) => {
+            " (Eureka refuses reads during its start-up window after starting with an empty registry, eureka.server.wait-time-in-ms-when-sync-empty; or a proxy in front forbids it)"
+        }
+        (403, true) => {
+            " (Eureka's start-up window after starting with an empty registry, or these credentials lack access)"
+        }
+        _ => "",
+    }
+}
+
 /// What a successful fetch brought.
 #[derive(Debug)]
 pub struct Fetched {
@@ -42,8 +100,8 @@ pub struct Fetched {
     pub source: String,
     /// Body bytes after decompression.
     pub bytes: usize,
-    /// Bytes on the wire (compressed), where the server said (Content-Length).
-    pub wire_bytes: Option<u64>,
+    /// Body bytes as received (compressed, where the server compressed).
+    pub wire_bytes: u64,
     /// Errors of the URLs tried before the one that answered (failover).
     pub skipped_sources: Vec<String>,
 }
@@ -65,7 +123,6 @@ impl EurekaClient {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
-            .gzip(true)
             .user_agent(concat!("xipgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(EurekaClient {
@@ -136,6 +193,8 @@ impl EurekaClient {
     ) -> Result<Fetched, FetchError> {
         let full = format!("{}{path}", url.base);
         let shown = full.clone();
+        // Decompressed here (see `gunzip`), not by reqwest, so the bytes on the wire
+        // can be counted.
         let mut req = self
             .http
             .get(&full)
@@ -150,40 +209,34 @@ impl EurekaClient {
             return Err(FetchError::NotFound { url: shown });
         }
         if !status.is_success() {
-            let hint = match status.as_u16() {
-                401 | 403 if url.auth.is_none() => {
-                    " (the server wants credentials: user:pass@ in the URL)"
-                }
-                401 | 403 => " (credentials refused, or the server is still starting up)",
-                _ => "",
-            };
             return Err(FetchError::Status {
                 url: shown,
                 status: status.as_u16(),
-                hint: hint.to_string(),
+                hint: refusal_hint(status.as_u16(), path, url.auth.is_some()).to_string(),
             });
         }
-        let wire_bytes = resp.content_length();
-        // With gzip on, reqwest hides the compressed length; the limit applies to what we
-        // would hold in memory, the decompressed body.
-        let expected = if path == "/apps" {
-            // A little headroom: a registry that grew by a few instances fits too.
+        let gzipped = resp
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        // A little headroom: a registry that grew by a few instances fits too.
+        let expected = if path == "/apps" && !gzipped {
             let last = self.last_full_len.load(Ordering::Relaxed);
             (last + last / 16).min(self.max_body)
         } else {
             0
         };
-        let mut body: Vec<u8> = Vec::with_capacity(expected);
+        let mut wire: Vec<u8> = Vec::with_capacity(expected);
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.max_body {
+                    if wire.len() + chunk.len() > self.max_body {
                         return Err(FetchError::TooLarge {
                             url: shown,
                             limit: self.max_body,
                         });
                     }
-                    body.extend_from_slice(&chunk);
+                    wire.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => {
@@ -200,6 +253,22 @@ impl EurekaClient {
                 }
             }
         }
+        let wire_bytes = wire.len() as u64;
+        let body = if gzipped {
+            let hint = self.last_full_len.load(Ordering::Relaxed);
+            gunzip(&wire, self.max_body, hint).map_err(|e| match e {
+                Gunzip::TooLarge => FetchError::TooLarge {
+                    url: shown.clone(),
+                    limit: self.max_body,
+                },
+                Gunzip::Invalid(reason) => FetchError::Body {
+                    url: shown.clone(),
+                    reason: format!("invalid gzip body: {reason}"),
+                },
+            })?
+        } else {
+            wire
+        };
         let snapshot = parse(&body).map_err(|source| FetchError::Parse {
             url: shown.clone(),
             source,
@@ -226,6 +295,26 @@ impl EurekaClient {
             }
         }
     }
+}
+
+enum Gunzip {
+    TooLarge,
+    Invalid(std::io::Error),
+}
+
+/// Decompresses a gzip body, refusing more than `limit` bytes of output (a small
+/// compressed body can expand enormously).
+fn gunzip(wire: &[u8], limit: usize, size_hint: usize) -> Result<Vec<u8>, Gunzip> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(size_hint.min(limit));
+    flate2::read::GzDecoder::new(wire)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(Gunzip::Invalid)?;
+    if out.len() > limit {
+        return Err(Gunzip::TooLarge);
+    }
+    Ok(out)
 }
 
 /// reqwest's top-level message is generic ("error sending request"); the cause is inside.

@@ -1,11 +1,13 @@
-//! The Eureka registry: payload parsing, the REST client and the background sync that
-//! keeps the routing table up to date.
+//! The Eureka registry: payload parsing, the REST client, xipgate's copy of the
+//! registry and the background sync that keeps the routing table up to date.
 
 pub mod client;
+mod copy;
 pub mod model;
 pub mod parse;
 pub mod sync;
 
 pub use client::{EurekaClient, FetchError};
-pub use model::{Instance, Snapshot, Status};
-pub use sync::{RegistrySync, SyncState, SyncStatus};
+pub use copy::SHRINK_HOLD_BELOW;
+pub use model::{Instance, InstanceKey, Snapshot, Status};
+pub use sync::{RegistrySync, SyncError, SyncState, SyncStatus};

@@ -64,20 +64,32 @@ pub struct Instance {
     pub port: Option<u16>,
     /// The secure port when enabled.
     pub secure_port: Option<u16>,
-    /// The effective status: `overriddenStatus` when set to something other than
-    /// UNKNOWN (an operator's override wins), else `status`.
+    /// `status` exactly as the server sends it. A real Eureka server has already folded
+    /// any override into it, and an instance's own DOWN or STARTING wins over an
+    /// override (its `DownOrStartingRule` comes before `OverrideExistsRule`), so this
+    /// is what routing and the `apps__hashcode` both go by.
     pub status: Status,
+    /// `overriddenStatus` when set to something other than UNKNOWN: shown, never routed on.
+    pub overridden_status: Option<Status>,
     pub metadata: BTreeMap<String, String>,
     pub home_page_url: Option<String>,
     pub status_page_url: Option<String>,
     pub health_check_url: Option<String>,
-    /// `leaseInfo.lastRenewalTimestamp`, milliseconds since the epoch.
+    /// When the instance last renewed its lease, milliseconds since the epoch: see
+    /// [`renewal_time`](crate::registry::parse) for why this is not simply
+    /// `leaseInfo.lastRenewalTimestamp`.
     pub last_renewal_ms: Option<u64>,
     /// `lastDirtyTimestamp`: Eureka bumps it on every change of the registration.
     pub last_dirty_ms: Option<u64>,
 }
 
 impl Instance {
+    /// The registry's identity of an instance: Eureka keys its registry by application
+    /// and instanceId, so two applications may each have an instance with the same id.
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey::new(&self.app, &self.instance_id)
+    }
+
     /// Round-robin weight from metadata `weight` (Spring Cloud LoadBalancer's key),
     /// clamped to 1..=100 so a typo cannot starve or flood a service.
     pub fn weight(&self) -> u32 {
@@ -95,6 +107,38 @@ impl Instance {
     }
 }
 
+/// (application, instanceId), the key of xipgate's copy of the registry and of its
+/// routing table. One string (`APP`, a NUL, the id) rather than a pair, so it hashes and
+/// compares in one go; NUL cannot occur in either part (Eureka's names come from
+/// JSON/XML text and Spring's property values).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey(String);
+
+impl InstanceKey {
+    pub fn new(app: &str, instance_id: &str) -> Self {
+        let mut k = String::with_capacity(app.len() + 1 + instance_id.len());
+        // Eureka upper-cases application names on registration; compare them that way.
+        k.extend(app.chars().map(|c| c.to_ascii_uppercase()));
+        k.push('\0');
+        k.push_str(instance_id);
+        InstanceKey(k)
+    }
+
+    pub fn app(&self) -> &str {
+        self.0.split_once('\0').map_or("", |(a, _)| a)
+    }
+
+    pub fn instance_id(&self) -> &str {
+        self.0.split_once('\0').map_or(&self.0, |(_, i)| i)
+    }
+}
+
+impl fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app(), self.instance_id())
+    }
+}
+
 /// Highest round-robin weight honoured.
 pub const MAX_WEIGHT: u32 = 100;
 
@@ -104,8 +148,8 @@ pub struct Snapshot {
     pub instances: Vec<Instance>,
     /// One line per skipped instance or application, for logs and the console.
     pub skipped: Vec<String>,
-    /// instanceIds a delta marks DELETED (empty for a full fetch).
-    pub deleted: Vec<String>,
+    /// Instances a delta marks DELETED (empty for a full fetch).
+    pub deleted: Vec<InstanceKey>,
     /// `apps__hashcode`, used by delta sync.
     pub apps_hashcode: Option<String>,
 }

@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::model::{Instance, Snapshot, Status};
+use super::model::{Instance, InstanceKey, Snapshot, Status};
 
 /// Why a registry document could not be used at all (one bad instance is not one).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -285,6 +285,33 @@ struct RawInstance {
 #[serde(rename_all = "camelCase")]
 struct LeaseInfo {
     last_renewal_timestamp: Option<Scalar>,
+    registration_timestamp: Option<Scalar>,
+    duration_in_secs: Option<Scalar>,
+}
+
+/// When the instance really last renewed, from its `leaseInfo`.
+///
+/// Eureka's `Lease.renew()` stores `now + duration` as the last update (a bug its
+/// authors kept for compatibility: eviction then waits two durations), and that value
+/// is what the server sends as `lastRenewalTimestamp`. Taken as is, every instance
+/// renewed "in the future", ~90 s ahead. So: a timestamp that lies a whole duration or
+/// more after the registration is a renewal, and the duration comes off; one closer to
+/// the registration (right after registering, before any heartbeat, the lease holds
+/// the registration time itself) is taken as sent.
+fn renewal_time(lease: &LeaseInfo) -> Option<u64> {
+    let num = |s: &Option<Scalar>| s.as_ref().and_then(|s| s.0.trim().parse::<u64>().ok());
+    let last = num(&lease.last_renewal_timestamp)?;
+    let (Some(registered), Some(duration)) = (
+        num(&lease.registration_timestamp),
+        num(&lease.duration_in_secs),
+    ) else {
+        return Some(last);
+    };
+    let duration_ms = duration.saturating_mul(1000);
+    match last.checked_sub(duration_ms) {
+        Some(renewed) if duration_ms > 0 && renewed >= registered => Some(renewed),
+        _ => Some(last),
+    }
 }
 
 fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
@@ -327,14 +354,15 @@ fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
         .as_deref()
         .is_some_and(|a| a.eq_ignore_ascii_case("DELETED"))
     {
-        snap.deleted.push(instance_id);
+        snap.deleted.push(InstanceKey::new(&app, &instance_id));
         return;
     }
+    // `status` as sent: the server has already applied the override rules to it.
     let status = raw.status.map_or(Status::Unknown, |s| Status::parse(&s.0));
-    let status = match raw.overridden_status.map(|s| Status::parse(&s.0)) {
-        Some(o) if o != Status::Unknown => o,
-        _ => status,
-    };
+    let overridden_status = raw
+        .overridden_status
+        .map(|s| Status::parse(&s.0))
+        .filter(|o| *o != Status::Unknown);
     snap.instances.push(Instance {
         app,
         instance_id,
@@ -343,14 +371,12 @@ fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
         port,
         secure_port,
         status,
+        overridden_status,
         metadata,
         home_page_url: raw.home_page_url.map(|s| s.0),
         status_page_url: raw.status_page_url.map(|s| s.0),
         health_check_url: raw.health_check_url.map(|s| s.0),
-        last_renewal_ms: raw
-            .lease_info
-            .and_then(|l| l.last_renewal_timestamp)
-            .and_then(|s| s.0.parse().ok()),
+        last_renewal_ms: raw.lease_info.as_ref().and_then(renewal_time),
         last_dirty_ms: raw.last_dirty_timestamp.and_then(|s| s.0.parse().ok()),
     });
 }

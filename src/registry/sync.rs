@@ -5,9 +5,10 @@
 //! back to a full fetch on a mismatch. On any error the last good table stays as it is:
 //! a failed fetch never empties it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use log::{debug, info, warn};
@@ -15,7 +16,8 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
 
-use super::client::{EurekaClient, FetchError, Fetched};
+use super::client::{EurekaClient, FetchError, FetchErrorKind, Fetched};
+use super::copy::{HashMismatch, HoldChange, RegistryCopy};
 use super::model::Instance;
 use crate::config::RegistryConfig;
 use crate::routes::{ApplyReport, RouteTable};
@@ -36,13 +38,20 @@ pub struct SyncStatus {
     pub syncs_failed: u64,
     pub full_fetches: u64,
     pub delta_fetches: u64,
+    /// Why the last full fetch was made instead of a delta.
+    pub last_full_fetch_reason: Option<String>,
     /// Bytes of the last fetched body (decompressed).
     pub last_bytes: usize,
+    /// Bytes received on the wire (compressed where the server compressed), all fetches.
     pub bytes_total: u64,
     /// Instances the last fetch had to skip, with the reason.
     pub skipped: Vec<String>,
-    /// Set while an empty registry is being ignored in favour of the last good table.
-    pub empty_since: Option<SystemTime>,
+    /// Set while instances missing from a suddenly shrunken registry are still routed.
+    pub held_since: Option<SystemTime>,
+    /// How many instances are held that way.
+    pub held_instances: usize,
+    /// Set while the server refuses `/apps/delta` (403) and full fetches are used.
+    pub deltas_refused_until: Option<SystemTime>,
     /// Errors of Eureka URLs skipped by failover in the last successful fetch.
     pub skipped_sources: Vec<String>,
     /// Duration of the last parse + apply.
@@ -76,13 +85,134 @@ impl SyncState {
     }
 }
 
+/// Why a sync failed: every configured URL failed the full fetch. The table is left as
+/// it was.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{}", join(.0))]
+    Fetch(Vec<FetchError>),
+}
+
+impl SyncError {
+    /// Equal for errors of the same kinds from the same URLs, whatever their details
+    /// (a connection error's text, say): the log says a failure once, not every interval.
+    fn kind(&self) -> Vec<FetchErrorKind> {
+        let SyncError::Fetch(errors) = self;
+        errors.iter().map(FetchError::kind).collect()
+    }
+}
+
+/// Why a sync fetched the whole registry instead of a delta.
+#[derive(Debug)]
+pub enum FullFetchReason {
+    /// No copy yet: the first sync, or every one until the first succeeds.
+    NoCopy,
+    /// `xipgate.registry.eureka.delta: false`.
+    DeltasOff,
+    /// The server answered 403 to `/apps/delta` recently.
+    DeltasRefused,
+    /// The server answered 403 to `/apps/delta` just now.
+    DeltasRefusedNow(Vec<FetchError>),
+    /// The last successful sync is older than the server keeps deltas for: changes
+    /// since then may no longer be in any delta, and the hashcode only counts
+    /// instances per status, so it would not notice one UP pod replaced by another.
+    CopyOlderThanWindow(Duration),
+    /// The last sync failed: what happened meanwhile is unknown.
+    AfterFailure,
+    /// The delta applied to our copy does not hash to the server's `apps__hashcode`.
+    HashMismatch(HashMismatch),
+    /// `/apps/delta` failed.
+    DeltaFailed(Vec<FetchError>),
+}
+
+impl fmt::Display for FullFetchReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FullFetchReason::NoCopy => f.write_str("no registry copy yet"),
+            FullFetchReason::DeltasOff => {
+                f.write_str("deltas are off (xipgate.registry.eureka.delta)")
+            }
+            FullFetchReason::DeltasRefused | FullFetchReason::DeltasRefusedNow(_) => f.write_str(
+                "the server refuses /apps/delta (HTTP 403: eureka.server.disable-delta is set)",
+            ),
+            FullFetchReason::CopyOlderThanWindow(age) => write!(
+                f,
+                "the last successful sync was {}s ago, longer than the server keeps deltas (xipgate.registry.eureka.delta_window)",
+                age.as_secs()
+            ),
+            FullFetchReason::AfterFailure => f.write_str("the last sync failed"),
+            FullFetchReason::HashMismatch(m) => write!(
+                f,
+                "hashcode mismatch after the delta (server {:?}, ours {:?})",
+                m.theirs.as_deref().unwrap_or("none"),
+                m.ours
+            ),
+            FullFetchReason::DeltaFailed(errors) => write!(f, "/apps/delta failed: {}", join(errors)),
+        }
+    }
+}
+
+/// What a delta sync came to.
+#[derive(Debug)]
+pub enum DeltaOutcome {
+    Applied(ApplyReport),
+    FullFetchNeeded(FullFetchReason),
+}
+
+/// How long full fetches replace deltas after the server refused `/apps/delta` with a
+/// 403, before deltas are tried again (a server's `disable-delta` changes only with a
+/// restart, so asking every interval would only double the requests).
+pub const DELTAS_REFUSED_FOR: Duration = Duration::from_secs(300);
+
+/// What the sync keeps between runs, behind one lock.
+#[derive(Default)]
+struct Inner {
+    copy: Option<RegistryCopy>,
+    last_ok: Option<Instant>,
+    last_failed: bool,
+    deltas_refused_until: Option<Instant>,
+    last_error: Option<Vec<FetchErrorKind>>,
+}
+
+/// Decides, without any I/O, whether this sync may use a delta.
+fn delta_plan(inner: &Inner, cfg: &RegistryConfig, now: Instant) -> Result<(), FullFetchReason> {
+    if inner.copy.is_none() {
+        return Err(FullFetchReason::NoCopy);
+    }
+    if !cfg.delta {
+        return Err(FullFetchReason::DeltasOff);
+    }
+    if inner.last_failed {
+        return Err(FullFetchReason::AfterFailure);
+    }
+    if inner.deltas_refused_until.is_some_and(|t| now < t) {
+        return Err(FullFetchReason::DeltasRefused);
+    }
+    match inner.last_ok.map(|t| now.saturating_duration_since(t)) {
+        Some(age) if age >= cfg.delta_window => Err(FullFetchReason::CopyOlderThanWindow(age)),
+        _ => Ok(()),
+    }
+}
+
+/// Warnings about a registry configuration that works but defeats itself.
+pub fn config_warnings(cfg: &RegistryConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if cfg.delta && cfg.interval >= cfg.delta_window {
+        out.push(format!(
+            "xipgate.registry.eureka.interval ({}s) is not shorter than xipgate.registry.eureka.delta_window ({}s): every sync will be a full fetch",
+            cfg.interval.as_secs(),
+            cfg.delta_window.as_secs()
+        ));
+    }
+    out
+}
+
 pub struct RegistrySync {
     client: EurekaClient,
     table: Arc<RouteTable>,
     state: Arc<SyncState>,
     cfg: RegistryConfig,
-    /// Our copy of the registry by instanceId, the base deltas apply to.
-    copy: tokio::sync::Mutex<Option<HashMap<String, Instance>>>,
+    inner: tokio::sync::Mutex<Inner>,
 }
 
 impl RegistrySync {
@@ -97,45 +227,126 @@ impl RegistrySync {
             table,
             state,
             cfg,
-            copy: tokio::sync::Mutex::new(None),
+            inner: tokio::sync::Mutex::new(Inner::default()),
         }
     }
 
     /// One sync: a delta when possible, else a full fetch. Errors are recorded in the
     /// state and returned; the table is left as it was.
-    pub async fn sync_once(&self) -> Result<ApplyReport, String> {
+    pub async fn sync_once(&self) -> Result<ApplyReport, SyncError> {
         self.state.lock().last_attempt = Some(SystemTime::now());
-        let mut copy = self.copy.lock().await;
-        let result = match copy.as_mut() {
-            Some(current) if self.cfg.delta => match self.client.fetch_delta().await {
-                Ok(f) => self.apply_delta(current, f).await,
-                Err(errors) => Err(join(errors)),
+        let mut inner = self.inner.lock().await;
+        let reason = match delta_plan(&inner, &self.cfg, Instant::now()) {
+            Ok(()) => match self.sync_delta(&mut inner).await {
+                DeltaOutcome::Applied(report) => {
+                    return self.record(&mut inner, Ok(report));
+                }
+                DeltaOutcome::FullFetchNeeded(reason) => reason,
             },
-            _ => Err(String::new()),
+            Err(reason) => reason,
         };
-        let result = match result {
-            Ok(Some(report)) => Ok(report),
-            // No copy yet, delta off, delta failed or hash mismatch: full fetch.
-            Ok(None) | Err(_) => {
-                if let Err(e) = &result {
-                    if !e.is_empty() {
-                        debug!("delta sync failed, trying a full fetch: {e}");
-                    }
-                }
-                match self.client.fetch_apps().await {
-                    Ok(f) => self.apply_full(&mut copy, f),
-                    Err(errors) => Err(join(errors)),
-                }
-            }
-        };
-        drop(copy);
-        self.record(&result);
-        result
+        let result = self.sync_full(&mut inner, reason).await;
+        self.record(&mut inner, result)
     }
 
-    /// Notes (and logs, once per change) the URLs failover had to skip.
-    fn note_failover(&self, f: &Fetched) {
+    async fn sync_delta(&self, inner: &mut Inner) -> DeltaOutcome {
+        let f = match self.client.fetch_delta().await {
+            Ok(f) => f,
+            Err(errors) if errors.iter().all(|e| e.http_status() == Some(403)) => {
+                return DeltaOutcome::FullFetchNeeded(FullFetchReason::DeltasRefusedNow(errors))
+            }
+            Err(errors) => {
+                return DeltaOutcome::FullFetchNeeded(FullFetchReason::DeltaFailed(errors))
+            }
+        };
+        let started = Instant::now();
+        self.note_fetch(&f, false);
+        let Some(copy) = inner.copy.as_mut() else {
+            return DeltaOutcome::FullFetchNeeded(FullFetchReason::NoCopy);
+        };
+        let changed = match copy.apply_delta(f.snapshot) {
+            Ok(changed) => changed,
+            Err(m) => return DeltaOutcome::FullFetchNeeded(FullFetchReason::HashMismatch(m)),
+        };
+        self.state.lock().delta_fetches += 1;
+        let hold = copy.expire(Instant::now(), self.cfg.shrink_grace);
+        let report = if changed || hold != HoldChange::None {
+            self.table.apply_borrowed(copy.routed())
+        } else {
+            ApplyReport {
+                instances: self.table.instance_count(),
+                services: self.table.service_count(),
+                ..ApplyReport::default()
+            }
+        };
+        self.note_hold(copy, &hold, &f.source);
+        self.state.lock().last_apply = Some(started.elapsed());
+        DeltaOutcome::Applied(report)
+    }
+
+    async fn sync_full(
+        &self,
+        inner: &mut Inner,
+        reason: FullFetchReason,
+    ) -> Result<ApplyReport, SyncError> {
+        match &reason {
+            FullFetchReason::NoCopy
+            | FullFetchReason::DeltasOff
+            | FullFetchReason::DeltasRefused => {}
+            FullFetchReason::DeltasRefusedNow(_) => {}
+            other => debug!("registry: full fetch: {other}"),
+        }
+        let f = self.client.fetch_apps().await.map_err(SyncError::Fetch)?;
+        if let FullFetchReason::DeltasRefusedNow(_) = reason {
+            // `/apps` answered where `/apps/delta` was refused: the server has deltas
+            // disabled (a 403 to both is its start-up window, not this).
+            warn!(
+                "registry: {} refuses /apps/delta (HTTP 403; eureka.server.disable-delta is set): full fetches every interval, deltas tried again in {}s",
+                f.source,
+                DELTAS_REFUSED_FOR.as_secs()
+            );
+            inner.deltas_refused_until = Some(Instant::now() + DELTAS_REFUSED_FOR);
+            self.state.lock().deltas_refused_until = Some(SystemTime::now() + DELTAS_REFUSED_FOR);
+        }
+        let started = Instant::now();
+        self.note_fetch(&f, true);
+        {
+            let mut s = self.state.lock();
+            s.full_fetches += 1;
+            s.last_full_fetch_reason = Some(reason.to_string());
+            s.skipped = f.snapshot.skipped.clone();
+        }
+        if !f.snapshot.skipped.is_empty() {
+            warn!(
+                "{} instance(s) skipped in the registry from {}: {}",
+                f.snapshot.skipped.len(),
+                f.source,
+                f.snapshot.skipped.join("; ")
+            );
+        }
+        let copy = inner.copy.get_or_insert_with(RegistryCopy::default);
+        let now = Instant::now();
+        let mut hold = copy.apply_full(f.snapshot.instances, now);
+        if !matches!(hold, HoldChange::Started { .. }) {
+            hold = copy.expire(now, self.cfg.shrink_grace);
+        }
+        // Borrowed: the copy keeps every instance, the table clones only new or changed ones.
+        let report = self.table.apply_borrowed(copy.routed());
+        self.note_hold(copy, &hold, &f.source);
+        self.state.lock().last_apply = Some(started.elapsed());
+        Ok(report)
+    }
+
+    /// Notes what a fetch brought: source, sizes and (logged once per change) the URLs
+    /// failover had to skip.
+    fn note_fetch(&self, f: &Fetched, full: bool) {
         let mut s = self.state.lock();
+        s.last_bytes = f.bytes;
+        s.bytes_total += f.wire_bytes;
+        s.last_source = Some(f.source.clone());
+        if full && f.snapshot.instances.is_empty() {
+            s.skipped.clear();
+        }
         if s.skipped_sources != f.skipped_sources {
             if !f.skipped_sources.is_empty() {
                 warn!(
@@ -148,156 +359,82 @@ impl RegistrySync {
         }
     }
 
-    /// Applies a delta to our copy; `Ok(None)` when the hash says the copy has drifted.
-    async fn apply_delta(
-        &self,
-        current: &mut HashMap<String, Instance>,
-        f: Fetched,
-    ) -> Result<Option<ApplyReport>, String> {
-        let started = std::time::Instant::now();
-        self.note_failover(&f);
-        let changes = f.snapshot.instances.len() + f.snapshot.deleted.len();
-        // The steady state is a delta with no changes: check the hash against the copy
-        // as it is instead of cloning every instance first (milliseconds at 10,000).
-        let next = (changes > 0).then(|| {
-            let mut next = current.clone();
-            for id in &f.snapshot.deleted {
-                next.remove(id);
-            }
-            for inst in f.snapshot.instances {
-                next.insert(inst.instance_id.clone(), inst);
-            }
-            next
-        });
-        let ours = apps_hashcode(next.as_ref().unwrap_or(current).values());
-        // Eureka always sends the hash with a delta; a delta without one cannot be
-        // checked, so it is not trusted (an HTML page that happens to parse is one).
-        match f.snapshot.apps_hashcode.as_deref() {
-            Some(theirs) if theirs == ours => {}
-            theirs => {
-                info!("registry hash mismatch after delta (theirs {theirs:?}, ours {ours}): full fetch");
-                return Ok(None);
-            }
+    /// Logs a change of the hold and shows it in the status.
+    fn note_hold(&self, copy: &RegistryCopy, change: &HoldChange, source: &str) {
+        match change {
+            HoldChange::None | HoldChange::Holding { .. } => {}
+            HoldChange::Started { listed, known, held } => warn!(
+                "registry: {source} suddenly lists {listed} of {known} known instances (a restarted Eureka refills as clients renew): still routing the {held} missing for up to {}s (xipgate.registry.shrink_grace)",
+                self.cfg.shrink_grace.as_secs()
+            ),
+            HoldChange::Recovered => info!("registry: every held instance is listed again"),
+            HoldChange::Expired { dropped } => warn!(
+                "registry: {dropped} held instance(s) still missing after {}s (xipgate.registry.shrink_grace): dropped",
+                self.cfg.shrink_grace.as_secs()
+            ),
         }
-        {
-            let mut s = self.state.lock();
-            s.delta_fetches += 1;
-            s.last_bytes = f.bytes;
-            s.bytes_total += f.wire_bytes.unwrap_or(f.bytes as u64);
-            s.last_source = Some(f.source);
-        }
-        let report = match next {
-            None => ApplyReport {
-                instances: self.table.instance_count(),
-                services: self.table.service_count(),
-                ..ApplyReport::default()
-            },
-            Some(next) => {
-                let report = self.table.apply_borrowed(next.values());
-                *current = next;
-                report
-            }
-        };
-        self.state.lock().last_apply = Some(started.elapsed());
-        Ok(Some(report))
-    }
-
-    fn apply_full(
-        &self,
-        copy: &mut Option<HashMap<String, Instance>>,
-        f: Fetched,
-    ) -> Result<ApplyReport, String> {
-        let started = std::time::Instant::now();
-        self.note_failover(&f);
-        {
-            let mut s = self.state.lock();
-            s.full_fetches += 1;
-            s.last_bytes = f.bytes;
-            s.bytes_total += f.wire_bytes.unwrap_or(f.bytes as u64);
-            s.last_source = Some(f.source.clone());
-            s.skipped = f.snapshot.skipped.clone();
-        }
-        if !f.snapshot.skipped.is_empty() {
-            warn!(
-                "{} instance(s) skipped in the registry from {}: {}",
-                f.snapshot.skipped.len(),
-                f.source,
-                f.snapshot.skipped.join("; ")
-            );
-        }
-        // A registry that suddenly lists nothing is more likely a broken or restarted
-        // Eureka than a cluster that lost every service: keep routing for a while.
-        let known = self.table.instance_count();
-        if f.snapshot.instances.is_empty() && known > 0 {
-            let since = *self
-                .state
-                .lock()
-                .empty_since
-                .get_or_insert_with(SystemTime::now);
-            let waited = since.elapsed().unwrap_or_default();
-            if waited < self.cfg.empty_grace {
-                return Err(format!(
-                    "{} listed no instances; keeping the {known} known instance(s) for up to {}s more (xipgate.registry.empty_grace)",
-                    f.source,
-                    (self.cfg.empty_grace - waited).as_secs()
-                ));
-            }
-            warn!(
-                "registry from {} has been empty for {}s: applying it",
-                f.source,
-                waited.as_secs()
-            );
-        }
-        self.state.lock().empty_since = None;
-        let map: HashMap<String, Instance> = f
-            .snapshot
-            .instances
-            .into_iter()
-            .map(|i| (i.instance_id.clone(), i))
-            .collect();
-        // Borrowed: the copy keeps every instance, the table clones only new or changed ones.
-        let report = self.table.apply_borrowed(map.values());
-        *copy = Some(map);
-        self.state.lock().last_apply = Some(started.elapsed());
-        Ok(report)
-    }
-
-    fn record(&self, result: &Result<ApplyReport, String>) {
         let mut s = self.state.lock();
-        match result {
+        s.held_instances = copy.held_len();
+        s.held_since = copy.held_since().map(|t| SystemTime::now() - t.elapsed());
+    }
+
+    fn record(
+        &self,
+        inner: &mut Inner,
+        result: Result<ApplyReport, SyncError>,
+    ) -> Result<ApplyReport, SyncError> {
+        let mut s = self.state.lock();
+        match &result {
             Ok(report) => {
-                if s.last_error.is_some() && s.consecutive_failures > 0 {
+                if s.consecutive_failures > 0 {
                     info!(
                         "registry sync recovered after {} failure(s)",
                         s.consecutive_failures
                     );
                 }
+                inner.last_ok = Some(Instant::now());
+                inner.last_failed = false;
+                inner.last_error = None;
                 s.last_success = Some(SystemTime::now());
                 s.consecutive_failures = 0;
                 s.syncs_ok += 1;
+                if inner
+                    .deltas_refused_until
+                    .is_some_and(|t| Instant::now() >= t)
+                {
+                    inner.deltas_refused_until = None;
+                    s.deltas_refused_until = None;
+                }
                 if !report.is_noop() {
                     info!("{}", summary(report));
                 }
             }
             Err(e) => {
-                // Log once per change of error, not every interval.
-                if s.last_error.as_deref() != Some(e.as_str()) || s.consecutive_failures == 0 {
-                    warn!("registry sync failed (keeping the last good table): {e}");
-                } else {
+                // Log once per change of error kind, not every interval.
+                let kind = e.kind();
+                if inner.last_error.as_ref() == Some(&kind) {
                     debug!("registry sync still failing: {e}");
+                } else {
+                    warn!("registry sync failed (keeping the last good table): {e}");
                 }
-                s.last_error = Some(e.clone());
+                inner.last_error = Some(kind);
+                inner.last_failed = true;
+                s.last_error = Some(e.to_string());
                 s.last_error_at = Some(SystemTime::now());
                 s.consecutive_failures += 1;
                 s.syncs_failed += 1;
             }
         }
+        result
     }
 
     /// Syncs every interval until `shutdown` turns true. `ready` is told after the first
     /// successful sync, or after `startup_wait` so a dead Eureka cannot keep the proxy
     /// from ever taking traffic (it then answers 503 with the reason).
     pub async fn run(&self, mut shutdown: ShutdownWatch, ready: Option<ServiceReadyNotifier>) {
+        for w in config_warnings(&self.cfg) {
+            warn!("{w}");
+        }
         let mut ready = ready;
         let deadline = tokio::time::Instant::now() + self.cfg.startup_wait;
         let mut ticker = tokio::time::interval(self.cfg.interval);
@@ -376,7 +513,7 @@ pub fn apps_hashcode<'a>(instances: impl Iterator<Item = &'a Instance>) -> Strin
     counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect()
 }
 
-fn join(errors: Vec<FetchError>) -> String {
+fn join(errors: &[FetchError]) -> String {
     errors
         .iter()
         .map(ToString::to_string)
@@ -424,6 +561,7 @@ mod tests {
             port: None,
             secure_port: None,
             status: s,
+            overridden_status: None,
             metadata: Default::default(),
             home_page_url: None,
             status_page_url: None,

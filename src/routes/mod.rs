@@ -19,7 +19,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::names;
-use crate::registry::model::{Instance, Status};
+use crate::registry::model::{Instance, InstanceKey, Status};
 
 /// One instance and where requests for it go.
 #[derive(Debug)]
@@ -55,6 +55,7 @@ impl Target {
             port,
             secure_port,
             status,
+            overridden_status,
             metadata,
             home_page_url,
             status_page_url,
@@ -71,6 +72,7 @@ impl Target {
             && *port == o.port
             && *secure_port == o.secure_port
             && *status == o.status
+            && *overridden_status == o.overridden_status
             && *home_page_url == o.home_page_url
             && *status_page_url == o.status_page_url
             && *health_check_url == o.health_check_url
@@ -208,7 +210,7 @@ pub struct RouteTable {
     by_label: DashMap<String, Arc<Target>>,
     services: DashMap<String, Arc<Service>>,
     /// instanceId → instance: the diff's view of what is live.
-    by_id: DashMap<String, Arc<Target>>,
+    by_id: DashMap<InstanceKey, Arc<Target>>,
     allow: Allowlist,
     loaded: AtomicBool,
     /// Bumped after every apply, so a cached lookup can tell it may be stale.
@@ -293,7 +295,7 @@ impl RouteTable {
         let mut live: Vec<Arc<Target>> = Vec::with_capacity(planned.len());
         for p in planned {
             let new: &Instance = p.instance.borrow();
-            let kept = match self.by_id.get(new.instance_id.as_str()) {
+            let kept = match self.by_id.get(&new.key()) {
                 Some(old) if old.same_route(&p.label, &p.upstream, new) => {
                     old.last_renewal_ms
                         .store(new.last_renewal_ms.unwrap_or(0), Ordering::Relaxed);
@@ -342,8 +344,14 @@ impl RouteTable {
             .map(|t| names::full_instance_label(&t.instance.instance_id))
             .collect();
         let mut labels: HashMap<&str, &Arc<Target>> = HashMap::with_capacity(live.len() * 2);
+        // An alias two instances share (one instanceId under two applications) would
+        // pick one at random: neither gets it.
+        let mut alias_count: HashMap<&str, usize> = HashMap::new();
+        for alias in &aliases {
+            *alias_count.entry(alias.as_str()).or_default() += 1;
+        }
         for (t, alias) in live.iter().zip(&aliases) {
-            if *alias != t.label {
+            if *alias != t.label && alias_count[alias.as_str()] == 1 {
                 labels.entry(alias.as_str()).or_insert(t);
             }
         }
@@ -388,36 +396,45 @@ impl RouteTable {
 
         // 4. Finally drop instances that are gone.
         let before = self.by_id.len();
+        let keys: HashSet<InstanceKey> = live.iter().map(|t| t.instance.key()).collect();
         for t in live {
-            let id = t.instance.instance_id.as_str();
-            let unchanged = self.by_id.get(id).is_some_and(|old| Arc::ptr_eq(&old, t));
+            let key = t.instance.key();
+            let unchanged = self.by_id.get(&key).is_some_and(|old| Arc::ptr_eq(&old, t));
             if !unchanged {
-                self.by_id.insert(id.to_string(), t.clone());
+                self.by_id.insert(key, t.clone());
             }
         }
-        let ids: HashSet<&str> = live
-            .iter()
-            .map(|t| t.instance.instance_id.as_str())
-            .collect();
-        self.by_id.retain(|id, _| ids.contains(id.as_str()));
+        self.by_id.retain(|key, _| keys.contains(key));
         report.removed = (before + report.added).saturating_sub(self.by_id.len());
     }
 
     /// Labels (with collisions made unique) and upstream addresses for a new registry.
     fn plan_targets<T: IntoInstance>(&self, instances: Vec<T>) -> Vec<Planned<T>> {
-        // Duplicated instanceIds (the same instance under two apps): keep the first.
+        // The same (application, instanceId) twice in one document: keep the first.
+        // One instanceId under two applications is two instances, as on the server.
         let keep: Vec<bool> = {
             let mut seen = HashSet::with_capacity(instances.len());
             instances
                 .iter()
-                .map(|i| seen.insert(i.borrow().instance_id.as_str()))
+                .map(|i| seen.insert(i.borrow().key()))
                 .collect()
         };
+
         let instances: Vec<T> = instances
             .into_iter()
             .zip(keep)
             .filter_map(|(i, keep)| keep.then_some(i))
             .collect();
+
+        let shared_ids: HashSet<String> = {
+            let mut seen = HashSet::with_capacity(instances.len());
+            instances
+                .iter()
+                .map(|i| i.borrow().instance_id.as_str())
+                .filter(|id| !seen.insert(*id))
+                .map(str::to_string)
+                .collect()
+        };
 
         // Service labels once per application, not once per instance.
         let mut by_app: HashMap<&str, String> = HashMap::new();
@@ -457,10 +474,14 @@ impl RouteTable {
             .zip(collides.into_iter().zip(service_of).zip(upstreams))
             .map(
                 |((instance, label), ((collides, service_label), upstream))| {
-                    let label = if collides {
-                        names::disambiguate(&label, &instance.borrow().instance_id)
-                    } else {
+                    let i = instance.borrow();
+                    let label = if !collides {
                         label
+                    } else if shared_ids.contains(i.instance_id.as_str()) {
+                        // Same id, so the id alone cannot tell them apart: the app too.
+                        names::disambiguate(&label, &i.key().to_string())
+                    } else {
+                        names::disambiguate(&label, &i.instance_id)
                     };
                     Planned {
                         instance,
@@ -535,6 +556,7 @@ mod tests {
             port: Some(8080),
             secure_port: None,
             status,
+            overridden_status: None,
             metadata: Default::default(),
             home_page_url: None,
             status_page_url: None,

@@ -20,6 +20,7 @@ pub fn inst(app: &str, pod: &str, ip: &str, status: Status) -> Instance {
         port: Some(8080),
         secure_port: None,
         status,
+        overridden_status: None,
         metadata: [("zone".to_string(), "zone-a".to_string())].into(),
         home_page_url: url("/"),
         status_page_url: url("/actuator/info"),

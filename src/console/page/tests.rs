@@ -91,8 +91,13 @@ fn banners_for_never_loaded_stale_and_empty() {
         "{}",
         b.text
     );
-    s.empty_since = Some(SystemTime::now());
-    assert!(banner(&s, true).unwrap().text.contains("no instances"));
+    s.held_since = Some(SystemTime::now());
+    s.held_instances = 7;
+    let held = banner(&s, true).unwrap().text;
+    assert!(
+        held.contains("fewer than half") && held.contains("7 missing instances are still routed"),
+        "{held}"
+    );
     assert!(banner(&SyncStatus::default(), true).is_none());
 }
 

@@ -1,0 +1,162 @@
+use super::*;
+use crate::registry::model::Status;
+
+fn inst(app: &str, id: &str, status: Status) -> Instance {
+    Instance {
+        app: app.into(),
+        instance_id: id.into(),
+        host_name: String::new(),
+        ip_addr: "10.0.0.1".into(),
+        port: Some(8080),
+        secure_port: None,
+        status,
+        overridden_status: None,
+        metadata: Default::default(),
+        home_page_url: None,
+        status_page_url: None,
+        health_check_url: None,
+        last_renewal_ms: None,
+        last_dirty_ms: None,
+    }
+}
+
+fn ups(n: usize) -> Vec<Instance> {
+    (0..n)
+        .map(|i| inst("A", &format!("a:{i}"), Status::Up))
+        .collect()
+}
+
+fn routed_ids(c: &RegistryCopy) -> Vec<String> {
+    let mut ids: Vec<String> = c.routed().map(|i| i.key().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+fn delta(instances: Vec<Instance>, deleted: &[(&str, &str)], hash: &str) -> Snapshot {
+    Snapshot {
+        instances,
+        skipped: vec![],
+        deleted: deleted
+            .iter()
+            .map(|(a, i)| InstanceKey::new(a, i))
+            .collect(),
+        apps_hashcode: Some(hash.into()),
+    }
+}
+
+#[test]
+fn a_full_fetch_holds_only_when_fewer_than_half_remain() {
+    // (known before, listed now, hold starts)
+    for (known, listed, holds) in [
+        (0, 0, false),
+        (1, 0, true),
+        (2, 1, false),
+        (2, 0, true),
+        (3, 1, true),
+        (3, 2, false),
+        (4, 2, false),
+        (4, 1, true),
+        (10, 4, true),
+        (10, 5, false),
+    ] {
+        let t0 = Instant::now();
+        let mut c = RegistryCopy::default();
+        assert_eq!(c.apply_full(ups(known), t0), HoldChange::None);
+        let change = c.apply_full(ups(listed), t0);
+        assert_eq!(
+            matches!(change, HoldChange::Started { .. }),
+            holds,
+            "{known} -> {listed}: {change:?}"
+        );
+        let routed = c.routed().count();
+        assert_eq!(routed, if holds { known } else { listed });
+        assert_eq!(c.server_len(), listed, "the server's part is what it sent");
+    }
+}
+
+#[test]
+fn a_hold_ends_when_the_instances_return_or_the_grace_runs_out() {
+    let t0 = Instant::now();
+    let grace = Duration::from_secs(60);
+    let mut c = RegistryCopy::default();
+    c.apply_full(ups(4), t0);
+    assert_eq!(
+        c.apply_full(vec![], t0),
+        HoldChange::Started {
+            listed: 0,
+            known: 4,
+            held: 4
+        }
+    );
+    // A partial registry: two are back, two still held, all four routed.
+    assert_eq!(
+        c.apply_full(ups(2), t0 + Duration::from_secs(5)),
+        HoldChange::Holding { held: 2 }
+    );
+    assert_eq!(routed_ids(&c).len(), 4);
+    assert_eq!(
+        c.expire(t0 + Duration::from_secs(59), grace),
+        HoldChange::Holding { held: 2 }
+    );
+    // All back: the hold is over.
+    assert_eq!(
+        c.apply_full(ups(4), t0 + Duration::from_secs(20)),
+        HoldChange::Recovered
+    );
+    assert_eq!(c.held_since(), None);
+
+    // Never back: dropped once the grace has passed.
+    c.apply_full(vec![], t0);
+    assert_eq!(
+        c.expire(t0 + grace, grace),
+        HoldChange::Expired { dropped: 4 }
+    );
+    assert_eq!(c.routed().count(), 0);
+    assert_eq!(c.expire(t0 + grace * 2, grace), HoldChange::None);
+}
+
+#[test]
+fn a_delta_applies_only_when_the_hash_matches_and_never_touches_held_ones_it_lists_not() {
+    let t0 = Instant::now();
+    let mut c = RegistryCopy::default();
+    c.apply_full(ups(3), t0);
+    c.apply_full(vec![], t0); // hold all three
+    let b = inst("B", "b:1", Status::Up);
+    // Wrong hash: nothing changes.
+    let err = c
+        .apply_delta(delta(vec![b.clone()], &[], "UP_9_"))
+        .unwrap_err();
+    assert_eq!(err.ours, "UP_1_");
+    assert_eq!(c.server_len(), 0);
+    // Right hash (over the server's part only): applied; a DELETED held one is let go.
+    assert_eq!(
+        c.apply_delta(delta(vec![b], &[("A", "a:0")], "UP_1_")),
+        Ok(true)
+    );
+    assert_eq!(routed_ids(&c), ["A/a:1", "A/a:2", "B/b:1"]);
+    // An empty delta with the right hash changes nothing.
+    assert_eq!(c.apply_delta(delta(vec![], &[], "UP_1_")), Ok(false));
+    // A delta without a hash is not trusted.
+    let mut no_hash = delta(vec![], &[], "");
+    no_hash.apps_hashcode = None;
+    assert!(c.apply_delta(no_hash).is_err());
+}
+
+#[test]
+fn one_instance_id_under_two_apps_is_two_instances() {
+    let mut c = RegistryCopy::default();
+    c.apply_full(
+        vec![
+            inst("A", "10.0.0.1:8080", Status::Up),
+            inst("B", "10.0.0.1:8080", Status::Down),
+        ],
+        Instant::now(),
+    );
+    assert_eq!(routed_ids(&c), ["A/10.0.0.1:8080", "B/10.0.0.1:8080"]);
+    // A delta deleting one leaves the other, and the hash counts both.
+    assert_eq!(
+        c.apply_delta(delta(vec![], &[("b", "10.0.0.1:8080")], "UP_1_")),
+        Ok(true)
+    );
+    assert_eq!(routed_ids(&c), ["A/10.0.0.1:8080"]);
+}
