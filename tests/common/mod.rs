@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod real;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
 use std::path::PathBuf;
