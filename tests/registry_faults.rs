@@ -274,4 +274,16 @@ fn gzip_registries_are_accepted() {
     });
     let x = Xipgate::start(&eureka.url(), "");
     assert_eq!(x.get(&ia.label(), "/").0, 200);
+    // Bytes are counted as they crossed the wire; the body size is the decompressed one.
+    let plain = apps_json(std::slice::from_ref(&ia)).len() as u64;
+    let zipped = gzip(apps_json(std::slice::from_ref(&ia)).as_bytes()).len() as u64;
+    let reg = x.api("/api/v1/registry").1;
+    let total = reg["bytes_total"].as_u64().unwrap_or(0);
+    assert_eq!(reg["last_body_bytes"].as_u64(), Some(plain));
+    assert!(zipped < plain);
+    // Every fetch (full or delta) got the same gzip body here.
+    assert!(
+        total >= zipped && total % zipped == 0,
+        "{total} bytes received in fetches of {zipped} compressed bytes each"
+    );
 }

@@ -328,3 +328,42 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_their_likely_cause() {
+        // (status, path, credentials configured, words the hint must have)
+        let cases = [
+            (401, "/apps", false, "wants credentials"),
+            (401, "/apps", true, "refused these credentials"),
+            (403, "/apps/delta", false, "disable-delta"),
+            (403, "/apps", false, "start-up window"),
+            (403, "/apps", true, "start-up window"),
+            (500, "/apps", false, ""),
+        ];
+        for (status, path, creds, words) in cases {
+            let hint = refusal_hint(status, path, creds);
+            assert!(hint.contains(words), "{status} {path} {creds}: {hint:?}");
+            assert_eq!(hint.is_empty(), words.is_empty());
+        }
+        // A 403 is never blamed on missing credentials: Spring Security asks with a 401.
+        assert!(!refusal_hint(403, "/apps", false).contains("wants credentials"));
+    }
+
+    #[test]
+    fn gunzip_is_bounded() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&[b'x'; 10_000]).expect("write");
+        let z = e.finish().expect("finish");
+        assert_eq!(gunzip(&z, 10_000, 0).ok().map(|v| v.len()), Some(10_000));
+        assert!(matches!(gunzip(&z, 9_999, 0), Err(Gunzip::TooLarge)));
+        assert!(matches!(
+            gunzip(b"\x1f\x8bnot", 100, 0),
+            Err(Gunzip::Invalid(_))
+        ));
+    }
+}

@@ -551,6 +551,92 @@ mod tests {
     use super::*;
     use crate::registry::Status;
 
+    fn cfg(delta: bool, interval: u64, window: u64) -> RegistryConfig {
+        RegistryConfig {
+            urls: vec![],
+            interval: Duration::from_secs(interval),
+            timeout: Duration::from_secs(1),
+            max_body: 1,
+            delta,
+            startup_wait: Duration::from_secs(1),
+            shrink_grace: Duration::from_secs(1),
+            delta_window: Duration::from_secs(window),
+        }
+    }
+
+    #[test]
+    fn a_delta_only_when_the_copy_is_known_good_and_recent() {
+        let now = Instant::now();
+        let secs = Duration::from_secs;
+        let inner =
+            |copy: bool, last_ok: Option<u64>, failed: bool, refused_for: Option<u64>| Inner {
+                copy: copy.then(RegistryCopy::default),
+                last_ok: last_ok.map(|ago| now - secs(ago)),
+                last_failed: failed,
+                deltas_refused_until: refused_for.map(|s| now + secs(s)),
+                last_error: None,
+            };
+        // (inner, delta on, expected: None = delta, Some(reason's first words))
+        let cases = [
+            (
+                inner(false, None, false, None),
+                true,
+                Some("no registry copy"),
+            ),
+            (
+                inner(true, Some(1), false, None),
+                false,
+                Some("deltas are off"),
+            ),
+            (
+                inner(true, Some(1), true, None),
+                true,
+                Some("the last sync failed"),
+            ),
+            (
+                inner(true, Some(1), false, Some(60)),
+                true,
+                Some("the server refuses"),
+            ),
+            (inner(true, Some(149), false, None), true, None),
+            (
+                inner(true, Some(150), false, None),
+                true,
+                Some("the last successful sync was 150s ago"),
+            ),
+            (inner(true, Some(1), false, None), true, None),
+        ];
+        for (i, (inner, delta, want)) in cases.into_iter().enumerate() {
+            let got = delta_plan(&inner, &cfg(delta, 10, 150), now)
+                .err()
+                .map(|r| r.to_string());
+            match (want, got) {
+                (None, None) => {}
+                (Some(w), Some(g)) => assert!(g.starts_with(w), "case {i}: {g}"),
+                (w, g) => panic!("case {i}: wanted {w:?}, got {g:?}"),
+            }
+        }
+        // Refusals expire.
+        let expired = Inner {
+            deltas_refused_until: Some(now - secs(1)),
+            ..inner(true, Some(1), false, None)
+        };
+        assert!(delta_plan(&expired, &cfg(true, 10, 150), now).is_ok());
+    }
+
+    #[test]
+    fn an_interval_as_long_as_the_window_is_warned_about() {
+        assert!(config_warnings(&cfg(true, 10, 150)).is_empty());
+        assert!(config_warnings(&cfg(false, 300, 150)).is_empty());
+        let w = config_warnings(&cfg(true, 150, 150));
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("xipgate.registry.eureka.delta_window"),
+            "{}",
+            w[0]
+        );
+    }
+
     #[test]
     fn hashcode_matches_eureka_format() {
         let mk = |s| Instance {

@@ -31,7 +31,7 @@ fn jar(module: &str) -> PathBuf {
         .join(format!("{module}.jar"));
     assert!(
         path.exists(),
-        "{} is missing: build the real Eureka parts with `mvn -q -B -f it/pom.xml package -DskipTests` (.ci/run does)",
+        "{} is missing: build the real Eureka parts with `bash it/build.sh` (.ci/run does)",
         path.display()
     );
     path
@@ -422,7 +422,7 @@ impl PyClient {
         let python = it_dir().join(".venv/bin/python");
         assert!(
             python.exists(),
-            "{} is missing: make it with `python3 -m venv it/.venv && it/.venv/bin/pip install -r it/py-client/requirements.txt` (.ci/run does)",
+            "{} is missing: make it with `bash it/build.sh` (.ci/run does)",
             python.display()
         );
         let port_file = dir.path().join("port");
