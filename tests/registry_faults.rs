@@ -283,7 +283,7 @@ fn gzip_registries_are_accepted() {
     assert!(zipped < plain);
     // Every fetch (full or delta) got the same gzip body here.
     assert!(
-        total >= zipped && total % zipped == 0,
+        total >= zipped && total.is_multiple_of(zipped),
         "{total} bytes received in fetches of {zipped} compressed bytes each"
     );
 }
