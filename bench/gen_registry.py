@@ -23,6 +23,8 @@ import os
 import random
 import sys
 
+import standin
+
 # Kubernetes' safe alphabet for generated name suffixes (no vowels, no confusable digits).
 ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 WORDS = [
@@ -41,35 +43,9 @@ def app_names(count):
 
 
 def instance(app, pod, port):
-    iid = f"{pod}:{app}:8080"
-    app_up = app.upper()
-    return {
-        "instanceId": iid,
-        "hostName": pod,
-        "app": app_up,
-        "ipAddr": "127.0.0.1",
-        "status": "UP",
-        "overriddenStatus": "UNKNOWN",
-        "port": {"$": port, "@enabled": "true"},
-        "securePort": {"$": 443, "@enabled": "false"},
-        "countryId": 1,
-        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
-        "leaseInfo": {
-            "renewalIntervalInSecs": 30, "durationInSecs": 90,
-            "registrationTimestamp": 1700000000000, "lastRenewalTimestamp": 1700000030000,
-            "evictionTimestamp": 0, "serviceUpTimestamp": 1700000000100,
-        },
-        "metadata": {"management.port": "8080", "zone": "zone-a"},
-        "homePageUrl": f"http://127.0.0.1:{port}/",
-        "statusPageUrl": f"http://127.0.0.1:{port}/actuator/info",
-        "healthCheckUrl": f"http://127.0.0.1:{port}/actuator/health",
-        "vipAddress": app,
-        "secureVipAddress": app,
-        "isCoordinatingDiscoveryServer": "false",
-        "lastUpdatedTimestamp": "1700000000100",
-        "lastDirtyTimestamp": "1700000000000",
-        "actionType": "ADDED",
-    }
+    return standin.instance(app, f"{pod}:{app}:8080", pod, "127.0.0.1", port,
+                            metadata={"management.port": "8080", "zone": "zone-a"},
+                            registered=1700000000000, renewed=1700000030000 - 90000)
 
 
 def main():
@@ -85,13 +61,10 @@ def main():
         pod = f"{app}-{rs}-{suffix}"
         per_app[app].append(instance(app, pod, port))
         pods.append(pod)
-    hashcode = f"UP_{n}_"
-    full = {"applications": {
-        "versions__delta": "1",
-        "apps__hashcode": hashcode,
-        "application": [{"name": a.upper(), "instance": per_app[a]} for a in apps],
-    }}
-    delta = {"applications": {"versions__delta": "2", "apps__hashcode": hashcode, "application": []}}
+    everything = [i for a in apps for i in per_app[a]]
+    code = standin.hashcode(i["status"] for i in everything)
+    full = standin.applications(everything, code)
+    delta = standin.applications([], code, version=2)
     os.makedirs(out, exist_ok=True)
     for name, doc in (("apps.json", full), ("delta.json", delta)):
         data = json.dumps(doc, separators=(",", ":")).encode()

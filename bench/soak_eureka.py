@@ -38,6 +38,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import standin
+
 SERVICES = ["ORDER-SERVICE", "PAY-SERVICE", "USER-SERVICE", "CATALOG-SERVICE"]
 CHURN_SLOTS = 3
 STATUSES = ["UP", "DOWN", "STARTING", "OUT_OF_SERVICE"]
@@ -129,48 +131,17 @@ class Registry:
 
     @staticmethod
     def instance_json(i, action):
-        return {
-            "instanceId": i["id"],
-            "hostName": i["id"],
-            "app": i["app"],
-            "ipAddr": "127.0.0.1",
-            "status": i["status"],
-            "overriddenStatus": "UNKNOWN",
-            "port": {"$": i["port"], "@enabled": "true"},
-            "securePort": {"$": 443, "@enabled": "false"},
-            "countryId": 1,
-            "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
-            "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90,
-                          "registrationTimestamp": i["registered"], "lastRenewalTimestamp": i["renewal"],
-                          "evictionTimestamp": 0, "serviceUpTimestamp": i["registered"]},
-            "metadata": {"weight": str(i["weight"]), "zone": "soak"},
-            "homePageUrl": f"http://127.0.0.1:{i['port']}/",
-            "statusPageUrl": f"http://127.0.0.1:{i['port']}/actuator/info",
-            "healthCheckUrl": f"http://127.0.0.1:{i['port']}/actuator/health",
-            "vipAddress": i["app"].lower(),
-            "secureVipAddress": i["app"].lower(),
-            "isCoordinatingDiscoveryServer": "false",
-            "lastUpdatedTimestamp": str(i["dirty"]),
-            "lastDirtyTimestamp": str(i["dirty"]),
-            "actionType": action,
-        }
+        return standin.instance(i["app"], i["id"], i["id"], "127.0.0.1", i["port"], status=i["status"],
+                                metadata={"weight": str(i["weight"]), "zone": "soak"},
+                                registered=i["registered"], renewed=i["renewal"], dirty=i["dirty"],
+                                action=action)
 
     def hashcode(self):
-        counts = {}
-        for i in self.instances.values():
-            counts[i["status"]] = counts.get(i["status"], 0) + 1
-        return "".join(f"{s}_{n}_" for s, n in sorted(counts.items()))
+        return standin.hashcode(i["status"] for i in self.instances.values())
 
     @staticmethod
     def document(entries, hashcode):
-        apps = {}
-        for inst_json in entries:
-            apps.setdefault(inst_json["app"], []).append(inst_json)
-        return json.dumps({"applications": {
-            "versions__delta": "1",
-            "apps__hashcode": hashcode,
-            "application": [{"name": a, "instance": lst} for a, lst in sorted(apps.items())],
-        }}).encode()
+        return json.dumps(standin.applications(entries, hashcode)).encode()
 
     def full(self):
         with self.lock:

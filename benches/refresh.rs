@@ -11,9 +11,10 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use serde_json::{json, Value};
+
 use xipgate::registry::parse::parse_apps;
 use xipgate::routes::{Allowlist, RouteTable};
+use xipgate::standin::{self, Registration};
 
 // The allocator the xipgate binary uses (src/main.rs), so the figures are the binary's.
 #[global_allocator]
@@ -61,33 +62,6 @@ impl Rng {
     }
 }
 
-fn instance(app: &str, pod: &str, port: u16) -> Value {
-    json!({
-        "instanceId": format!("{pod}:{app}:8080"),
-        "hostName": pod,
-        "app": app.to_uppercase(),
-        "ipAddr": "10.1.2.3",
-        "status": "UP",
-        "overriddenStatus": "UNKNOWN",
-        "port": {"$": port, "@enabled": "true"},
-        "securePort": {"$": 443, "@enabled": "false"},
-        "countryId": 1,
-        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
-        "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90, "registrationTimestamp": 1700000000000u64,
-                      "lastRenewalTimestamp": 1700000030000u64, "evictionTimestamp": 0, "serviceUpTimestamp": 1700000000100u64},
-        "metadata": {"management.port": "8080", "zone": "zone-a"},
-        "homePageUrl": format!("http://10.1.2.3:{port}/"),
-        "statusPageUrl": format!("http://10.1.2.3:{port}/actuator/info"),
-        "healthCheckUrl": format!("http://10.1.2.3:{port}/actuator/health"),
-        "vipAddress": app,
-        "secureVipAddress": app,
-        "isCoordinatingDiscoveryServer": "false",
-        "lastUpdatedTimestamp": "1700000000100",
-        "lastDirtyTimestamp": "1700000000000",
-        "actionType": "ADDED"
-    })
-}
-
 fn apps_body() -> Vec<u8> {
     let apps: Vec<String> = (0..INSTANCES / PER_APP)
         .map(|i| {
@@ -100,24 +74,17 @@ fn apps_body() -> Vec<u8> {
         })
         .collect();
     let mut rng = Rng(0x2026_1124);
-    let mut per_app: Vec<Vec<Value>> = vec![Vec::new(); apps.len()];
+    let mut regs: Vec<Registration> = Vec::with_capacity(INSTANCES);
     for i in 0..INSTANCES {
         let a = i % apps.len();
         let pod = format!("{}-{}-{}", apps[a], rng.suffix(9), rng.suffix(5));
-        per_app[a].push(instance(&apps[a], &pod, 8080));
+        let mut r = Registration::spring(&apps[a], &pod, "10.1.2.3", 8080);
+        r.metadata.push(("zone".into(), "zone-a".into()));
+        regs.push(r);
     }
-    let application: Vec<Value> = apps
-        .iter()
-        .zip(per_app)
-        .map(|(name, inst)| json!({"name": name.to_uppercase(), "instance": inst}))
-        .collect();
-    json!({"applications": {
-        "versions__delta": "1",
-        "apps__hashcode": format!("UP_{INSTANCES}_"),
-        "application": application,
-    }})
-    .to_string()
-    .into_bytes()
+    // Grouped by application, as the server groups them.
+    regs.sort_by_key(|r| apps.iter().position(|a| a.eq_ignore_ascii_case(&r.app)));
+    standin::full(&regs).into_bytes()
 }
 
 fn table() -> RouteTable {

@@ -4,7 +4,8 @@
 //! `main.rs` only wires these together: [`config`] reads the file, [`registry`] keeps a
 //! copy of Eureka in the [`routes`] table, [`proxy`] routes by [`names`], [`console`]
 //! shows it all, [`dns`] answers for the edge's own names, and [`app`] assembles the
-//! Pingora server.
+//! Pingora server. [`standin`] is the one source of what a stand-in Eureka sends (demo,
+//! tests, benchmarks).
 
 pub mod app;
 pub mod config;
@@ -15,3 +16,4 @@ pub mod names;
 pub mod proxy;
 pub mod registry;
 pub mod routes;
+pub mod standin;

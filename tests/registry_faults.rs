@@ -207,7 +207,7 @@ async fn a_suddenly_empty_registry_is_held_for_the_grace_period() {
     eureka.serve(std::slice::from_ref(&ia)).await;
     // `empty_grace`, the key's old name, still works.
     let x = Xipgate::start(&eureka.url(), "  registry:\n    empty_grace: 4s\n");
-    eureka.serve(&[]).await;
+    eureka.serve_restarted(&[]).await;
     eventually(
         Duration::from_secs(5),
         "the empty registry is noticed",

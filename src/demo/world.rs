@@ -12,6 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::registry::Status;
+use crate::standin::{self, Registration};
 use tokio::net::{TcpListener, TcpStream};
 
 /// USER-SERVICE's instance registers as STARTING and turns UP after this long.
@@ -101,11 +104,7 @@ impl Registry {
     }
 
     fn hashcode(&self) -> String {
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for i in &self.instances {
-            *counts.entry(i.status).or_default() += 1;
-        }
-        counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect()
+        standin::hashcode(self.instances.iter().map(|i| Status::parse(i.status)))
     }
 
     fn applications(&self, which: impl Fn(usize) -> bool, action: &str) -> Vec<Value> {
@@ -147,30 +146,21 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// One instance in Jackson's shape, as `tests/common::apps_json` and real servers have it.
+/// One instance as Spring Cloud's Eureka server writes it ([`crate::standin`]).
 fn instance_json(i: &DemoInstance, k: usize, action: &str) -> Value {
     let now = now_ms();
+    let mut r = Registration::spring(i.app, i.pod, i.ip, i.port);
+    r.instance_id = i.id();
+    r.secure_port = i.secure_port;
+    r.status = Status::parse(i.status);
+    r.metadata = vec![
+        ("zone".into(), i.zone.into()),
+        ("management.port".into(), i.port.to_string()),
+    ];
+    r.registered_ms = now - 3_600_000;
     // Each instance renews every 30 s, at its own phase.
-    let renewed = now - (now + k as u64 * 7_919) % 30_000;
-    let base = format!("http://{}:{}", i.ip, i.port);
-    json!({
-        "instanceId": i.id(), "hostName": i.pod, "app": i.app, "ipAddr": i.ip,
-        "status": i.status, "overriddenStatus": "UNKNOWN",
-        "port": {"$": i.port, "@enabled": "true"},
-        "securePort": {"$": i.secure_port.unwrap_or(443), "@enabled": i.secure_port.is_some().to_string()},
-        "countryId": 1,
-        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
-        "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90, "registrationTimestamp": now - 3_600_000,
-                      "lastRenewalTimestamp": renewed, "evictionTimestamp": 0, "serviceUpTimestamp": now - 3_590_000},
-        "metadata": {"zone": i.zone, "management.port": i.port.to_string()},
-        "homePageUrl": format!("{base}/"),
-        "statusPageUrl": format!("{base}/actuator/info"),
-        "healthCheckUrl": format!("{base}/actuator/health"),
-        "vipAddress": i.app.to_lowercase(), "secureVipAddress": i.app.to_lowercase(),
-        "isCoordinatingDiscoveryServer": "false",
-        "lastUpdatedTimestamp": (now - 3_590_000).to_string(), "lastDirtyTimestamp": (now - 3_600_000).to_string(),
-        "actionType": action
-    })
+    r.renewed_ms = now - (now + k as u64 * 7_919) % 30_000;
+    standin::instance(&r, action)
 }
 
 /// A request as the demo servers need it.

@@ -24,6 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+use xipgate::registry::Status;
+use xipgate::standin::{self, Registration};
 
 /// One instance for [`apps_json`].
 #[derive(Clone, Debug)]
@@ -65,64 +67,80 @@ impl Inst {
     }
 }
 
-fn instance_json(i: &Inst) -> Value {
-    json!({
-        "instanceId": i.id,
-        "hostName": i.id.split(':').next().unwrap_or(""),
-        "app": i.app,
-        "ipAddr": i.ip,
-        "status": i.status,
-        "overriddenStatus": "UNKNOWN",
-        "port": {"$": i.port, "@enabled": "true"},
-        "securePort": {"$": 443, "@enabled": "false"},
-        "countryId": 1,
-        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
-        "leaseInfo": {"renewalIntervalInSecs": 30, "durationInSecs": 90, "registrationTimestamp": 1700000000000u64,
-                      "lastRenewalTimestamp": 1700000030000u64, "evictionTimestamp": 0, "serviceUpTimestamp": 1700000000100u64},
-        "metadata": i.metadata,
-        "homePageUrl": format!("http://{}:{}/", i.ip, i.port),
-        "statusPageUrl": format!("http://{}:{}/actuator/info", i.ip, i.port),
-        "healthCheckUrl": format!("http://{}:{}/actuator/health", i.ip, i.port),
-        "vipAddress": i.app.to_lowercase(),
-        "secureVipAddress": i.app.to_lowercase(),
-        "isCoordinatingDiscoveryServer": "false",
-        "lastUpdatedTimestamp": "1700000000100",
-        "lastDirtyTimestamp": "1700000000000",
-        "actionType": "ADDED"
-    })
+impl Inst {
+    /// The registration this instance stands for.
+    fn registration(&self) -> Registration {
+        let mut r = Registration::spring(&self.app, "", &self.ip, self.port);
+        r.instance_id = self.id.clone();
+        r.host_name = self.id.split(':').next().unwrap_or("").to_string();
+        r.status = Status::parse(&self.status);
+        r.metadata = self
+            .metadata
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
+        r.renewed_ms = 1_700_000_030_000 - 90_000;
+        r
+    }
 }
 
-/// A full `/apps` document in the shape modern (Jackson) Eureka servers send.
+fn instance_json(i: &Inst, action: &str) -> Value {
+    let mut v = standin::instance(&i.registration(), action);
+    // Jackson's `@class` tag on an empty metadata map, as older servers send it.
+    if i.metadata.get("@class").is_some() {
+        v["metadata"] = i.metadata.clone();
+    }
+    v
+}
+
+/// A full `/apps` document in the shape Spring Cloud's Eureka server sends
+/// ([`xipgate::standin`], made from a recorded answer).
 pub fn apps_json(instances: &[Inst]) -> String {
-    let mut apps: Vec<(String, Vec<Value>)> = Vec::new();
-    for i in instances {
-        match apps.iter_mut().find(|(a, _)| *a == i.app) {
-            Some((_, list)) => list.push(instance_json(i)),
-            None => apps.push((i.app.clone(), vec![instance_json(i)])),
+    let docs: Vec<Value> = instances
+        .iter()
+        .map(|i| instance_json(i, "ADDED"))
+        .collect();
+    let hash = standin::hashcode(instances.iter().map(|i| i.registration().served_status()));
+    standin::applications(&docs, &hash, 1).to_string()
+}
+
+/// An `/apps/delta` document taking a client from `before` to `after`, as the server's
+/// delta queue would have it: ADDED for new instances, MODIFIED for changed ones, DELETED
+/// for gone ones, and the hashcode of the whole registry after.
+pub fn delta_json(before: &[Inst], after: &[Inst], version: u64) -> String {
+    let mut docs = Vec::new();
+    for i in after {
+        match before.iter().find(|b| b.app == i.app && b.id == i.id) {
+            None => docs.push(instance_json(i, "ADDED")),
+            Some(b) if instance_json(b, "") != instance_json(i, "") => {
+                docs.push(instance_json(i, "MODIFIED"))
+            }
+            Some(_) => {}
         }
     }
-    let mut counts = std::collections::BTreeMap::new();
-    for i in instances {
-        *counts.entry(i.status.clone()).or_insert(0) += 1;
+    for b in before {
+        if !after.iter().any(|i| i.app == b.app && i.id == b.id) {
+            docs.push(instance_json(b, "DELETED"));
+        }
     }
-    let hash: String = counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect();
-    json!({"applications": {
-        "versions__delta": "1",
-        "apps__hashcode": hash,
-        "application": apps.into_iter().map(|(name, inst)| json!({"name": name, "instance": inst})).collect::<Vec<_>>()
-    }})
-    .to_string()
+    let hash = standin::hashcode(after.iter().map(|i| i.registration().served_status()));
+    standin::applications(&docs, &hash, version).to_string()
 }
 
 /// A stub Eureka server. Its answers can be swapped while xipgate runs.
 pub struct StubEureka {
     pub server: MockServer,
+    /// What [`StubEureka::serve`] served last, the base of the next delta.
+    served: std::sync::Mutex<(Vec<Inst>, u64)>,
 }
 
 impl StubEureka {
     pub async fn start() -> Self {
         StubEureka {
             server: MockServer::start().await,
+            served: std::sync::Mutex::new((Vec::new(), 1)),
         }
     }
 
@@ -131,15 +149,49 @@ impl StubEureka {
         format!("{}/eureka", self.server.uri())
     }
 
-    /// Serves `instances` at `/eureka/apps` (and an empty-change delta, so delta sync
-    /// keeps matching until the next swap forces a full fetch).
+    /// Serves `instances` at `/eureka/apps`, and at `/eureka/apps/delta` the changes
+    /// from what was served before with the new registry's hashcode, as a real server's
+    /// delta queue has them: a client that synced the previous answer reaches this one
+    /// by delta, any other by its hashcode check and a full fetch.
     pub async fn serve(&self, instances: &[Inst]) {
-        self.serve_body(200, &apps_json(instances), "application/json")
+        let delta = {
+            let mut served = self.served.lock().expect("lock");
+            served.1 += 1;
+            let delta = delta_json(&served.0, instances, served.1);
+            served.0 = instances.to_vec();
+            delta
+        };
+        self.mount(200, &apps_json(instances), "application/json", &delta)
             .await;
     }
 
-    /// Serves any status and body at `/eureka/apps` and `/eureka/apps/delta`.
+    /// Serves `instances` as a restarted server would: its delta queue is empty, so the
+    /// delta lists nothing and carries the new registry's hashcode.
+    pub async fn serve_restarted(&self, instances: &[Inst]) {
+        let delta = {
+            let mut served = self.served.lock().expect("lock");
+            *served = (instances.to_vec(), 1);
+            delta_json(instances, instances, 1)
+        };
+        self.mount(200, &apps_json(instances), "application/json", &delta)
+            .await;
+    }
+
+    /// Serves any status and body at `/eureka/apps`, and the same status at
+    /// `/eureka/apps/delta` with a hashcode no registry has, so a client always falls back
+    /// to `/eureka/apps` and meets `body` there.
     pub async fn serve_body(&self, status: u16, body: &str, content_type: &str) {
+        *self.served.lock().expect("lock") = (Vec::new(), 1);
+        self.mount(
+            status,
+            body,
+            content_type,
+            r#"{"applications":{"versions__delta":"2","apps__hashcode":"MISMATCH_1_","application":[]}}"#,
+        )
+        .await;
+    }
+
+    async fn mount(&self, status: u16, body: &str, content_type: &str, delta: &str) {
         self.server.reset().await;
         for p in ["/eureka/apps", "/eureka/apps/"] {
             Mock::given(method("GET"))
@@ -151,14 +203,12 @@ impl StubEureka {
                 .mount(&self.server)
                 .await;
         }
-        // A delta whose hash never matches forces xipgate back to a full fetch, so
-        // every swap is seen within one interval.
         Mock::given(method("GET"))
             .and(path("/eureka/apps/delta"))
-            .respond_with(ResponseTemplate::new(status).set_body_raw(
-                r#"{"applications":{"versions__delta":"2","apps__hashcode":"MISMATCH_1_","application":[]}}"#,
-                "application/json",
-            ))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .set_body_raw(delta.as_bytes().to_vec(), "application/json"),
+            )
             .mount(&self.server)
             .await;
     }
