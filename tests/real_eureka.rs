@@ -286,13 +286,15 @@ fn gap_longer_than_the_delta_window(eureka: &EurekaServer) {
     let (old, new) =
         rt.block_on(async { (Backend::start("old").await, Backend::start("new").await) });
     let pod = RestInstance::register(eureka, "gap-svc", "gap-old:gap-svc:1", old.addr, "UP");
+    // A long fetch timeout: a fetch in flight when the process is stopped completes
+    // after it resumes instead of timing out (which would force a full fetch by itself).
     let x = Xipgate::start(
         &eureka.url(),
-        "  registry:\n    eureka:\n      delta_window: 10s\n",
+        "  registry:\n    eureka:\n      delta_window: 10s\n      timeout: 60s\n",
     );
     let control = Xipgate::start(
         &eureka.url(),
-        "  registry:\n    eureka:\n      delta_window: 10m\n",
+        "  registry:\n    eureka:\n      delta_window: 10m\n      timeout: 60s\n",
     );
     for g in [&x, &control] {
         within(10, "old pod routed", || {
@@ -316,6 +318,11 @@ fn gap_longer_than_the_delta_window(eureka: &EurekaServer) {
     assert!(reason.contains("delta_window"), "{reason}");
     // The control took the (empty, matching) delta and still routes to the old address.
     std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        counter(&control, "syncs_failed"),
+        0,
+        "the control never failed a sync"
+    );
     assert!(
         control
             .get("gap-svc", "/")

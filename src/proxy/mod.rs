@@ -4,6 +4,7 @@ pub mod fast;
 mod host;
 mod limit;
 mod respond;
+pub mod rules;
 
 pub use fast::{Edge, FastPath};
 pub use host::request_host;
@@ -102,9 +103,12 @@ impl Gate {
         ctx.label = Some(label);
         Ok(route)
     }
+}
 
-    fn is_service_route(ctx: &Ctx) -> bool {
-        matches!(ctx.route, Some(Route::Service(_)))
+fn route_kind(ctx: &Ctx) -> rules::RouteKind {
+    match ctx.route {
+        Some(Route::Instance(_)) => rules::RouteKind::Instance,
+        _ => rules::RouteKind::Service,
     }
 }
 
@@ -380,11 +384,19 @@ impl ProxyHttp for Gate {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // Nothing reached the backend yet: any request may go to another instance.
-        if Self::is_service_route(ctx) && (ctx.tried.len() as u32) < self.router.settings.max_tries
-        {
-            e.set_retry(true);
-        }
+        // Nothing reached the backend yet.
+        let again = rules::retry(&rules::FailedTry {
+            etype: e.etype(),
+            route: route_kind(ctx),
+            idempotent: true,
+            sent: false,
+            reused: false,
+            response_started: false,
+            upstream_fault: true,
+            tries: ctx.tried.len() as u32,
+            max_tries: self.router.settings.max_tries,
+        });
+        e.set_retry(again);
         e
     }
 
@@ -397,25 +409,22 @@ impl ProxyHttp for Gate {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let idempotent = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated();
-        // Never retry once part of the response went to the client: the next instance's
-        // answer would be appended to it (tests/backend_faults.rs). Nor an error of the
-        // client's side (it went away, or sent a broken body): another try cannot help.
-        let response_started = session.response_written().is_some();
-        let upstream_fault = *e.esource() == pingora_core::ErrorSource::Upstream;
-        if !idempotent
-            || response_started
-            || !upstream_fault
-            || (ctx.tried.len() as u32) >= self.router.settings.max_tries
-        {
-            e.set_retry(false);
-        } else if Self::is_service_route(ctx) {
-            // An idempotent request whose instance failed mid-way may go to another one.
-            e.set_retry(true);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
+        let again = rules::retry(&rules::FailedTry {
+            etype: e.etype(),
+            route: route_kind(ctx),
+            idempotent: session.req_header().method.is_idempotent()
+                && !session.as_ref().retry_buffer_truncated(),
+            sent: true,
+            reused: client_reused,
+            // Part of the response went to the client: the next instance's answer would be
+            // appended to it (tests/backend_faults.rs).
+            response_started: session.response_written().is_some(),
+            // The client went away or sent a broken body: another try cannot help.
+            upstream_fault: *e.esource() == pingora_core::ErrorSource::Upstream,
+            tries: ctx.tried.len() as u32,
+            max_tries: self.router.settings.max_tries,
+        });
+        e.set_retry(again);
         e
     }
 
@@ -425,17 +434,32 @@ impl ProxyHttp for Gate {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Pingora has stripped the hop-by-hop headers already; the edge's own list
+        // (`rules::HOP_BY_HOP`) is applied too, so one list holds for both engines. The
+        // Connection and Upgrade Pingora writes for a WebSocket upgrade stay.
+        let upgrade = upstream.headers.contains_key(http::header::UPGRADE);
+        let hop: Vec<http::header::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|n| {
+                rules::is_hop_by_hop(n.as_str())
+                    && !(upgrade && (*n == http::header::CONNECTION || *n == http::header::UPGRADE))
+            })
+            .cloned()
+            .collect();
+        for name in hop {
+            upstream.remove_header(&name);
+        }
         // The client's Host goes through unchanged (as the older design did).
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let xff = match upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-                _ => ip,
-            };
+            let xff = rules::forwarded_for(
+                upstream
+                    .headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+                &client.ip().to_string(),
+            );
             upstream.insert_header("x-forwarded-for", xff)?;
         }
         upstream.insert_header("x-forwarded-proto", "http")?;
@@ -458,11 +482,20 @@ impl ProxyHttp for Gate {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Hop-by-hop headers of the backend's connection stay with it (`rules`); Pingora
+        // writes the client connection's own. A 101 keeps its Connection: Upgrade.
+        for name in ["keep-alive", "proxy-connection"] {
+            resp.remove_header(name);
+        }
         if let Some(t) = &ctx.target {
             if let Some(started) = ctx.upstream_started {
                 ctx.upstream_time = Some(started.elapsed());
             }
-            resp.insert_header("x-served-by", t.instance.instance_id.as_str())?;
+            resp.remove_header("x-served-by");
+            resp.remove_header("x-xipgate-instance-status");
+            if rules::header_safe(t.instance.instance_id.as_bytes()) {
+                resp.insert_header("x-served-by", t.instance.instance_id.as_str())?;
+            }
             if matches!(ctx.route, Some(Route::Instance(_))) && t.instance.status != Status::Up {
                 resp.insert_header("x-xipgate-instance-status", t.instance.status.as_str())?;
             }

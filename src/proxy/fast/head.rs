@@ -4,6 +4,8 @@
 
 use std::mem::MaybeUninit;
 
+use crate::proxy::rules;
+
 /// Most headers a request or response head may have on the fast path. A request with more
 /// goes to Pingora (which allows more); a response with more is a 502.
 pub const MAX_HEADERS: usize = 96;
@@ -20,7 +22,8 @@ pub struct Plan<'a> {
     pub method: &'a str,
     /// The Host header as sent.
     pub host: &'a str,
-    /// The client's X-Forwarded-For, when it sent one.
+    /// The client's X-Forwarded-For, when it sent one (as sent: [`rules::forwarded_for`]
+    /// decides what of it goes on).
     pub xff: Option<&'a [u8]>,
     /// The client asked to close the connection after this response.
     pub close: bool,
@@ -51,22 +54,6 @@ fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Hop-by-hop headers the fast path passes in neither direction (it takes no request that
-/// names others in Connection, and sets its own Connection answers).
-fn hop_by_hop(name: &str) -> bool {
-    is(name, "connection") || is(name, "keep-alive") || is(name, "proxy-connection")
-}
-
-/// Headers of the client's request not passed upstream: hop-by-hop ones, and the
-/// X-Forwarded-* set the edge writes itself.
-fn dropped_upstream(name: &str) -> bool {
-    hop_by_hop(name)
-        || is(name, "x-forwarded-for")
-        || is(name, "x-forwarded-proto")
-        || is(name, "x-forwarded-host")
-        || is(name, "x-forwarded-port")
-}
-
 /// Decides what to do with the bytes at the start of `buf`, in one pass. When the request
 /// is taken, `out` holds the start of the request head for the upstream: the client's
 /// request line and headers (Host unchanged) without hop-by-hop and X-Forwarded-* ones;
@@ -91,7 +78,9 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
         return Parsed::Handoff;
     };
-    if method == "CONNECT" || !path.starts_with('/') {
+    // Anything but a plain origin-form target (a fragment, raw `{|}^`, ...) is left to
+    // Pingora's parser, so both engines answer it alike.
+    if method == "CONNECT" || !rules::plain_origin_form(path) {
         return Parsed::Handoff;
     }
     out.extend_from_slice(method.as_bytes());
@@ -129,18 +118,16 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
                 }
             }
         } else if is(n, "x-forwarded-for") {
-            // More than one is rare enough to leave to Pingora's path.
+            // More than one is rare enough to leave to Pingora's path (which joins them
+            // with the same rule, `rules::forwarded_for`).
             if xff.is_some() {
                 return Parsed::Handoff;
             }
-            let v = h.value.trim_ascii();
-            if !v.is_empty() {
-                xff = Some(v);
-            }
+            xff = Some(h.value);
         } else if is(n, "origin") {
             has_origin = true;
         }
-        if !dropped_upstream(n) {
+        if !rules::dropped_upstream(n) {
             put_header(out, n.as_bytes(), h.value);
         }
     }
@@ -174,13 +161,7 @@ pub struct Forwarded<'a> {
 /// with the client, X-Forwarded-Proto/Host/Port set, as the Pingora path does.
 pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
     if let Some(ip) = fwd.client {
-        out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(prev) = fwd.prev {
-            out.extend_from_slice(prev);
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(ip.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, b"x-forwarded-for", &rules::forwarded_for(fwd.prev, ip));
     }
     put_header(out, b"x-forwarded-proto", b"http");
     put_header(out, b"x-forwarded-host", fwd.host.as_bytes());
@@ -244,9 +225,12 @@ pub fn parse_response<'b>(
     out.clear();
     let mut slots: Slots<'b> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
-    {
+    // Pingora's own response parser settings (pingora-core's v1 client), so a head one
+    // engine reads the other reads too.
+    let mut config = httparse::ParserConfig::default();
+    config.allow_spaces_after_header_name_in_responses(true);
+    config.allow_obsolete_multiline_headers_in_responses(true);
+    let head_len = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
@@ -265,16 +249,20 @@ pub fn parse_response<'b>(
     let mut reusable = resp.version == Some(1);
     let mut length: Option<u64> = None;
     let mut chunked = None;
+    // RFC 9112 §6.3: with Transfer-Encoding, Content-Length is ignored and a proxy MUST
+    // remove it, or a Content-Length-first reader behind the edge reads the chunked body
+    // as the next response.
+    let has_te = resp.headers.iter().any(|h| is(h.name, "transfer-encoding"));
     for h in resp.headers.iter() {
         if is(h.name, "content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(HeadError::Length)?;
+            let n = rules::content_length(h.value).ok_or(HeadError::Length)?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::Length);
             }
             length = Some(n);
+            if has_te {
+                continue;
+            }
         } else if is(h.name, "transfer-encoding") {
             // The last coding decides: chunked last means chunked framing.
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
@@ -289,8 +277,18 @@ pub fn parse_response<'b>(
                 }
             }
         }
-        if !dropped_downstream(h.name) {
-            put_header(out, h.name.as_bytes(), h.value);
+        if !rules::dropped_downstream(h.name) {
+            if h.value.iter().any(|&b| b == b'\r' || b == b'\n') {
+                // An obs-fold line (RFC 9112 §5.2): passed on unfolded, each CR and LF a space.
+                let unfolded: Vec<u8> = h
+                    .value
+                    .iter()
+                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                    .collect();
+                put_header(out, h.name.as_bytes(), &unfolded);
+            } else {
+                put_header(out, h.name.as_bytes(), h.value);
+            }
         }
     }
     let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
@@ -308,7 +306,7 @@ pub fn parse_response<'b>(
         // Both framings at once is a smuggling signal: never reuse that connection.
         reusable = false;
     }
-    if header_safe(stamp.served_by) {
+    if rules::header_safe(stamp.served_by.as_bytes()) {
         put_header(out, b"x-served-by", stamp.served_by.as_bytes());
     }
     if let Some(s) = stamp.instance_status {
@@ -333,16 +331,6 @@ fn httparse_reason(e: httparse::Error) -> &'static str {
         httparse::Error::Status => "bad status",
         _ => "bad header",
     }
-}
-
-/// Response headers the edge does not pass on: hop-by-hop ones, and the ones it sets.
-fn dropped_downstream(name: &str) -> bool {
-    hop_by_hop(name) || is(name, "x-served-by") || is(name, "x-xipgate-instance-status")
-}
-
-/// A value that can go into a header as it is (registry data is not trusted).
-pub fn header_safe(v: &str) -> bool {
-    v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::rules::{self, RouteKind};
 use super::{pick_target, resolve_host, AccessEntry, ProxySettings, Router};
 use crate::console::ServiceMetrics;
 use crate::registry::Status;
@@ -183,7 +184,8 @@ impl FastPath {
             let head_len = plan.head_len;
             buf.drain(..head_len);
 
-            // 3. Proxy it, with the same retry rules as the Pingora path.
+            // 3. Proxy it; whether a failed try is tried again is `rules::retry`'s call, as
+            // on the Pingora path.
             let mut tried: Vec<SocketAddr> = Vec::new();
             // The instance of the last failed try, for the answer when none is left.
             let mut last: Option<Arc<Target>> = None;
@@ -222,10 +224,23 @@ impl FastPath {
                 match ex.run(&mut stream, &mut scratch).await {
                     Ok(done) => break Ok((target, done)),
                     Err(f) => {
-                        let again = !f.response_started
-                            && (tried.len() as u32) < settings.max_tries
-                            && (!f.sent || idempotent)
-                            && (!instance_route || f.reused);
+                        let again = rules::retry(&rules::FailedTry {
+                            etype: &f.etype,
+                            route: if instance_route {
+                                RouteKind::Instance
+                            } else {
+                                RouteKind::Service
+                            },
+                            idempotent,
+                            sent: f.sent,
+                            reused: f.reused,
+                            response_started: f.response_started,
+                            // The fast path's failures are the upstream's: a client that
+                            // goes away ends the connection, not the try.
+                            upstream_fault: true,
+                            tries: tried.len() as u32,
+                            max_tries: settings.max_tries,
+                        });
                         if !again {
                             break Err((Some(target), f));
                         }

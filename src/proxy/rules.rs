@@ -1,0 +1,191 @@
+//! The proxy's HTTP rules, decided once for both engines: Pingora's proxy ([`super::Gate`])
+//! and the fast path ([`super::fast`]). Each rule is a pure function with a table test
+//! here; `tests/differential.rs` sends the same raw requests through both engines and
+//! compares what the client and the backend see.
+//!
+//! Where Pingora already enforces a rule itself (it strips the standard hop-by-hop
+//! headers and the ones named in `Connection`), the Pingora path still applies the rule
+//! from here after it, so the set is one list whichever engine serves the request.
+
+use pingora_core::ErrorType;
+
+/// Request headers never passed upstream: the hop-by-hop headers of RFC 9110 §7.6.1 plus
+/// the proxy ones (`Proxy-Authorization` carries the client's credentials for this
+/// proxy, never for the instance behind it), the list Pingora strips.
+pub const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "http2-settings",
+];
+
+/// The X-Forwarded-* headers the edge writes itself (a client's own are replaced, except
+/// X-Forwarded-For, which is extended: see [`forwarded_for`]).
+pub const EDGE_FORWARDED: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+];
+
+/// Response headers the edge sets itself and never passes on from a backend.
+pub const EDGE_RESPONSE: [&str; 2] = ["x-served-by", "x-xipgate-instance-status"];
+
+fn any_is(list: &[&str], name: &str) -> bool {
+    list.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+pub fn is_hop_by_hop(name: &str) -> bool {
+    any_is(&HOP_BY_HOP, name)
+}
+
+/// A client request header the edge does not pass upstream as it is.
+pub fn dropped_upstream(name: &str) -> bool {
+    is_hop_by_hop(name) || any_is(&EDGE_FORWARDED, name)
+}
+
+/// A backend response header the edge does not pass to the client as it is (framing
+/// headers are decided by [`content_length`] and the engine's framing).
+pub fn dropped_downstream(name: &str) -> bool {
+    name.eq_ignore_ascii_case("connection")
+        || name.eq_ignore_ascii_case("keep-alive")
+        || name.eq_ignore_ascii_case("proxy-connection")
+        || any_is(&EDGE_RESPONSE, name)
+}
+
+/// A value that can go into a header as it is: visible ASCII, space and tab (registry
+/// data and client values are not trusted).
+pub fn header_safe(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// A response `Content-Length` value (RFC 9110 §8.6): digits only, optionally a list of
+/// equal values (`5, 5`, which some servers send after merging). `None` for anything else
+/// (`+5`, `5 ` with a no-break space, `0x5`, differing values): the response is a 502.
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let mut found: Option<u64> = None;
+    for part in value.split(|&b| b == b',') {
+        let part = trim_ows(part);
+        // u64::MAX has 20 digits; refusing 20 and more keeps the parse overflow-free.
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return None;
+        }
+        found = Some(n);
+    }
+    found
+}
+
+/// HTTP's optional whitespace (space and tab only, not Unicode spaces).
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// A request target the fast path may pass through byte for byte: origin-form made only of
+/// the characters RFC 3986 allows in a path and query (no fragment, no raw `{|}^\`[]`, no
+/// space or control byte). Anything else goes to Pingora's stricter parser, so both engines
+/// give the same answer.
+pub fn plain_origin_form(target: &str) -> bool {
+    target.starts_with('/')
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b))
+}
+
+/// The X-Forwarded-For sent upstream: the client's own values (every X-Forwarded-For header,
+/// in order, empty and unsafe ones left out), then the client's address.
+pub fn forwarded_for<'a>(
+    client_values: impl IntoIterator<Item = &'a [u8]>,
+    client: &str,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    for v in client_values {
+        let v = trim_ows(v);
+        if v.is_empty() || !header_safe(v) {
+            continue;
+        }
+        out.extend_from_slice(v);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(client.as_bytes());
+    out
+}
+
+/// The kind of route a request took, for the retry rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// A service host: any UP instance will do.
+    Service,
+    /// An instance host: that instance and no other.
+    Instance,
+}
+
+/// What is known about a failed try.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedTry<'a> {
+    pub etype: &'a ErrorType,
+    pub route: RouteKind,
+    /// The request may be sent again (idempotent method, body still replayable).
+    pub idempotent: bool,
+    /// Some of the request may have reached the upstream.
+    pub sent: bool,
+    /// The upstream connection came from the keep-alive pool.
+    pub reused: bool,
+    /// Part of the response already went to the client.
+    pub response_started: bool,
+    /// The failure is the upstream's (not the client's going away or its broken body).
+    pub upstream_fault: bool,
+    /// Tries made so far, this one included.
+    pub tries: u32,
+    pub max_tries: u32,
+}
+
+/// The upstream closed or reset the connection: what a pooled connection the upstream
+/// dropped while idle looks like when it is reused (Pingora marks these `ReusedOnly`).
+fn closed_by_upstream(e: &ErrorType) -> bool {
+    matches!(
+        e,
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+    )
+}
+
+/// Whether a failed try is tried again.
+///
+/// Never once the response started (the next answer would be appended to it), never past
+/// `max_tries`, never for the client's own faults, never a request that may have reached
+/// the upstream unless it is idempotent. Then: a service host tries another instance for
+/// any failure. An instance host has only its one instance, so it tries again only the
+/// failure a retry cures: a pooled connection the upstream closed or reset as it was
+/// reused (the keep-alive race). A timeout there is a 504, not three times the wait.
+pub fn retry(f: &FailedTry<'_>) -> bool {
+    if f.response_started || !f.upstream_fault || f.tries >= f.max_tries {
+        return false;
+    }
+    if f.sent && !f.idempotent {
+        return false;
+    }
+    match f.route {
+        RouteKind::Service => true,
+        RouteKind::Instance => f.reused && closed_by_upstream(f.etype),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,462 @@
+//! The same raw requests through both engines (`xipgate.downstream.fast_path` on and off)
+//! against one recording backend, compared: the client's status, headers (without
+//! `Date`, which only Pingora's path adds) and body, and the exact request head the
+//! backend received. The rules both engines follow live in `src/proxy/rules.rs`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One case: the request (with `{host}` for the service host) and the raw response the
+/// backend gives to it.
+struct Case {
+    name: &'static str,
+    request: &'static str,
+    response: &'static [u8],
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
+
+fn cases() -> Vec<Case> {
+    let c = |name, request, response| Case {
+        name,
+        request,
+        response,
+    };
+    vec![
+        c("plain", "GET /plain HTTP/1.1\r\nHost: {host}\r\n\r\n", OK),
+        c("query", "GET /query?a=%20b&c=d HTTP/1.1\r\nHost: {host}\r\n\r\n", OK),
+        c("head", "HEAD /head HTTP/1.1\r\nHost: {host}\r\n\r\n", OK),
+        c("delete", "DELETE /delete HTTP/1.1\r\nHost: {host}\r\n\r\n", OK),
+        c(
+            "proxy-credentials",
+            "GET /proxy-credentials HTTP/1.1\r\nHost: {host}\r\nProxy-Authorization: Basic c2VjcmV0\r\nProxy-Authenticate: Basic\r\n\r\n",
+            OK,
+        ),
+        c(
+            "hop-by-hop",
+            "GET /hop-by-hop HTTP/1.1\r\nHost: {host}\r\nKeep-Alive: timeout=5\r\nTrailer: X-T\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nProxy-Connection: keep-alive\r\n\r\n",
+            OK,
+        ),
+        c(
+            "xff-one",
+            "GET /xff-one HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
+            OK,
+        ),
+        c(
+            "xff-empty-then-one",
+            "GET /xff-empty-then-one HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: \r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+            OK,
+        ),
+        c(
+            "xff-two",
+            "GET /xff-two HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n",
+            OK,
+        ),
+        c(
+            "xff-forged-edge-headers",
+            "GET /xff-forged HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 1\r\n\r\n",
+            OK,
+        ),
+        c("fragment", "GET /fragment#frag HTTP/1.1\r\nHost: {host}\r\n\r\n", OK),
+        c("raw-brackets", "GET /a{|}^`[] HTTP/1.1\r\nHost: {host}\r\n\r\n", OK),
+        c(
+            "cl-and-te",
+            "GET /cl-and-te HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+        c(
+            "cl-plus",
+            "GET /cl-plus HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+        ),
+        c(
+            "cl-nbsp",
+            "GET /cl-nbsp HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\xc2\xa0\r\n\r\nhello",
+        ),
+        c(
+            "cl-list",
+            "GET /cl-list HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
+        ),
+        c(
+            "cl-conflict",
+            "GET /cl-conflict HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        ),
+        c(
+            "space-before-colon",
+            "GET /space-before-colon HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello",
+        ),
+        c(
+            "chunked",
+            "GET /chunked HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        ),
+        c(
+            "until-close",
+            "GET /until-close HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello until close",
+        ),
+        c(
+            "no-content",
+            "GET /no-content HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ),
+        c(
+            "not-modified",
+            "GET /not-modified HTTP/1.1\r\nHost: {host}\r\nIf-None-Match: \"x\"\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+        ),
+        c(
+            "backend-stamps",
+            "GET /backend-stamps HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Served-By: forged\r\nX-Xipgate-Instance-Status: UP\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        c(
+            "backend-hop-by-hop",
+            "GET /backend-hop-by-hop HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        c(
+            "status-500",
+            "GET /status-500 HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom",
+        ),
+        c(
+            "unknown-label",
+            "GET /x HTTP/1.1\r\nHost: no-such-svc.{domain}\r\n\r\n",
+            OK,
+        ),
+    ]
+}
+
+/// A backend that records every request head it receives and answers each with the raw
+/// response of the case its path names; it closes after a response without framing.
+struct Recorder {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start(responses: Vec<(String, Vec<u8>)>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, responses) = (seen.clone(), Arc::new(responses));
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (s, responses) = (s.clone(), responses.clone());
+                std::thread::spawn(move || serve(conn, &s, &responses));
+            }
+        });
+        Recorder { addr, seen }
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.seen.lock().expect("lock"))
+    }
+}
+
+fn serve(mut conn: TcpStream, seen: &Mutex<Vec<String>>, responses: &[(String, Vec<u8>)]) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        buf.drain(..end);
+        seen.lock().expect("lock").push(head.clone());
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let response = responses
+            .iter()
+            .find(|(p, _)| path.starts_with(p.as_str()))
+            .map_or(OK.to_vec(), |(_, r)| r.clone());
+        if conn.write_all(&response).is_err() {
+            return;
+        }
+        // A response without framing ends with the connection.
+        let framed = String::from_utf8_lossy(&response).to_ascii_lowercase();
+        let has_framing = framed.contains("content-length")
+            || framed.contains("transfer-encoding")
+            || framed.starts_with("http/1.1 204")
+            || framed.starts_with("http/1.1 304");
+        if !has_framing {
+            return;
+        }
+    }
+}
+
+/// Status, headers (lower-case names, sorted) and body of a raw response, with the two
+/// differences README lists as intended taken out: `Date` (only Pingora's path adds it),
+/// and how a body is framed on the wire: Pingora's path re-chunks a chunked body and
+/// sends a close-delimited one chunked, the fast path passes both through as they came.
+/// So a chunked body is compared decoded, and `transfer-encoding: chunked` is left out.
+fn normalise_response(raw: &str) -> (String, BTreeSet<String>, String) {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or("").to_string();
+    let pairs: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = pairs
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let headers = pairs
+        .into_iter()
+        .filter(|(k, v)| {
+            k != "date" && !(k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+        })
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, headers, body)
+}
+
+/// A chunked body decoded (trailers dropped); what cannot be decoded is kept as it is.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let Some((size, rest)) = body.split_once("\r\n") else {
+            return format!("{out}<undecodable:{body}>");
+        };
+        let size = size.split(';').next().unwrap_or("").trim();
+        let Ok(n) = usize::from_str_radix(size, 16) else {
+            return format!("{out}<undecodable:{body}>");
+        };
+        if n == 0 {
+            return out;
+        }
+        if rest.len() < n + 2 {
+            return format!("{out}<undecodable:{rest}>");
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+}
+
+/// The request line and headers the backend got, with the listener's port replaced
+/// (each engine's xipgate listens on a port of its own).
+fn normalise_request(raw: &str, port: u16) -> (String, BTreeSet<String>) {
+    let mut lines = raw.lines();
+    let line = lines.next().unwrap_or("").to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .map(|(k, v)| {
+            let v = v.replace(&port.to_string(), "PORT");
+            format!("{k}: {v}")
+        })
+        .collect();
+    (line, headers)
+}
+
+fn send(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    // Each case on a connection of its own, closed after the answer.
+    let request = request.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
+    s.write_all(request.as_bytes()).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn both_engines_answer_alike_and_send_the_backend_the_same_request() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cases = cases();
+    let backend = Recorder::start(
+        cases
+            .iter()
+            .map(|c| {
+                let path = c.request.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split(['?', '#', '{']).next().unwrap_or(path);
+                (path.to_string(), c.response.to_vec())
+            })
+            .collect(),
+    );
+    let eureka = rt.block_on(StubEureka::start());
+    let inst = Inst::up("diff-svc", "diff-1", backend.addr);
+    rt.block_on(eureka.serve(std::slice::from_ref(&inst)));
+    let fast = Xipgate::start(&eureka.url(), "  downstream:\n    fast_path: true\n");
+    let pingora = Xipgate::start(&eureka.url(), "  downstream:\n    fast_path: false\n");
+    let mut differences = Vec::new();
+    for c in &cases {
+        let request = c
+            .request
+            .replace("{host}", &format!("diff-svc.{DOMAIN}"))
+            .replace("{domain}", DOMAIN);
+        backend.take();
+        let a = normalise_response(&send(fast.proxy, &request));
+        let seen_a: Vec<_> = backend
+            .take()
+            .iter()
+            .map(|r| normalise_request(r, fast.proxy.port()))
+            .collect();
+        let b = normalise_response(&send(pingora.proxy, &request));
+        let seen_b: Vec<_> = backend
+            .take()
+            .iter()
+            .map(|r| normalise_request(r, pingora.proxy.port()))
+            .collect();
+        if a != b {
+            differences.push(format!(
+                "{}: client saw\n  fast:    {a:?}\n  pingora: {b:?}",
+                c.name
+            ));
+        }
+        if seen_a != seen_b {
+            differences.push(format!(
+                "{}: backend got\n  fast:    {seen_a:?}\n  pingora: {seen_b:?}",
+                c.name
+            ));
+        }
+        // What must hold whichever engine: no proxy credentials reach an instance, no
+        // Content-Length beside Transfer-Encoding reaches a client.
+        for (line, headers) in seen_a.iter().chain(&seen_b) {
+            assert!(
+                !headers.iter().any(|h| h.starts_with("proxy-")),
+                "{}: {line} {headers:?}",
+                c.name
+            );
+        }
+        let expected = match c.name {
+            "raw-brackets" => "400",
+            "unknown-label" => "404",
+            "cl-plus" | "cl-nbsp" | "cl-conflict" => "502",
+            "no-content" => "204",
+            "not-modified" => "304",
+            "status-500" => "500",
+            _ => "200",
+        };
+        assert!(
+            a.0.split_whitespace().nth(1) == Some(expected),
+            "{}: expected {expected}, got {:?}",
+            c.name,
+            a.0
+        );
+        if c.name == "fragment" {
+            assert!(
+                seen_a.iter().all(|(line, _)| !line.contains('#')),
+                "{seen_a:?}"
+            );
+        }
+        if c.name.starts_with("xff") {
+            assert!(
+                seen_a.iter().all(|(_, h)| h
+                    .iter()
+                    .filter(|h| h.starts_with("x-forwarded-for:"))
+                    .count()
+                    == 1),
+                "{}: {seen_a:?}",
+                c.name
+            );
+        }
+        if c.name == "cl-and-te" {
+            assert!(
+                !a.1.iter().any(|h| h.starts_with("content-length")),
+                "{a:?}"
+            );
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} difference(s):\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
+
+/// A read timeout on an instance host is a 504 after one try, on both engines: the one
+/// instance is not asked three times over a pooled connection.
+#[test]
+fn an_instance_host_read_timeout_is_one_try_and_a_504() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let hits = Arc::new(Mutex::new(0usize));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    let slow = String::from_utf8_lossy(&buf[..n]).contains("GET /slow");
+                    *h.lock().expect("lock") += 1;
+                    if slow {
+                        std::thread::sleep(Duration::from_secs(3));
+                    }
+                    let _ = conn.write_all(OK);
+                }
+            });
+        }
+    });
+    let eureka = rt.block_on(StubEureka::start());
+    let inst = Inst::up("slow-svc", "slow-1", addr);
+    rt.block_on(eureka.serve(std::slice::from_ref(&inst)));
+    for fast_path in [true, false] {
+        let x = Xipgate::start(
+            &eureka.url(),
+            &format!(
+                "  downstream:\n    fast_path: {fast_path}\n  upstream:\n    read_timeout: 1s\n"
+            ),
+        );
+        let host = format!("{}.{DOMAIN}", inst.label());
+        // One keep-alive connection: the first request pools the upstream connection.
+        let mut s = TcpStream::connect(x.proxy).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        s.write_all(format!("GET /fast HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .expect("send");
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).expect("first answer");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        *hits.lock().expect("lock") = 0;
+        let started = Instant::now();
+        s.write_all(
+            format!("GET /slow HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("send");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let answer = String::from_utf8_lossy(&out);
+        assert!(
+            answer.starts_with("HTTP/1.1 504"),
+            "fast_path {fast_path}: {answer}"
+        );
+        assert_eq!(
+            *hits.lock().expect("lock"),
+            1,
+            "fast_path {fast_path}: tries"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "fast_path {fast_path}: one read timeout"
+        );
+    }
+}
