@@ -271,6 +271,34 @@ fn normalise_request(raw: &str, port: u16) -> (String, BTreeSet<String>) {
     (line, headers)
 }
 
+/// The request and retry counters of `/metrics`, by series.
+fn counters(x: &Xipgate) -> std::collections::BTreeMap<String, f64> {
+    let body = http_get(x.console, "localhost", "/metrics")
+        .expect("metrics")
+        .2;
+    body.lines()
+        .filter(|l| {
+            l.starts_with("xipgate_requests_total") || l.starts_with("xipgate_retries_total")
+        })
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// How the counters moved between two readings (series that did not move left out).
+fn moved(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> Vec<(String, f64)> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d != 0.0)
+        .collect()
+}
+
 fn send(addr: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
@@ -308,6 +336,7 @@ fn both_engines_answer_alike_and_send_the_backend_the_same_request() {
             .replace("{host}", &format!("diff-svc.{DOMAIN}"))
             .replace("{domain}", DOMAIN);
         backend.take();
+        let (ca, cb) = (counters(&fast), counters(&pingora));
         let a = normalise_response(&send(fast.proxy, &request));
         let seen_a: Vec<_> = backend
             .take()
@@ -320,6 +349,22 @@ fn both_engines_answer_alike_and_send_the_backend_the_same_request() {
             .iter()
             .map(|r| normalise_request(r, pingora.proxy.port()))
             .collect();
+        // The request is counted once the answer is out; give the metrics a moment.
+        let (mut ma, mut mb) = (Vec::new(), Vec::new());
+        for _ in 0..20 {
+            ma = moved(&ca, &counters(&fast));
+            mb = moved(&cb, &counters(&pingora));
+            if ma == mb {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if ma != mb {
+            differences.push(format!(
+                "{}: metrics moved\n  fast:    {ma:?}\n  pingora: {mb:?}",
+                c.name
+            ));
+        }
         if a != b {
             differences.push(format!(
                 "{}: client saw\n  fast:    {a:?}\n  pingora: {b:?}",
@@ -458,5 +503,59 @@ fn an_instance_host_read_timeout_is_one_try_and_a_504() {
             started.elapsed() < Duration::from_secs(3),
             "fast_path {fast_path}: one read timeout"
         );
+    }
+}
+
+/// A backend that sends body bytes after a finished HEAD or 204 response leaves them on the
+/// pooled connection; the next client's request must not get them as its response.
+#[test]
+fn bytes_after_a_finished_head_or_204_do_not_reach_the_next_client() {
+    use common::wire::{exchange, split_responses, Recorder};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let backend = Recorder::start(vec![
+        (
+            "/poison-head".to_string(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil".to_vec(),
+        ),
+        (
+            "/poison-204".to_string(),
+            b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil".to_vec(),
+        ),
+    ]);
+    let eureka = rt.block_on(StubEureka::start());
+    let inst = Inst::up("poison-svc", "poison-1", backend.addr);
+    rt.block_on(eureka.serve(std::slice::from_ref(&inst)));
+    let host = format!("poison-svc.{DOMAIN}");
+    for fast_path in [true, false] {
+        let x = Xipgate::start(
+            &eureka.url(),
+            &format!("  downstream:\n    fast_path: {fast_path}\n"),
+        );
+        for (method, path) in [("HEAD", "/poison-head"), ("GET", "/poison-204")] {
+            let first = exchange(
+                x.proxy,
+                format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert!(first.starts_with(b"HTTP/1.1 2"), "{method} {path}");
+            for n in 0..3 {
+                let next = exchange(
+                    x.proxy,
+                    format!("GET /after-{n} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+                let got = split_responses(&next, &[false]);
+                let body = got
+                    .first()
+                    .map(|a| String::from_utf8_lossy(&a.body).into_owned())
+                    .unwrap_or_default();
+                assert_eq!(
+                    body,
+                    format!("/after-{n}"),
+                    "fast_path {fast_path}, after {method} {path}: {:?}",
+                    String::from_utf8_lossy(&next)
+                );
+            }
+        }
     }
 }

@@ -408,7 +408,12 @@ impl ProxyHttp for Gate {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
-        let mut e = e.more_context(format!("Peer: {peer}"));
+        // The edge's own verdicts (an unasked 101) and refusals of the client's request keep
+        // their explanation for the answer.
+        let mut e = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(_), _) | (_, pingora_core::ErrorSource::Downstream) => e,
+            _ => e.more_context(format!("Peer: {peer}")),
+        };
         let again = rules::retry(&rules::FailedTry {
             etype: e.etype(),
             route: route_kind(ctx),
@@ -478,10 +483,21 @@ impl ProxyHttp for Gate {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if resp.status == 101
+            && !session
+                .req_header()
+                .headers
+                .contains_key(http::header::UPGRADE)
+        {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                rules::UNASKED_UPGRADE,
+            ));
+        }
         // Hop-by-hop headers of the backend's connection stay with it (`rules`); Pingora
         // writes the client connection's own. A 101 keeps its Connection: Upgrade.
         for name in ["keep-alive", "proxy-connection"] {
@@ -517,13 +533,23 @@ impl ProxyHttp for Gate {
                 (ErrorType::HTTPStatus(_), Some(why)) => Some(why.to_string()),
                 _ => None,
             };
-            let answer = respond::failure_answer(
-                code,
-                e.etype(),
-                context,
-                ctx.target.as_deref(),
-                ctx.tried.len(),
-            );
+            // The client's own request was refused (a Connection header naming Host, say):
+            // say what was wrong with it, not what an instance did.
+            let answer = if *e.esource() == pingora_core::ErrorSource::Downstream {
+                let why = e
+                    .context
+                    .as_ref()
+                    .map_or_else(|| e.etype().as_str().to_string(), |c| c.to_string());
+                Answer::text(code, format!("invalid request: {why}"))
+            } else {
+                respond::failure_answer(
+                    code,
+                    e.etype(),
+                    context,
+                    ctx.target.as_deref(),
+                    ctx.tried.len(),
+                )
+            };
             ctx.answered = Some(code);
             if let Err(err) = respond(
                 session,

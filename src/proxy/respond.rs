@@ -86,20 +86,25 @@ impl Answer {
         self
     }
 
+    /// Every header of the answer, in order: what both engines write (Pingora's path
+    /// through its session, the fast path as bytes), so an answer reads the same on both.
+    pub fn fields(&self) -> Vec<(&'static str, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.headers.len() + 3);
+        out.push(("content-type", HeaderValue::from_static(self.content_type)));
+        out.push(("content-length", HeaderValue::from(self.body.len())));
+        out.push(("cache-control", HeaderValue::from_static("no-store")));
+        out.extend(self.headers.iter().cloned());
+        out
+    }
+
     /// The answer as HTTP/1.1 bytes, closing the connection (the fast path's failures).
     pub fn to_http1(&self, head_only: bool) -> Vec<u8> {
         let reason = http::StatusCode::from_u16(self.status)
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        let mut out = format!(
-            "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\n",
-            self.status,
-            self.content_type,
-            self.body.len()
-        )
-        .into_bytes();
-        for (k, v) in &self.headers {
+        let mut out = format!("HTTP/1.1 {} {reason}\r\n", self.status).into_bytes();
+        for (k, v) in self.fields() {
             out.extend_from_slice(k.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(v.as_bytes());
@@ -163,11 +168,9 @@ pub fn apply_cors(
 }
 
 pub async fn respond(session: &mut Session, answer: Answer) -> Result<()> {
-    let mut header = ResponseHeader::build(answer.status, Some(answer.headers.len() + 3))?;
-    header.insert_header("content-type", answer.content_type)?;
-    header.insert_header("content-length", answer.body.len().to_string())?;
-    header.insert_header("cache-control", "no-store")?;
-    for (k, v) in answer.headers {
+    let fields = answer.fields();
+    let mut header = ResponseHeader::build(answer.status, Some(fields.len()))?;
+    for (k, v) in fields {
         header.append_header(k, v)?;
     }
     let head_only = session.req_header().method == http::Method::HEAD;
@@ -235,29 +238,28 @@ pub fn failure_answer(
 pub fn upstream_error_status(etype: &ErrorType) -> u16 {
     match etype {
         ErrorType::HTTPStatus(code) => *code,
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+        ErrorType::ConnectTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout
+        | ErrorType::TLSHandshakeTimedout => 504,
         _ => 502,
     }
 }
 
 /// The status to answer for a failed proxy attempt (0: the client is gone, say nothing).
+/// Upstream failures get [`upstream_error_status`], the fast path's one rule.
 pub fn error_status(e: &Error) -> u16 {
     use ErrorType::*;
-    match e.etype() {
-        HTTPStatus(code) => *code,
-        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-            match e.esource() {
-                ErrorSource::Downstream => 408,
-                _ => 504,
-            }
-        }
-        _ => match e.esource() {
-            ErrorSource::Upstream => 502,
-            ErrorSource::Downstream => match e.etype() {
-                WriteError | ReadError | ConnectionClosed => 0,
-                _ => 400,
-            },
-            ErrorSource::Internal | ErrorSource::Unset => 500,
-        },
+    match (e.esource(), e.etype()) {
+        (_, HTTPStatus(code)) => *code,
+        (ErrorSource::Upstream, etype) => upstream_error_status(etype),
+        (
+            ErrorSource::Downstream,
+            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout,
+        ) => 408,
+        (ErrorSource::Downstream, WriteError | ReadError | ConnectionClosed) => 0,
+        (ErrorSource::Downstream, _) => 400,
+        (_, ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout) => 504,
+        (ErrorSource::Internal | ErrorSource::Unset, _) => 500,
     }
 }

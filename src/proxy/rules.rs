@@ -116,6 +116,16 @@ pub fn forwarded_for<'a>(
     client: &str,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
+    forwarded_for_into(&mut out, client_values, client);
+    out
+}
+
+/// [`forwarded_for`] appended to `out` (the fast path writes its head in one buffer).
+pub fn forwarded_for_into<'a>(
+    out: &mut Vec<u8>,
+    client_values: impl IntoIterator<Item = &'a [u8]>,
+    client: &str,
+) {
     for v in client_values {
         let v = trim_ows(v);
         if v.is_empty() || !header_safe(v) {
@@ -125,8 +135,12 @@ pub fn forwarded_for<'a>(
         out.extend_from_slice(b", ");
     }
     out.extend_from_slice(client.as_bytes());
-    out
 }
+
+/// Why a `101 Switching Protocols` to a request that asked for no upgrade is a 502 on both
+/// engines (RFC 9110 §15.2.2: a server switches only to a protocol the client named).
+pub const UNASKED_UPGRADE: &str =
+    "answered 101 Switching Protocols to a request that asked for no upgrade";
 
 /// The kind of route a request took, for the retry rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +190,10 @@ fn closed_by_upstream(e: &ErrorType) -> bool {
 /// reused (the keep-alive race). A timeout there is a 504, not three times the wait.
 pub fn retry(f: &FailedTry<'_>) -> bool {
     if f.response_started || !f.upstream_fault || f.tries >= f.max_tries {
+        return false;
+    }
+    // The edge's own refusals and verdicts (an unasked 101) are answers, not failures.
+    if matches!(f.etype, ErrorType::HTTPStatus(_)) {
         return false;
     }
     if f.sent && !f.idempotent {

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod real;
+pub mod wire;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
@@ -338,6 +339,15 @@ impl Xipgate {
         );
         // `extra` is YAML under `xipgate:`, merged key by key over the defaults above.
         let mut doc: serde_yaml::Value = serde_yaml::from_str(&base).expect("base config");
+        // XIPGATE_TEST_ENGINE=pingora runs a suite on Pingora's proxy path alone (the fast
+        // path off), unless the test chose an engine itself: `.ci/run` runs every
+        // end-to-end proxy suite under both engines this way.
+        if std::env::var("XIPGATE_TEST_ENGINE").as_deref() == Ok("pingora") {
+            let off: serde_yaml::Value =
+                serde_yaml::from_str("xipgate:\n  downstream:\n    fast_path: false\n")
+                    .expect("engine yaml");
+            merge(&mut doc, off);
+        }
         let extra: serde_yaml::Value =
             serde_yaml::from_str(&format!("xipgate:\n{extra}\n")).expect("extra yaml");
         merge(&mut doc, extra);

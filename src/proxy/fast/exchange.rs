@@ -16,12 +16,13 @@ use tokio::net::TcpStream;
 use super::chunked::Chunked;
 use super::head::{self, Framing, Stamp};
 use super::pool::Pool;
-use crate::proxy::ProxySettings;
+use crate::proxy::{rules, ProxySettings};
 
 /// Read buffer for the upstream's response.
 const UPSTREAM_BUF: usize = 16 * 1024;
-/// Largest response head accepted.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Largest response head accepted: Pingora's (pingora-core's
+/// `http::v1::common::MAX_HEADER_SIZE`, not exported), so both engines take the same heads.
+const MAX_RESPONSE_HEAD: usize = 1_048_575;
 
 pub struct Exchange<'a> {
     pub settings: &'a ProxySettings,
@@ -199,8 +200,12 @@ impl Exchange<'_> {
                 .map_err(|_| Failure::new(ErrorType::InvalidHTTPHeader, true, reused))?;
             match parsed {
                 Some(r) if r.status == 101 => {
-                    // Upgrades are Pingora's; a 101 without one asked for is a broken answer.
-                    return Err(Failure::new(ErrorType::InvalidHTTPHeader, true, reused));
+                    // Upgrades are Pingora's: the fast path never sends one, so any 101 is
+                    // a switch nobody asked for (`rules::UNASKED_UPGRADE`).
+                    return Err(Failure {
+                        context: Some(rules::UNASKED_UPGRADE.to_string()),
+                        ..Failure::new(ErrorType::HTTPStatus(502), true, reused)
+                    });
                 }
                 Some(r) if (100..200).contains(&r.status) => {
                     if self.write_client(client, out).await.is_err() {

@@ -10,9 +10,14 @@ use crate::proxy::rules;
 /// goes to Pingora (which allows more); a response with more is a 502.
 pub const MAX_HEADERS: usize = 96;
 
+/// Most headers a response head may have: Pingora's limit (pingora-core's
+/// `http::v1::common::MAX_HEADERS`, not exported), so a response one engine passes the
+/// other passes too.
+pub const MAX_RESPONSE_HEADERS: usize = 256;
+
 /// httparse's header slots, left uninitialised: zeroing 96 of them (3 KiB) for every head
 /// showed in the profile; httparse only reads the slots it has written.
-type Slots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+type Slots<'b, const N: usize = MAX_HEADERS> = [MaybeUninit<httparse::Header<'b>>; N];
 
 /// A request the fast path will proxy: HTTP/1.1, origin-form, no body, no upgrade.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +95,7 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
     let mut host = None;
     let mut xff = None;
     let mut close = false;
+    let mut seen_connection = false;
     let mut has_origin = false;
     for h in req.headers.iter() {
         let n = h.name;
@@ -108,6 +114,11 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
         } else if is(n, "transfer-encoding") || is(n, "upgrade") || is(n, "expect") || is(n, "te") {
             return Parsed::Handoff;
         } else if is(n, "connection") {
+            // Two Connection headers: Pingora's path goes by the first; leave it to that.
+            if seen_connection {
+                return Parsed::Handoff;
+            }
+            seen_connection = true;
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
@@ -161,7 +172,9 @@ pub struct Forwarded<'a> {
 /// with the client, X-Forwarded-Proto/Host/Port set, as the Pingora path does.
 pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
     if let Some(ip) = fwd.client {
-        put_header(out, b"x-forwarded-for", &rules::forwarded_for(fwd.prev, ip));
+        out.extend_from_slice(b"x-forwarded-for: ");
+        rules::forwarded_for_into(out, fwd.prev, ip);
+        out.extend_from_slice(b"\r\n");
     }
     put_header(out, b"x-forwarded-proto", b"http");
     put_header(out, b"x-forwarded-host", fwd.host.as_bytes());
@@ -223,7 +236,8 @@ pub fn parse_response<'b>(
     out: &mut Vec<u8>,
 ) -> Result<Option<ResponseHead>, HeadError> {
     out.clear();
-    let mut slots: Slots<'b> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut slots: Slots<'b, MAX_RESPONSE_HEADERS> =
+        [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     // Pingora's own response parser settings (pingora-core's v1 client), so a head one
     // engine reads the other reads too.
@@ -279,13 +293,9 @@ pub fn parse_response<'b>(
         }
         if !rules::dropped_downstream(h.name) {
             if h.value.iter().any(|&b| b == b'\r' || b == b'\n') {
-                // An obs-fold line (RFC 9112 §5.2): passed on unfolded, each CR and LF a space.
-                let unfolded: Vec<u8> = h
-                    .value
-                    .iter()
-                    .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-                    .collect();
-                put_header(out, h.name.as_bytes(), &unfolded);
+                // An obs-fold (RFC 9112 §5.2): passed on unfolded, the line break and the
+                // whitespace around it one space, as Pingora's path does.
+                put_header(out, h.name.as_bytes(), &unfold(h.value));
             } else {
                 put_header(out, h.name.as_bytes(), h.value);
             }
@@ -312,7 +322,9 @@ pub fn parse_response<'b>(
     if let Some(s) = stamp.instance_status {
         put_header(out, b"x-xipgate-instance-status", s.as_bytes());
     }
-    if stamp.close || framing == Framing::UntilClose {
+    // An interim (1xx) head says nothing about the connection; the final one does.
+    let interim = (100..200).contains(&status);
+    if !interim && (stamp.close || framing == Framing::UntilClose) {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -322,6 +334,28 @@ pub fn parse_response<'b>(
         framing,
         reusable,
     }))
+}
+
+/// A folded header value on one line: each line break with the whitespace around it
+/// becomes one space.
+fn unfold(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        if value[i] == b'\r' || value[i] == b'\n' {
+            while out.last().is_some_and(|&b| b == b' ' || b == b'\t') {
+                out.pop();
+            }
+            while i < value.len() && matches!(value[i], b'\r' | b'\n' | b' ' | b'\t') {
+                i += 1;
+            }
+            out.push(b' ');
+        } else {
+            out.push(value[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn httparse_reason(e: httparse::Error) -> &'static str {

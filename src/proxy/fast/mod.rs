@@ -219,7 +219,9 @@ impl FastPath {
                             .then(|| target.instance.status.as_str()),
                         close,
                     },
-                    started,
+                    // This try's start: the upstream time is the successful try's alone,
+                    // from choosing its instance, as on the Pingora path.
+                    started: Instant::now(),
                 };
                 match ex.run(&mut stream, &mut scratch).await {
                     Ok(done) => break Ok((target, done)),

@@ -234,6 +234,17 @@ fn retries() {
             false,
         ),
         (ReadError, svc, true, true, false, false, false, 1, false),
+        (
+            HTTPStatus(502),
+            svc,
+            true,
+            true,
+            false,
+            false,
+            true,
+            1,
+            false,
+        ),
     ];
     for (i, (etype, route, idempotent, sent, reused, started, fault, tries, want)) in
         cases.into_iter().enumerate()

@@ -299,3 +299,20 @@ proptest! {
         let _ = parse_response(&bytes, false, &STAMP, &mut Vec::new());
     }
 }
+
+#[test]
+fn folded_values_are_unfolded_to_one_space() {
+    for (folded, flat) in [
+        (&b"1\r\n 2"[..], &b"1 2"[..]),
+        (b"1 \r\n\t 2", b"1 2"),
+        (b"a\r\n b\r\n c", b"a b c"),
+        (b"plain", b"plain"),
+    ] {
+        assert_eq!(
+            super::unfold(folded),
+            flat,
+            "{:?}",
+            String::from_utf8_lossy(folded)
+        );
+    }
+}
