@@ -9,7 +9,7 @@ use pingora_core::server::configuration::Opt;
 
 // mimalloc instead of glibc malloc: Pingora allocates and frees many small buffers per
 // request (header maps, boxed futures, Bytes), and glibc's malloc/free took about 15% of
-// the proxy's CPU under load (README.md, Performance: what the profile showed). Built without
+// the proxy's CPU under load (docs/performance.md, what the profile showed). Built without
 // transparent huge pages (Cargo feature `no_thp`): with them, resident memory grows in
 // 2 MiB steps and every registry refresh faulted in and zeroed fresh huge pages.
 #[global_allocator]

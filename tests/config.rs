@@ -227,8 +227,62 @@ fn every_shipped_config_passes_dash_t() {
         files.len() >= 2,
         "expected conf/ and k8s/ configs: {files:?}"
     );
+    // The YAML examples the docs quote are configs too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for doc in ["README.md", "docs/configuration.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap_or_default();
+        for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+            let yaml = block.split("```").next().unwrap_or("");
+            if !yaml.lines().any(|l| l.starts_with("xipgate:")) {
+                continue;
+            }
+            let path = dir
+                .path()
+                .join(format!("{}-{i}.yaml", doc.replace('/', "-")));
+            std::fs::write(&path, yaml).expect("write");
+            files.push(path.display().to_string());
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.contains("README.md")),
+        "README's minimal configuration is checked: {files:?}"
+    );
     for f in files {
         let (code, out) = xipgate(&["-t", "-c", &f]);
         assert_eq!(code, 0, "{f}: {out}");
     }
+}
+
+/// Every key of the shipped, commented config is in docs/configuration.md's table, so the
+/// reference cannot silently lose a key the program reads.
+#[test]
+fn every_shipped_key_is_documented() {
+    fn leaves(v: &serde_yaml::Value, path: String, out: &mut Vec<String>) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, v) in m {
+                    let k = k.as_str().unwrap_or_default();
+                    leaves(v, format!("{path}.{k}"), out);
+                }
+            }
+            _ => out.push(path),
+        }
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let conf: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(format!("{root}/conf/xipgate.yaml")).expect("conf"),
+    )
+    .expect("yaml");
+    let docs = std::fs::read_to_string(format!("{root}/docs/configuration.md")).expect("docs");
+    let mut keys = Vec::new();
+    leaves(&conf["xipgate"], "xipgate".into(), &mut keys);
+    assert!(keys.len() > 15, "{keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| !docs.contains(&format!("| `{k}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in docs/configuration.md: {missing:?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! sent through both engines (`fast_path` on and off) against a strict recording backend
 //! (`common::wire`). For every case:
 //! - both engines give the client the same responses and send the backend the same
-//!   requests (the differences README lists as intended are normalised away: `Date`, and
+//!   requests (the differences docs/performance.md lists as intended are normalised away: `Date`, and
 //!   how a body is framed on the wire; the decoded body is compared);
 //! - the backend never receives a request the client did not send as one (every body and
 //!   header value that looks like a request says `/smuggled`);
@@ -534,7 +534,7 @@ fn cases() -> Vec<Case> {
     v
 }
 
-/// Status, headers and decoded body of each response, with what README lists as intended
+/// Status, headers and decoded body of each response, with what docs/performance.md lists as intended
 /// differences taken out: `Date`, `Transfer-Encoding: chunked` (the framing on the wire;
 /// the decoded body is compared), and `Connection: keep-alive`, which Pingora's path
 /// writes and the fast path leaves to HTTP/1.1's default.
@@ -672,7 +672,7 @@ fn both_engines_hold_the_http11_conformance_table() {
                 violations.push(format!("{}: {status} {body:?}", c.name));
             }
         }
-        // Pingora answers the first of pipelined requests and then closes (README lists
+        // Pingora answers the first of pipelined requests and then closes (docs/performance.md lists
         // this difference): for pipelined cases, the first exchange is compared.
         if c.requests.len() > 1 {
             for r in &mut results {

@@ -203,7 +203,7 @@ fn serve(mut conn: TcpStream, seen: &Mutex<Vec<String>>, responses: &[(String, V
 }
 
 /// Status, headers (lower-case names, sorted) and body of a raw response, with the two
-/// differences README lists as intended taken out: `Date` (only Pingora's path adds it),
+/// differences docs/performance.md lists as intended taken out: `Date` (only Pingora's path adds it),
 /// and how a body is framed on the wire: Pingora's path re-chunks a chunked body and
 /// sends a close-delimited one chunked, the fast path passes both through as they came.
 /// So a chunked body is compared decoded, and `transfer-encoding: chunked` is left out.
