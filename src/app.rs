@@ -15,8 +15,9 @@ use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 
 use crate::config::Config;
-use crate::console::{Access, Console, ConsoleApp, Links, Metrics};
+use crate::console::{Access, Console, ConsoleApp, Links};
 use crate::dns::DnsConfig;
+use crate::metrics::Metrics;
 use crate::proxy::{Edge, FastPath, Gate, Limited, ProxySettings, Router};
 use crate::registry::{EurekaClient, RegistrySync, SyncState};
 use crate::routes::{Allowlist, RouteTable};
@@ -120,15 +121,9 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     }
 
     if let Some(dns) = &cfg.dns {
-        let dns_cfg = DnsConfig {
-            listen: dns.listen.clone(),
-            zones: dns.zones.clone(),
-            edge_ips: dns.edge_ips.clone(),
-            ttl: dns.ttl,
-        };
         server.add_service(background_service(
             "xipgate dns",
-            DnsService(Arc::new(dns_cfg)),
+            DnsService(Arc::new(dns.clone())),
         ));
     }
     Ok(server)

@@ -81,7 +81,8 @@ pub struct Config {
     pub fast_path: bool,
     pub cors: CorsConfig,
     pub console: ConsoleConfig,
-    pub dns: Option<DnsSettings>,
+    /// The built-in DNS server's own config type, made and validated here once.
+    pub dns: Option<crate::dns::DnsConfig>,
     pub access_log: bool,
 }
 
@@ -153,14 +154,6 @@ pub struct ConsoleConfig {
     pub public_port: Option<u16>,
     pub token: Option<String>,
     pub allow_clients: Vec<IpNet>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DnsSettings {
-    pub listen: Vec<SocketAddr>,
-    pub zones: Vec<String>,
-    pub edge_ips: Vec<IpAddr>,
-    pub ttl: u32,
 }
 
 /// One problem, with the key it concerns.

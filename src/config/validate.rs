@@ -403,12 +403,17 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
                 "required when xipgate.edge_ip (env XIP_IP) is not set",
             );
         }
-        Some(DnsSettings {
+        let dns = crate::dns::DnsConfig {
             listen,
             zones,
             edge_ips,
             ttl: d.ttl.unwrap_or(DEFAULT_DNS_TTL),
-        })
+        };
+        // The zone rules live with the DNS server; checked here, once, with the key.
+        if let Err(e) = dns.validate() {
+            c.err("xipgate.dns.zones", e.to_string());
+        }
+        Some(dns)
     });
 
     if server.threads == 0 {

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{Console, Links};
+use crate::answer::Answer;
 use crate::names;
-use crate::proxy::Answer;
 use crate::registry::{Instance, Status, SyncStatus};
 use crate::routes::{Route, Service, Target};
 

@@ -5,11 +5,9 @@
 
 mod api;
 mod links;
-mod metrics;
 mod page;
 
 pub use links::Links;
-pub use metrics::{Metrics, ServiceMetrics};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,7 +20,8 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use pingora_http::RequestHeader;
 
-use crate::proxy::Answer;
+use crate::answer::Answer;
+use crate::metrics::Metrics;
 use crate::registry::{EurekaClient, SyncState};
 use crate::routes::RouteTable;
 

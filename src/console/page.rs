@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::api::format_time;
 use super::{Console, Links};
-use crate::proxy::Answer;
+use crate::answer::Answer;
 use crate::registry::{Status, SyncStatus};
 use crate::routes::{Service, Target};
 

@@ -164,7 +164,7 @@ pub async fn serve(
     tcp: Vec<TcpListener>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DnsError> {
-    cfg.validate()?;
+    // `cfg` was validated with the configuration (config::validate names the key).
     if udp.is_empty() && tcp.is_empty() {
         return Err(DnsError::NoSockets);
     }

@@ -6,10 +6,10 @@ mod limit;
 mod respond;
 pub mod rules;
 
+use crate::answer::Answer;
 pub use fast::{Edge, FastPath};
 pub use host::request_host;
 pub use limit::Limited;
-pub use respond::Answer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +24,8 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::{Config, CorsConfig};
-use crate::console::{Console, Metrics};
+use crate::console::Console;
+use crate::metrics::Metrics;
 use crate::names::{self, HostError};
 use crate::registry::{Status, SyncState};
 use crate::routes::{Route, RouteTable, Target};

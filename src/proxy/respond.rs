@@ -1,154 +1,14 @@
-//! Answers the edge gives itself: errors with a message naming the problem, the CORS
-//! preflight, and console pages on the proxy listener.
+//! Writing the edge's own [`Answer`]s through Pingora's session, the answers for failed
+//! tries, and CORS on proxied responses.
 
-use bytes::Bytes;
 use http::header::HeaderValue;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
+use crate::answer::{cors_headers, Answer};
 use crate::config::CorsConfig;
 use crate::routes::Target;
-
-/// A complete response: status, extra headers, body.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub headers: Vec<(&'static str, HeaderValue)>,
-    pub body: Bytes,
-}
-
-impl Answer {
-    /// A plain-text answer; the message is prefixed with `xipgate:` so a user can tell the
-    /// edge's own answers from a backend's.
-    pub fn text(status: u16, message: impl AsRef<str>) -> Self {
-        Answer {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            headers: Vec::new(),
-            body: Bytes::from(format!("xipgate: {}\n", message.as_ref())),
-        }
-    }
-
-    pub fn empty(status: u16) -> Self {
-        Answer {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            headers: Vec::new(),
-            body: Bytes::new(),
-        }
-    }
-
-    pub fn bytes(status: u16, content_type: &'static str, body: Bytes) -> Self {
-        Answer {
-            status,
-            content_type,
-            headers: Vec::new(),
-            body,
-        }
-    }
-
-    pub fn with_type(mut self, content_type: &'static str) -> Self {
-        self.content_type = content_type;
-        self
-    }
-
-    pub fn header(mut self, name: &'static str, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-
-    /// As an `http::Response`, for Pingora's `ServeHttp` on the console listener.
-    pub fn into_response(self, head_only: bool) -> http::Response<Vec<u8>> {
-        let mut builder = http::Response::builder()
-            .status(self.status)
-            .header("content-type", self.content_type)
-            .header("content-length", self.body.len())
-            .header("cache-control", "no-store");
-        for (k, v) in self.headers {
-            builder = builder.header(k, v);
-        }
-        let body = if head_only {
-            Vec::new()
-        } else {
-            self.body.to_vec()
-        };
-        builder.body(body).unwrap_or_else(|_| {
-            let mut r = http::Response::new(b"xipgate: could not build the response\n".to_vec());
-            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        })
-    }
-
-    pub fn retry_after(mut self, secs: u32) -> Self {
-        self.headers.push(("retry-after", HeaderValue::from(secs)));
-        self
-    }
-
-    /// Every header of the answer, in order: what both engines write (Pingora's path
-    /// through its session, the fast path as bytes), so an answer reads the same on both.
-    pub fn fields(&self) -> Vec<(&'static str, HeaderValue)> {
-        let mut out = Vec::with_capacity(self.headers.len() + 3);
-        out.push(("content-type", HeaderValue::from_static(self.content_type)));
-        out.push(("content-length", HeaderValue::from(self.body.len())));
-        out.push(("cache-control", HeaderValue::from_static("no-store")));
-        out.extend(self.headers.iter().cloned());
-        out
-    }
-
-    /// The answer as HTTP/1.1 bytes, closing the connection (the fast path's failures).
-    pub fn to_http1(&self, head_only: bool) -> Vec<u8> {
-        let reason = http::StatusCode::from_u16(self.status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("");
-        let mut out = format!("HTTP/1.1 {} {reason}\r\n", self.status).into_bytes();
-        for (k, v) in self.fields() {
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"connection: close\r\n\r\n");
-        if !head_only {
-            out.extend_from_slice(&self.body);
-        }
-        out
-    }
-
-    pub fn cors(mut self, cors: &CorsConfig, origin: Option<&HeaderValue>) -> Self {
-        if cors.enabled {
-            for (k, v) in cors_headers(cors, origin) {
-                self.headers.push((k, v));
-            }
-        }
-        self
-    }
-}
-
-/// `Access-Control-Allow-Origin: *` may not be combined with credentials (the older
-/// design did, and browsers reject it): with credentials the request's Origin is echoed.
-fn cors_headers(
-    cors: &CorsConfig,
-    origin: Option<&HeaderValue>,
-) -> Vec<(&'static str, HeaderValue)> {
-    let Some(origin) = origin else {
-        return Vec::new();
-    };
-    if cors.allow_credentials {
-        vec![
-            ("access-control-allow-origin", origin.clone()),
-            (
-                "access-control-allow-credentials",
-                HeaderValue::from_static("true"),
-            ),
-            ("vary", HeaderValue::from_static("Origin")),
-        ]
-    } else {
-        vec![("access-control-allow-origin", HeaderValue::from_static("*"))]
-    }
-}
 
 /// Adds CORS headers to a proxied response, replacing whatever the backend sent so the
 /// pair stays valid.
@@ -261,5 +121,76 @@ pub fn error_status(e: &Error) -> u16 {
         (ErrorSource::Downstream, _) => 400,
         (_, ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout) => 504,
         (ErrorSource::Internal | ErrorSource::Unset, _) => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/reliability.md's table of error words is what `failure_answer` says.
+    #[test]
+    fn the_documented_error_words_are_the_answers() {
+        use ErrorType::*;
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reliability.md"))
+                .expect("docs/reliability.md");
+        let rows: Vec<(String, u16)> = doc
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let words = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((words.to_string(), cells.get(2)?.parse().ok()?))
+            })
+            .collect();
+        assert!(rows.len() >= 8, "{rows:?}");
+        let answers: Vec<(String, u16)> = [
+            ConnectRefused,
+            ConnectNoRoute,
+            ReadError,
+            ConnectionClosed,
+            ConnectTimedout,
+            ReadTimedout,
+            InvalidHTTPHeader,
+            H1Error,
+        ]
+        .iter()
+        .map(|e| {
+            let code = upstream_error_status(e);
+            let body = failure_answer(code, e, None, None, 1).body;
+            (String::from_utf8_lossy(&body).into_owned(), code)
+        })
+        .chain(std::iter::once((
+            String::from_utf8_lossy(
+                &failure_answer(
+                    502,
+                    &HTTPStatus(502),
+                    Some(crate::proxy::rules::UNASKED_UPGRADE.to_string()),
+                    None,
+                    1,
+                )
+                .body,
+            )
+            .into_owned(),
+            502,
+        )))
+        .collect();
+        // Every documented row is said by some answer, with its status...
+        for (words, status) in &rows {
+            assert!(
+                answers
+                    .iter()
+                    .any(|(b, s)| b.contains(words.as_str()) && s == status),
+                "docs/reliability.md: `{words}` ({status}) is no answer's: {answers:?}"
+            );
+        }
+        // ...and every answer is documented.
+        for (body, status) in &answers {
+            assert!(
+                rows.iter()
+                    .any(|(w, s)| body.contains(w.as_str()) && s == status),
+                "{body:?} ({status}) is not in docs/reliability.md's table"
+            );
+        }
     }
 }

@@ -16,8 +16,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::model::{Instance, InstanceKey, Snapshot};
+use super::model::Snapshot;
 use super::sync::apps_hashcode;
+use crate::instance::{Instance, InstanceKey};
 
 /// A full fetch that lists fewer than 1/this of the known instances is a sudden shrink:
 /// `listed * SHRINK_HOLD_BELOW < known` (so also any empty registry after a full one).

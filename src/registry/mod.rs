@@ -7,7 +7,8 @@ pub mod model;
 pub mod parse;
 pub mod sync;
 
+pub use crate::instance::{Instance, InstanceKey, Status};
 pub use client::{EurekaClient, FetchError};
 pub use copy::SHRINK_HOLD_BELOW;
-pub use model::{Instance, InstanceKey, Snapshot, Status};
+pub use model::Snapshot;
 pub use sync::{RegistrySync, SyncError, SyncState, SyncStatus};

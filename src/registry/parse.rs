@@ -14,7 +14,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::model::{Instance, InstanceKey, Snapshot, Status};
+use super::model::Snapshot;
+use crate::instance::{Instance, InstanceKey, Status};
 
 /// Why a registry document could not be used at all (one bad instance is not one).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -18,8 +18,8 @@ use pingora_core::services::ServiceReadyNotifier;
 
 use super::client::{EurekaClient, FetchError, FetchErrorKind, Fetched};
 use super::copy::{HashMismatch, HoldChange, RegistryCopy};
-use super::model::Instance;
 use crate::config::RegistryConfig;
+use crate::instance::Instance;
 use crate::routes::{ApplyReport, RouteTable};
 
 /// What the console, the API and the metrics show about syncing.

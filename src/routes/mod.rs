@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::instance::{Instance, InstanceKey, Status};
 use crate::names;
-use crate::registry::model::{Instance, InstanceKey, Status};
 
 /// One instance and where requests for it go.
 #[derive(Debug)]

@@ -23,15 +23,48 @@ fn it_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("it")
 }
 
-/// A built jar under `it/`, or a panic that says how to build it.
+/// Builds `it/` once per test process when a jar or the venv is missing, so a plain
+/// `cargo test` works on a machine with a JDK, Maven and Python; without them,
+/// `it/build.sh` says which is missing and how to get it.
+fn build_it() {
+    static BUILT: std::sync::Mutex<Option<Result<(), String>>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let ready = ["eureka-server", "spring-client"].iter().all(|m| {
+        it_dir()
+            .join(m)
+            .join("target")
+            .join(format!("{m}.jar"))
+            .exists()
+    }) && it_dir().join(".venv/bin/python").exists();
+    if ready {
+        return;
+    }
+    let result = built.get_or_insert_with(|| {
+        let out = Command::new("bash")
+            .arg(it_dir().join("build.sh"))
+            .output()
+            .map_err(|e| format!("could not run it/build.sh: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    });
+    if let Err(why) = result {
+        panic!("the real-Eureka tests need it/ built, and `bash it/build.sh` failed: {why}");
+    }
+}
+
+/// A built jar under `it/` (built first if missing).
 fn jar(module: &str) -> PathBuf {
+    build_it();
     let path = it_dir()
         .join(module)
         .join("target")
         .join(format!("{module}.jar"));
     assert!(
         path.exists(),
-        "{} is missing: build the real Eureka parts with `bash it/build.sh` (.ci/run does)",
+        "{} is missing after it/build.sh",
         path.display()
     );
     path
@@ -419,6 +452,7 @@ pub struct PyClient {
 impl PyClient {
     pub fn start(eureka: &EurekaServer, app: &str, id: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        build_it();
         let python = it_dir().join(".venv/bin/python");
         assert!(
             python.exists(),

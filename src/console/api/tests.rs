@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::EurekaUrl;
-use crate::console::{Access, Metrics};
+use crate::console::Access;
+use crate::metrics::Metrics;
 use crate::registry::{EurekaClient, SyncState};
 use crate::routes::{Allowlist, RouteTable};
 

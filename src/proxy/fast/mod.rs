@@ -35,7 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::rules::{self, RouteKind};
 use super::{pick_target, resolve_host, AccessEntry, ProxySettings, Router};
-use crate::console::ServiceMetrics;
+use crate::metrics::ServiceMetrics;
 use crate::registry::Status;
 use crate::routes::{Route, Target};
 use exchange::{Exchange, Failure, Scratch};

@@ -1,5 +1,5 @@
 use super::*;
-use crate::registry::model::Status;
+use crate::instance::Status;
 
 fn inst(app: &str, id: &str, status: Status) -> Instance {
     Instance {

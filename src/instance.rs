@@ -1,0 +1,146 @@
+//! What xipgate keeps of a registered instance: only the fields it routes on or shows.
+//!
+//! A module of its own at the crate root because both the registry (which fills it) and
+//! the routing table (which routes on it) need it, and the table must not depend on the
+//! registry that writes into it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Eureka's `InstanceStatus`. Anything a server sends that is not one of the five known
+/// values is `Unknown`, as Eureka's own client does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Up,
+    Down,
+    Starting,
+    OutOfService,
+    Unknown,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Up,
+        Status::Down,
+        Status::Starting,
+        Status::OutOfService,
+        Status::Unknown,
+    ];
+
+    pub fn parse(s: &str) -> Status {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "UP" => Status::Up,
+            "DOWN" => Status::Down,
+            "STARTING" => Status::Starting,
+            "OUT_OF_SERVICE" => Status::OutOfService,
+            _ => Status::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Up => "UP",
+            Status::Down => "DOWN",
+            Status::Starting => "STARTING",
+            Status::OutOfService => "OUT_OF_SERVICE",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One registered instance, as parsed from `/apps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// The application name as Eureka reports it (usually upper-case).
+    pub app: String,
+    pub instance_id: String,
+    pub host_name: String,
+    /// `ipAddr` as registered; not necessarily a valid IP (the proxy checks).
+    pub ip_addr: String,
+    /// The plain port when enabled.
+    pub port: Option<u16>,
+    /// The secure port when enabled.
+    pub secure_port: Option<u16>,
+    /// `status` exactly as the server sends it. A real Eureka server has already folded
+    /// any override into it, and an instance's own DOWN or STARTING wins over an
+    /// override (its `DownOrStartingRule` comes before `OverrideExistsRule`), so this
+    /// is what routing and the `apps__hashcode` both go by.
+    pub status: Status,
+    /// `overriddenStatus` when set to something other than UNKNOWN: shown, never routed on.
+    pub overridden_status: Option<Status>,
+    pub metadata: BTreeMap<String, String>,
+    pub home_page_url: Option<String>,
+    pub status_page_url: Option<String>,
+    pub health_check_url: Option<String>,
+    /// When the instance last renewed its lease, milliseconds since the epoch (see the
+    /// registry's parser for why this is not simply `leaseInfo.lastRenewalTimestamp`).
+    pub last_renewal_ms: Option<u64>,
+    /// `lastDirtyTimestamp`: Eureka bumps it on every change of the registration.
+    pub last_dirty_ms: Option<u64>,
+}
+
+impl Instance {
+    /// The registry's identity of an instance: Eureka keys its registry by application
+    /// and instanceId, so two applications may each have an instance with the same id.
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey::new(&self.app, &self.instance_id)
+    }
+
+    /// Round-robin weight from metadata `weight` (Spring Cloud LoadBalancer's key),
+    /// clamped to 1..=100 so a typo cannot starve or flood a service.
+    pub fn weight(&self) -> u32 {
+        self.metadata
+            .get("weight")
+            .and_then(|w| w.trim().parse::<u32>().ok())
+            .map_or(1, |w| w.clamp(1, MAX_WEIGHT))
+    }
+
+    /// Availability zone from the metadata keys Spring Cloud and Eureka use.
+    pub fn zone(&self) -> Option<&str> {
+        ["zone", "availability-zone", "topology.kubernetes.io/zone"]
+            .iter()
+            .find_map(|k| self.metadata.get(*k).map(String::as_str))
+    }
+}
+
+/// (application, instanceId), the key of xipgate's copy of the registry and of its
+/// routing table. One string (`APP`, a NUL, the id) rather than a pair, so it hashes and
+/// compares in one go; NUL cannot occur in either part (Eureka's names come from
+/// JSON/XML text and Spring's property values).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey(String);
+
+impl InstanceKey {
+    pub fn new(app: &str, instance_id: &str) -> Self {
+        let mut k = String::with_capacity(app.len() + 1 + instance_id.len());
+        // Eureka upper-cases application names on registration; compare them that way.
+        k.extend(app.chars().map(|c| c.to_ascii_uppercase()));
+        k.push('\0');
+        k.push_str(instance_id);
+        InstanceKey(k)
+    }
+
+    pub fn app(&self) -> &str {
+        self.0.split_once('\0').map_or("", |(a, _)| a)
+    }
+
+    pub fn instance_id(&self) -> &str {
+        self.0.split_once('\0').map_or(&self.0, |(_, i)| i)
+    }
+}
+
+impl fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app(), self.instance_id())
+    }
+}
+
+/// Highest round-robin weight honoured.
+pub const MAX_WEIGHT: u32 = 100;
