@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::console::{Access, Console, ConsoleApp, Links};
 use crate::dns::DnsConfig;
 use crate::metrics::Metrics;
-use crate::proxy::{Edge, FastPath, Gate, Limited, ProxySettings, Router};
+use crate::proxy::{FastPath, Limited, PingoraProxy, ProxyApp, ProxySettings, ProxyShared};
 use crate::registry::{EurekaClient, RegistrySync, SyncState};
 use crate::routes::{Allowlist, RouteTable};
 
@@ -86,7 +86,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     );
     let sync_handle = server.add_service(background_service("registry sync", sync));
 
-    let router = Router {
+    let shared = ProxyShared {
         settings: ProxySettings::from_config(&cfg),
         table: parts.table.clone(),
         sync: parts.sync_state.clone(),
@@ -94,15 +94,18 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     };
     let fast = cfg
         .fast_path
-        .then(|| FastPath::new(router.clone(), conf.upstream_keepalive_pool_size));
-    let mut app = pingora_proxy::http_proxy(&conf, Gate::new(router, Some(parts.console.clone())));
+        .then(|| FastPath::new(shared.clone(), conf.upstream_keepalive_pool_size));
+    let mut app = pingora_proxy::http_proxy(
+        &conf,
+        PingoraProxy::new(shared, Some(parts.console.clone())),
+    );
     // HTTP/2 over cleartext for clients that ask with prior knowledge.
     let mut opts = HttpServerOptions::default();
     opts.h2c = true;
     app.server_options = Some(opts);
     let mut proxy = Service::new(
         "xipgate proxy".to_string(),
-        Limited::new(Edge::new(fast, app), cfg.max_client_connections),
+        Limited::new(ProxyApp::new(fast, app), cfg.max_client_connections),
     );
     for addr in &cfg.listen {
         proxy.add_tcp(&addr.to_string());

@@ -7,7 +7,7 @@ mod respond;
 pub mod rules;
 
 use crate::answer::Answer;
-pub use fast::{Edge, FastPath};
+pub use fast::{FastPath, ProxyApp};
 pub use host::request_host;
 pub use limit::Limited;
 
@@ -61,17 +61,19 @@ impl ProxySettings {
     }
 }
 
-/// What routing needs, shared by the Pingora path ([`Gate`]) and the fast path.
+/// What both engines share: settings, the routing table, the sync state and the metrics
+/// (used by [`PingoraProxy`], Pingora's `ProxyHttp`, and by the fast path).
 #[derive(Clone)]
-pub struct Router {
+pub struct ProxyShared {
     pub settings: ProxySettings,
     pub table: Arc<RouteTable>,
     pub sync: Arc<SyncState>,
     pub metrics: Arc<Metrics>,
 }
 
-pub struct Gate {
-    router: Router,
+/// Pingora's `ProxyHttp`: the engine for every request the fast path does not take.
+pub struct PingoraProxy {
+    shared: ProxyShared,
     console: Option<Arc<Console>>,
 }
 
@@ -91,15 +93,15 @@ pub struct Ctx {
     answered: Option<u16>,
 }
 
-impl Gate {
-    pub fn new(router: Router, console: Option<Arc<Console>>) -> Self {
-        Gate { router, console }
+impl PingoraProxy {
+    pub fn new(shared: ProxyShared, console: Option<Arc<Console>>) -> Self {
+        PingoraProxy { shared, console }
     }
 
     /// Resolves the request to a route, or to the answer the edge gives instead.
     fn resolve(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<Route, Answer> {
         let raw = request_host(req).map_err(host_answer)?;
-        let (host, label, route) = resolve_host(&self.router, &raw)?;
+        let (host, label, route) = resolve_host(&self.shared, &raw)?;
         ctx.host = Some(host);
         ctx.label = Some(label);
         Ok(route)
@@ -116,12 +118,12 @@ fn route_kind(ctx: &Ctx) -> rules::RouteKind {
 /// Resolves a raw Host value to (normalised host, label, route), or to the answer the edge
 /// gives instead: 400 malformed, 404 outside the domains or unknown, 503 not loaded or no
 /// UP instance, 403 a refused instance.
-pub fn resolve_host(router: &Router, raw: &str) -> Result<(String, String, Route), Answer> {
+pub fn resolve_host(shared: &ProxyShared, raw: &str) -> Result<(String, String, Route), Answer> {
     if raw.trim().is_empty() {
         return Err(host_answer(HostError::Missing));
     }
     let host = names::normalize_host(raw).map_err(host_answer)?;
-    let (raw_label, _) = names::split_host(&host, &router.settings.domains).map_err(host_answer)?;
+    let (raw_label, _) = names::split_host(&host, &shared.settings.domains).map_err(host_answer)?;
     let label = names::normalize_request_label(raw_label).ok_or_else(|| {
         Answer::text(
             400,
@@ -131,8 +133,8 @@ pub fn resolve_host(router: &Router, raw: &str) -> Result<(String, String, Route
             ),
         )
     })?;
-    if !router.table.is_loaded() {
-        let why = router
+    if !shared.table.is_loaded() {
+        let why = shared
             .sync
             .snapshot()
             .last_error
@@ -141,12 +143,12 @@ pub fn resolve_host(router: &Router, raw: &str) -> Result<(String, String, Route
             Answer::text(503, format!("the registry is not loaded yet: {why}")).retry_after(5),
         );
     }
-    let route = router.table.lookup(&label).ok_or_else(|| {
+    let route = shared.table.lookup(&label).ok_or_else(|| {
         Answer::text(
             404,
             format!(
                 "no service or instance is called '{label}'. List what exists with GET /api/v1/services on the console{}",
-                router.settings.console_host.as_deref().map(|h| format!(" (http://{h}/)")).unwrap_or_default()
+                shared.settings.console_host.as_deref().map(|h| format!(" (http://{h}/)")).unwrap_or_default()
             ),
         )
     })?;
@@ -228,7 +230,7 @@ pub struct AccessEntry<'a> {
     pub error: Option<&'a str>,
 }
 
-impl Router {
+impl ProxyShared {
     /// True when access-log lines are written (configured on, and not filtered out).
     pub fn access_logging(&self) -> bool {
         self.settings.access_log && log::log_enabled!(target: "xipgate::access", log::Level::Info)
@@ -261,7 +263,7 @@ fn host_answer(e: HostError) -> Answer {
 }
 
 #[async_trait]
-impl ProxyHttp for Gate {
+impl ProxyHttp for PingoraProxy {
     type CTX = Ctx;
 
     /// No downstream modules. Pingora's default adds its response-compression module
@@ -286,12 +288,12 @@ impl ProxyHttp for Gate {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Pingora keeps idle client connections open forever unless told otherwise.
-        session.set_keepalive(Some(self.router.settings.keepalive_secs));
+        session.set_keepalive(Some(self.shared.settings.keepalive_secs));
         let req = session.req_header();
         ctx.origin = req.headers.get(ORIGIN).cloned();
 
         if let (Some(console), Some(console_host)) =
-            (&self.console, &self.router.settings.console_host)
+            (&self.console, &self.shared.settings.console_host)
         {
             let host = request_host(req)
                 .ok()
@@ -318,7 +320,7 @@ impl ProxyHttp for Gate {
                 ctx.answered = Some(answer.status);
                 respond(
                     session,
-                    answer.cors(&self.router.settings.cors, ctx.origin.as_ref()),
+                    answer.cors(&self.shared.settings.cors, ctx.origin.as_ref()),
                 )
                 .await?;
                 return Ok(true);
@@ -328,13 +330,13 @@ impl ProxyHttp for Gate {
 
         // CORS preflight is answered at the edge, for every route.
         let req = session.req_header();
-        if self.router.settings.cors.enabled
+        if self.shared.settings.cors.enabled
             && req.method == http::Method::OPTIONS
             && ctx.origin.is_some()
             && req.headers.contains_key("access-control-request-method")
         {
             let mut answer =
-                Answer::empty(204).cors(&self.router.settings.cors, ctx.origin.as_ref());
+                Answer::empty(204).cors(&self.shared.settings.cors, ctx.origin.as_ref());
             let allow_headers = req.headers.get("access-control-request-headers").cloned();
             answer.headers.push((
                 "access-control-allow-methods",
@@ -345,7 +347,7 @@ impl ProxyHttp for Gate {
             }
             answer.headers.push((
                 "access-control-max-age",
-                HeaderValue::from(self.router.settings.cors.max_age.as_secs()),
+                HeaderValue::from(self.shared.settings.cors.max_age.as_secs()),
             ));
             ctx.answered = Some(204);
             respond(session, answer).await?;
@@ -367,14 +369,14 @@ impl ProxyHttp for Gate {
             .map_err(|r| Error::explain(ErrorType::HTTPStatus(403), r.to_string()))?;
         ctx.tried.push(addr);
         if ctx.tried.len() > 1 {
-            self.router.metrics.count_retry(&target.service_label);
+            self.shared.metrics.count_retry(&target.service_label);
         }
         ctx.target = Some(target);
         ctx.upstream_started = Some(Instant::now());
         let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(self.router.settings.connect_timeout);
-        peer.options.read_timeout = Some(self.router.settings.read_timeout);
-        peer.options.write_timeout = Some(self.router.settings.write_timeout);
+        peer.options.connection_timeout = Some(self.shared.settings.connect_timeout);
+        peer.options.read_timeout = Some(self.shared.settings.read_timeout);
+        peer.options.write_timeout = Some(self.shared.settings.write_timeout);
         Ok(Box::new(peer))
     }
 
@@ -395,7 +397,7 @@ impl ProxyHttp for Gate {
             response_started: false,
             upstream_fault: true,
             tries: ctx.tried.len() as u32,
-            max_tries: self.router.settings.max_tries,
+            max_tries: self.shared.settings.max_tries,
         });
         e.set_retry(again);
         e
@@ -428,7 +430,7 @@ impl ProxyHttp for Gate {
             // The client went away or sent a broken body: another try cannot help.
             upstream_fault: *e.esource() == pingora_core::ErrorSource::Upstream,
             tries: ctx.tried.len() as u32,
-            max_tries: self.router.settings.max_tries,
+            max_tries: self.shared.settings.max_tries,
         });
         e.set_retry(again);
         e
@@ -517,8 +519,8 @@ impl ProxyHttp for Gate {
                 resp.insert_header("x-xipgate-instance-status", t.instance.status.as_str())?;
             }
         }
-        if self.router.settings.cors.enabled {
-            respond::apply_cors(resp, &self.router.settings.cors, ctx.origin.as_ref())?;
+        if self.shared.settings.cors.enabled {
+            respond::apply_cors(resp, &self.shared.settings.cors, ctx.origin.as_ref())?;
         }
         Ok(())
     }
@@ -554,7 +556,7 @@ impl ProxyHttp for Gate {
             ctx.answered = Some(code);
             if let Err(err) = respond(
                 session,
-                answer.cors(&self.router.settings.cors, ctx.origin.as_ref()),
+                answer.cors(&self.shared.settings.cors, ctx.origin.as_ref()),
             )
             .await
             {
@@ -577,15 +579,15 @@ impl ProxyHttp for Gate {
             Some(Route::Instance(t)) => t.service_label.as_str(),
             None => "-",
         };
-        self.router
+        self.shared
             .metrics
             .observe_request(service, status, ctx.upstream_time);
-        if !self.router.access_logging() {
+        if !self.shared.access_logging() {
             return;
         }
         let req = session.req_header();
         let request_line = format!("{} {}", req.method, req.uri);
-        self.router.log_access(&AccessEntry {
+        self.shared.log_access(&AccessEntry {
             client: session.client_addr().and_then(|a| a.as_inet()).copied(),
             request_line: &request_line,
             host: ctx.host.as_deref().unwrap_or("-"),

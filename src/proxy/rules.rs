@@ -1,4 +1,4 @@
-//! The proxy's HTTP rules, decided once for both engines: Pingora's proxy ([`super::Gate`])
+//! The proxy's HTTP rules, decided once for both engines: Pingora's proxy ([`super::PingoraProxy`])
 //! and the fast path ([`super::fast`]). Each rule is a pure function with a table test
 //! here; `tests/differential.rs` sends the same raw requests through both engines and
 //! compares what the client and the backend see.

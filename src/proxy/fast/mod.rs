@@ -34,7 +34,7 @@ use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::rules::{self, RouteKind};
-use super::{pick_target, resolve_host, AccessEntry, ProxySettings, Router};
+use super::{pick_target, resolve_host, AccessEntry, ProxySettings, ProxyShared};
 use crate::metrics::ServiceMetrics;
 use crate::registry::Status;
 use crate::routes::{Route, Target};
@@ -55,7 +55,7 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The fast path's shared state.
 pub struct FastPath {
-    router: Router,
+    shared: ProxyShared,
     pool: Pool,
 }
 
@@ -67,15 +67,15 @@ pub enum Served {
 }
 
 impl FastPath {
-    pub fn new(router: Router, pool_size: usize) -> Self {
+    pub fn new(shared: ProxyShared, pool_size: usize) -> Self {
         FastPath {
-            router,
+            shared,
             pool: Pool::new(pool_size, POOL_IDLE_TIMEOUT),
         }
     }
 
     fn settings(&self) -> &ProxySettings {
-        &self.router.settings
+        &self.shared.settings
     }
 
     /// Serves requests on one client connection until it closes or a request needs Pingora.
@@ -127,12 +127,12 @@ impl FastPath {
 
             // 2. Route it, or leave it to Pingora.
             let started = Instant::now();
-            let generation = self.router.table.generation();
+            let generation = self.shared.table.generation();
             let hit = cached
                 .as_ref()
                 .is_some_and(|c| c.generation == generation && c.raw_host == plan.host);
             if !hit {
-                let Ok((host, label, route)) = resolve_host(&self.router, plan.host) else {
+                let Ok((host, label, route)) = resolve_host(&self.shared, plan.host) else {
                     return handoff(stream, &buf);
                 };
                 let service = match &route {
@@ -143,7 +143,7 @@ impl FastPath {
                 cached = Some(Cached {
                     raw_host: plan.host.to_string(),
                     generation,
-                    metrics: self.router.metrics.for_service(service),
+                    metrics: self.shared.metrics.for_service(service),
                     host,
                     label,
                     route,
@@ -168,7 +168,7 @@ impl FastPath {
                 },
                 &mut upstream_req,
             );
-            let logging = self.router.access_logging();
+            let logging = self.shared.access_logging();
             let request_line = if logging {
                 let end = buf
                     .iter()
@@ -204,7 +204,7 @@ impl FastPath {
                 };
                 tried.push(addr);
                 if tried.len() > 1 {
-                    self.router.metrics.count_retry(&target.service_label);
+                    self.shared.metrics.count_retry(&target.service_label);
                 }
                 let instance_route = matches!(c.route, Route::Instance(_));
                 let ex = Exchange {
@@ -277,9 +277,9 @@ impl FastPath {
                 }
             };
             c.metrics
-                .observe(&self.router.metrics, status, upstream_time);
+                .observe(&self.shared.metrics, status, upstream_time);
             if logging {
-                self.router.log_access(&AccessEntry {
+                self.shared.log_access(&AccessEntry {
                     client,
                     request_line: &request_line,
                     host: &c.host,
@@ -367,14 +367,14 @@ fn handoff(stream: Stream, buf: &[u8]) -> Served {
 }
 
 /// The proxy service's application: the fast path first, Pingora's proxy for the rest.
-pub struct Edge<A> {
+pub struct ProxyApp<A> {
     fast: Option<FastPath>,
     inner: Arc<A>,
 }
 
-impl<A> Edge<A> {
+impl<A> ProxyApp<A> {
     pub fn new(fast: Option<FastPath>, inner: A) -> Self {
-        Edge {
+        ProxyApp {
             fast,
             inner: Arc::new(inner),
         }
@@ -382,7 +382,7 @@ impl<A> Edge<A> {
 }
 
 #[async_trait]
-impl<A> ServerApp for Edge<A>
+impl<A> ServerApp for ProxyApp<A>
 where
     A: ServerApp + Send + Sync + 'static,
 {
