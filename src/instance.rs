@@ -87,6 +87,27 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// A minimal instance for unit tests: `app`/`id` at `ip:8080` with `status`.
+    #[cfg(test)]
+    pub(crate) fn for_test(app: &str, id: &str, ip: &str, status: Status) -> Self {
+        Instance {
+            app: app.into(),
+            instance_id: id.into(),
+            host_name: String::new(),
+            ip_addr: ip.into(),
+            port: Some(8080),
+            secure_port: None,
+            status,
+            overridden_status: None,
+            metadata: Default::default(),
+            home_page_url: None,
+            status_page_url: None,
+            health_check_url: None,
+            last_renewal_ms: None,
+            last_dirty_ms: None,
+        }
+    }
+
     /// The registry's identity of an instance: Eureka keys its registry by application
     /// and instanceId, so two applications may each have an instance with the same id.
     pub fn key(&self) -> InstanceKey {

@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::wire::{Received, Recorder};
 use common::*;
 
 /// One case: the request (with `{host}` for the service host) and the raw response the
@@ -139,69 +140,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// A backend that records every request head it receives and answers each with the raw
-/// response of the case its path names; it closes after a response without framing.
-struct Recorder {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Recorder {
-    fn start(responses: Vec<(String, Vec<u8>)>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, responses) = (seen.clone(), Arc::new(responses));
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (s, responses) = (s.clone(), responses.clone());
-                std::thread::spawn(move || serve(conn, &s, &responses));
-            }
-        });
-        Recorder { addr, seen }
-    }
-
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.seen.lock().expect("lock"))
-    }
-}
-
-fn serve(mut conn: TcpStream, seen: &Mutex<Vec<String>>, responses: &[(String, Vec<u8>)]) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            match conn.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        buf.drain(..end);
-        seen.lock().expect("lock").push(head.clone());
-        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let response = responses
-            .iter()
-            .find(|(p, _)| path.starts_with(p.as_str()))
-            .map_or(OK.to_vec(), |(_, r)| r.clone());
-        if conn.write_all(&response).is_err() {
-            return;
-        }
-        // A response without framing ends with the connection.
-        let framed = String::from_utf8_lossy(&response).to_ascii_lowercase();
-        let has_framing = framed.contains("content-length")
-            || framed.contains("transfer-encoding")
-            || framed.starts_with("http/1.1 204")
-            || framed.starts_with("http/1.1 304");
-        if !has_framing {
-            return;
-        }
-    }
-}
-
 /// Status, headers (lower-case names, sorted) and body of a raw response, with the two
 /// differences docs/performance.md lists as intended taken out: `Date` (only Pingora's path adds it),
 /// and how a body is framed on the wire: Pingora's path re-chunks a chunked body and
@@ -257,18 +195,13 @@ fn dechunk(mut body: &str) -> String {
 
 /// The request line and headers the backend got, with the listener's port replaced
 /// (each engine's xipgate listens on a port of its own).
-fn normalise_request(raw: &str, port: u16) -> (String, BTreeSet<String>) {
-    let mut lines = raw.lines();
-    let line = lines.next().unwrap_or("").to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .map(|(k, v)| {
-            let v = v.replace(&port.to_string(), "PORT");
-            format!("{k}: {v}")
-        })
+fn normalise_request(r: &Received, port: u16) -> (String, BTreeSet<String>) {
+    let headers = r
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", v.trim().replace(&port.to_string(), "PORT")))
         .collect();
-    (line, headers)
+    (r.line.clone(), headers)
 }
 
 /// The request and retry counters of `/metrics`, by series.

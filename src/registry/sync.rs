@@ -639,22 +639,7 @@ mod tests {
 
     #[test]
     fn hashcode_matches_eureka_format() {
-        let mk = |s| Instance {
-            app: "A".into(),
-            instance_id: format!("{s:?}{}", rand_id()),
-            host_name: String::new(),
-            ip_addr: String::new(),
-            port: None,
-            secure_port: None,
-            status: s,
-            overridden_status: None,
-            metadata: Default::default(),
-            home_page_url: None,
-            status_page_url: None,
-            health_check_url: None,
-            last_renewal_ms: None,
-            last_dirty_ms: None,
-        };
+        let mk = |s| Instance::for_test("A", &format!("{s:?}{}", rand_id()), "", s);
         let all = [mk(Status::Up), mk(Status::Down), mk(Status::Up)];
         assert_eq!(apps_hashcode(all.iter()), "DOWN_1_UP_2_");
         assert_eq!(apps_hashcode([].iter()), "");

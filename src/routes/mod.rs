@@ -549,20 +549,8 @@ mod tests {
 
     fn inst(app: &str, id: &str, ip: &str, status: Status) -> Instance {
         Instance {
-            app: app.into(),
-            instance_id: id.into(),
-            host_name: String::new(),
-            ip_addr: ip.into(),
-            port: Some(8080),
-            secure_port: None,
-            status,
-            overridden_status: None,
-            metadata: Default::default(),
-            home_page_url: None,
-            status_page_url: None,
-            health_check_url: None,
             last_renewal_ms: Some(1),
-            last_dirty_ms: None,
+            ..Instance::for_test(app, id, ip, status)
         }
     }
 

@@ -2,22 +2,7 @@ use super::*;
 use crate::instance::Status;
 
 fn inst(app: &str, id: &str, status: Status) -> Instance {
-    Instance {
-        app: app.into(),
-        instance_id: id.into(),
-        host_name: String::new(),
-        ip_addr: "10.0.0.1".into(),
-        port: Some(8080),
-        secure_port: None,
-        status,
-        overridden_status: None,
-        metadata: Default::default(),
-        home_page_url: None,
-        status_page_url: None,
-        health_check_url: None,
-        last_renewal_ms: None,
-        last_dirty_ms: None,
-    }
+    Instance::for_test(app, id, "10.0.0.1", status)
 }
 
 fn ups(n: usize) -> Vec<Instance> {
