@@ -38,7 +38,7 @@ pub enum FetchError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchErrorKind {
     url: String,
-    kind: &'static str,
+    kind: std::mem::Discriminant<FetchError>,
     status: Option<u16>,
 }
 
@@ -53,18 +53,18 @@ impl FetchError {
     }
 
     pub fn kind(&self) -> FetchErrorKind {
-        let (url, kind) = match self {
-            FetchError::Connect { url, .. } => (url, "connect"),
-            FetchError::Timeout { url, .. } => (url, "timeout"),
-            FetchError::Status { url, .. } => (url, "status"),
-            FetchError::TooLarge { url, .. } => (url, "too-large"),
-            FetchError::Body { url, .. } => (url, "body"),
-            FetchError::Parse { url, .. } => (url, "parse"),
-            FetchError::NotFound { url } => (url, "not-found"),
+        let url = match self {
+            FetchError::Connect { url, .. }
+            | FetchError::Timeout { url, .. }
+            | FetchError::Status { url, .. }
+            | FetchError::TooLarge { url, .. }
+            | FetchError::Body { url, .. }
+            | FetchError::Parse { url, .. }
+            | FetchError::NotFound { url } => url,
         };
         FetchErrorKind {
             url: url.clone(),
-            kind,
+            kind: std::mem::discriminant(self),
             status: self.http_status(),
         }
     }

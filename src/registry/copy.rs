@@ -82,8 +82,14 @@ impl RegistryCopy {
         self.held_since
     }
 
-    /// Replaces the server's part with a full fetch, starting a hold if it shrank.
-    pub fn apply_full(&mut self, instances: Vec<Instance>, now: Instant) -> HoldChange {
+    /// Replaces the server's part with a full fetch, starting a hold if it shrank, else
+    /// settling or expiring a hold under way (see [`RegistryCopy::expire`]).
+    pub fn apply_full(
+        &mut self,
+        instances: Vec<Instance>,
+        now: Instant,
+        grace: Duration,
+    ) -> HoldChange {
         let listed: HashMap<InstanceKey, Instance> =
             instances.into_iter().map(|i| (i.key(), i)).collect();
         let known = self.routed().count();
@@ -102,7 +108,7 @@ impl RegistryCopy {
                 held: self.held.len(),
             };
         }
-        self.settle()
+        self.expire(now, grace)
     }
 
     /// Applies a delta if the result hashes to what the server says; else leaves the
@@ -143,16 +149,20 @@ impl RegistryCopy {
         }
     }
 
-    /// Ends the hold when nothing is left to hold or `grace` has passed since it began.
+    /// Ends the hold when nothing is left to hold or `grace` has passed since it began;
+    /// instances listed again are let go first, so `dropped` counts only missing ones.
     pub fn expire(&mut self, now: Instant, grace: Duration) -> HoldChange {
-        match self.held_since {
-            Some(since) if now.saturating_duration_since(since) >= grace => {
+        let settled = self.settle();
+        match (&settled, self.held_since) {
+            (HoldChange::Holding { .. }, Some(since))
+                if now.saturating_duration_since(since) >= grace =>
+            {
                 let dropped = self.held.len();
                 self.held.clear();
                 self.held_since = None;
                 HoldChange::Expired { dropped }
             }
-            _ => self.settle(),
+            _ => settled,
         }
     }
 

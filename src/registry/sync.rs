@@ -169,8 +169,8 @@ pub const DELTAS_REFUSED_FOR: Duration = Duration::from_secs(300);
 struct Inner {
     copy: Option<RegistryCopy>,
     last_ok: Option<Instant>,
-    last_failed: bool,
     deltas_refused_until: Option<Instant>,
+    /// The kinds of the last sync's errors; `Some` exactly when the last sync failed.
     last_error: Option<Vec<FetchErrorKind>>,
 }
 
@@ -182,7 +182,7 @@ fn delta_plan(inner: &Inner, cfg: &RegistryConfig, now: Instant) -> Result<(), F
     if !cfg.delta {
         return Err(FullFetchReason::DeltasOff);
     }
-    if inner.last_failed {
+    if inner.last_error.is_some() {
         return Err(FullFetchReason::AfterFailure);
     }
     if inner.deltas_refused_until.is_some_and(|t| now < t) {
@@ -260,7 +260,7 @@ impl RegistrySync {
             }
         };
         let started = Instant::now();
-        self.note_fetch(&f, false);
+        self.note_fetch(&f);
         let Some(copy) = inner.copy.as_mut() else {
             return DeltaOutcome::FullFetchNeeded(FullFetchReason::NoCopy);
         };
@@ -289,12 +289,16 @@ impl RegistrySync {
         inner: &mut Inner,
         reason: FullFetchReason,
     ) -> Result<ApplyReport, SyncError> {
-        match &reason {
+        // The expected reasons (first sync, deltas off or refused) are not worth a line.
+        let expected = matches!(
+            reason,
             FullFetchReason::NoCopy
-            | FullFetchReason::DeltasOff
-            | FullFetchReason::DeltasRefused => {}
-            FullFetchReason::DeltasRefusedNow(_) => {}
-            other => debug!("registry: full fetch: {other}"),
+                | FullFetchReason::DeltasOff
+                | FullFetchReason::DeltasRefused
+                | FullFetchReason::DeltasRefusedNow(_)
+        );
+        if !expected {
+            debug!("registry: full fetch: {reason}");
         }
         let f = self.client.fetch_apps().await.map_err(SyncError::Fetch)?;
         if let FullFetchReason::DeltasRefusedNow(_) = reason {
@@ -309,7 +313,7 @@ impl RegistrySync {
             self.state.lock().deltas_refused_until = Some(SystemTime::now() + DELTAS_REFUSED_FOR);
         }
         let started = Instant::now();
-        self.note_fetch(&f, true);
+        self.note_fetch(&f);
         {
             let mut s = self.state.lock();
             s.full_fetches += 1;
@@ -325,11 +329,7 @@ impl RegistrySync {
             );
         }
         let copy = inner.copy.get_or_insert_with(RegistryCopy::default);
-        let now = Instant::now();
-        let mut hold = copy.apply_full(f.snapshot.instances, now);
-        if !matches!(hold, HoldChange::Started { .. }) {
-            hold = copy.expire(now, self.cfg.shrink_grace);
-        }
+        let hold = copy.apply_full(f.snapshot.instances, Instant::now(), self.cfg.shrink_grace);
         // Borrowed: the copy keeps every instance, the table clones only new or changed ones.
         let report = self.table.apply_borrowed(copy.routed());
         self.note_hold(copy, &hold, &f.source);
@@ -339,14 +339,11 @@ impl RegistrySync {
 
     /// Notes what a fetch brought: source, sizes and (logged once per change) the URLs
     /// failover had to skip.
-    fn note_fetch(&self, f: &Fetched, full: bool) {
+    fn note_fetch(&self, f: &Fetched) {
         let mut s = self.state.lock();
         s.last_bytes = f.bytes;
         s.bytes_total += f.wire_bytes;
         s.last_source = Some(f.source.clone());
-        if full && f.snapshot.instances.is_empty() {
-            s.skipped.clear();
-        }
         if s.skipped_sources != f.skipped_sources {
             if !f.skipped_sources.is_empty() {
                 warn!(
@@ -393,7 +390,6 @@ impl RegistrySync {
                     );
                 }
                 inner.last_ok = Some(Instant::now());
-                inner.last_failed = false;
                 inner.last_error = None;
                 s.last_success = Some(SystemTime::now());
                 s.consecutive_failures = 0;
@@ -418,7 +414,6 @@ impl RegistrySync {
                     warn!("registry sync failed (keeping the last good table): {e}");
                 }
                 inner.last_error = Some(kind);
-                inner.last_failed = true;
                 s.last_error = Some(e.to_string());
                 s.last_error_at = Some(SystemTime::now());
                 s.consecutive_failures += 1;
@@ -572,9 +567,9 @@ mod tests {
             |copy: bool, last_ok: Option<u64>, failed: bool, refused_for: Option<u64>| Inner {
                 copy: copy.then(RegistryCopy::default),
                 last_ok: last_ok.map(|ago| now - secs(ago)),
-                last_failed: failed,
                 deltas_refused_until: refused_for.map(|s| now + secs(s)),
-                last_error: None,
+                // A failed last sync is one with an error kind on record.
+                last_error: failed.then(Vec::new),
             };
         // (inner, delta on, expected: None = delta, Some(reason's first words))
         let cases = [

@@ -1,6 +1,9 @@
 use super::*;
 use crate::instance::Status;
 
+/// A grace time longer than any of these tests waits.
+const GRACE: Duration = Duration::from_secs(60);
+
 fn inst(app: &str, id: &str, status: Status) -> Instance {
     Instance::for_test(app, id, "10.0.0.1", status)
 }
@@ -46,8 +49,8 @@ fn a_full_fetch_holds_only_when_fewer_than_half_remain() {
     ] {
         let t0 = Instant::now();
         let mut c = RegistryCopy::default();
-        assert_eq!(c.apply_full(ups(known), t0), HoldChange::None);
-        let change = c.apply_full(ups(listed), t0);
+        assert_eq!(c.apply_full(ups(known), t0, GRACE), HoldChange::None);
+        let change = c.apply_full(ups(listed), t0, GRACE);
         assert_eq!(
             matches!(change, HoldChange::Started { .. }),
             holds,
@@ -62,11 +65,10 @@ fn a_full_fetch_holds_only_when_fewer_than_half_remain() {
 #[test]
 fn a_hold_ends_when_the_instances_return_or_the_grace_runs_out() {
     let t0 = Instant::now();
-    let grace = Duration::from_secs(60);
     let mut c = RegistryCopy::default();
-    c.apply_full(ups(4), t0);
+    c.apply_full(ups(4), t0, GRACE);
     assert_eq!(
-        c.apply_full(vec![], t0),
+        c.apply_full(vec![], t0, GRACE),
         HoldChange::Started {
             listed: 0,
             known: 4,
@@ -75,37 +77,44 @@ fn a_hold_ends_when_the_instances_return_or_the_grace_runs_out() {
     );
     // A partial registry: two are back, two still held, all four routed.
     assert_eq!(
-        c.apply_full(ups(2), t0 + Duration::from_secs(5)),
+        c.apply_full(ups(2), t0 + Duration::from_secs(5), GRACE),
         HoldChange::Holding { held: 2 }
     );
     assert_eq!(routed_ids(&c).len(), 4);
     assert_eq!(
-        c.expire(t0 + Duration::from_secs(59), grace),
+        c.expire(t0 + Duration::from_secs(59), GRACE),
         HoldChange::Holding { held: 2 }
     );
     // All back: the hold is over.
     assert_eq!(
-        c.apply_full(ups(4), t0 + Duration::from_secs(20)),
+        c.apply_full(ups(4), t0 + Duration::from_secs(20), GRACE),
         HoldChange::Recovered
     );
     assert_eq!(c.held_since(), None);
 
     // Never back: dropped once the grace has passed.
-    c.apply_full(vec![], t0);
+    c.apply_full(vec![], t0, GRACE);
     assert_eq!(
-        c.expire(t0 + grace, grace),
+        c.expire(t0 + GRACE, GRACE),
         HoldChange::Expired { dropped: 4 }
     );
     assert_eq!(c.routed().count(), 0);
-    assert_eq!(c.expire(t0 + grace * 2, grace), HoldChange::None);
+    assert_eq!(c.expire(t0 + GRACE * 2, GRACE), HoldChange::None);
+    // A full fetch past the grace ends a hold too, instances still missing.
+    c.apply_full(ups(4), t0, GRACE);
+    c.apply_full(vec![], t0, GRACE);
+    assert_eq!(
+        c.apply_full(ups(1), t0 + GRACE, GRACE),
+        HoldChange::Expired { dropped: 3 }
+    );
 }
 
 #[test]
 fn a_delta_applies_only_when_the_hash_matches_and_never_touches_held_ones_it_lists_not() {
     let t0 = Instant::now();
     let mut c = RegistryCopy::default();
-    c.apply_full(ups(3), t0);
-    c.apply_full(vec![], t0); // hold all three
+    c.apply_full(ups(3), t0, GRACE);
+    c.apply_full(vec![], t0, GRACE); // hold all three
     let b = inst("B", "b:1", Status::Up);
     // Wrong hash: nothing changes.
     let err = c
@@ -136,6 +145,7 @@ fn one_instance_id_under_two_apps_is_two_instances() {
             inst("B", "10.0.0.1:8080", Status::Down),
         ],
         Instant::now(),
+        GRACE,
     );
     assert_eq!(routed_ids(&c), ["A/10.0.0.1:8080", "B/10.0.0.1:8080"]);
     // A delta deleting one leaves the other, and the hash counts both.
