@@ -109,10 +109,9 @@ impl PingoraProxy {
 }
 
 fn route_kind(ctx: &Ctx) -> rules::RouteKind {
-    match ctx.route {
-        Some(Route::Instance(_)) => rules::RouteKind::Instance,
-        _ => rules::RouteKind::Service,
-    }
+    ctx.route
+        .as_ref()
+        .map_or(rules::RouteKind::Service, rules::RouteKind::of)
 }
 
 /// Resolves a raw Host value to (normalised host, label, route), or to the answer the edge
@@ -501,22 +500,25 @@ impl ProxyHttp for PingoraProxy {
                 rules::UNASKED_UPGRADE,
             ));
         }
-        // Hop-by-hop headers of the backend's connection stay with it (`rules`); Pingora
-        // writes the client connection's own. A 101 keeps its Connection: Upgrade.
-        for name in ["keep-alive", "proxy-connection"] {
-            resp.remove_header(name);
+        // The backend's hop-by-hop headers and its own copies of the edge's headers
+        // (`rules::dropped_downstream`, as on the fast path). Connection stays to
+        // Pingora, which writes the client connection's own and keeps a 101's Upgrade.
+        for name in rules::RESPONSE_HOP_BY_HOP
+            .iter()
+            .chain(&rules::EDGE_RESPONSE)
+            .filter(|n| **n != "connection")
+        {
+            resp.remove_header(*name);
         }
         if let Some(t) = &ctx.target {
             if let Some(started) = ctx.upstream_started {
                 ctx.upstream_time = Some(started.elapsed());
             }
-            resp.remove_header("x-served-by");
-            resp.remove_header("x-xipgate-instance-status");
             if rules::header_safe(t.instance.instance_id.as_bytes()) {
                 resp.insert_header("x-served-by", t.instance.instance_id.as_str())?;
             }
-            if matches!(ctx.route, Some(Route::Instance(_))) && t.instance.status != Status::Up {
-                resp.insert_header("x-xipgate-instance-status", t.instance.status.as_str())?;
+            if let Some(s) = rules::instance_status_header(route_kind(ctx), t.instance.status) {
+                resp.insert_header("x-xipgate-instance-status", s)?;
             }
         }
         if self.shared.settings.cors.enabled {

@@ -9,6 +9,9 @@
 
 use pingora_core::ErrorType;
 
+use crate::registry::Status;
+use crate::routes::Route;
+
 /// Request headers never passed upstream: the hop-by-hop headers of RFC 9110 §7.6.1 plus
 /// the proxy ones (`Proxy-Authorization` carries the client's credentials for this
 /// proxy, never for the instance behind it), the list Pingora strips.
@@ -34,6 +37,9 @@ pub const EDGE_FORWARDED: [&str; 4] = [
     "x-forwarded-port",
 ];
 
+/// Hop-by-hop headers of the backend's connection, never passed to the client.
+pub const RESPONSE_HOP_BY_HOP: [&str; 3] = ["connection", "keep-alive", "proxy-connection"];
+
 /// Response headers the edge sets itself and never passes on from a backend.
 pub const EDGE_RESPONSE: [&str; 2] = ["x-served-by", "x-xipgate-instance-status"];
 
@@ -53,10 +59,13 @@ pub fn dropped_upstream(name: &str) -> bool {
 /// A backend response header the edge does not pass to the client as it is (framing
 /// headers are decided by [`content_length`] and the engine's framing).
 pub fn dropped_downstream(name: &str) -> bool {
-    name.eq_ignore_ascii_case("connection")
-        || name.eq_ignore_ascii_case("keep-alive")
-        || name.eq_ignore_ascii_case("proxy-connection")
-        || any_is(&EDGE_RESPONSE, name)
+    any_is(&RESPONSE_HOP_BY_HOP, name) || any_is(&EDGE_RESPONSE, name)
+}
+
+/// `X-Xipgate-Instance-Status`: on an instance host whose instance is not UP, its status
+/// (a service host only ever routes to UP instances).
+pub fn instance_status_header(route: RouteKind, status: Status) -> Option<&'static str> {
+    (route == RouteKind::Instance && status != Status::Up).then(|| status.as_str())
 }
 
 /// A value that can go into a header as it is: visible ASCII, space and tab (registry
@@ -142,13 +151,22 @@ pub fn forwarded_for_into<'a>(
 pub const UNASKED_UPGRADE: &str =
     "answered 101 Switching Protocols to a request that asked for no upgrade";
 
-/// The kind of route a request took, for the retry rule.
+/// The kind of route a request took, for the retry rule and the added headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {
     /// A service host: any UP instance will do.
     Service,
     /// An instance host: that instance and no other.
     Instance,
+}
+
+impl RouteKind {
+    pub fn of(route: &Route) -> Self {
+        match route {
+            Route::Instance(_) => RouteKind::Instance,
+            Route::Service(_) => RouteKind::Service,
+        }
+    }
 }
 
 /// What is known about a failed try.

@@ -36,7 +36,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::rules::{self, RouteKind};
 use super::{pick_target, resolve_host, AccessEntry, ProxySettings, ProxyShared};
 use crate::metrics::ServiceMetrics;
-use crate::registry::Status;
 use crate::routes::{Route, Target};
 use exchange::{Exchange, Failure, Scratch};
 use head::{parse_request, Parsed};
@@ -206,7 +205,7 @@ impl FastPath {
                 if tried.len() > 1 {
                     self.shared.metrics.count_retry(&target.service_label);
                 }
-                let instance_route = matches!(c.route, Route::Instance(_));
+                let kind = RouteKind::of(&c.route);
                 let ex = Exchange {
                     settings,
                     pool: &self.pool,
@@ -215,8 +214,10 @@ impl FastPath {
                     head_request: head_req,
                     stamp: head::Stamp {
                         served_by: &target.instance.instance_id,
-                        instance_status: (instance_route && target.instance.status != Status::Up)
-                            .then(|| target.instance.status.as_str()),
+                        instance_status: rules::instance_status_header(
+                            kind,
+                            target.instance.status,
+                        ),
                         close,
                     },
                     // This try's start: the upstream time is the successful try's alone,
@@ -228,11 +229,7 @@ impl FastPath {
                     Err(f) => {
                         let again = rules::retry(&rules::FailedTry {
                             etype: &f.etype,
-                            route: if instance_route {
-                                RouteKind::Instance
-                            } else {
-                                RouteKind::Service
-                            },
+                            route: kind,
                             idempotent,
                             sent: f.sent,
                             reused: f.reused,

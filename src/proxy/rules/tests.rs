@@ -263,3 +263,22 @@ fn retries() {
         assert_eq!(retry(&f), want, "case {i}: {f:?}");
     }
 }
+
+#[test]
+fn instance_status_header_only_on_instance_hosts_not_up() {
+    use crate::registry::Status::*;
+    for (route, status, want) in [
+        (RouteKind::Instance, Down, Some("DOWN")),
+        (RouteKind::Instance, Starting, Some("STARTING")),
+        (RouteKind::Instance, OutOfService, Some("OUT_OF_SERVICE")),
+        (RouteKind::Instance, Up, None),
+        (RouteKind::Service, Down, None),
+        (RouteKind::Service, Up, None),
+    ] {
+        assert_eq!(
+            instance_status_header(route, status),
+            want,
+            "{route:?} {status:?}"
+        );
+    }
+}
