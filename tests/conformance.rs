@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::wire::{exchange, split_responses, Answered, Answers, Received, Recorder};
 use common::*;
@@ -625,7 +626,10 @@ fn both_engines_hold_the_http11_conformance_table() {
         let mut results = Vec::new();
         for x in [&fast, &pingora] {
             backend.take();
-            let got = split_responses(&exchange(x.proxy, &bytes), &head_only);
+            let got = split_responses(
+                &exchange(x.proxy, &bytes, Duration::from_secs(3)),
+                &head_only,
+            );
             let seen = backend.take();
             for r in &seen {
                 let path = r.line.split(' ').nth(1).unwrap_or("");

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::wire::{Received, Recorder};
+use common::wire::{exchange, Received, Recorder};
 use common::*;
 
 /// One case: the request (with `{host}` for the service host) and the raw response the
@@ -233,13 +233,9 @@ fn moved(
 }
 
 fn send(addr: SocketAddr, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     // Each case on a connection of its own, closed after the answer.
     let request = request.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
-    s.write_all(request.as_bytes()).expect("send");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let out = exchange(addr, request.as_bytes(), Duration::from_secs(5));
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -443,7 +439,7 @@ fn an_instance_host_read_timeout_is_one_try_and_a_504() {
 /// pooled connection; the next client's request must not get them as its response.
 #[test]
 fn bytes_after_a_finished_head_or_204_do_not_reach_the_next_client() {
-    use common::wire::{exchange, split_responses, Recorder};
+    use common::wire::split_responses;
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let backend = Recorder::start(vec![
         (
@@ -469,6 +465,7 @@ fn bytes_after_a_finished_head_or_204_do_not_reach_the_next_client() {
                 x.proxy,
                 format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
                     .as_bytes(),
+                Duration::from_secs(3),
             );
             assert!(first.starts_with(b"HTTP/1.1 2"), "{method} {path}");
             for n in 0..3 {
@@ -476,6 +473,7 @@ fn bytes_after_a_finished_head_or_204_do_not_reach_the_next_client() {
                     x.proxy,
                     format!("GET /after-{n} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
                         .as_bytes(),
+                    Duration::from_secs(3),
                 );
                 let got = split_responses(&next, &[false]);
                 let body = got

@@ -347,10 +347,12 @@ fn dechunk(bytes: &[u8]) -> (Vec<u8>, usize) {
     }
 }
 
-/// Sends `bytes` on a new connection and reads until the edge closes it (or 3 s pass).
-pub fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+/// Sends `bytes` on a new connection and reads until the edge closes it (or `wait` passes
+/// without a byte). A write the edge cut short is not an error: it may answer and close
+/// before it has read everything.
+pub fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+    s.set_read_timeout(Some(wait)).ok();
     let _ = s.write_all(bytes);
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
