@@ -61,6 +61,13 @@ fn serve(mut conn: TcpStream, seen: &Mutex<Vec<Received>>, answers: &Answers) {
     let mut buf = Vec::new();
     loop {
         let Some(req) = read_request(&mut conn, &mut buf) else {
+            // Refused (or ended): close without answering, but orderly. Closing with the
+            // rest of the request unread would send a reset instead of a FIN, depending on
+            // whether that rest had arrived yet, and the edge's message with it.
+            let _ = conn.shutdown(std::net::Shutdown::Write);
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut sink = [0u8; 8192];
+            while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
             return;
         };
         let path = req.line.split(' ').nth(1).unwrap_or("/").to_string();
