@@ -18,7 +18,10 @@ use crate::config::Config;
 use crate::console::{Access, Console, ConsoleApp, Links};
 use crate::dns::DnsConfig;
 use crate::metrics::Metrics;
-use crate::proxy::{FastPath, Limited, PingoraProxy, ProxyApp, ProxySettings, ProxyShared};
+use crate::proxy::{
+    AccessLog, AccessLogError, FastPath, Limited, PingoraProxy, ProxyApp, ProxySettings,
+    ProxyShared,
+};
 use crate::registry::{EurekaClient, RegistrySync, SyncState};
 use crate::routes::{Allowlist, RouteTable};
 
@@ -27,6 +30,8 @@ use crate::routes::{Allowlist, RouteTable};
 pub enum AppError {
     #[error("cannot build the Eureka HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
 }
 
 /// The shared state every part reads, built once.
@@ -86,11 +91,13 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     );
     let sync_handle = server.add_service(background_service("registry sync", sync));
 
+    let access = Arc::new(AccessLog::new(&cfg.access_log, parts.metrics.clone())?);
     let shared = ProxyShared {
         settings: ProxySettings::from_config(&cfg),
         table: parts.table.clone(),
         sync: parts.sync_state.clone(),
         metrics: parts.metrics.clone(),
+        access,
     };
     let fast = cfg
         .fast_path

@@ -68,6 +68,8 @@ pub struct Metrics {
     fetches: IntCounterVec,
     wire_bytes: prometheus::IntCounter,
     held: prometheus::IntGauge,
+    /// Access records dropped because the file writer fell behind (`xipgate.log.access_file`).
+    pub access_log_dropped: IntCounter,
 }
 
 impl Default for Metrics {
@@ -137,8 +139,14 @@ impl Metrics {
             "Instances missing from a suddenly shrunken registry and still routed (xipgate.registry.shrink_grace)",
         )
         .expect("static metric definition");
+        let access_log_dropped = IntCounter::new(
+            "access_log_dropped_total",
+            "Access-log records dropped because the file writer fell behind",
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(access_log_dropped.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(fetches.clone()),
             Box::new(wire_bytes.clone()),
             Box::new(held.clone()),
@@ -165,6 +173,7 @@ impl Metrics {
             fetches,
             wire_bytes,
             held,
+            access_log_dropped,
         }
     }
 

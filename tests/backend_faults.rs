@@ -52,21 +52,19 @@ fn call(x: &Xipgate, method: &str, label: &str) -> Reply {
     }
 }
 
-/// The `tries=` of every access-log line for `label`, in order, once at least `want`
-/// lines are there.
+/// The `tries` of every access record for `label`, in order, once at least `want`
+/// records are there (the file writer is asynchronous).
 fn tries_in_log(x: &Xipgate, label: &str, want: usize) -> Vec<u32> {
-    let needle = format!(" host={label}.{DOMAIN} ");
+    let host = format!("{label}.{DOMAIN}");
     let read = || -> Vec<u32> {
-        x.log()
-            .lines()
-            .filter(|l| l.contains("xipgate::access") && l.contains(&needle))
-            .filter_map(|l| {
-                l.split(" tries=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
+        x.access()
+            .iter()
+            .filter(|r| r["host"] == host.as_str())
+            .map(|r| {
+                r["tries"]
+                    .as_u64()
+                    .and_then(|t| u32::try_from(t).ok())
+                    .expect("tries is a number")
             })
             .collect()
     };
@@ -77,10 +75,10 @@ fn tries_in_log(x: &Xipgate, label: &str, want: usize) -> Vec<u32> {
         if got.len() >= want {
             return got;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     panic!(
-        "{label}: {} access-log lines, wanted {want}\n{}",
+        "{label}: {} access records, wanted {want}\n{}",
         got.len(),
         x.log()
     );

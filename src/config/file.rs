@@ -117,6 +117,8 @@ pub struct DnsFile {
 pub struct LogFile {
     /// One access-log line per request (target `xipgate::access`, level info).
     pub access: Option<bool>,
+    /// JSON lines, one per request, appended to this file instead of the process log.
+    pub access_file: Option<String>,
 }
 
 /// A byte count: a number, or a string with a unit (`512KiB`, `64MiB`, `1GB`).

@@ -58,6 +58,8 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 2000;
 /// Plain HTTP/1.1 requests without a body take the fast path (see `proxy::fast`).
 pub const DEFAULT_FAST_PATH: bool = true;
+/// `xipgate.log.access`: one access-log record per request.
+pub const DEFAULT_ACCESS_LOG: bool = true;
 pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:9080";
 pub const DEFAULT_DNS_TTL: u32 = 60;
@@ -83,7 +85,16 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// The built-in DNS server's own config type, made and validated here once.
     pub dns: Option<crate::dns::DnsConfig>,
-    pub access_log: bool,
+    pub access_log: AccessLogConfig,
+}
+
+/// `xipgate.log`: whether each request is recorded, and where.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    /// `xipgate.log.access_file`: JSON lines appended to this file instead of text lines
+    /// in the process log (target `xipgate::access`).
+    pub file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]

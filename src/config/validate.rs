@@ -416,6 +416,17 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         Some(dns)
     });
 
+    if x.log
+        .access_file
+        .as_deref()
+        .is_some_and(|f| f.trim().is_empty())
+    {
+        c.err(
+            "xipgate.log.access_file",
+            "must be a file path (or left out)",
+        );
+    }
+
     if server.threads == 0 {
         c.err("threads", "must be at least 1");
     }
@@ -440,6 +451,13 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         cors,
         console,
         dns,
-        access_log: x.log.access.unwrap_or(true),
+        access_log: AccessLogConfig {
+            enabled: x.log.access.unwrap_or(DEFAULT_ACCESS_LOG),
+            file: x
+                .log
+                .access_file
+                .filter(|f| !f.trim().is_empty())
+                .map(std::path::PathBuf::from),
+        },
     })
 }

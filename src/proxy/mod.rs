@@ -1,5 +1,6 @@
 //! The Pingora `ProxyHttp`: Host label → instance or service → upstream peer.
 
+mod access;
 pub mod fast;
 mod host;
 mod limit;
@@ -7,6 +8,7 @@ mod respond;
 pub mod rules;
 
 use crate::answer::Answer;
+pub use access::{AccessEntry, AccessLog, AccessLogError};
 pub use fast::{FastPath, ProxyApp};
 pub use host::request_host;
 pub use limit::Limited;
@@ -17,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::header::{HeaderValue, ORIGIN};
-use log::info;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -42,7 +43,6 @@ pub struct ProxySettings {
     pub max_tries: u32,
     pub keepalive_secs: u64,
     pub cors: CorsConfig,
-    pub access_log: bool,
 }
 
 impl ProxySettings {
@@ -56,7 +56,6 @@ impl ProxySettings {
             max_tries: cfg.upstream.max_tries,
             keepalive_secs: cfg.keepalive_timeout.as_secs().max(1),
             cors: cfg.cors.clone(),
-            access_log: cfg.access_log,
         }
     }
 }
@@ -69,6 +68,7 @@ pub struct ProxyShared {
     pub table: Arc<RouteTable>,
     pub sync: Arc<SyncState>,
     pub metrics: Arc<Metrics>,
+    pub access: Arc<AccessLog>,
 }
 
 /// Pingora's `ProxyHttp`: the engine for every request the fast path does not take.
@@ -211,46 +211,6 @@ pub fn pick_target(route: &Route, tried: &[SocketAddr]) -> Option<Arc<Target>> {
                 .or_else(|| ring().next())
                 .cloned()
         }
-    }
-}
-
-/// What the access log records about one request.
-pub struct AccessEntry<'a> {
-    pub client: Option<SocketAddr>,
-    /// `METHOD URI` (the request line without the version).
-    pub request_line: &'a str,
-    pub host: &'a str,
-    pub label: &'a str,
-    pub instance: Option<&'a str>,
-    pub status: u16,
-    pub upstream_time: Option<Duration>,
-    pub started: Instant,
-    pub tries: usize,
-    pub error: Option<&'a str>,
-}
-
-impl ProxyShared {
-    /// True when access-log lines are written (configured on, and not filtered out).
-    pub fn access_logging(&self) -> bool {
-        self.settings.access_log && log::log_enabled!(target: "xipgate::access", log::Level::Info)
-    }
-
-    /// Writes the request's access-log line (target `xipgate::access`).
-    pub fn log_access(&self, e: &AccessEntry<'_>) {
-        info!(
-            target: "xipgate::access",
-            "{} {} host={} label={} instance={} status={} upstream_ms={} total_ms={} tries={}{}",
-            e.client.map(|a| a.to_string()).unwrap_or_default(),
-            names::printable(e.request_line),
-            e.host,
-            e.label,
-            e.instance.unwrap_or("-"),
-            e.status,
-            e.upstream_time.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1000.0)),
-            format_args!("{:.1}", e.started.elapsed().as_secs_f64() * 1000.0),
-            e.tries,
-            e.error.map(|e| format!(" error={e}")).unwrap_or_default(),
-        );
     }
 }
 
@@ -584,12 +544,12 @@ impl ProxyHttp for PingoraProxy {
         self.shared
             .metrics
             .observe_request(service, status, ctx.upstream_time);
-        if !self.shared.access_logging() {
+        if !self.shared.access.enabled() {
             return;
         }
         let req = session.req_header();
         let request_line = format!("{} {}", req.method, req.uri);
-        self.shared.log_access(&AccessEntry {
+        self.shared.access.write(&AccessEntry {
             client: session.client_addr().and_then(|a| a.as_inet()).copied(),
             request_line: &request_line,
             host: ctx.host.as_deref().unwrap_or("-"),

@@ -2,13 +2,13 @@
 //! real Eureka servers serve), real HTTP backends that answer with their own identity,
 //! and the real `xipgate` binary started on loopback.
 //!
-//! Everything binds port 0 and reads the address back, except xipgate itself: Pingora
-//! binds its listeners from address strings, so a free port is reserved by binding port 0
-//! and released just before xipgate starts (a small window another process could take
-//! it in; `Xipgate::start` retries once on a bind failure).
+//! Everything binds port 0 and reads the address back. xipgate's proxy and console
+//! listeners are bound here too and handed to it already listening, through Pingora's
+//! upgrade socket ([`handover`]), so no port is reserved and released.
 
 #![allow(dead_code)]
 
+pub mod handover;
 pub mod real;
 pub mod wire;
 
@@ -331,10 +331,13 @@ impl Xipgate {
     /// `wait_ready: false` it only waits for `/healthz`.
     pub fn start_with(eureka_url: &str, extra: &str, top: &str, wait_ready: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (proxy, console) = (free_port(), free_port());
+        let listeners = handover::Listeners::bind(2);
+        let [proxy, console] = listeners.addrs()[..] else {
+            unreachable!("two listeners")
+        };
         let config = dir.path().join("xipgate.yaml");
         let base = format!(
-            "version: 1\nthreads: 2\npid_file: {d}/x.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\nxipgate:\n  listen: [\"127.0.0.1:{proxy}\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka_url}\"]\n      interval: 1s\n      timeout: 1s\n    startup_wait: 10s\n  console:\n    listen: 127.0.0.1:{console}\n",
+            "version: 1\nthreads: 2\npid_file: {d}/x.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\nxipgate:\n  listen: [\"{proxy}\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka_url}\"]\n      interval: 1s\n      timeout: 1s\n    startup_wait: 10s\n  console:\n    listen: {console}\n  log:\n    access_file: {d}/access.jsonl\n",
             d = dir.path().display()
         );
         // `extra` is YAML under `xipgate:`, merged key by key over the defaults above.
@@ -354,7 +357,9 @@ impl Xipgate {
         let yaml = serde_yaml::to_string(&doc).expect("config yaml");
         std::fs::write(&config, yaml).expect("write config");
         let log = std::fs::File::create(dir.path().join("xipgate.log")).expect("log file");
+        // `-u`: take the listeners bound above from upgrade_sock instead of binding.
         let child = Command::new(env!("CARGO_BIN_EXE_xipgate"))
+            .arg("-u")
             .arg("-c")
             .arg(&config)
             .env("RUST_LOG", "info")
@@ -366,23 +371,39 @@ impl Xipgate {
             .stderr(log)
             .spawn()
             .expect("spawn xipgate");
+        let sock = dir.path().join("upgrade.sock");
+        let handed = listeners.hand_over(&sock, Duration::from_secs(20));
         let x = Xipgate {
             child,
-            proxy: SocketAddr::from(([127, 0, 0, 1], proxy)),
-            console: SocketAddr::from(([127, 0, 0, 1], console)),
+            proxy,
+            console,
             dir,
             config,
         };
+        if let Err(e) = handed {
+            panic!(
+                "handing the listeners to xipgate on {}: {e}\n{}",
+                sock.display(),
+                x.log()
+            );
+        }
         let wanted = if wait_ready { "/readyz" } else { "/healthz" };
         x.wait_for(wanted, 200, Duration::from_secs(20));
-        if wait_ready {
-            x.wait_port(x.proxy, Duration::from_secs(10));
-        }
         x
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("xipgate.log")).unwrap_or_default()
+    }
+
+    /// The access-log records written so far (`xipgate.log.access_file`), one JSON
+    /// object per request.
+    pub fn access(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("access.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an access record is JSON"))
+            .collect()
     }
 
     /// Polls the console until `path` answers `status` (the readiness signal).
@@ -400,18 +421,6 @@ impl Xipgate {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_port(&self, addr: SocketAddr, within: Duration) {
-        let deadline = Instant::now() + within;
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "proxy port {addr} never opened\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -167,7 +167,7 @@ impl FastPath {
                 },
                 &mut upstream_req,
             );
-            let logging = self.shared.access_logging();
+            let logging = self.shared.access.enabled();
             let request_line = if logging {
                 let end = buf
                     .iter()
@@ -276,7 +276,7 @@ impl FastPath {
             c.metrics
                 .observe(&self.shared.metrics, status, upstream_time);
             if logging {
-                self.shared.log_access(&AccessEntry {
+                self.shared.access.write(&AccessEntry {
                     client,
                     request_line: &request_line,
                     host: &c.host,
