@@ -7,14 +7,14 @@
 //! Pingora server. [`standin`] is the one source of what a stand-in Eureka sends (demo,
 //! tests, benchmarks).
 
-pub mod answer;
+mod answer;
 pub mod app;
 pub mod config;
-pub mod console;
+mod console;
 pub mod demo;
 pub mod dns;
-pub mod instance;
-pub mod metrics;
+mod instance;
+mod metrics;
 pub mod names;
 pub mod proxy;
 pub mod registry;

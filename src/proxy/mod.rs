@@ -1,11 +1,11 @@
 //! The Pingora `ProxyHttp`: Host label → instance or service → upstream peer.
 
 mod access;
-pub mod fast;
+mod fast;
 mod host;
 mod limit;
 mod respond;
-pub mod rules;
+mod rules;
 
 use crate::answer::Answer;
 pub use access::{AccessEntry, AccessLog, AccessLogError};

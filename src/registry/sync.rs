@@ -112,7 +112,7 @@ pub enum FullFetchReason {
     /// The server answered 403 to `/apps/delta` recently.
     DeltasRefused,
     /// The server answered 403 to `/apps/delta` just now.
-    DeltasRefusedNow(Vec<FetchError>),
+    DeltasRefusedNow,
     /// The last successful sync is older than the server keeps deltas for: changes
     /// since then may no longer be in any delta, and the hashcode only counts
     /// instances per status, so it would not notice one UP pod replaced by another.
@@ -132,7 +132,7 @@ impl fmt::Display for FullFetchReason {
             FullFetchReason::DeltasOff => {
                 f.write_str("deltas are off (xipgate.registry.eureka.delta)")
             }
-            FullFetchReason::DeltasRefused | FullFetchReason::DeltasRefusedNow(_) => f.write_str(
+            FullFetchReason::DeltasRefused | FullFetchReason::DeltasRefusedNow => f.write_str(
                 "the server refuses /apps/delta (HTTP 403: eureka.server.disable-delta is set)",
             ),
             FullFetchReason::CopyOlderThanWindow(age) => write!(
@@ -253,7 +253,7 @@ impl RegistrySync {
         let f = match self.client.fetch_delta().await {
             Ok(f) => f,
             Err(errors) if errors.iter().all(|e| e.http_status() == Some(403)) => {
-                return DeltaOutcome::FullFetchNeeded(FullFetchReason::DeltasRefusedNow(errors))
+                return DeltaOutcome::FullFetchNeeded(FullFetchReason::DeltasRefusedNow)
             }
             Err(errors) => {
                 return DeltaOutcome::FullFetchNeeded(FullFetchReason::DeltaFailed(errors))
@@ -295,13 +295,13 @@ impl RegistrySync {
             FullFetchReason::NoCopy
                 | FullFetchReason::DeltasOff
                 | FullFetchReason::DeltasRefused
-                | FullFetchReason::DeltasRefusedNow(_)
+                | FullFetchReason::DeltasRefusedNow
         );
         if !expected {
             debug!("registry: full fetch: {reason}");
         }
         let f = self.client.fetch_apps().await.map_err(SyncError::Fetch)?;
-        if let FullFetchReason::DeltasRefusedNow(_) = reason {
+        if let FullFetchReason::DeltasRefusedNow = reason {
             // `/apps` answered where `/apps/delta` was refused: the server has deltas
             // disabled (a 403 to both is its start-up window, not this).
             warn!(
