@@ -24,6 +24,7 @@ use crate::proxy::{
 };
 use crate::registry::{EurekaClient, RegistrySync, SyncState};
 use crate::routes::{Allowlist, RouteTable};
+use crate::tls::{CertSource, CertStore, Origin, Reloader, TlsError};
 
 /// Why the server could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum AppError {
     Client(#[from] reqwest::Error),
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The shared state every part reads, built once.
@@ -41,10 +44,26 @@ pub struct Parts {
     pub client: EurekaClient,
     pub metrics: Arc<Metrics>,
     pub console: Arc<Console>,
+    /// The certificates the HTTPS listeners serve (with `xipgate.tls`).
+    pub certs: Option<Arc<CertStore>>,
 }
 
 impl Parts {
     pub fn new(cfg: &Config) -> Result<Self, AppError> {
+        let certs = cfg.tls.as_ref().map(|t| {
+            let store = CertStore::new(
+                t.certificates
+                    .iter()
+                    .map(|(cert, key)| CertSource {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        origin: Origin::File,
+                    })
+                    .collect(),
+            );
+            store.refresh();
+            Arc::new(store)
+        });
         let table = Arc::new(RouteTable::new(Allowlist::new(cfg.upstream.allow.clone())));
         let client = EurekaClient::new(&cfg.registry)?;
         let sync_state = Arc::new(SyncState::new(client.sources()));
@@ -65,6 +84,7 @@ impl Parts {
                 token: cfg.console.token.clone(),
                 allow_clients: cfg.console.allow_clients.clone(),
             },
+            certs: certs.clone(),
         });
         Ok(Parts {
             table,
@@ -72,6 +92,7 @@ impl Parts {
             client,
             metrics,
             console,
+            certs,
         })
     }
 }
@@ -93,18 +114,20 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
 
     let access = Arc::new(AccessLog::new(&cfg.access_log, parts.metrics.clone())?);
     let shared = ProxyShared {
-        settings: ProxySettings::from_config(&cfg),
+        settings: ProxySettings::from_config(&cfg)?,
         table: parts.table.clone(),
         sync: parts.sync_state.clone(),
         metrics: parts.metrics.clone(),
         access,
     };
-    let fast = cfg
-        .fast_path
+    // With redirect_http every plain request is answered by Pingora's path (the redirect
+    // rule lives there), so the fast path would only add a handoff.
+    let redirect = shared.settings.https_redirect.is_some();
+    let fast = (cfg.fast_path && !redirect)
         .then(|| FastPath::new(shared.clone(), conf.upstream_keepalive_pool_size));
     let mut app = pingora_proxy::http_proxy(
         &conf,
-        PingoraProxy::new(shared, Some(parts.console.clone())),
+        PingoraProxy::new(shared.clone(), Some(parts.console.clone())),
     );
     // HTTP/2 over cleartext for clients that ask with prior knowledge.
     let mut opts = HttpServerOptions::default();
@@ -119,6 +142,32 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     }
     let proxy_handle = server.add_service(proxy);
     proxy_handle.add_dependency(&sync_handle);
+
+    if let (Some(tls), Some(store)) = (&cfg.tls, &parts.certs) {
+        // TLS streams are never the fast path's: Pingora's engine serves them, HTTP/2
+        // included.
+        let app = pingora_proxy::http_proxy(
+            &conf,
+            PingoraProxy::new(shared, Some(parts.console.clone())),
+        );
+        let mut https = Service::new(
+            "xipgate https".to_string(),
+            Limited::new(ProxyApp::new(None, app), cfg.max_client_connections),
+        );
+        for addr in &tls.listen {
+            let settings = crate::tls::listener_settings(store.clone(), tls.h2)?;
+            https.add_tls_with_settings(&addr.to_string(), None, settings);
+        }
+        let https_handle = server.add_service(https);
+        https_handle.add_dependency(&sync_handle);
+        server.add_service(background_service(
+            "tls reload",
+            Reloader {
+                store: store.clone(),
+                interval: tls.reload_interval,
+            },
+        ));
+    }
 
     if let Some(addr) = cfg.console.listen {
         let mut console = Service::new(

@@ -20,3 +20,4 @@ pub mod proxy;
 pub mod registry;
 pub mod routes;
 pub mod standin;
+pub mod tls;

@@ -70,6 +70,7 @@ pub struct Metrics {
     held: prometheus::IntGauge,
     /// Access records dropped because the file writer fell behind (`xipgate.log.access_file`).
     pub access_log_dropped: IntCounter,
+    cert_expiry: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -144,8 +145,17 @@ impl Metrics {
             "Access-log records dropped because the file writer fell behind",
         )
         .expect("static metric definition");
+        let cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "tls_certificate_expiry_seconds",
+                "Seconds until each served certificate expires, by its first name (negative: expired)",
+            ),
+            &["name"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(access_log_dropped.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cert_expiry.clone()),
             Box::new(requests.clone()),
             Box::new(fetches.clone()),
             Box::new(wire_bytes.clone()),
@@ -174,6 +184,16 @@ impl Metrics {
             wire_bytes,
             held,
             access_log_dropped,
+            cert_expiry,
+        }
+    }
+
+    /// The served certificates' remaining lifetimes, refreshed at each scrape (a
+    /// replaced certificate's old name disappears).
+    pub fn set_certificates<'a>(&self, certs: impl Iterator<Item = (&'a str, i64)>) {
+        self.cert_expiry.reset();
+        for (name, secs) in certs {
+            self.cert_expiry.with_label_values(&[name]).set(secs);
         }
     }
 

@@ -44,6 +44,8 @@ pub struct Registration {
     pub host_name: String,
     pub ip: String,
     pub port: u16,
+    /// False for an instance that enables only its securePort.
+    pub port_enabled: bool,
     pub secure_port: Option<u16>,
     /// The instance's own status (what its client reports).
     pub status: Status,
@@ -65,6 +67,7 @@ impl Registration {
             host_name: pod.to_string(),
             ip: ip.to_string(),
             port,
+            port_enabled: true,
             secure_port: None,
             status: Status::Up,
             overridden: None,
@@ -128,7 +131,10 @@ pub fn instance(r: &Registration, action: &str) -> Value {
             "overriddenStatus",
             json!(r.overridden.unwrap_or(Status::Unknown).as_str()),
         ),
-        ("port", json!({"$": r.port, "@enabled": "true"})),
+        (
+            "port",
+            json!({"$": r.port, "@enabled": r.port_enabled.to_string()}),
+        ),
         (
             "securePort",
             json!({"$": r.secure_port.unwrap_or(443), "@enabled": r.secure_port.is_some().to_string()}),

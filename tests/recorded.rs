@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use xipgate::registry::parse::{parse_app, parse_apps};
 use xipgate::registry::apps_hashcode;
+use xipgate::registry::parse::{parse_app, parse_apps};
 use xipgate::registry::{Instance, Snapshot, Status};
 
 const VERSION: &str = "eureka-2.0.6";

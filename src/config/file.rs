@@ -28,6 +28,66 @@ pub struct XipgateFile {
     pub dns: Option<DnsFile>,
     #[serde(default)]
     pub log: LogFile,
+    /// HTTPS listeners and their certificates.
+    pub tls: Option<TlsFile>,
+    /// Certificates issued automatically over ACME DNS-01, answered by the built-in DNS.
+    pub acme: Option<AcmeFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// HTTPS listeners, `host:port`.
+    pub listen: Option<Vec<String>>,
+    /// PEM files, chosen per connection by SNI.
+    pub certificates: Option<Vec<CertFile>>,
+    /// Answer plain-HTTP requests on `listen` with a redirect to HTTPS.
+    pub redirect_http: Option<bool>,
+    /// The HTTPS port clients use, for redirects (default: the first `listen` port).
+    pub public_port: Option<u16>,
+    /// Offer HTTP/2 by ALPN (default on).
+    pub h2: Option<bool>,
+    /// How often the certificate files are checked for changes.
+    pub reload_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFile {
+    /// The certificate chain, leaf first (cert-manager's `tls.crt`).
+    pub cert: Option<String>,
+    /// Its private key (`tls.key`).
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    /// Verify instances' certificates (default on).
+    pub verify: Option<bool>,
+    /// CA bundle to verify them with (default: the system's CAs).
+    pub ca_file: Option<String>,
+    /// Server name sent and verified (default: the instance's hostName).
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFile {
+    /// The ACME directory URL.
+    pub directory: Option<String>,
+    /// Contact URLs for the account, e.g. `mailto:ops@example.com`.
+    pub contact: Option<Vec<String>>,
+    /// Each gets one certificate for `*.<domain>` and `<domain>` (default: `xipgate.domains`).
+    pub domains: Option<Vec<String>>,
+    /// A directory every replica shares: account, certificates, pending challenges.
+    pub store: Option<String>,
+    /// Trust only this CA for the directory's own HTTPS (a test CA such as pebble's).
+    pub directory_ca: Option<String>,
+    /// How often certificates are checked for renewal.
+    pub check_interval: Option<String>,
+    /// Agree to the CA's terms of service (required by public CAs).
+    pub terms_agreed: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +127,9 @@ pub struct UpstreamFile {
     pub write_timeout: Option<String>,
     /// Tries per request on a service host (first try included).
     pub max_tries: Option<u32>,
+    /// TLS to instances that enable only their securePort.
+    #[serde(default)]
+    pub tls: UpstreamTlsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@
 //! key path instead of stopping at the first.
 
 pub mod file;
+mod tls;
 mod validate;
 
 use std::fmt;
@@ -18,6 +19,10 @@ use ipnet::IpNet;
 use pingora_core::server::configuration::ServerConf;
 
 pub use file::XipgateFile;
+pub use tls::{
+    AcmeConfig, TlsConfig, UpstreamTlsConfig, DEFAULT_ACME_CHECK_INTERVAL, DEFAULT_ACME_STORE,
+    DEFAULT_TLS_H2, DEFAULT_TLS_RELOAD_INTERVAL,
+};
 pub use validate::validate;
 
 /// The bundled default configuration, used when no `-c` is given.
@@ -86,6 +91,10 @@ pub struct Config {
     /// The built-in DNS server's own config type, made and validated here once.
     pub dns: Option<crate::dns::DnsConfig>,
     pub access_log: AccessLogConfig,
+    /// HTTPS listeners (`xipgate.tls`).
+    pub tls: Option<TlsConfig>,
+    /// Automatic certificates (`xipgate.acme`).
+    pub acme: Option<AcmeConfig>,
 }
 
 /// `xipgate.log`: whether each request is recorded, and where.
@@ -149,6 +158,7 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_tries: u32,
+    pub tls: UpstreamTlsConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -9,19 +9,24 @@ use super::file::ByteSize;
 use super::*;
 
 /// Collects problems while converting, so `xipgate -t` can print them all at once.
-struct Checker {
+pub(super) struct Checker {
     errors: Vec<ConfigError>,
 }
 
 impl Checker {
-    fn err(&mut self, key: &str, message: impl Into<String>) {
+    pub(super) fn err(&mut self, key: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             key: key.to_string(),
             message: message.into(),
         });
     }
 
-    fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&String>,
+        default: Duration,
+    ) -> Duration {
         let Some(raw) = value else { return default };
         match humantime::parse_duration(raw.trim()) {
             Ok(d) if d.is_zero() => {
@@ -39,7 +44,7 @@ impl Checker {
         }
     }
 
-    fn addr(&mut self, key: &str, raw: &str) -> Option<SocketAddr> {
+    pub(super) fn addr(&mut self, key: &str, raw: &str) -> Option<SocketAddr> {
         match raw.trim().parse() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -71,7 +76,7 @@ impl Checker {
         out
     }
 
-    fn domain(&mut self, key: &str, raw: &str) -> Option<String> {
+    pub(super) fn domain(&mut self, key: &str, raw: &str) -> Option<String> {
         let d = raw.trim().trim_end_matches('.').to_ascii_lowercase();
         let valid = !d.is_empty()
             && d.len() <= names::MAX_HOST_LEN
@@ -293,6 +298,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
             DEFAULT_WRITE_TIMEOUT,
         ),
         max_tries: max_tries.clamp(1, 10),
+        tls: super::tls::check_upstream_tls(&mut c, &u.tls),
     };
 
     let keepalive_timeout = c.duration(
@@ -416,6 +422,20 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         Some(dns)
     });
 
+    let tls = x
+        .tls
+        .as_ref()
+        .map(|t| super::tls::check_tls(&mut c, t, x.acme.is_some()));
+    let acme = x.acme.as_ref().map(|a| {
+        super::tls::check_acme(
+            &mut c,
+            a,
+            &domains,
+            dns.as_ref().map(|d| d.zones.as_slice()),
+            tls.is_some(),
+        )
+    });
+
     if x.log
         .access_file
         .as_deref()
@@ -451,6 +471,8 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         cors,
         console,
         dns,
+        tls,
+        acme,
         access_log: AccessLogConfig {
             enabled: x.log.access.unwrap_or(DEFAULT_ACCESS_LOG),
             file: x

@@ -104,6 +104,13 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             body["services"] = json!(console.table.services().len());
             json_answer(200, &body)
         }
+        ["api", "v1", "tls"] => json_answer(
+            200,
+            &json!({
+                "enabled": console.certs.is_some(),
+                "certificates": console.tls_status(),
+            }),
+        ),
         _ => error(
             404,
             format!(

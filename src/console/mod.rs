@@ -40,9 +40,19 @@ pub struct Console {
     pub metrics: Arc<Metrics>,
     pub links: Links,
     pub access: Access,
+    /// The HTTPS listeners' certificates, when there are any.
+    pub certs: Option<Arc<crate::tls::CertStore>>,
 }
 
 impl Console {
+    /// Every certificate the HTTPS listeners know, loaded or not.
+    pub fn tls_status(&self) -> Vec<crate::tls::CertStatus> {
+        self.certs
+            .as_ref()
+            .map(|c| c.status(std::time::SystemTime::now()))
+            .unwrap_or_default()
+    }
+
     /// Answers one request. `proxy_port` is the port it arrived on when it came through
     /// the proxy listener (links then use that port).
     pub async fn handle(
@@ -77,7 +87,15 @@ impl Console {
             "/metrics" => Answer::bytes(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                Bytes::from(self.metrics.render(&self.table, &self.sync.snapshot())),
+                Bytes::from({
+                    let certs = self.tls_status();
+                    self.metrics.set_certificates(
+                        certs
+                            .iter()
+                            .filter_map(|c| Some((c.names.first()?.as_str(), c.seconds_left?))),
+                    );
+                    self.metrics.render(&self.table, &self.sync.snapshot())
+                }),
             ),
             _ if path.starts_with("/api/") => api::route(self, &links, path, query).await,
             _ => api::error(

@@ -24,12 +24,15 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::config::{Config, CorsConfig};
+use crate::config::{Config, CorsConfig, UpstreamTlsConfig};
 use crate::console::Console;
+use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::names::{self, HostError};
 use crate::registry::{Status, SyncState};
 use crate::routes::{Route, RouteTable, Target};
+use crate::tls::{load_ca_bundle, TlsError};
+use pingora_core::tls::x509::X509;
 use respond::respond;
 
 /// What the proxy needs from the configuration, copied once at start.
@@ -43,11 +46,48 @@ pub struct ProxySettings {
     pub max_tries: u32,
     pub keepalive_secs: u64,
     pub cors: CorsConfig,
+    /// TLS to instances that enable only their securePort.
+    pub upstream_tls: UpstreamTls,
+    /// With `xipgate.tls.redirect_http`: the HTTPS port plain requests are sent to.
+    pub https_redirect: Option<u16>,
+}
+
+/// How instances are reached over TLS (`xipgate.upstream.tls`).
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub verify: bool,
+    /// Replaces the system's CAs when set.
+    pub ca: Option<Arc<Box<[X509]>>>,
+    /// The name sent and verified; by default the instance's hostName.
+    pub server_name: Option<String>,
+}
+
+impl UpstreamTls {
+    pub fn from_config(cfg: &UpstreamTlsConfig) -> Result<Self, TlsError> {
+        Ok(UpstreamTls {
+            verify: cfg.verify,
+            ca: cfg.ca_file.as_deref().map(load_ca_bundle).transpose()?,
+            server_name: cfg.server_name.clone(),
+        })
+    }
+
+    /// The peer for one try at an instance's securePort.
+    fn peer(&self, addr: SocketAddr, instance: &Instance) -> HttpPeer {
+        let sni = self
+            .server_name
+            .clone()
+            .unwrap_or_else(|| instance.host_name.to_ascii_lowercase());
+        let mut peer = HttpPeer::new(addr, true, sni);
+        peer.options.verify_cert = self.verify;
+        peer.options.verify_hostname = self.verify;
+        peer.options.ca = self.ca.clone();
+        peer
+    }
 }
 
 impl ProxySettings {
-    pub fn from_config(cfg: &Config) -> Self {
-        ProxySettings {
+    pub fn from_config(cfg: &Config) -> Result<Self, TlsError> {
+        Ok(ProxySettings {
             domains: cfg.domains.clone(),
             console_host: cfg.console.host.clone(),
             connect_timeout: cfg.upstream.connect_timeout,
@@ -56,7 +96,13 @@ impl ProxySettings {
             max_tries: cfg.upstream.max_tries,
             keepalive_secs: cfg.keepalive_timeout.as_secs().max(1),
             cors: cfg.cors.clone(),
-        }
+            upstream_tls: UpstreamTls::from_config(&cfg.upstream.tls)?,
+            https_redirect: cfg.tls.as_ref().filter(|t| t.redirect_http).map(|t| {
+                t.public_port
+                    .or_else(|| t.listen.first().map(|a| a.port()))
+                    .unwrap_or(443)
+            }),
+        })
     }
 }
 
@@ -91,6 +137,8 @@ pub struct Ctx {
     origin: Option<HeaderValue>,
     /// Status of an answer the edge gave itself (errors, console, preflight).
     answered: Option<u16>,
+    /// The client connection is TLS.
+    tls: bool,
 }
 
 impl PingoraProxy {
@@ -242,14 +290,30 @@ impl ProxyHttp for PingoraProxy {
             upstream_time: None,
             origin: None,
             answered: None,
+            tls: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Pingora keeps idle client connections open forever unless told otherwise.
         session.set_keepalive(Some(self.shared.settings.keepalive_secs));
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         ctx.origin = req.headers.get(ORIGIN).cloned();
+
+        if let (false, Some(port)) = (ctx.tls, self.shared.settings.https_redirect) {
+            let host = request_host(req).unwrap_or_default();
+            let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let location = rules::https_location(&host, port, path);
+            let answer = match HeaderValue::from_str(&location) {
+                // 308: the method and body are kept, unlike 301's.
+                Ok(v) => Answer::text(308, format!("HTTPS only: {location}")).header("location", v),
+                Err(_) => Answer::text(400, "invalid Host: cannot redirect it to HTTPS"),
+            };
+            ctx.answered = Some(answer.status);
+            respond(session, answer).await?;
+            return Ok(true);
+        }
 
         if let (Some(console), Some(console_host)) =
             (&self.console, &self.shared.settings.console_host)
@@ -330,9 +394,16 @@ impl ProxyHttp for PingoraProxy {
         if ctx.tried.len() > 1 {
             self.shared.metrics.count_retry(&target.service_label);
         }
-        ctx.target = Some(target);
+        ctx.target = Some(target.clone());
         ctx.upstream_started = Some(Instant::now());
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = if target.tls() {
+            self.shared
+                .settings
+                .upstream_tls
+                .peer(addr, &target.instance)
+        } else {
+            HttpPeer::new(addr, false, String::new())
+        };
         peer.options.connection_timeout = Some(self.shared.settings.connect_timeout);
         peer.options.read_timeout = Some(self.shared.settings.read_timeout);
         peer.options.write_timeout = Some(self.shared.settings.write_timeout);
@@ -429,7 +500,7 @@ impl ProxyHttp for PingoraProxy {
             );
             upstream.insert_header("x-forwarded-for", xff)?;
         }
-        upstream.insert_header("x-forwarded-proto", "http")?;
+        upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
         if let Some(host) = &ctx.host {
             upstream.insert_header("x-forwarded-host", host.as_str())?;
         }

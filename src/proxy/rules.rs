@@ -151,6 +151,27 @@ pub fn forwarded_for_into<'a>(
 pub const UNASKED_UPGRADE: &str =
     "answered 101 Switching Protocols to a request that asked for no upgrade";
 
+/// Where a plain-HTTP request is redirected when `xipgate.tls.redirect_http` is on: the
+/// same host (its port dropped) on the HTTPS port, the same path and query. 443 is left
+/// out of the URL, as browsers write it.
+pub fn https_location(host: &str, https_port: u16, path_and_query: &str) -> String {
+    // The Host may carry the plain listener's port; IPv6 literals keep their brackets.
+    let bare = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    };
+    let path = if path_and_query.starts_with('/') {
+        path_and_query
+    } else {
+        "/"
+    };
+    if https_port == 443 {
+        format!("https://{bare}{path}")
+    } else {
+        format!("https://{bare}:{https_port}{path}")
+    }
+}
+
 /// The kind of route a request took, for the retry rule and the added headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {

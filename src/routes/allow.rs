@@ -27,7 +27,6 @@ pub enum Refusal {
     Unroutable(IpAddr),
     NotAnIp(String),
     NoPort,
-    SecurePortOnly(u16),
 }
 
 impl fmt::Display for Refusal {
@@ -41,10 +40,6 @@ impl fmt::Display for Refusal {
             Refusal::Unroutable(ip) => write!(f, "address {ip} is unspecified, broadcast or multicast"),
             Refusal::NotAnIp(s) => write!(f, "ipAddr '{}' is not an IP address", crate::names::printable(s)),
             Refusal::NoPort => write!(f, "the instance has no enabled port"),
-            Refusal::SecurePortOnly(p) => write!(
-                f,
-                "only the secure port {p} is enabled and TLS to upstreams is not supported"
-            ),
         }
     }
 }

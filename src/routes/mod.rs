@@ -36,6 +36,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// True when the instance is reached over TLS: it enables only its securePort.
+    pub fn tls(&self) -> bool {
+        self.instance.port.is_none() && self.instance.secure_port.is_some()
+    }
+
     /// True when a new registration of this instance routes exactly as this target:
     /// equal in everything but the lease renewal. Compared field by field in place:
     /// cloning both instances to blank the renewal cost more than the rest of a
@@ -202,6 +207,15 @@ impl Route {
             Route::Instance(t) => &t.instance.app,
         };
         format!("service '{app}' has no UP instance")
+    }
+
+    /// True when a try on this route may go over TLS (only Pingora's engine does TLS
+    /// upstream; the fast path leaves such routes to it).
+    pub fn may_use_tls(&self) -> bool {
+        match self {
+            Route::Instance(t) => t.tls(),
+            Route::Service(s) => s.instances.iter().any(|t| t.tls()),
+        }
     }
 }
 
@@ -503,7 +517,8 @@ impl RouteTable {
         self.allow.check(ip)?;
         match (instance.port, instance.secure_port) {
             (Some(port), _) => Ok(SocketAddr::new(ip, port)),
-            (None, Some(secure)) => Err(Refusal::SecurePortOnly(secure)),
+            // Reached over TLS (`Target::tls`).
+            (None, Some(secure)) => Ok(SocketAddr::new(ip, secure)),
             (None, None) => Err(Refusal::NoPort),
         }
     }

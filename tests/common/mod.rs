@@ -37,6 +37,7 @@ pub struct Inst {
     pub port: u16,
     pub status: String,
     pub metadata: Value,
+    pub secure_only: bool,
 }
 
 impl Inst {
@@ -49,6 +50,7 @@ impl Inst {
             port: addr.port(),
             status: "UP".into(),
             metadata: json!({"@class": "java.util.Collections$EmptyMap"}),
+            secure_only: false,
         }
     }
 
@@ -59,6 +61,12 @@ impl Inst {
 
     pub fn ip(mut self, ip: &str) -> Self {
         self.ip = ip.into();
+        self
+    }
+
+    /// Registered with only its securePort enabled (at the same port): reached over TLS.
+    pub fn secure_only(mut self) -> Self {
+        self.secure_only = true;
         self
     }
 
@@ -73,6 +81,10 @@ impl Inst {
     fn registration(&self) -> Registration {
         let mut r = Registration::spring(&self.app, "", &self.ip, self.port);
         r.instance_id = self.id.clone();
+        if self.secure_only {
+            r.port_enabled = false;
+            r.secure_port = Some(self.port);
+        }
         r.host_name = self.id.split(':').next().unwrap_or("").to_string();
         r.status = Status::parse(&self.status);
         r.metadata = self
@@ -314,6 +326,8 @@ pub struct Xipgate {
     pub child: Child,
     pub proxy: SocketAddr,
     pub console: SocketAddr,
+    /// Handed over too; serving only when the config puts `HTTPS_ADDR` in `xipgate.tls.listen`.
+    pub https: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
 }
@@ -331,10 +345,12 @@ impl Xipgate {
     /// `wait_ready: false` it only waits for `/healthz`.
     pub fn start_with(eureka_url: &str, extra: &str, top: &str, wait_ready: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let listeners = handover::Listeners::bind(2);
-        let [proxy, console] = listeners.addrs()[..] else {
-            unreachable!("two listeners")
+        let listeners = handover::Listeners::bind(3);
+        let [proxy, console, https] = listeners.addrs()[..] else {
+            unreachable!("three listeners")
         };
+        // A test that wants HTTPS writes `HTTPS_ADDR` where its listener goes.
+        let extra = extra.replace("HTTPS_ADDR", &https.to_string());
         let config = dir.path().join("xipgate.yaml");
         let base = format!(
             "version: 1\nthreads: 2\npid_file: {d}/x.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\nxipgate:\n  listen: [\"{proxy}\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka_url}\"]\n      interval: 1s\n      timeout: 1s\n    startup_wait: 10s\n  console:\n    listen: {console}\n  log:\n    access_file: {d}/access.jsonl\n",
@@ -377,6 +393,7 @@ impl Xipgate {
             child,
             proxy,
             console,
+            https,
             dir,
             config,
         };

@@ -51,6 +51,7 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
         metrics: Arc::new(Metrics::new()),
         links: Links::new("edge.test".into(), None, 8080),
         access: Access::default(),
+        certs: None,
     }
 }
 

@@ -139,6 +139,7 @@ impl FastPath {
                     Route::Instance(t) => t.service_label.as_str(),
                 };
                 let console = settings.console_host.as_deref() == Some(host.as_str());
+                let tls_upstream = route.may_use_tls();
                 cached = Some(Cached {
                     raw_host: plan.host.to_string(),
                     generation,
@@ -147,10 +148,11 @@ impl FastPath {
                     label,
                     route,
                     console,
+                    tls_upstream,
                 });
             }
             let c = cached.as_ref().expect("filled above");
-            if c.console || (plan.has_origin && settings.cors.enabled) {
+            if c.console || c.tls_upstream || (plan.has_origin && settings.cors.enabled) {
                 return handoff(stream, &buf);
             }
             let head_req = plan.method == "HEAD";
@@ -309,6 +311,8 @@ struct Cached {
     metrics: ServiceMetrics,
     /// The console's host: Pingora's path answers it.
     console: bool,
+    /// A try may go to an instance over TLS, which only Pingora's path does.
+    tls_upstream: bool,
 }
 
 /// Waits for the next request on an idle connection: up to `keepalive`. Once the

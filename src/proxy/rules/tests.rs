@@ -282,3 +282,27 @@ fn instance_status_header_only_on_instance_hosts_not_up() {
         );
     }
 }
+
+#[test]
+fn https_redirects_keep_host_and_path_on_the_https_port() {
+    let cases = [
+        (
+            "a.example.com",
+            443,
+            "/x?y=1",
+            "https://a.example.com/x?y=1",
+        ),
+        (
+            "a.example.com:8080",
+            8443,
+            "/",
+            "https://a.example.com:8443/",
+        ),
+        ("[::1]:8080", 8443, "/p", "https://[::1]:8443/p"),
+        ("[::1]", 443, "/p", "https://[::1]/p"),
+        ("a.example.com", 443, "*", "https://a.example.com/"),
+    ];
+    for (host, port, path, want) in cases {
+        assert_eq!(https_location(host, port, path), want, "{host} {path}");
+    }
+}

@@ -1,0 +1,67 @@
+//! A test certificate authority (rcgen): a CA and leaf certificates it signs, written as
+//! PEM files the way cert-manager mounts them (`tls.crt` chain, `tls.key`).
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SerialNumber,
+};
+
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub pem: String,
+    /// The CA certificate's file (for curl --cacert, openssl -CAfile, ca_file keys).
+    pub file: PathBuf,
+}
+
+pub struct Leaf {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Ca {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        let pem = cert.pem();
+        let file = dir.join(format!("{name}.ca.pem"));
+        std::fs::write(&file, &pem).expect("write CA");
+        Ca {
+            issuer: Issuer::new(params, key),
+            pem,
+            file,
+        }
+    }
+
+    /// A leaf for `names`, with `serial`, written to `<dir>/<file>.crt` (leaf then CA,
+    /// as a chain file holds it) and `<dir>/<file>.key`.
+    pub fn leaf(&self, dir: &Path, file: &str, names: &[&str], serial: u64) -> Leaf {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params = CertificateParams::new(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
+        let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
+        let leaf = Leaf {
+            cert: dir.join(format!("{file}.crt")),
+            key: dir.join(format!("{file}.key")),
+        };
+        // Written to temporary names and renamed: a reader never sees half a file, as
+        // with the atomic symlink swap of a Kubernetes Secret volume.
+        let write = |path: &Path, text: String| {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text).expect("write PEM");
+            std::fs::rename(&tmp, path).expect("rename PEM");
+        };
+        write(&leaf.key, key.serialize_pem());
+        write(&leaf.cert, format!("{}{}", cert.pem(), self.pem));
+        leaf
+    }
+}
