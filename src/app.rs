@@ -14,9 +14,11 @@ use pingora_core::server::{Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 
+use crate::acme::{Acme, AcmeError};
 use crate::config::Config;
 use crate::console::{Access, Console, ConsoleApp, Links};
 use crate::dns::DnsConfig;
+use crate::dns::{NoTxt, TxtRecords};
 use crate::metrics::Metrics;
 use crate::proxy::{
     AccessLog, AccessLogError, FastPath, Limited, PingoraProxy, ProxyApp, ProxySettings,
@@ -35,6 +37,8 @@ pub enum AppError {
     AccessLog(#[from] AccessLogError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
 }
 
 /// The shared state every part reads, built once.
@@ -46,6 +50,8 @@ pub struct Parts {
     pub console: Arc<Console>,
     /// The certificates the HTTPS listeners serve (with `xipgate.tls`).
     pub certs: Option<Arc<CertStore>>,
+    /// The ACME client (with `xipgate.acme`), started as a background service.
+    pub acme: Option<Acme>,
 }
 
 impl Parts {
@@ -64,6 +70,10 @@ impl Parts {
             store.refresh();
             Arc::new(store)
         });
+        let acme = match (&cfg.acme, &certs) {
+            (Some(a), Some(store)) => Some(Acme::new(a.clone(), store.clone())?),
+            _ => None,
+        };
         let table = Arc::new(RouteTable::new(Allowlist::new(cfg.upstream.allow.clone())));
         let client = EurekaClient::new(&cfg.registry)?;
         let sync_state = Arc::new(SyncState::new(client.sources()));
@@ -85,6 +95,7 @@ impl Parts {
                 allow_clients: cfg.console.allow_clients.clone(),
             },
             certs: certs.clone(),
+            acme: acme.as_ref().map(Acme::state),
         });
         Ok(Parts {
             table,
@@ -93,13 +104,14 @@ impl Parts {
             metrics,
             console,
             certs,
+            acme,
         })
     }
 }
 
 /// Builds the whole server, ready for `run_forever`.
 pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
-    let parts = Parts::new(&cfg)?;
+    let mut parts = Parts::new(&cfg)?;
     let mut server = Server::new_with_opt_and_conf(opt, std::mem::take(&mut server_conf(&cfg)));
     server.bootstrap();
     let conf = server.configuration.clone();
@@ -179,11 +191,19 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         server.add_service(console);
     }
 
+    // The DNS server answers the ACME challenges from the store every replica shares.
+    let txt: Arc<dyn TxtRecords> = match &parts.acme {
+        Some(acme) => Arc::new(acme.store()),
+        None => Arc::new(NoTxt),
+    };
     if let Some(dns) = &cfg.dns {
         server.add_service(background_service(
             "xipgate dns",
-            DnsService(Arc::new(dns.clone())),
+            DnsService(Arc::new(dns.clone()), txt),
         ));
+    }
+    if let Some(acme) = parts.acme.take() {
+        server.add_service(background_service("acme", acme));
     }
     Ok(server)
 }
@@ -195,7 +215,7 @@ fn server_conf(cfg: &Config) -> pingora_core::server::configuration::ServerConf 
 }
 
 /// The DNS server as a Pingora background service.
-struct DnsService(Arc<DnsConfig>);
+struct DnsService(Arc<DnsConfig>, Arc<dyn TxtRecords>);
 
 #[async_trait]
 impl BackgroundService for DnsService {
@@ -207,7 +227,8 @@ impl BackgroundService for DnsService {
                 return;
             }
         };
-        if let Err(e) = crate::dns::serve(self.0.clone(), udp, tcp, shutdown).await {
+        if let Err(e) = crate::dns::serve(self.0.clone(), udp, tcp, self.1.clone(), shutdown).await
+        {
             error!("DNS server stopped: {e}");
         }
     }

@@ -7,6 +7,7 @@
 //! Pingora server. [`standin`] is the one source of what a stand-in Eureka sends (demo,
 //! tests, benchmarks).
 
+mod acme;
 mod answer;
 pub mod app;
 pub mod config;

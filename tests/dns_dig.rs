@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use xipgate::dns::{bind, serve, DnsConfig};
+use xipgate::dns::{bind, serve, DnsConfig, NoTxt};
 
 const EDGE_V4: &str = "192.0.2.1";
 const EDGE_V6: &str = "2001:db8::53";
@@ -41,7 +41,7 @@ impl TestServer {
             "UDP and TCP share the port"
         );
         let (stop, rx) = tokio::sync::watch::channel(false);
-        let task = rt.spawn(serve(Arc::new(cfg), udp, tcp, rx));
+        let task = rt.spawn(serve(Arc::new(cfg), udp, tcp, Arc::new(NoTxt), rx));
         TestServer {
             addr,
             stop,

@@ -59,7 +59,13 @@ fn curl(x: &Xipgate, ca: &Path, host: &str, path: &str, args: &[&str]) -> (i32, 
 /// certificate's subject and serial (from `openssl x509`).
 fn handshake(addr: std::net::SocketAddr, sni: &str, ca: &Path) -> (String, String) {
     let out = Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-servername", sni])
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            sni,
+        ])
         .args(["-alpn", "h2,http/1.1", "-CAfile"])
         .arg(ca)
         .stdin(Stdio::null())
@@ -126,12 +132,21 @@ async fn https_serves_by_sni_with_h2_and_reloads_changed_files() {
     // HTTP/2's :authority becomes the Host the backend sees, port included.
     assert_eq!(v["host"], format!("{host}:{}", x.https.port()));
     // HTTP/1.1 over TLS too, and the service host.
-    let (code, _, status) = curl(&x, &ca.file, "order-service.127-0-0-1.sslip.io", "/", &["--http1.1"]);
+    let (code, _, status) = curl(
+        &x,
+        &ca.file,
+        "order-service.127-0-0-1.sslip.io",
+        "/",
+        &["--http1.1"],
+    );
     assert_eq!((code, status.as_str()), (0, "1.1 200"));
 
     // SNI chooses the certificate; the chain verifies; ALPN offers h2.
     let (text, info) = handshake(x.https, "a.other.test", &ca.file);
-    assert!(info.contains("CN = *.other.test") || info.contains("CN=*.other.test"), "{info}");
+    assert!(
+        info.contains("CN = *.other.test") || info.contains("CN=*.other.test"),
+        "{info}"
+    );
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
     assert!(text.contains("ALPN protocol: h2"), "{text}");
     let (_, info) = handshake(x.https, &host, &ca.file);
@@ -145,8 +160,17 @@ async fn https_serves_by_sni_with_h2_and_reloads_changed_files() {
     // The console through the HTTPS listener.
     let (status, body) = x.api("/api/v1/tls");
     assert_eq!(status, 200);
-    assert_eq!(body["certificates"].as_array().map(Vec::len), Some(2), "{body}");
-    assert!(body["certificates"][0]["seconds_left"].as_i64().unwrap_or(0) > 86_400);
+    assert_eq!(
+        body["certificates"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    assert!(
+        body["certificates"][0]["seconds_left"]
+            .as_i64()
+            .unwrap_or(0)
+            > 86_400
+    );
 
     // A renewed certificate (cert-manager rewrites the Secret) is served without a restart.
     ca.leaf(dir.path(), "edge", &[WILD, APEX], 4242);
@@ -164,7 +188,10 @@ async fn https_serves_by_sni_with_h2_and_reloads_changed_files() {
         assert!(Instant::now() < deadline, "no error shown: {body}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(error.contains("edge.crt") && error.contains("no PEM certificate"), "{error}");
+    assert!(
+        error.contains("edge.crt") && error.contains("no PEM certificate"),
+        "{error}"
+    );
     let (_, still) = handshake(x.https, &host, &ca.file);
     assert_eq!(still, renewed, "the last good certificate is still served");
     let metrics = x.api("/metrics").1.as_str().unwrap_or_default().to_string();
@@ -188,15 +215,19 @@ async fn plain_http_is_redirected_to_https_when_asked() {
         &tls_yaml(&[&edge], "    redirect_http: true\n    public_port: 443\n"),
     );
     let host = format!("{}.{DOMAIN}", inst.label());
-    let (status, headers, body) = http_get(x.proxy, &format!("{host}:8080"), "/a/b?c=1")
-        .expect("plain request");
+    let (status, headers, body) =
+        http_get(x.proxy, &format!("{host}:8080"), "/a/b?c=1").expect("plain request");
     assert_eq!(status, 308, "{body}");
     let location = headers
         .iter()
         .find(|(k, _)| k == "location")
         .map(|(_, v)| v.as_str());
     assert_eq!(location, Some(format!("https://{host}/a/b?c=1").as_str()));
-    assert_eq!(backend.hits(), 0, "nothing reaches the backend in clear text");
+    assert_eq!(
+        backend.hits(),
+        0,
+        "nothing reaches the backend in clear text"
+    );
     let (code, _, status) = curl(&x, &ca.file, &host, "/", &[]);
     assert_eq!((code, status.as_str()), (0, "2 200"));
 }
@@ -211,8 +242,12 @@ fn a_bad_or_unreadable_pem_file_is_a_config_error_naming_the_key() {
     std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnope\n").expect("write");
     let missing = dir.path().join("missing.pem");
     let cases: [(&Path, &Path, &str); 4] = [
-        (&garbage, &good.key, "xipgate.tls.certificates[0].cert: ") ,
-        (&good.cert, &missing, "xipgate.tls.certificates[0].key: cannot read"),
+        (&garbage, &good.key, "xipgate.tls.certificates[0].cert: "),
+        (
+            &good.cert,
+            &missing,
+            "xipgate.tls.certificates[0].key: cannot read",
+        ),
         (&good.cert, &garbage, "xipgate.tls.certificates[0].key: "),
         (&good.cert, &other.key, "does not belong to the certificate"),
     ];
@@ -295,7 +330,10 @@ impl PyTls {
             {
                 break p;
             }
-            assert!(Instant::now() < deadline, "the Python TLS backend never started");
+            assert!(
+                Instant::now() < deadline,
+                "the Python TLS backend never started"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         PyTls {
@@ -338,7 +376,10 @@ async fn instances_with_only_a_secure_port_are_proxied_over_tls() {
     drop(x);
 
     // verify: false accepts it (in-cluster self-signed certificates).
-    let x = Xipgate::start(&eureka.url(), "  upstream:\n    tls:\n      verify: false\n");
+    let x = Xipgate::start(
+        &eureka.url(),
+        "  upstream:\n    tls:\n      verify: false\n",
+    );
     let (status, _, body) = x.get(&inst.label(), "/");
     assert_eq!(status, 200, "{body}");
 }

@@ -109,6 +109,7 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             &json!({
                 "enabled": console.certs.is_some(),
                 "certificates": console.tls_status(),
+                "acme": console.acme.as_ref().map(|a| a.snapshot()),
             }),
         ),
         _ => error(

@@ -42,6 +42,8 @@ pub struct Console {
     pub access: Access,
     /// The HTTPS listeners' certificates, when there are any.
     pub certs: Option<Arc<crate::tls::CertStore>>,
+    /// The ACME client's state, when it runs.
+    pub acme: Option<Arc<crate::acme::AcmeState>>,
 }
 
 impl Console {

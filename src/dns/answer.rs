@@ -4,11 +4,14 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::labels::{classify, Target};
-use super::DnsConfig;
+use super::{DnsConfig, NoTxt, TxtRecords};
+
+/// TTL of TXT answers: they are ACME challenge values, current for a minute at most.
+pub const TXT_TTL: u32 = 0;
 
 /// UDP payload size we advertise in EDNS answers (the DNS flag day 2020 value).
 pub const EDNS_PAYLOAD: u16 = 1232;
@@ -39,8 +42,14 @@ pub struct Reply {
 /// The response to `request`. Never panics; never returns NXDOMAIN (every name under a
 /// zone exists). See the module docs of `dns` for the rules.
 pub fn answer(cfg: &DnsConfig, request: &Message) -> Message {
+    answer_with(cfg, &NoTxt, request)
+}
+
+/// [`answer`], with TXT records from `txt`.
+pub fn answer_with(cfg: &DnsConfig, txt: &dyn TxtRecords, request: &Message) -> Message {
     let r = reply(
         cfg,
+        txt,
         &request.metadata,
         request.queries.len(),
         request.queries.first(),
@@ -60,6 +69,7 @@ pub fn answer(cfg: &DnsConfig, request: &Message) -> Message {
 /// question and its OPT record.
 pub fn reply(
     cfg: &DnsConfig,
+    txt: &dyn TxtRecords,
     request: &Metadata,
     query_count: usize,
     query: Option<&Query>,
@@ -133,6 +143,16 @@ pub fn reply(
             .answers
             .extend(edge_records(cfg, &name, want_a, want_aaaa)),
         _ => {}
+    }
+    if matches!(qtype, RecordType::TXT | RecordType::ANY) {
+        let owner = name.to_lowercase().to_ascii();
+        for value in txt.txt(owner.trim_end_matches('.')) {
+            r.answers.push(Record::from_rdata(
+                name.clone(),
+                TXT_TTL,
+                RData::TXT(TXT::new(vec![value])),
+            ));
+        }
     }
     if c.apex {
         if matches!(qtype, RecordType::SOA | RecordType::ANY) {

@@ -15,7 +15,8 @@
 //! * Every other name under the zone, the apex and `ns.<zone>` → the edge IPs (A for the
 //!   IPv4 ones, AAAA for the IPv6 ones).
 //! * The apex also has `SOA` (`ns.<zone> hostmaster.<zone> 1 3600 600 1209600 <ttl>`) and
-//!   `NS ns.<zone>`; other types (MX, TXT, ...) → NODATA. `ANY` → every record the name
+//!   `NS ns.<zone>`; TXT → the values a [`TxtRecords`] holds for the name (ACME
+//!   challenges), other types (MX, ...) → NODATA. `ANY` → every record the name
 //!   has (at most the address records plus, at the apex, SOA and NS: small, so no RFC 8482
 //!   synthesis is needed). AXFR/IXFR → REFUSED.
 //! * Names under no zone, and classes other than IN → REFUSED; no or several questions,
@@ -32,9 +33,25 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use answer::{answer, reply, Reply, EDNS_PAYLOAD, NS_LABEL};
+pub use answer::{answer, answer_with, reply, Reply, EDNS_PAYLOAD, NS_LABEL, TXT_TTL};
 pub use labels::{classify, Classified, Target};
 pub use server::{bind, serve, TCP_TIMEOUT};
+
+/// TXT records the server answers besides its synthetic ones: the ACME DNS-01 challenge
+/// values (`_acme-challenge.<domain>`), kept where every replica can read them.
+pub trait TxtRecords: Send + Sync {
+    /// The values for `name` (lower-case, no trailing dot); usually none.
+    fn txt(&self, name: &str) -> Vec<String>;
+}
+
+/// No TXT records.
+pub struct NoTxt;
+
+impl TxtRecords for NoTxt {
+    fn txt(&self, _name: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
 
 /// Configuration of the DNS server (the `xipgate.dns` section, resolved).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
-use super::{reply, DnsConfig, DnsError};
+use super::{reply, DnsConfig, DnsError, TxtRecords};
 
 /// A TCP connection that sends no request for this long is closed.
 pub const TCP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,6 +27,7 @@ const PORT_ZERO_TRIES: usize = 20;
 /// hickory-server's request handler: decodes nothing itself, asks [`reply`].
 struct Handler {
     cfg: Arc<DnsConfig>,
+    txt: Arc<dyn TxtRecords>,
 }
 
 #[async_trait::async_trait]
@@ -39,6 +40,7 @@ impl RequestHandler for Handler {
         let queries = request.queries.queries();
         let r = reply(
             &self.cfg,
+            self.txt.as_ref(),
             &request.metadata,
             queries.len(),
             queries.first().map(|q| q.original()),
@@ -162,6 +164,7 @@ pub async fn serve(
     cfg: Arc<DnsConfig>,
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
+    txt: Arc<dyn TxtRecords>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DnsError> {
     // `cfg` was validated with the configuration (config::validate names the key).
@@ -169,7 +172,7 @@ pub async fn serve(
         return Err(DnsError::NoSockets);
     }
     let zones = cfg.zones.join(", ");
-    let mut server = Server::new(Handler { cfg });
+    let mut server = Server::new(Handler { cfg, txt });
     for socket in udp {
         if let Ok(a) = socket.local_addr() {
             log::info!("dns: serving {zones} on udp {a}");

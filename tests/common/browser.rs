@@ -54,6 +54,17 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session with `extra`
     /// command-line switches (e.g. `--host-resolver-rules=...`).
     pub async fn start(extra: &[&str]) -> Browser {
+        Self::launch(extra, None).await
+    }
+
+    /// Like [`Browser::start`], with `HOME` (and the XDG dirs) set to `home` for
+    /// chromedriver and so for Chromium: Chromium on Linux reads the user's certificate
+    /// trust from `$HOME/.pki/nssdb` (see [`nss_home_trusting`]).
+    pub async fn start_with_home(extra: &[&str], home: &Path) -> Browser {
+        Self::launch(extra, Some(home)).await
+    }
+
+    async fn launch(extra: &[&str], home: Option<&Path>) -> Browser {
         const INSTALL: &str =
             "install them with: apt-get update && apt-get install -y chromium chromium-driver \
                                (or point CHROME_BIN and CHROMEDRIVER at them)";
@@ -70,10 +81,17 @@ impl Browser {
                 panic!("the browser test needs chromedriver, which is not installed: {INSTALL}")
             });
         let port = free_port();
-        let driver = Command::new(&driver_bin)
-            .arg(format!("--port={port}"))
+        let mut cmd = Command::new(&driver_bin);
+        cmd.arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(home) = home {
+            cmd.env("HOME", home)
+                .env("XDG_CONFIG_HOME", home.join(".config"))
+                .env("XDG_CACHE_HOME", home.join(".cache"))
+                .env("XDG_DATA_HOME", home.join(".local/share"));
+        }
+        let driver = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver_bin.display()));
         let base = format!("http://127.0.0.1:{port}");
@@ -175,6 +193,25 @@ impl Browser {
     pub async fn goto(&self, url: &str) {
         self.session_call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
             .await;
+    }
+
+    /// Navigates like [`Browser::goto`], but a failed navigation (chromedriver reports
+    /// e.g. `net::ERR_CERT_AUTHORITY_INVALID`) is returned instead of panicking.
+    pub async fn try_goto(&self, url: &str) -> Result<(), String> {
+        let path = format!("{}/session/{}/url", self.base, self.session);
+        let resp = self
+            .http
+            .post(&path)
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .map_err(|e| format!("WebDriver POST /url: {e}"))?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        Err(format!("HTTP {status}: {}", v["value"]["message"]))
     }
 
     pub async fn back(&self) {
@@ -330,4 +367,36 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A fresh HOME whose NSS database (`$HOME/.pki/nssdb`, where Chromium on Linux keeps the
+/// user's certificates) trusts `ca_pem` for TLS servers, as a user importing a CA would.
+pub fn nss_home_trusting(ca_pem: &Path) -> tempfile::TempDir {
+    const INSTALL: &str = "install it with: apt-get update && apt-get install -y libnss3-tools";
+    let certutil = find_program("CERTUTIL", &["certutil"], &[]).unwrap_or_else(|| {
+        panic!("the browser test needs NSS's certutil, which is not installed: {INSTALL}")
+    });
+    let home = tempfile::tempdir().expect("home dir");
+    let db = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&db).expect("nssdb dir");
+    let db = format!("sql:{}", db.display());
+    let run = |args: &[&str]| {
+        let out = Command::new(&certutil)
+            .arg("-d")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", certutil.display()));
+        assert!(
+            out.status.success(),
+            "certutil {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["-N", "--empty-password"]);
+    // "C,,": a trusted CA for TLS servers (not for mail or code signing).
+    let ca = ca_pem.to_string_lossy();
+    run(&["-A", "-t", "C,,", "-n", "xipgate-test-ca", "-i", &ca]);
+    home
 }

@@ -42,10 +42,9 @@ impl Ca {
     /// as a chain file holds it) and `<dir>/<file>.key`.
     pub fn leaf(&self, dir: &Path, file: &str, names: &[&str], serial: u64) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
-        let mut params = CertificateParams::new(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .expect("leaf params");
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
         params.distinguished_name.push(DnType::CommonName, names[0]);
         params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
         let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");

@@ -52,6 +52,7 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
         links: Links::new("edge.test".into(), None, 8080),
         access: Access::default(),
         certs: None,
+        acme: None,
     }
 }
 

@@ -1,0 +1,255 @@
+//! Automatic wildcard certificates against a real ACME server: Debian's pebble validates
+//! DNS-01 by asking xipgate's own DNS server for `_acme-challenge.<domain>` TXT, issues a
+//! certificate xipgate then serves (checked with curl and openssl against pebble's root),
+//! renews it at two thirds of pebble's short validity, and keeps it when pebble is gone.
+//! Two replicas share one store: one orders, the other answers the challenge and serves.
+
+mod common;
+#[path = "common/pebble.rs"]
+mod pebble;
+#[path = "common/pki.rs"]
+mod pki;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pebble::Pebble;
+use serde_json::Value;
+
+const WILD: &str = "*.127-0-0-1.sslip.io";
+
+fn acme_yaml(dns: SocketAddr, directory: &str, directory_ca: &Path, store: &Path) -> String {
+    format!(
+        "  dns:\n    listen: [\"{dns}\"]\n    edge_ips: [\"127.0.0.1\"]\n  tls:\n    listen: [\"HTTPS_ADDR\"]\n    reload_interval: 100ms\n  acme:\n    directory: {directory}\n    directory_ca: {}\n    store: {}\n    terms_agreed: true\n    check_interval: 1s\n",
+        directory_ca.display(),
+        store.display()
+    )
+}
+
+fn acme_state(x: &Xipgate) -> Value {
+    x.api("/api/v1/tls").1["acme"][0].clone()
+}
+
+/// Polls `/api/v1/tls` until `want` holds.
+fn wait_tls(x: &Xipgate, within: Duration, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, body) = x.api("/api/v1/tls");
+        if want(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}: {body}\n{}",
+            x.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn acme_cert_loaded(body: &Value) -> bool {
+    body["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c["origin"] == "acme"
+                && c["names"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().any(|n| n == WILD))
+        })
+}
+
+/// The serial of the certificate served for `sni`, verified against `root`.
+fn served_serial(addr: SocketAddr, sni: &str, root: &Path) -> (bool, String) {
+    let script = format!(
+        "openssl s_client -connect {addr} -servername {sni} -CAfile {} </dev/null 2>/dev/null | tee /dev/stderr | openssl x509 -noout -serial",
+        root.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl");
+    let handshake = String::from_utf8_lossy(&out.stderr);
+    (
+        handshake.contains("Verify return code: 0 (ok)"),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_issues_renews_and_keeps_a_wildcard_certificate_through_its_own_dns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dns: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // 30 s of validity: renewal is due 20 s after issue.
+    let mut pebble = Pebble::start(dir.path(), dns, Duration::from_secs(30));
+    let backend = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    let inst = Inst::up("order-service", "order-1", backend.addr);
+    eureka.serve(std::slice::from_ref(&inst)).await;
+    let store = dir.path().join("store");
+    let x = Xipgate::start(
+        &eureka.url(),
+        &acme_yaml(dns, &pebble.directory, &pebble.https_ca, &store),
+    );
+
+    let body = wait_tls(
+        &x,
+        Duration::from_secs(60),
+        "the first certificate",
+        acme_cert_loaded,
+    );
+    let acme = &body["acme"][0];
+    assert_eq!(acme["domain"], "127-0-0-1.sslip.io");
+    assert_eq!(acme["orders_ok"], 1, "{body}");
+
+    // Served by SNI for every instance host, chained to pebble's root, over HTTP/2.
+    let host = format!("{}.{DOMAIN}", inst.label());
+    let port = x.https.port();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&pebble.root)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg(format!("https://{host}:{port}/"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2 200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (verified, first) = served_serial(x.https, &host, &pebble.root);
+    assert!(verified && first.starts_with("serial="), "{first}");
+    let (verified, apex) = served_serial(x.https, "127-0-0-1.sslip.io", &pebble.root);
+    assert!(verified, "the bare domain is covered too");
+    assert_eq!(apex, first, "one certificate for *.domain and domain");
+
+    // Renewed at two thirds of its life, with no restart.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let renewed = loop {
+        let (ok, serial) = served_serial(x.https, &host, &pebble.root);
+        if ok && serial != first && serial.starts_with("serial=") {
+            break serial;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never renewed: {}\n{}",
+            acme_state(&x),
+            x.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(acme_state(&x)["orders_ok"], 2);
+
+    // The CA gone: the next renewal fails, is said, and the certificate stays.
+    pebble.stop();
+    let body = wait_tls(&x, Duration::from_secs(60), "a failed renewal", |b| {
+        b["acme"][0]["orders_failed"].as_u64().unwrap_or(0) > 0
+    });
+    let error = body["acme"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty(), "{body}");
+    let (_, still) = served_serial(x.https, &host, &pebble.root);
+    assert_eq!(still, renewed, "the last certificate is still served");
+    let metrics = x.api("/metrics").1.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("xipgate_tls_certificate_expiry_seconds{name=\"*.127-0-0-1.sslip.io\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_nobody_answers_fails_the_order_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // pebble asks a DNS server that is not xipgate's.
+    let elsewhere: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let pebble = Pebble::start(dir.path(), elsewhere, Duration::from_secs(3600));
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[]).await;
+    let dns: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let x = Xipgate::start(
+        &eureka.url(),
+        &acme_yaml(
+            dns,
+            &pebble.directory,
+            &pebble.https_ca,
+            &dir.path().join("store"),
+        ),
+    );
+    let body = wait_tls(&x, Duration::from_secs(90), "a failed order", |b| {
+        b["acme"][0]["orders_failed"].as_u64().unwrap_or(0) > 0
+    });
+    let error = body["acme"][0]["last_error"].as_str().unwrap_or_default();
+    // The CA's own words: it could not retrieve the TXT record.
+    assert!(
+        error.contains("TXT") && error.contains("DNS challenge"),
+        "{body}"
+    );
+    assert!(
+        !acme_cert_loaded(&body),
+        "no certificate was issued: {body}"
+    );
+    // Challenge values are withdrawn once the order is over.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("store/challenges"))
+        .expect("challenges dir")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_store_one_orders_the_other_answers_and_both_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("shared-store");
+    let dns_a: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let dns_b: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // The CA's resolver reaches replica A only (as a Service may send it to any one).
+    let pebble = Pebble::start(dir.path(), dns_a, Duration::from_secs(3600));
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[]).await;
+    // Replica A cannot reach the CA itself (a dead directory URL), so the order can only
+    // be B's: B orders, A's DNS answers the challenge from the shared store.
+    let dead = format!("https://127.0.0.1:{}/dir", free_port());
+    let a = Xipgate::start(
+        &eureka.url(),
+        &acme_yaml(dns_a, &dead, &pebble.https_ca, &store),
+    );
+    let b = Xipgate::start(
+        &eureka.url(),
+        &acme_yaml(dns_b, &pebble.directory, &pebble.https_ca, &store),
+    );
+    wait_tls(
+        &b,
+        Duration::from_secs(60),
+        "B's certificate",
+        acme_cert_loaded,
+    );
+    wait_tls(
+        &a,
+        Duration::from_secs(20),
+        "A loads it from the store",
+        acme_cert_loaded,
+    );
+    assert_eq!(acme_state(&b)["orders_ok"], 1);
+    assert_eq!(
+        acme_state(&a)["orders_ok"],
+        0,
+        "A placed no order of its own"
+    );
+    let host = format!("order-service.{DOMAIN}");
+    let (va, serial_a) = served_serial(a.https, &host, &pebble.root);
+    let (vb, serial_b) = served_serial(b.https, &host, &pebble.root);
+    assert!(va && vb, "both verify against pebble's root");
+    assert_eq!(serial_a, serial_b, "one certificate, served by both");
+    let accounts = std::fs::read_dir(&store)
+        .expect("store")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name() == "account.json"))
+        .count();
+    assert_eq!(accounts, 1);
+}
