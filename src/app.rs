@@ -96,6 +96,7 @@ impl Parts {
             },
             certs: certs.clone(),
             acme: acme.as_ref().map(Acme::state),
+            upstream_tls_verify: cfg.upstream.tls.verify,
         });
         Ok(Parts {
             table,

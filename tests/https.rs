@@ -194,6 +194,11 @@ async fn https_serves_by_sni_with_h2_and_reloads_changed_files() {
     );
     let (_, still) = handshake(x.https, &host, &ca.file);
     assert_eq!(still, renewed, "the last good certificate is still served");
+    let (_, _, page) = http_get(x.console, "localhost", "/").expect("console page");
+    assert!(
+        page.contains("edge.crt") && page.contains("still serving the one loaded before"),
+        "the console says so"
+    );
     let metrics = x.api("/metrics").1.as_str().unwrap_or_default().to_string();
     assert!(
         metrics.contains("xipgate_tls_certificate_expiry_seconds{name=\"*.127-0-0-1.sslip.io\"}"),
@@ -382,4 +387,10 @@ async fn instances_with_only_a_secure_port_are_proxied_over_tls() {
     );
     let (status, _, body) = x.get(&inst.label(), "/");
     assert_eq!(status, 200, "{body}");
+    assert_eq!(x.api("/api/v1/tls").1["upstream_verify"], false);
+    let (_, _, page) = http_get(x.console, "localhost", "/").expect("console page");
+    assert!(
+        page.contains("TLS to instances is not verified"),
+        "the console says so"
+    );
 }

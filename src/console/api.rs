@@ -110,6 +110,7 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
                 "enabled": console.certs.is_some(),
                 "certificates": console.tls_status(),
                 "acme": console.acme.as_ref().map(|a| a.snapshot()),
+                "upstream_verify": console.upstream_tls_verify,
             }),
         ),
         _ => error(

@@ -44,6 +44,8 @@ pub struct Console {
     pub certs: Option<Arc<crate::tls::CertStore>>,
     /// The ACME client's state, when it runs.
     pub acme: Option<Arc<crate::acme::AcmeState>>,
+    /// False when TLS to instances accepts any certificate (said on the page and the API).
+    pub upstream_tls_verify: bool,
 }
 
 impl Console {

@@ -52,6 +52,11 @@ struct Page {
     token: Option<String>,
     shown: usize,
     generated: String,
+    /// HTTPS: one line per certificate served, e.g. `*.example.com (expires in 60 days)`.
+    tls_certs: Vec<String>,
+    /// HTTPS problems: certificate files that would not load, failed ACME orders,
+    /// unverified upstream TLS.
+    tls_notes: Vec<String>,
 }
 
 struct Banner {
@@ -226,6 +231,56 @@ fn banner(sync: &SyncStatus, loaded: bool) -> Option<Banner> {
     })
 }
 
+fn tls_certs(console: &Console) -> Vec<String> {
+    console
+        .tls_status()
+        .iter()
+        .filter_map(|c| {
+            let days = c.seconds_left? / 86_400;
+            Some(format!(
+                "{} ({}, expires in {days} days)",
+                c.names.join(", "),
+                match c.origin {
+                    crate::tls::Origin::Acme => "ACME",
+                    crate::tls::Origin::File => "file",
+                }
+            ))
+        })
+        .collect()
+}
+
+fn tls_notes(console: &Console) -> Vec<String> {
+    let mut notes: Vec<String> = console
+        .tls_status()
+        .into_iter()
+        .filter_map(|c| {
+            let e = c.error?;
+            Some(if c.names.is_empty() {
+                format!("Certificate {}: {e}", c.cert_file)
+            } else {
+                format!(
+                    "Certificate {}: {e}; still serving the one loaded before",
+                    c.cert_file
+                )
+            })
+        })
+        .collect();
+    for d in console.acme.iter().flat_map(|a| a.snapshot()) {
+        if let Some(e) = d.last_error {
+            notes.push(format!(
+                "ACME for *.{}: the last order failed ({e}); the current certificate stays, and it is tried again",
+                d.domain
+            ));
+        }
+    }
+    if !console.upstream_tls_verify {
+        notes.push(
+            "TLS to instances is not verified (xipgate.upstream.tls.verify: false)".to_string(),
+        );
+    }
+    notes
+}
+
 pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
     let sync = console.sync.snapshot();
     let loaded = console.table.is_loaded();
@@ -273,6 +328,8 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         filter,
         token: param("token"),
         generated: format_time(SystemTime::now()),
+        tls_certs: tls_certs(console),
+        tls_notes: tls_notes(console),
     };
     match page.render() {
         Ok(html) => Answer::bytes(200, "text/html; charset=utf-8", Bytes::from(html)),

@@ -4,6 +4,8 @@
 //! test CA ([`super::pki`]); the CA that signs issued certificates is pebble's own, new at
 //! every start, fetched from its management interface (`/roots/0`).
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

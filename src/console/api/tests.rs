@@ -53,6 +53,7 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
         access: Access::default(),
         certs: None,
         acme: None,
+        upstream_tls_verify: true,
     }
 }
 
