@@ -10,9 +10,10 @@
 
 # ---- build -------------------------------------------------------------------
 FROM rust:1-bookworm AS build
-# cmake: needed by a -sys dependency at build time. Nothing OpenSSL: rustls only.
+# cmake: zlib-ng's build. libssl-dev + pkg-config: Pingora's TLS links Debian's OpenSSL
+# (.cargo/config.toml sets OPENSSL_NO_VENDOR; docs/https.md says why).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake \
+ && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -34,8 +35,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim
 # uid/gid 10001 as in k8s/deployment.yaml. /run/xipgate holds pid_file and
 # upgrade_sock (Kubernetes mounts an emptyDir there: its root fs is read-only).
+# libssl3: the OpenSSL the binary links (HTTPS listeners and TLS to instances).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 xipgate \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
@@ -48,8 +50,9 @@ COPY --from=build /out/xipgate /usr/local/bin/xipgate
 COPY k8s/xipgate.yaml /etc/xipgate/xipgate.yaml
 ENV RUST_LOG=info
 USER 10001:10001
-# 8080 proxy, 9080 console/API/healthz/readyz/metrics, 5353 built-in DNS.
-EXPOSE 8080 9080 5353/udp 5353/tcp
+# 8080 proxy, 8443 HTTPS (with xipgate.tls), 9080 console/API/healthz/readyz/metrics,
+# 5353 built-in DNS.
+EXPOSE 8080 8443 9080 5353/udp 5353/tcp
 # SIGTERM = graceful shutdown (stop accepting, drain in-flight requests).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/xipgate"]
