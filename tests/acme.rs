@@ -4,6 +4,8 @@
 //! renews it at two thirds of pebble's short validity, and keeps it when pebble is gone.
 //! Two replicas share one store: one orders, the other answers the challenge and serves.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 #[path = "common/pebble.rs"]
 mod pebble;
@@ -93,9 +95,13 @@ async fn acme_issues_renews_and_keeps_a_wildcard_certificate_through_its_own_dns
     let inst = Inst::up("order-service", "order-1", backend.addr);
     eureka.serve(std::slice::from_ref(&inst)).await;
     let store = dir.path().join("store");
+    let console_host = format!("xipgate.{DOMAIN}");
     let x = Xipgate::start(
         &eureka.url(),
-        &acme_yaml(dns, &pebble.directory, &pebble.https_ca, &store),
+        &format!(
+            "{}  console:\n    host: {console_host}\n",
+            acme_yaml(dns, &pebble.directory, &pebble.https_ca, &store)
+        ),
     );
 
     let body = wait_tls(
@@ -131,6 +137,29 @@ async fn acme_issues_renews_and_keeps_a_wildcard_certificate_through_its_own_dns
     let (verified, apex) = served_serial(x.https, "127-0-0-1.sslip.io", &pebble.root);
     assert!(verified, "the bare domain is covered too");
     assert_eq!(apex, first, "one certificate for *.domain and domain");
+
+    // A browser that trusts pebble's root loads the console and an instance over HTTPS.
+    let home = browser::nss_home_trusting(&pebble.root);
+    let resolve = format!("--host-resolver-rules=MAP *.{DOMAIN} 127.0.0.1");
+    let b = browser::Browser::start_with_home(&[&resolve], home.path()).await;
+    for url in [
+        format!("https://{console_host}:{port}/"),
+        format!("https://{host}:{port}/"),
+    ] {
+        if let Err(e) = b.try_goto(&url).await {
+            panic!("{url} did not load: {e}");
+        }
+        let secure = b
+            .exec(
+                "return [document.location.protocol, window.isSecureContext]",
+                vec![],
+            )
+            .await;
+        let text = b.body_text().await;
+        assert_eq!(secure, serde_json::json!(["https:", true]), "{url}: {text}");
+        assert!(!text.contains("not private"), "{url}: {text}");
+    }
+    drop(b);
 
     // Renewed at two thirds of its life, with no restart.
     let deadline = Instant::now() + Duration::from_secs(60);

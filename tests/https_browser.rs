@@ -80,17 +80,25 @@ async fn https_console_and_instance_in_a_browser_trusting_the_ca() {
     if let Err(e) = b.try_goto(&console).await {
         panic!("the console did not load over HTTPS: {e}\n{}", x.log());
     }
+    // An interstitial is a chrome-error: page that is not a secure context.
+    let secure = b
+        .exec(
+            "return [document.location.protocol, window.isSecureContext]",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        secure,
+        serde_json::json!(["https:", true]),
+        "a certificate error instead of the console: {}",
+        b.body_text().await
+    );
     b.wait_until(
         Duration::from_secs(10),
         "the console's table",
         "return document.querySelectorAll('tr.i').length === 1",
     )
     .await;
-    assert_eq!(
-        text(&b, "return document.location.protocol").await,
-        "https:"
-    );
-    assert_eq!(b.exec("return window.isSecureContext", vec![]).await, true);
     let title = text(&b, "return document.title").await;
     assert!(
         title.starts_with("xipgate · 1 services · 1 instances"),
@@ -108,8 +116,14 @@ async fn https_console_and_instance_in_a_browser_trusting_the_ca() {
     if let Err(e) = b.try_goto(&instance).await {
         panic!("the instance did not load over HTTPS: {e}\n{}", x.log());
     }
-    assert_eq!(b.exec("return window.isSecureContext", vec![]).await, true);
+    let secure = b
+        .exec(
+            "return [document.location.protocol, window.isSecureContext]",
+            vec![],
+        )
+        .await;
     let body = b.body_text().await;
+    assert_eq!(secure, serde_json::json!(["https:", true]), "{body}");
     let json: Value = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("the backend's JSON is shown ({e}): {body}"));
     assert_eq!(json["backend"], "a", "{body}");
