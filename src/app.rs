@@ -24,14 +24,14 @@ use crate::proxy::{
     AccessLog, AccessLogError, FastPath, Limited, PingoraProxy, ProxyApp, ProxySettings,
     ProxyShared,
 };
-use crate::registry::{EurekaClient, RegistrySync, SyncState};
-use crate::routes::{Allowlist, RouteTable};
+use crate::registry::{EurekaClient, NacosSource, RegistrySync, SyncState};
+use crate::routes::{Allowlist, Feed, RouteTable};
 use crate::tls::{CertSource, CertStore, Origin, Reloader, TlsError};
 
 /// Why the server could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot build the Eureka HTTP client: {0}")]
+    #[error("cannot build a registry HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
@@ -44,6 +44,10 @@ pub enum AppError {
 /// The shared state every part reads, built once.
 pub struct Parts {
     pub table: Arc<RouteTable>,
+    /// Every registry source feeds the table through this.
+    pub feed: Arc<Feed>,
+    /// The Nacos sources (`xipgate.registry.nacos`), started as background services.
+    pub nacos: Vec<NacosSource>,
     pub sync_state: Arc<SyncState>,
     pub client: EurekaClient,
     pub metrics: Arc<Metrics>,
@@ -75,6 +79,20 @@ impl Parts {
             _ => None,
         };
         let table = Arc::new(RouteTable::new(Allowlist::new(cfg.upstream.allow.clone())));
+        let ranks: Vec<String> = cfg
+            .registry
+            .eureka
+            .then(|| "eureka".to_string())
+            .into_iter()
+            .chain(cfg.registry.nacos.iter().map(|n| n.name.clone()))
+            .collect();
+        let feed = Arc::new(Feed::new(table.clone(), ranks));
+        let nacos = cfg
+            .registry
+            .nacos
+            .iter()
+            .map(|n| NacosSource::new(n.clone(), feed.clone(), cfg.registry.startup_wait))
+            .collect::<Result<Vec<_>, _>>()?;
         let client = EurekaClient::new(&cfg.registry)?;
         let sync_state = Arc::new(SyncState::new(client.sources()));
         let metrics = Arc::new(Metrics::new());
@@ -97,9 +115,14 @@ impl Parts {
             certs: certs.clone(),
             acme: acme.as_ref().map(Acme::state),
             upstream_tls_verify: cfg.upstream.tls.verify,
+            eureka: cfg.registry.eureka,
+            nacos: nacos.iter().map(NacosSource::state).collect(),
+            feed: feed.clone(),
         });
         Ok(Parts {
             table,
+            feed,
+            nacos,
             sync_state,
             client,
             metrics,
@@ -117,13 +140,21 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     server.bootstrap();
     let conf = server.configuration.clone();
 
-    let sync = RegistrySync::new(
-        parts.client.clone(),
-        parts.table.clone(),
-        parts.sync_state.clone(),
-        cfg.registry.clone(),
-    );
-    let sync_handle = server.add_service(background_service("registry sync", sync));
+    // One handle per registry source: the proxy starts once each has synced (or waited
+    // startup_wait).
+    let mut source_handles = Vec::new();
+    if cfg.registry.eureka {
+        let sync = RegistrySync::new(
+            parts.client.clone(),
+            parts.feed.clone(),
+            parts.sync_state.clone(),
+            cfg.registry.clone(),
+        );
+        source_handles.push(server.add_service(background_service("registry sync", sync)));
+    }
+    for n in std::mem::take(&mut parts.nacos) {
+        source_handles.push(server.add_service(background_service("nacos sync", n)));
+    }
 
     let access = Arc::new(AccessLog::new(&cfg.access_log, parts.metrics.clone())?);
     let shared = ProxyShared {
@@ -154,7 +185,9 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         proxy.add_tcp(&addr.to_string());
     }
     let proxy_handle = server.add_service(proxy);
-    proxy_handle.add_dependency(&sync_handle);
+    for h in &source_handles {
+        proxy_handle.add_dependency(h);
+    }
 
     if let (Some(tls), Some(store)) = (&cfg.tls, &parts.certs) {
         // TLS streams are never the fast path's: Pingora's engine serves them, HTTP/2
@@ -172,7 +205,9 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
             https.add_tls_with_settings(&addr.to_string(), None, settings);
         }
         let https_handle = server.add_service(https);
-        https_handle.add_dependency(&sync_handle);
+        for h in &source_handles {
+            https_handle.add_dependency(h);
+        }
         server.add_service(background_service(
             "tls reload",
             Reloader {

@@ -55,9 +55,21 @@ impl fmt::Display for Status {
     }
 }
 
-/// One registered instance, as parsed from `/apps`.
+/// The name of the registry an instance came from (`eureka`, or a Nacos source's name):
+/// shown on the console and in the API, and the order in which sources win a shared name.
+pub type SourceName = std::sync::Arc<str>;
+
+/// The source name of instances from Eureka.
+pub fn eureka_source() -> SourceName {
+    static EUREKA: std::sync::OnceLock<SourceName> = std::sync::OnceLock::new();
+    EUREKA.get_or_init(|| SourceName::from("eureka")).clone()
+}
+
+/// One registered instance, as parsed from `/apps` (or made from a Nacos instance).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
+    /// The registry it came from.
+    pub source: SourceName,
     /// The application name as Eureka reports it (usually upper-case).
     pub app: String,
     pub instance_id: String,
@@ -91,6 +103,7 @@ impl Instance {
     #[cfg(test)]
     pub(crate) fn for_test(app: &str, id: &str, ip: &str, status: Status) -> Self {
         Instance {
+            source: eureka_source(),
             app: app.into(),
             instance_id: id.into(),
             host_name: String::new(),

@@ -71,6 +71,8 @@ pub struct Metrics {
     /// Access records dropped because the file writer fell behind (`xipgate.log.access_file`).
     pub access_log_dropped: IntCounter,
     cert_expiry: IntGaugeVec,
+    source_instances: IntGaugeVec,
+    source_syncs: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -153,8 +155,26 @@ impl Metrics {
             &["name"],
         )
         .expect("static metric definition");
+        let source_instances = IntGaugeVec::new(
+            Opts::new(
+                "registry_source_instances",
+                "Instances each Nacos source listed at its last successful sync",
+            ),
+            &["source"],
+        )
+        .expect("static metric definition");
+        let source_syncs = IntCounterVec::new(
+            Opts::new(
+                "registry_source_syncs_total",
+                "Syncs of each Nacos source by result",
+            ),
+            &["source", "result"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(access_log_dropped.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(source_instances.clone()),
+            Box::new(source_syncs.clone()),
             Box::new(cert_expiry.clone()),
             Box::new(requests.clone()),
             Box::new(fetches.clone()),
@@ -185,6 +205,22 @@ impl Metrics {
             held,
             access_log_dropped,
             cert_expiry,
+            source_instances,
+            source_syncs,
+        }
+    }
+
+    /// The Nacos sources' figures, refreshed at each scrape: (name, instances, ok, failed).
+    pub fn set_sources<'a>(&self, sources: impl Iterator<Item = (&'a str, usize, u64, u64)>) {
+        for (name, instances, ok, failed) in sources {
+            self.source_instances
+                .with_label_values(&[name])
+                .set(i64::try_from(instances).unwrap_or(i64::MAX));
+            for (result, n) in [("ok", ok), ("error", failed)] {
+                let c = self.source_syncs.with_label_values(&[name, result]);
+                c.reset();
+                c.inc_by(n);
+            }
         }
     }
 

@@ -229,7 +229,12 @@ fn every_shipped_config_passes_dash_t() {
     );
     // The YAML examples the docs quote are configs too.
     let dir = tempfile::tempdir().expect("tempdir");
-    for doc in ["README.md", "docs/configuration.md", "docs/https.md"] {
+    for doc in [
+        "README.md",
+        "docs/configuration.md",
+        "docs/https.md",
+        "docs/nacos.md",
+    ] {
         let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap_or_default();
         for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
             let yaml = block.split("```").next().unwrap_or("");

@@ -102,11 +102,37 @@ pub struct RegistryFile {
     /// registry too, is still accepted.
     #[serde(alias = "empty_grace")]
     pub shrink_grace: Option<String>,
+    /// Nacos servers, each its own source (several allowed).
+    pub nacos: Option<Vec<NacosFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NacosFile {
+    /// Shown on the console and in the API; ranks follow the list order (default `nacos`,
+    /// `nacos-2`, ...).
+    pub name: Option<String>,
+    /// Server base URLs, e.g. `http://nacos:8848/nacos`; several = failover.
+    pub urls: Option<Vec<String>>,
+    /// Namespace ids (default: the public namespace).
+    pub namespaces: Option<Vec<String>>,
+    /// Groups (default `DEFAULT_GROUP`).
+    pub groups: Option<Vec<String>>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// `v1` (Nacos 1.x and 2.x open API) or `v2` (Nacos 2.x `{code, message, data}` API).
+    pub api: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    /// Metadata keys holding the pod name, tried in order, for instance labels.
+    pub pod_name_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EurekaFile {
+    /// `false` turns Eureka off (a Nacos-only edge).
+    pub enabled: Option<bool>,
     pub urls: Option<Vec<String>>,
     pub interval: Option<String>,
     pub timeout: Option<String>,

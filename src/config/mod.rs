@@ -7,6 +7,7 @@
 //! key path instead of stopping at the first.
 
 pub mod file;
+mod nacos;
 mod tls;
 mod validate;
 
@@ -19,6 +20,7 @@ use ipnet::IpNet;
 use pingora_core::server::configuration::ServerConf;
 
 pub use file::XipgateFile;
+pub use nacos::{NacosApi, NacosConfig, DEFAULT_NACOS_GROUP, DEFAULT_POD_NAME_KEYS};
 pub use tls::{
     AcmeConfig, TlsConfig, UpstreamTlsConfig, DEFAULT_ACME_CHECK_INTERVAL, DEFAULT_ACME_STORE,
     DEFAULT_TLS_H2, DEFAULT_TLS_RELOAD_INTERVAL,
@@ -119,6 +121,10 @@ pub struct RegistryConfig {
     /// How far back the server's deltas reach, for xipgate's purposes: a copy older
     /// than this is refreshed with a full fetch instead of a delta.
     pub delta_window: Duration,
+    /// `xipgate.registry.eureka.enabled`: false for a Nacos-only edge.
+    pub eureka: bool,
+    /// Nacos sources, ranked after Eureka in the order listed.
+    pub nacos: Vec<NacosConfig>,
 }
 
 /// A Eureka base URL with its credentials taken out, so it can be shown and logged.

@@ -95,7 +95,7 @@ impl Checker {
         }
     }
 
-    fn url(&mut self, key: &str, raw: &str) -> Option<EurekaUrl> {
+    pub(super) fn url(&mut self, key: &str, raw: &str) -> Option<EurekaUrl> {
         let parsed = match url::Url::parse(raw.trim()) {
             Ok(u) => u,
             Err(e) => {
@@ -266,7 +266,15 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
             e.delta_window.as_ref(),
             DEFAULT_DELTA_WINDOW,
         ),
+        eureka: e.enabled.unwrap_or(true),
+        nacos: super::nacos::check_nacos(&mut c, x.registry.nacos.as_deref().unwrap_or_default()),
     };
+    if !registry.eureka && registry.nacos.is_empty() {
+        c.err(
+            "xipgate.registry",
+            "no registry to read: eureka.enabled is false and no nacos server is listed",
+        );
+    }
 
     let u = &x.upstream;
     let allow_raw = u

@@ -102,6 +102,14 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             body["loaded"] = json!(console.table.is_loaded());
             body["instances"] = json!(console.table.instance_count());
             body["services"] = json!(console.table.services().len());
+            // Every source: Eureka's state is the body itself (as before), Nacos' here.
+            body["eureka"] = json!(console.eureka);
+            body["nacos"] = json!(console
+                .nacos
+                .iter()
+                .map(|n| n.snapshot())
+                .collect::<Vec<_>>());
+            body["shadowed"] = json!(console.feed.shadowed());
             json_answer(200, &body)
         }
         ["api", "v1", "tls"] => json_answer(
@@ -317,6 +325,7 @@ pub fn instance_json(t: &Target, links: &Links) -> Value {
     let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
     json!({
         "instance_id": i.instance_id,
+        "source": &*i.source,
         "label": t.label,
         "service": i.app,
         "service_label": t.service_label,

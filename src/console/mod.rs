@@ -46,6 +46,12 @@ pub struct Console {
     pub acme: Option<Arc<crate::acme::AcmeState>>,
     /// False when TLS to instances accepts any certificate (said on the page and the API).
     pub upstream_tls_verify: bool,
+    /// Eureka is a source (`xipgate.registry.eureka.enabled`).
+    pub eureka: bool,
+    /// The Nacos sources' states, in rank order after Eureka.
+    pub nacos: Vec<Arc<crate::registry::NacosState>>,
+    /// Where the sources meet (instances shadowed by a higher-ranked source).
+    pub feed: Arc<crate::routes::Feed>,
 }
 
 impl Console {
@@ -97,6 +103,12 @@ impl Console {
                         certs
                             .iter()
                             .filter_map(|c| Some((c.names.first()?.as_str(), c.seconds_left?))),
+                    );
+                    let nacos: Vec<_> = self.nacos.iter().map(|n| n.snapshot()).collect();
+                    self.metrics.set_sources(
+                        nacos
+                            .iter()
+                            .map(|n| (n.name.as_str(), n.instances, n.syncs_ok, n.syncs_failed)),
                     );
                     self.metrics.render(&self.table, &self.sync.snapshot())
                 }),

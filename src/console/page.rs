@@ -57,6 +57,19 @@ struct Page {
     /// HTTPS problems: certificate files that would not load, failed ACME orders,
     /// unverified upstream TLS.
     tls_notes: Vec<String>,
+    /// Whether Eureka is a source (else its sync line is not shown).
+    eureka: bool,
+    /// One line per Nacos source.
+    nacos: Vec<NacosView>,
+}
+
+struct NacosView {
+    name: String,
+    urls: String,
+    instances: usize,
+    last_success: String,
+    error: Option<String>,
+    protection: Vec<String>,
 }
 
 struct Banner {
@@ -80,6 +93,8 @@ struct ServiceView {
 }
 
 struct InstanceView {
+    /// The registry it came from, when not Eureka.
+    source: Option<String>,
     instance_id: String,
     label: String,
     url: String,
@@ -149,12 +164,13 @@ fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String])
     let edge = |u: &Option<String>| u.as_deref().and_then(|u| links.rewrite(u, &t.label));
     let zone = i.zone().unwrap_or("").to_string();
     let key = format!(
-        "{} {} {} {} {}",
-        t.label, i.instance_id, address, i.status, zone
+        "{} {} {} {} {} {}",
+        t.label, i.instance_id, address, i.status, zone, i.source
     )
     .to_lowercase();
     let hidden = !matches(terms, &format!("{service_key} {key}"));
     InstanceView {
+        source: (&*i.source != "eureka").then(|| i.source.to_string()),
         instance_id: i.instance_id.clone(),
         label: t.label.clone(),
         url: links.url(&t.label),
@@ -330,6 +346,25 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         generated: format_time(SystemTime::now()),
         tls_certs: tls_certs(console),
         tls_notes: tls_notes(console),
+        eureka: console.eureka,
+        nacos: console
+            .nacos
+            .iter()
+            .map(|n| {
+                let n = n.snapshot();
+                NacosView {
+                    name: n.name,
+                    urls: n.urls.join(", "),
+                    instances: n.instances,
+                    last_success: n
+                        .last_success
+                        .map(|t| age(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t)))
+                        .unwrap_or_else(|| "never".into()),
+                    error: n.last_error.filter(|_| n.consecutive_failures > 0),
+                    protection: n.protection_reached,
+                }
+            })
+            .collect(),
     };
     match page.render() {
         Ok(html) => Answer::bytes(200, "text/html; charset=utf-8", Bytes::from(html)),

@@ -4,6 +4,7 @@
 mod client;
 mod copy;
 mod model;
+mod nacos;
 pub mod parse;
 mod sync;
 
@@ -11,4 +12,5 @@ pub use crate::instance::{Instance, InstanceKey, Status};
 pub use client::{EurekaClient, FetchError};
 pub use copy::SHRINK_HOLD_BELOW;
 pub use model::Snapshot;
+pub use nacos::{NacosError, NacosSource, NacosState, NacosStatus};
 pub use sync::{apps_hashcode, RegistrySync, SyncError, SyncState, SyncStatus};

@@ -365,6 +365,7 @@ fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
         .map(|s| Status::parse(&s.0))
         .filter(|o| *o != Status::Unknown);
     snap.instances.push(Instance {
+        source: crate::instance::eureka_source(),
         app,
         instance_id,
         host_name,

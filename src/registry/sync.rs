@@ -20,7 +20,7 @@ use super::client::{EurekaClient, FetchError, FetchErrorKind, Fetched};
 use super::copy::{HashMismatch, HoldChange, RegistryCopy};
 use crate::config::RegistryConfig;
 use crate::instance::Instance;
-use crate::routes::{ApplyReport, RouteTable};
+use crate::routes::{ApplyReport, Feed};
 
 /// What the console, the API and the metrics show about syncing.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -209,7 +209,7 @@ pub fn config_warnings(cfg: &RegistryConfig) -> Vec<String> {
 
 pub struct RegistrySync {
     client: EurekaClient,
-    table: Arc<RouteTable>,
+    feed: Arc<Feed>,
     state: Arc<SyncState>,
     cfg: RegistryConfig,
     inner: tokio::sync::Mutex<Inner>,
@@ -218,13 +218,13 @@ pub struct RegistrySync {
 impl RegistrySync {
     pub fn new(
         client: EurekaClient,
-        table: Arc<RouteTable>,
+        feed: Arc<Feed>,
         state: Arc<SyncState>,
         cfg: RegistryConfig,
     ) -> Self {
         RegistrySync {
             client,
-            table,
+            feed,
             state,
             cfg,
             inner: tokio::sync::Mutex::new(Inner::default()),
@@ -271,11 +271,11 @@ impl RegistrySync {
         self.state.lock().delta_fetches += 1;
         let hold = copy.expire(Instant::now(), self.cfg.shrink_grace);
         let report = if changed || hold != HoldChange::None {
-            self.table.apply_borrowed(copy.routed())
+            self.feed.publish("eureka", copy.routed())
         } else {
             ApplyReport {
-                instances: self.table.instance_count(),
-                services: self.table.service_count(),
+                instances: self.feed.table().instance_count(),
+                services: self.feed.table().service_count(),
                 ..ApplyReport::default()
             }
         };
@@ -331,7 +331,7 @@ impl RegistrySync {
         let copy = inner.copy.get_or_insert_with(RegistryCopy::default);
         let hold = copy.apply_full(f.snapshot.instances, Instant::now(), self.cfg.shrink_grace);
         // Borrowed: the copy keeps every instance, the table clones only new or changed ones.
-        let report = self.table.apply_borrowed(copy.routed());
+        let report = self.feed.publish("eureka", copy.routed());
         self.note_hold(copy, &hold, &f.source);
         self.state.lock().last_apply = Some(started.elapsed());
         Ok(report)
@@ -556,6 +556,8 @@ mod tests {
             startup_wait: Duration::from_secs(1),
             shrink_grace: Duration::from_secs(1),
             delta_window: Duration::from_secs(window),
+            eureka: true,
+            nacos: Vec::new(),
         }
     }
 

@@ -7,8 +7,10 @@
 //! instance missing.
 
 mod allow;
+mod feed;
 
 pub use allow::{Allowlist, Refusal};
+pub use feed::{merge, Feed};
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
@@ -53,6 +55,7 @@ impl Target {
         o: &Instance,
     ) -> bool {
         let Instance {
+            source,
             app,
             instance_id,
             host_name,
@@ -83,6 +86,7 @@ impl Target {
             && *health_check_url == o.health_check_url
             && *last_dirty_ms == o.last_dirty_ms
             && *metadata == o.metadata
+            && *source == o.source
     }
 }
 

@@ -14,6 +14,7 @@ use crate::routes::{Allowlist, RouteTable};
 pub fn inst(app: &str, pod: &str, ip: &str, status: Status) -> Instance {
     let url = |path: &str| Some(format!("http://{ip}:8080{path}"));
     Instance {
+        source: crate::instance::eureka_source(),
         app: app.into(),
         instance_id: format!("{pod}:{}:8080", app.to_lowercase()),
         host_name: pod.into(),
@@ -44,8 +45,9 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
     }];
     registry.timeout = std::time::Duration::from_millis(500);
     let client = EurekaClient::new(&registry).unwrap();
+    let table = Arc::new(table);
     Console {
-        table: Arc::new(table),
+        table: table.clone(),
         sync: Arc::new(SyncState::new(client.sources())),
         client,
         metrics: Arc::new(Metrics::new()),
@@ -54,6 +56,12 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
         certs: None,
         acme: None,
         upstream_tls_verify: true,
+        eureka: true,
+        nacos: Vec::new(),
+        feed: Arc::new(crate::routes::Feed::new(
+            table.clone(),
+            vec!["eureka".into()],
+        )),
     }
 }
 

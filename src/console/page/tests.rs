@@ -68,7 +68,8 @@ fn q_filters_on_the_server_and_prefills_the_box() {
     assert!(page.contains("1 of 4 shown"));
     // Rows order-1, order-3 and evil-1 are hidden, and EVIL's whole group.
     assert_eq!(page.matches(" hidden>").count(), 4, "{page}");
-    let shown = r#"data-k="order-2-8080 order-2:order-service:8080 10.0.0.2:8080 down zone-a">"#;
+    let shown =
+        r#"data-k="order-2-8080 order-2:order-service:8080 10.0.0.2:8080 down zone-a eureka">"#;
     assert!(page.contains(shown));
 }
 

@@ -1,0 +1,409 @@
+//! A Nacos server as a registry source: every `interval`, the services of each configured
+//! namespace and group (paged), then each service's instances with `healthyOnly=false`, and
+//! the whole set published to the routing [`Feed`]. Any failure publishes nothing, so the
+//! last good set stays routed (and no other source's instances are touched).
+//!
+//! Login: with `username`/`password`, `POST /v1/auth/login` gives an access token valid for
+//! `tokenTtl` seconds; it is sent as `accessToken=` and renewed once three quarters of its
+//! lifetime have passed, or at once when the server answers 401/403.
+
+mod model;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use log::{info, warn};
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use pingora_core::services::ServiceReadyNotifier;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{EurekaUrl, NacosApi, NacosConfig};
+use crate::instance::{Instance, SourceName};
+use crate::routes::Feed;
+use model::{to_instance, InstanceList, ServiceListV1, ServiceListV2, V2};
+
+/// Services asked for per page of the service list.
+const PAGE_SIZE: u32 = 500;
+
+/// Why a sync with one Nacos URL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NacosError {
+    #[error("{url}: cannot connect: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{url}: no answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: login refused (HTTP {status}): check username and password")]
+    Login { url: String, status: u16 },
+    #[error("{url}: unexpected answer: {reason}")]
+    Parse { url: String, reason: String },
+    #[error("{url}: code {code}: {message}")]
+    Api {
+        url: String,
+        code: i64,
+        message: String,
+    },
+}
+
+/// One source's state, for the console, the API and the metrics.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NacosStatus {
+    pub name: String,
+    pub urls: Vec<String>,
+    pub api: &'static str,
+    pub namespaces: Vec<String>,
+    pub groups: Vec<String>,
+    /// Unix seconds of the last successful sync.
+    pub last_success: Option<u64>,
+    pub last_error: Option<String>,
+    pub syncs_ok: u64,
+    pub syncs_failed: u64,
+    pub consecutive_failures: u64,
+    pub services: usize,
+    pub instances: usize,
+    /// Services whose protection threshold is reached: Nacos would answer their unhealthy
+    /// instances as healthy to clients that ask for healthy ones only.
+    pub protection_reached: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct NacosState(Mutex<NacosStatus>);
+
+impl NacosState {
+    pub fn snapshot(&self) -> NacosStatus {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, NacosStatus> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Login {
+    access_token: String,
+    #[serde(default)]
+    token_ttl: u64,
+}
+
+struct Token {
+    value: String,
+    renew_at: Instant,
+}
+
+pub struct NacosSource {
+    cfg: NacosConfig,
+    source: SourceName,
+    http: reqwest::Client,
+    feed: Arc<Feed>,
+    state: Arc<NacosState>,
+    startup_wait: Duration,
+    token: tokio::sync::Mutex<Option<Token>>,
+}
+
+impl NacosSource {
+    pub fn new(
+        cfg: NacosConfig,
+        feed: Arc<Feed>,
+        startup_wait: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .build()?;
+        let state = Arc::new(NacosState::default());
+        *state.lock() = NacosStatus {
+            name: cfg.name.clone(),
+            urls: cfg.urls.iter().map(|u| u.base.clone()).collect(),
+            api: match cfg.api {
+                NacosApi::V1 => "v1",
+                NacosApi::V2 => "v2",
+            },
+            namespaces: cfg.namespaces.clone(),
+            groups: cfg.groups.clone(),
+            ..NacosStatus::default()
+        };
+        Ok(NacosSource {
+            source: SourceName::from(cfg.name.as_str()),
+            cfg,
+            http,
+            feed,
+            state,
+            startup_wait,
+            token: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn state(&self) -> Arc<NacosState> {
+        self.state.clone()
+    }
+
+    fn error(&self, url: &str, e: reqwest::Error) -> NacosError {
+        if e.is_timeout() {
+            NacosError::Timeout {
+                url: url.to_string(),
+                timeout: self.cfg.timeout,
+            }
+        } else {
+            NacosError::Connect {
+                url: url.to_string(),
+                reason: e.to_string(),
+            }
+        }
+    }
+
+    async fn login(&self, base: &EurekaUrl) -> Result<Option<String>, NacosError> {
+        let (Some(user), Some(pass)) = (&self.cfg.username, &self.cfg.password) else {
+            return Ok(None);
+        };
+        let mut token = self.token.lock().await;
+        if let Some(t) = token.as_ref().filter(|t| Instant::now() < t.renew_at) {
+            return Ok(Some(t.value.clone()));
+        }
+        let url = format!("{}/v1/auth/login", base.base);
+        let resp = self
+            .http
+            .post(&url)
+            .form(&[("username", user.as_str()), ("password", pass.as_str())])
+            .send()
+            .await
+            .map_err(|e| self.error(&url, e))?;
+        let status = resp.status().as_u16();
+        if !resp.status().is_success() {
+            return Err(NacosError::Login { url, status });
+        }
+        let body = resp.bytes().await.map_err(|e| self.error(&url, e))?;
+        let login: Login = serde_json::from_slice(&body).map_err(|e| NacosError::Parse {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        // Renewed at three quarters of its life (Nacos' default tokenTtl is 18000 s).
+        let ttl = Duration::from_secs(login.token_ttl.max(4));
+        *token = Some(Token {
+            value: login.access_token.clone(),
+            renew_at: Instant::now() + ttl * 3 / 4,
+        });
+        Ok(Some(login.access_token))
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        base: &EurekaUrl,
+        path: &str,
+        query: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Result<T, NacosError> {
+        let url = format!("{}{path}", base.base);
+        let mut req = self.http.get(&url).query(query);
+        if let Some(t) = token {
+            req = req.query(&[("accessToken", t)]);
+        }
+        let resp = req.send().await.map_err(|e| self.error(&url, e))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| self.error(&url, e))?;
+        if !(200..300).contains(&status) {
+            if matches!(status, 401 | 403) {
+                // A token the server no longer accepts: log in again next time.
+                *self.token.lock().await = None;
+            }
+            return Err(NacosError::Status {
+                url,
+                status,
+                body: crate::names::printable(&String::from_utf8_lossy(
+                    &body[..body.len().min(200)],
+                ))
+                .to_string(),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| NacosError::Parse {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The v2 API wraps every answer; a non-zero code is an error even with HTTP 200.
+    fn unwrap_v2<T>(&self, base: &EurekaUrl, path: &str, v: V2<T>) -> Result<T, NacosError> {
+        match (v.code, v.data) {
+            (0, Some(d)) => Ok(d),
+            (code, _) => Err(NacosError::Api {
+                url: format!("{}{path}", base.base),
+                code,
+                message: v.message.unwrap_or_default(),
+            }),
+        }
+    }
+
+    async fn services(
+        &self,
+        base: &EurekaUrl,
+        ns: &str,
+        group: &str,
+        token: Option<&str>,
+    ) -> Result<Vec<String>, NacosError> {
+        let mut all = Vec::new();
+        let size = PAGE_SIZE.to_string();
+        for page in 1u32.. {
+            let p = page.to_string();
+            let q = [
+                ("pageNo", p.as_str()),
+                ("pageSize", size.as_str()),
+                ("namespaceId", ns),
+                ("groupName", group),
+            ];
+            let (count, names) = match self.cfg.api {
+                NacosApi::V1 => {
+                    let l: ServiceListV1 = self.get(base, "/v1/ns/service/list", &q, token).await?;
+                    (l.count, l.doms)
+                }
+                NacosApi::V2 => {
+                    let path = "/v2/ns/service/list";
+                    let v: V2<ServiceListV2> = self.get(base, path, &q, token).await?;
+                    let l = self.unwrap_v2(base, path, v)?;
+                    (l.count, l.services)
+                }
+            };
+            let got = names.len();
+            all.extend(names);
+            if got == 0 || all.len() as u64 >= count {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    async fn instances(
+        &self,
+        base: &EurekaUrl,
+        ns: &str,
+        group: &str,
+        service: &str,
+        token: Option<&str>,
+    ) -> Result<InstanceList, NacosError> {
+        let q = [
+            ("serviceName", service),
+            ("groupName", group),
+            ("namespaceId", ns),
+            ("healthyOnly", "false"),
+        ];
+        match self.cfg.api {
+            NacosApi::V1 => self.get(base, "/v1/ns/instance/list", &q, token).await,
+            NacosApi::V2 => {
+                let path = "/v2/ns/instance/list";
+                let v: V2<InstanceList> = self.get(base, path, &q, token).await?;
+                self.unwrap_v2(base, path, v)
+            }
+        }
+    }
+
+    /// Everything from one URL: every namespace, group and service.
+    async fn fetch(
+        &self,
+        base: &EurekaUrl,
+    ) -> Result<(Vec<Instance>, usize, Vec<String>), NacosError> {
+        let token = self.login(base).await?;
+        let token = token.as_deref();
+        let (mut out, mut services, mut protected) = (Vec::new(), 0, Vec::new());
+        for ns in &self.cfg.namespaces {
+            for group in &self.cfg.groups {
+                for service in self.services(base, ns, group, token).await? {
+                    let list = self.instances(base, ns, group, &service, token).await?;
+                    services += 1;
+                    if list.reach_protection_threshold {
+                        protected.push(format!("{group}@@{service}"));
+                    }
+                    out.extend(list.hosts.iter().map(|h| {
+                        to_instance(&self.source, group, &service, h, &self.cfg.pod_name_keys)
+                    }));
+                }
+            }
+        }
+        Ok((out, services, protected))
+    }
+
+    /// One sync: the first URL that answers completely wins; the set is published.
+    async fn sync_once(&self) -> Result<(), Vec<NacosError>> {
+        let mut errors = Vec::new();
+        for base in &self.cfg.urls {
+            match self.fetch(base).await {
+                Ok((instances, services, protected)) => {
+                    self.feed.publish(&self.cfg.name, &instances);
+                    let mut s = self.state.lock();
+                    s.last_success = Some(
+                        SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs()),
+                    );
+                    s.syncs_ok += 1;
+                    s.consecutive_failures = 0;
+                    s.services = services;
+                    s.instances = instances.len();
+                    s.protection_reached = protected;
+                    return Ok(());
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(errors)
+    }
+
+    async fn run(&self, mut shutdown: ShutdownWatch, mut ready: Option<ServiceReadyNotifier>) {
+        let deadline = Instant::now() + self.startup_wait;
+        loop {
+            let result = self.sync_once().await;
+            let ok = result.is_ok();
+            match result {
+                Ok(()) => {
+                    if self.state.lock().last_error.take().is_some() {
+                        info!("registry {}: syncing again", self.cfg.name);
+                    }
+                }
+                Err(errors) => {
+                    let text = errors
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    let mut s = self.state.lock();
+                    s.syncs_failed += 1;
+                    s.consecutive_failures += 1;
+                    if s.consecutive_failures == 1 {
+                        warn!(
+                            "registry {} sync failed (keeping its last good instances): {text}",
+                            self.cfg.name
+                        );
+                    }
+                    s.last_error = Some(text);
+                }
+            }
+            if ok || Instant::now() >= deadline {
+                if let Some(r) = ready.take() {
+                    r.notify_ready();
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(self.cfg.interval) => {}
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for NacosSource {
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        self.run(shutdown, Some(ready)).await;
+    }
+}

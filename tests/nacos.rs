@@ -1,0 +1,304 @@
+//! Nacos beside Eureka, against a real Nacos server nobody here wrote: rnacos, with
+//! instances registered through its HTTP open API (as Nacos' Java client does over HTTP)
+//! and through a real client, nacos-sdk-python (it/py-client/nacos_backend.py).
+
+mod common;
+#[path = "common/rnacos.rs"]
+mod rnacos;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::Method;
+use rnacos::Rnacos;
+use serde_json::Value;
+
+/// xipgate reading only `nacos` (Eureka off), every 300 ms.
+fn nacos_only(url: &str, extra: &str) -> String {
+    format!(
+        "  registry:\n    eureka:\n      enabled: false\n    nacos:\n      - urls: [\"{url}\"]\n        interval: 300ms\n{extra}"
+    )
+}
+
+/// Polls until `f` holds, or fails with `what` and the log.
+fn until(x: &Xipgate, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 20 s\n{}",
+            x.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn instance_api(x: &Xipgate, label: &str) -> Value {
+    x.api(&format!("/api/v1/instances/{label}")).1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_health_disable_and_deregistration_follow_nacos() {
+    let nacos = Rnacos::start(None).await;
+    let backend = Backend::start("n1").await;
+    let port = backend.addr.port().to_string();
+    // A persistent instance (its health is the server's to change), with a pod name.
+    let base = [
+        ("serviceName", "orders"),
+        ("ip", "127.0.0.1"),
+        ("port", port.as_str()),
+        ("ephemeral", "false"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        base.iter().chain(extra).copied().collect()
+    };
+    nacos
+        .instance(
+            Method::POST,
+            &with(&[("metadata", r#"{"pod-name":"orders-7d9f8-x2k4q"}"#)]),
+        )
+        .await;
+    let x = Xipgate::start_with(&nacos.url(), &nacos_only(&nacos.url(), ""), "", true);
+    let label = format!("orders-7d9f8-x2k4q-{port}");
+    until(&x, "the instance is routed", || x.get(&label, "/").0 == 200);
+    let (status, _, body) = x.get("orders", "/svc");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"backend\":\"n1\""), "{body}");
+    let i = instance_api(&x, &label);
+    assert_eq!(i["source"], "nacos", "{i}");
+    assert_eq!(i["status"], "UP", "{i}");
+    let reg = x.api("/api/v1/registry").1;
+    assert_eq!(reg["eureka"], false);
+    assert_eq!(reg["nacos"][0]["instances"], 1, "{reg}");
+
+    // Unhealthy: DOWN, still reachable by its own name, not by the service's.
+    nacos
+        .instance(Method::PUT, &with(&[("healthy", "false")]))
+        .await;
+    until(&x, "DOWN", || instance_api(&x, &label)["status"] == "DOWN");
+    assert_eq!(x.get("orders", "/").0, 503);
+    let (status, headers, _) = x.get(&label, "/");
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "x-xipgate-instance-status" && v == "DOWN"));
+
+    // Healthy but disabled: OUT_OF_SERVICE.
+    nacos
+        .instance(
+            Method::PUT,
+            &with(&[("healthy", "true"), ("enabled", "false")]),
+        )
+        .await;
+    until(&x, "OUT_OF_SERVICE", || {
+        instance_api(&x, &label)["status"] == "OUT_OF_SERVICE"
+    });
+    assert_eq!(x.get("orders", "/").0, 503);
+
+    // Deregistered: gone.
+    nacos
+        .instance(Method::PUT, &with(&[("enabled", "true")]))
+        .await;
+    until(&x, "UP again", || x.get("orders", "/").0 == 200);
+    nacos.instance(Method::DELETE, &base).await;
+    until(&x, "gone", || x.get(&label, "/").0 == 404);
+}
+
+/// nacos-sdk-python's client in `it/`: registers itself (ephemeral, heartbeat each second).
+struct PyNacos {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for PyNacos {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PyNacos {
+    fn start(dir: &Path, server: std::net::SocketAddr, service: &str, extra: &[&str]) -> PyNacos {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join("it/.venv/bin/python");
+        assert!(
+            python.is_file(),
+            "{} is missing: make it with `bash it/build.sh` (./dev test does)",
+            python.display()
+        );
+        let port_file = dir.join(format!("{service}.port"));
+        let child = Command::new(python)
+            .arg(root.join("it/py-client/nacos_backend.py"))
+            .args(["--server", &server.to_string(), "--service", service])
+            .arg("--port-file")
+            .arg(&port_file)
+            .args(extra)
+            .spawn()
+            .expect("start nacos_backend.py");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nacos_backend.py did not register"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        PyNacos { child, port }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_client_is_routed_and_expires_when_its_heartbeats_stop() {
+    let nacos = Rnacos::start(None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut py = PyNacos::start(
+        dir.path(),
+        nacos.http,
+        "py-svc",
+        &["--metadata", "pod-name=py-pod-1"],
+    );
+    let x = Xipgate::start_with(&nacos.url(), &nacos_only(&nacos.url(), ""), "", true);
+    let label = format!("py-pod-1-{}", py.port);
+    until(&x, "the client's instance is routed", || {
+        x.get(&label, "/").0 == 200
+    });
+    let (_, _, body) = x.get("py-svc", "/");
+    assert_eq!(body, format!("py-nacos py-svc {}\n", py.port));
+    let i = instance_api(&x, &label);
+    assert_eq!(i["metadata"]["nacos.ephemeral"], "true", "{i}");
+    // SIGKILL: no deregistration; the heartbeats stop and rnacos expires it.
+    let _ = py.child.kill();
+    let _ = py.child.wait();
+    until(&x, "expired", || x.get(&label, "/").0 == 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_namespaces_and_groups() {
+    let nacos = Rnacos::start(Some(("nacos-admin", "s3cret-pw"))).await;
+    let backend = Backend::start("g").await;
+    let port = backend.addr.port().to_string();
+    nacos
+        .instance(
+            Method::POST,
+            &[
+                ("serviceName", "billing"),
+                ("groupName", "PAYMENTS"),
+                ("namespaceId", "dev"),
+                ("ip", "127.0.0.1"),
+                ("port", &port),
+                ("ephemeral", "false"),
+            ],
+        )
+        .await;
+    // Logged in, reading namespace dev and group PAYMENTS: routed.
+    let cfg = nacos_only(
+        &nacos.url(),
+        "        username: nacos-admin\n        password: s3cret-pw\n        namespaces: [dev]\n        groups: [PAYMENTS]\n",
+    );
+    let x = Xipgate::start_with(&nacos.url(), &cfg, "", true);
+    until(&x, "billing is routed", || x.get("billing", "/").0 == 200);
+    let reg = x.api("/api/v1/registry").1;
+    assert_eq!(reg["nacos"][0]["namespaces"][0], "dev");
+    assert!(
+        !reg.to_string().contains("s3cret"),
+        "the password is never shown"
+    );
+    drop(x);
+
+    // The public namespace and default group do not list it.
+    let cfg = nacos_only(
+        &nacos.url(),
+        "        username: nacos-admin\n        password: s3cret-pw\n",
+    );
+    let x = Xipgate::start_with(&nacos.url(), &cfg, "", true);
+    until(&x, "a sync", || {
+        x.api("/api/v1/registry").1["nacos"][0]["syncs_ok"].as_u64() > Some(0)
+    });
+    assert_eq!(x.get("billing", "/").0, 404);
+    drop(x);
+
+    // A wrong password: the sync fails, says why, and routes nothing.
+    let cfg = nacos_only(
+        &nacos.url(),
+        "        username: nacos-admin\n        password: wrong-pw\n        namespaces: [dev]\n        groups: [PAYMENTS]\n",
+    );
+    let x = Xipgate::start_with(&nacos.url(), &cfg, "", false);
+    until(&x, "the login failure is shown", || {
+        x.api("/api/v1/registry").1["nacos"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("login"))
+    });
+    assert_eq!(x.get("billing", "/").0, 503, "never loaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacos_down_keeps_its_instances_and_eureka_serves_beside_it() {
+    let mut nacos = Rnacos::start(None).await;
+    let nb = Backend::start("from-nacos").await;
+    let eb = Backend::start("from-eureka").await;
+    let port = nb.addr.port().to_string();
+    nacos
+        .instance(
+            Method::POST,
+            &[
+                ("serviceName", "inventory"),
+                ("ip", "127.0.0.1"),
+                ("port", &port),
+                ("ephemeral", "false"),
+                ("metadata", r#"{"pod-name":"inv-1"}"#),
+            ],
+        )
+        .await;
+    let eureka = StubEureka::start().await;
+    // One service only in Eureka, and the same pod of `inventory` in both registries.
+    let only_eureka = Inst::up("catalog", "cat-1", eb.addr);
+    let both = Inst::up("inventory", "inv-1", nb.addr);
+    eureka.serve(&[only_eureka.clone(), both.clone()]).await;
+    let cfg = format!(
+        "  registry:\n    nacos:\n      - urls: [\"{}\"]\n        interval: 300ms\n",
+        nacos.url()
+    );
+    let x = Xipgate::start(&eureka.url(), &cfg);
+    until(&x, "both registries routed", || {
+        x.get("catalog", "/").0 == 200 && x.get("inventory", "/").0 == 200
+    });
+    let reg = x.api("/api/v1/registry").1;
+    assert_eq!(reg["eureka"], true);
+    let shadowed = reg["shadowed"].to_string();
+    assert!(
+        shadowed.contains("nacos: INVENTORY/inv-1:inventory:"),
+        "{reg}"
+    );
+    assert_eq!(
+        instance_api(&x, &both.label())["source"],
+        "eureka",
+        "Eureka ranks first"
+    );
+    let page = http_get(x.console, "localhost", "/").expect("page").2;
+    assert!(
+        page.contains("data-source=\"nacos\""),
+        "the console shows the Nacos source"
+    );
+
+    // Nacos gone: its last good instances stay routed, the failure is shown, Eureka's
+    // instances are untouched.
+    nacos.stop();
+    until(&x, "the failure is shown", || {
+        x.api("/api/v1/registry").1["nacos"][0]["consecutive_failures"].as_u64() > Some(1)
+    });
+    assert_eq!(x.get("inventory", "/").0, 200);
+    assert_eq!(x.get("catalog", "/").0, 200);
+    let metrics = x.api("/metrics").1.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("xipgate_registry_source_syncs_total{result=\"error\",source=\"nacos\"}"),
+        "{metrics}"
+    );
+}
