@@ -34,6 +34,37 @@
 #                 largest size
 #   GZIP          1 (default): the stub Eureka gzips as real Eureka does when asked
 #   KEEP          set: keep the work directory (configs, logs, raw wrk output)
+#   TLS           1 (default): also the HTTPS rows below; 0: none of them, and nothing else
+#                 changes (no certificate, no TLS listener, no /etc/hosts entry)
+#   TLS_TARGETS   the HTTPS rows (default: those of nginx-tls instance-tls nginx-aa-tls
+#                 nginx-hs instance-hs whose plain target is in TARGETS); also possible:
+#                 service-tls service-hs nginx-aa-hs. They join the proxy rows' rotation.
+#                 *-tls: keep-alive HTTPS requests (wrk -t1 -c$CONNS https://...), as the
+#                 plain rows but over TLS. *-hs: every request on a new connection with a
+#                 full handshake (wrk -H "Connection: close"): handshakes/s and CPU per
+#                 handshake.
+#   TLS_RESUME    0 (default): wrk offers no session, so every handshake is a full one
+#                 (ECDHE + certificate + signature). 1: wrk keeps its last session per
+#                 connection slot and offers it, as it does on its own, and each server
+#                 resumes as its defaults allow. Full and resumed handshakes are counted.
+#
+# HTTPS (TLS=1): one test certificate per run, made with the openssl CLI: an ECDSA P-256
+# CA and a P-256 leaf for *.127-0-0-1.sslip.io and 127-0-0-1.sslip.io; both servers serve
+# the identical chain file (leaf, then the CA certificate, as a leaf + intermediate would
+# be sent) and key. nginx gets a second server block, `listen ... ssl`, in the same
+# process as its plain one (as xipgate serves both from one process), with
+# `ssl_protocols TLSv1.2 TLSv1.3`, nginx's defaults for the rest, and the same proxy_pass
+# to the same upstream keep-alive pool; xipgate gets `xipgate.tls` (h2 offered by ALPN,
+# the default; wrk offers no ALPN, so both rows are HTTP/1.1). wrk sends SNI from the URL's
+# host and resolves it with getaddrinfo, so the names used (nginx.127-0-0-1.sslip.io and
+# each size's instance and service host) must resolve to 127.0.0.1 without DNS: as root
+# the script appends a line `127.0.0.1 NAME  # xipgate bench/run.sh` to /etc/hosts for
+# each name that does not already resolve there (idempotent; the lines stay), and
+# otherwise names the lines to add. wrk runs with bench/tls_client.c preloaded (built with
+# gcc into the work directory), which counts full and resumed handshakes, notes what was
+# negotiated, and with TLS_RESUME=0 makes each handshake a full one: on its own wrk
+# reuses the last session of a connection slot on reconnect, so most handshakes would be
+# resumptions, and xipgate (Pingora) has no setting to refuse them.
 #
 # What runs: one backend (nginx, worker_processes 1, `return 200` with a 19-byte body),
 # a stub Eureka (nginx serving a generated /eureka/apps and an unchanged /eureka/apps/delta
@@ -45,8 +76,11 @@
 # measured run divided by the requests served.
 #
 # Needs: nginx (Debian package nginx), wrk (wrk), python3 (python3), curl (curl), pgrep
-# (procps), taskset (util-linux). Runs about SIZES x (1 + 4 x ROUNDS) x (DURATION + WARMUP)
-# + 2 x ROUNDS x (DURATION + WARMUP) + 60 s: about 10.5 min with the defaults.
+# (procps), taskset (util-linux); with TLS=1 also openssl (openssl), gcc (gcc) and the
+# OpenSSL headers (libssl-dev). Runs about SIZES x (1 + (4 + H) x ROUNDS) x (DURATION +
+# WARMUP) + 2 x ROUNDS x (DURATION + WARMUP) + 60 s, H the number of HTTPS rows (5 by
+# default with TLS=1, 0 with TLS=0): about 21 min with the defaults, 10.5 min with TLS=0,
+# 15 min with SIZES="10 10000".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SELF=bench/run.sh
@@ -64,7 +98,16 @@ PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 REFRESH=${REFRESH:-1}
 GZIP=${GZIP:-1}
+TLS=${TLS:-1}
+TLS_RESUME=${TLS_RESUME:-0}
 DOMAIN=127-0-0-1.sslip.io
+if [ "$TLS" = 1 ] && [ -z "${TLS_TARGETS+set}" ]; then
+    TLS_TARGETS=
+    for t in nginx-tls instance-tls nginx-aa-tls nginx-hs instance-hs; do
+        [[ " $TARGETS " == *" ${t%-*} "* ]] && TLS_TARGETS+="${TLS_TARGETS:+ }$t"
+    done
+fi
+[ "$TLS" = 1 ] || TLS_TARGETS=
 
 need nginx nginx
 need wrk wrk
@@ -72,6 +115,11 @@ need python3 python3
 need curl curl
 need pgrep procps
 [ "$PIN" = 0 ] || need taskset util-linux
+if [ "$TLS" = 1 ]; then
+    need openssl openssl
+    need gcc gcc
+    [ -e /usr/include/openssl/ssl.h ] || { echo "$SELF: OpenSSL headers not found: apt-get install libssl-dev" >&2; NEEDS_MISSING=1; }
+fi
 needs_met
 NGINX=$(sbin_tool nginx)
 if [ "$DURATION" -gt 60 ]; then
@@ -97,7 +145,61 @@ bench_workdir bench
 
 # Six free loopback ports: backend, stub Eureka, nginx proxy, xipgate proxy and console,
 # and the control nginx proxy.
-read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT < <(free_ports 6)
+if [ "$TLS" = 1 ]; then
+    # With TLS three more: the HTTPS ports of nginx, xipgate and the control.
+    read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT \
+        NGINX_TLS_PORT XIP_TLS_PORT NGINX_AA_TLS_PORT < <(free_ports 9)
+else
+    read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT < <(free_ports 6)
+fi
+
+TLS_DIR=$WORK/tls
+NGINX_TLS_NAME=nginx.$DOMAIN
+if [ "$TLS" = 1 ]; then
+    # The test certificate: an ECDSA P-256 CA and a P-256 leaf for *.$DOMAIN and $DOMAIN,
+    # valid for two days. fullchain.pem (leaf, then the CA) and key.pem go to both servers.
+    mkdir -p "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
+        openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=xipgate bench CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.pem
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem
+        openssl req -new -key key.pem -subj "/CN=*.$DOMAIN" -out leaf.csr
+        printf '%s\n' "subjectAltName=DNS:*.$DOMAIN,DNS:$DOMAIN" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" > leaf.ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -sha256 \
+            -extfile leaf.ext -out leaf.pem
+        cat leaf.pem ca.pem > fullchain.pem
+    ) > "$TLS_DIR/openssl.log" 2>&1 || { echo "$SELF: making the test certificate failed:" >&2; cat "$TLS_DIR/openssl.log" >&2; exit 1; }
+    # wrk's helper: counts handshakes, and with TLS_RESUME=0 makes each a full one.
+    gcc -shared -fPIC -O2 -o "$WORK/tls_client.so" bench/tls_client.c -ldl -lssl -lcrypto
+fi
+
+# hosts_entry NAME...: makes each name resolve to 127.0.0.1 through /etc/hosts, which wrk's
+# getaddrinfo reads (wrk takes SNI from the URL's host). Idempotent: a name that already
+# resolves to 127.0.0.1 is left alone; a line is appended otherwise (root only).
+hosts_entry() {
+    local name missing=()
+    for name in "$@"; do
+        [ "$(getent ahostsv4 "$name" 2>/dev/null | awk 'NR == 1 { print $1 }')" = 127.0.0.1 ] || missing+=("$name")
+    done
+    [ ${#missing[@]} = 0 ] && return 0
+    if [ "$(id -u)" != 0 ] || [ ! -w /etc/hosts ]; then
+        echo "$SELF: these names must resolve to 127.0.0.1; add to /etc/hosts (or run as root):" >&2
+        for name in "${missing[@]}"; do echo "127.0.0.1 $name" >&2; done
+        exit 2
+    fi
+    for name in "${missing[@]}"; do
+        if grep -qE "^[^#]*[[:space:]]$name([[:space:]]|\$)" /etc/hosts; then
+            echo "$SELF: /etc/hosts maps $name elsewhere than 127.0.0.1; fix that line" >&2
+            exit 2
+        fi
+        echo "127.0.0.1 $name  # xipgate bench/run.sh" >> /etc/hosts
+        echo "$SELF: added '127.0.0.1 $name' to /etc/hosts" >&2
+    done
+}
+[ "$TLS" = 1 ] && hosts_entry "$NGINX_TLS_NAME"
 
 # nginx runs in the foreground (daemon off) so $! is its master; as root its workers stay
 # root so they can read the work directory.
@@ -158,7 +260,23 @@ EOF
 nginx_start eureka load; EUREKA_PID=$NGINX_PID
 wait_port "$EUREKA_PORT" "$EUREKA_PID" "stub Eureka" "$WORK/eureka-error.log"
 
-# Reference: nginx as a plain reverse proxy with an upstream keep-alive pool.
+# Reference: nginx as a plain reverse proxy with an upstream keep-alive pool; with TLS also
+# an HTTPS server in the same process, with the same proxy_pass to the same pool.
+NGINX_TLS_SERVER=
+if [ "$TLS" = 1 ]; then
+    NGINX_TLS_SERVER="
+    server {
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl;
+        ssl_certificate $TLS_DIR/fullchain.pem;
+        ssl_certificate_key $TLS_DIR/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+fi
 cat > "$WORK/proxy.conf" <<EOF
 $NGINX_COMMON
 pid $WORK/proxy.pid;
@@ -178,7 +296,7 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
-    }
+    }$NGINX_TLS_SERVER
 }
 EOF
 nginx_start proxy proxy; PROXY_PID=$NGINX_PID
@@ -186,9 +304,18 @@ wait_port "$NGINX_PORT" "$PROXY_PID" "nginx proxy" "$WORK/proxy-error.log"
 
 # The control: the same nginx proxy again, on its own port.
 sed -e "s|listen 127.0.0.1:$NGINX_PORT;|listen 127.0.0.1:$NGINX_AA_PORT;|" -e "s|$WORK/proxy.pid|$WORK/proxy-aa.pid|" \
+    -e "s|listen 127.0.0.1:${NGINX_TLS_PORT:-none} ssl;|listen 127.0.0.1:${NGINX_AA_TLS_PORT:-none} ssl;|" \
     "$WORK/proxy.conf" > "$WORK/proxy-aa.conf"
 nginx_start proxy-aa proxy; PROXY_AA_PID=$NGINX_PID
 wait_port "$NGINX_AA_PORT" "$PROXY_AA_PID" "control nginx proxy" "$WORK/proxy-aa-error.log"
+if [ "$TLS" = 1 ]; then
+    wait_port "$NGINX_TLS_PORT" "$PROXY_PID" "nginx HTTPS proxy" "$WORK/proxy-error.log"
+    wait_port "$NGINX_AA_TLS_PORT" "$PROXY_AA_PID" "control nginx HTTPS proxy" "$WORK/proxy-aa-error.log"
+    for port in "$NGINX_TLS_PORT" "$NGINX_AA_TLS_PORT"; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TLS_DIR/ca.pem" -H "Host: backend" "https://$NGINX_TLS_NAME:$port/")
+        [ "$code" = 200 ] || { echo "bench/run.sh: nginx over HTTPS (port $port) answered $code" >&2; exit 1; }
+    done
+fi
 
 XIP_PID=
 xipgate_start() { # xipgate_start INTERVAL DELTA
@@ -213,6 +340,15 @@ xipgate:
   log:
     access: false
 EOF
+    if [ "$TLS" = 1 ]; then
+        cat >> "$WORK/xipgate.yaml" <<EOF
+  tls:
+    listen: ["127.0.0.1:$XIP_TLS_PORT"]
+    certificates:
+      - cert: $TLS_DIR/fullchain.pem
+        key: $TLS_DIR/key.pem
+EOF
+    fi
     RUST_LOG=${RUST_LOG:-warn} "${ON_PROXY_CPU[@]}" "$XIPGATE_BIN" -c "$WORK/xipgate.yaml" >> "$WORK/xipgate.log" 2>&1 &
     XIP_PID=$!
     PIDS+=("$XIP_PID")
@@ -223,6 +359,7 @@ EOF
         sleep 0.1
     done
     wait_port "$XIP_PORT" "$XIP_PID" xipgate "$WORK/xipgate.log"
+    [ "$TLS" != 1 ] || wait_port "$XIP_TLS_PORT" "$XIP_PID" "xipgate HTTPS" "$WORK/xipgate.log"
 }
 xipgate_stop() {
     [ -n "$XIP_PID" ] || return 0
@@ -253,13 +390,25 @@ CLK_TCK=$(getconf CLK_TCK)
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 ROUND=1
-measure() { # measure N TARGET PORT HOST CPU-PID-or-empty (in round $ROUND)
+# measure N TARGET PORT HOST CPU-PID-or-empty [TLS-NAME [WRK-ARG...]] (in round $ROUND)
+# With TLS-NAME: https://TLS-NAME:PORT/ (SNI TLS-NAME) through bench/tls_client.c, which
+# writes the handshake counts of the measured run to tls-N-TARGET-ROUND.txt.
+measure() {
     local n=$1 target=$2 port=$3 host=$4 pid=$5 before after line wrap=("${ON_LOAD_CPU[@]}")
+    local url="http://127.0.0.1:$3/" tls=() stats=() args=()
+    shift 5
+    if [ $# -gt 0 ]; then
+        url="https://$1:$port/"
+        shift
+        args=("$@")
+        tls=(env LD_PRELOAD="$WORK/tls_client.so" XIPGATE_BENCH_TLS_NO_RESUME=$([ "$TLS_RESUME" = 1 ] && echo 0 || echo 1))
+        stats=(XIPGATE_BENCH_TLS_STATS="$WORK/tls-$n-$target-$ROUND.txt")
+    fi
     [ "$target" = direct ] && wrap=("${ON_PROXY_CPU[@]}")
-    "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $host" "http://127.0.0.1:$port/" > /dev/null
+    "${wrap[@]}" "${tls[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${args[@]}" -H "Host: $host" "$url" > /dev/null
     [ -n "$pid" ] && before=$(ticks "$pid")
-    WRK_HIST="$WORK/hist-$n-$target-$ROUND.txt" "${wrap[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
-        -s bench/report.lua -H "Host: $host" "http://127.0.0.1:$port/" > "$WORK/wrk-$n-$target-$ROUND.txt"
+    WRK_HIST="$WORK/hist-$n-$target-$ROUND.txt" "${wrap[@]}" "${tls[@]}" "${stats[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
+        -s bench/report.lua "${args[@]}" -H "Host: $host" "$url" > "$WORK/wrk-$n-$target-$ROUND.txt"
     [ -n "$pid" ] && after=$(ticks "$pid")
     line=$(grep '^RESULT ' "$WORK/wrk-$n-$target-$ROUND.txt") ||
         { echo "bench/run.sh: no wrk result for $target:" >&2; cat "$WORK/wrk-$n-$target-$ROUND.txt" >&2; exit 1; }
@@ -297,14 +446,31 @@ for n in $SIZES; do
         code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host.$DOMAIN" "http://127.0.0.1:$XIP_PORT/")
         [ "$code" = 200 ] || { echo "bench/run.sh: $host.$DOMAIN answered $code through xipgate" >&2; exit 1; }
     done
+    if [ "$TLS" = 1 ]; then
+        hosts_entry "$INSTANCE_LABEL.$DOMAIN" "$SERVICE_LABEL.$DOMAIN"
+        for host in "$INSTANCE_LABEL" "$SERVICE_LABEL"; do
+            code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TLS_DIR/ca.pem" "https://$host.$DOMAIN:$XIP_TLS_PORT/")
+            [ "$code" = 200 ] || { echo "bench/run.sh: https://$host.$DOMAIN answered $code through xipgate" >&2; exit 1; }
+        done
+    fi
     for ROUND in $(seq 1 "$ROUNDS"); do
-        for target in $(rotated "$ROUND" $TARGETS); do
+        for target in $(rotated "$ROUND" $TARGETS $TLS_TARGETS); do
             case $target in
                 direct) [ "$ROUND" != 1 ] || measure "$n" direct "$BACKEND_PORT" "backend" "" ;;
                 nginx) measure "$n" nginx "$NGINX_PORT" "backend" "$PROXY_PID" ;;
                 nginx-aa) measure "$n" nginx-aa "$NGINX_AA_PORT" "backend" "$PROXY_AA_PID" ;;
                 instance) measure "$n" instance "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID" ;;
                 service) measure "$n" service "$XIP_PORT" "$SERVICE_LABEL.$DOMAIN" "$XIP_PID" ;;
+                nginx-tls) measure "$n" "$target" "$NGINX_TLS_PORT" backend "$PROXY_PID" "$NGINX_TLS_NAME" ;;
+                nginx-aa-tls) measure "$n" "$target" "$NGINX_AA_TLS_PORT" backend "$PROXY_AA_PID" "$NGINX_TLS_NAME" ;;
+                instance-tls | service-tls)
+                    [ "$target" = instance-tls ] && host=$INSTANCE_LABEL.$DOMAIN || host=$SERVICE_LABEL.$DOMAIN
+                    measure "$n" "$target" "$XIP_TLS_PORT" "$host" "$XIP_PID" "$host" ;;
+                nginx-hs) measure "$n" "$target" "$NGINX_TLS_PORT" backend "$PROXY_PID" "$NGINX_TLS_NAME" -H "Connection: close" ;;
+                nginx-aa-hs) measure "$n" "$target" "$NGINX_AA_TLS_PORT" backend "$PROXY_AA_PID" "$NGINX_TLS_NAME" -H "Connection: close" ;;
+                instance-hs | service-hs)
+                    [ "$target" = instance-hs ] && host=$INSTANCE_LABEL.$DOMAIN || host=$SERVICE_LABEL.$DOMAIN
+                    measure "$n" "$target" "$XIP_TLS_PORT" "$host" "$XIP_PID" "$host" -H "Connection: close" ;;
                 *) echo "bench/run.sh: unknown target '$target'" >&2; exit 2 ;;
             esac
         done

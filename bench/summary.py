@@ -11,10 +11,18 @@ names = {"direct": "direct to the backend (ceiling)", "nginx": "nginx proxy_pass
          "instance": "xipgate, instance host", "service": "xipgate, service host",
          "nginx-aa": "control: a second, identical nginx proxy_pass",
          "instance-refresh-1s": "xipgate, instance host, full refresh every 1 s",
-         "instance-delta-1s": "xipgate, instance host, delta refresh every 1 s"}
+         "instance-delta-1s": "xipgate, instance host, delta refresh every 1 s",
+         "nginx-tls": "nginx proxy_pass, HTTPS", "instance-tls": "xipgate, instance host, HTTPS",
+         "service-tls": "xipgate, service host, HTTPS",
+         "nginx-aa-tls": "control: a second, identical nginx proxy_pass, HTTPS",
+         "nginx-hs": "nginx, HTTPS, new connection per request",
+         "instance-hs": "xipgate, instance host, HTTPS, new connection per request",
+         "service-hs": "xipgate, service host, HTTPS, new connection per request",
+         "nginx-aa-hs": "control: a second, identical nginx, HTTPS, new connection per request"}
 med = statistics.median
 
-# (n, target) -> {round: (rps, p50_us, p99_us, errors, cpu_us_per_request or None)}
+# (n, target) -> {round: (rps, p50_us, p99_us, errors, cpu_us_per_request or None,
+#                         share of one CPU the proxy used or None)}
 runs = {}
 for l in open(results):
     if not l.strip():
@@ -24,8 +32,9 @@ for l in open(results):
     cpu_ticks = r[9] if len(r) > 9 else None
     reqs, dur_us = int(reqs), int(dur_us)
     cpu_us = (int(cpu_ticks) / clk * 1e6 / reqs) if cpu_ticks is not None and reqs else None
+    busy = int(cpu_ticks) / clk / (dur_us / 1e6) if cpu_ticks is not None and dur_us else None
     runs.setdefault((int(n), target), {})[int(rnd)] = (
-        reqs / (dur_us / 1e6), int(p50), int(p99), int(non2xx) + int(sockerr), cpu_us)
+        reqs / (dur_us / 1e6), int(p50), int(p99), int(non2xx) + int(sockerr), cpu_us, busy)
 
 
 def pooled(n, target, rnds):
@@ -53,13 +62,15 @@ def percentile(hist, p):
 def summary(n, target, by_round):
     rs = list(by_round.values())
     cpus = [r[4] for r in rs if r[4] is not None]
+    busy = [r[5] for r in rs if r[5] is not None]
     hist = pooled(n, target, by_round)
     return {"rps": med([r[0] for r in rs]), "rps_lo": min(r[0] for r in rs), "rps_hi": max(r[0] for r in rs),
             # Without histograms (an older report.lua), the median of the rounds' figures.
             "p50": percentile(hist, 50) if hist else med([r[1] for r in rs]),
             "p99": percentile(hist, 99) if hist else med([r[2] for r in rs]),
             "p99_lo": min(r[2] for r in rs), "p99_hi": max(r[2] for r in rs),
-            "errors": sum(r[3] for r in rs), "cpu": med(cpus) if cpus else None, "rounds": len(rs)}
+            "errors": sum(r[3] for r in rs), "cpu": med(cpus) if cpus else None, "rounds": len(rs),
+            "busy": med(busy) if busy else None}
 
 
 rows = {k: summary(*k, v) for k, v in runs.items()}
@@ -67,17 +78,31 @@ rows = {k: summary(*k, v) for k, v in runs.items()}
 
 # The rows measured in the same rounds as nginx; the refresh rows run afterwards, in a
 # xipgate of their own, so they have no nginx run of their own round to pair with.
-INTERLEAVED = ("instance", "service", "nginx-aa")
+INTERLEAVED = ("instance", "service", "nginx-aa", "instance-tls", "service-tls", "nginx-aa-tls",
+               "instance-hs", "service-hs", "nginx-aa-hs")
+
+
+def is_tls(target):
+    """The HTTPS rows: *-tls keep-alive, *-hs a new connection (a handshake) per request."""
+    return target.endswith(("-tls", "-hs"))
+
+
+def reference(target):
+    """The nginx row a row is compared with: nginx over the same protocol and connections."""
+    for suffix in ("-tls", "-hs"):
+        if target.endswith(suffix):
+            return "nginx" + suffix
+    return "nginx"
 
 
 def vs_nginx(n, target):
     """This row's requests/s over nginx's: the median of the per-round ratios for the rows
     interleaved with nginx, the ratio of the medians for the others."""
-    mine, ref = runs.get((n, target), {}), runs.get((n, "nginx"), {})
+    mine, ref = runs.get((n, target), {}), runs.get((n, reference(target)), {})
     if not (mine and ref):
         return None
     if target not in INTERLEAVED:
-        return rows[(n, target)]["rps"] / rows[(n, "nginx")]["rps"]
+        return rows[(n, target)]["rps"] / rows[(n, reference(target))]["rps"]
     ratios = [mine[r][0] / ref[r][0] for r in mine if r in ref]
     return med(ratios) if ratios else None
 
@@ -95,6 +120,8 @@ print()
 print("| instances | target | requests/s | p50 ms | p99 ms | errors | CPU µs/request | req/s vs nginx | p99 vs nginx |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 for (n, target), s in rows.items():
+    if is_tls(target):
+        continue
     ng = rows.get((n, "nginx"))
     ratio = p99cmp = ""
     if target not in ("nginx", "direct") and ng:
@@ -135,7 +162,7 @@ for key, what in (("refresh_fetches_during_load", "full refreshes during the loa
 
 def against_nginx(n, target, label):
     """The two comparisons the issue asks of a proxy row: (what, met, detail)."""
-    ng, s, r = rows.get((n, "nginx")), rows.get((n, target)), vs_nginx(n, target)
+    ng, s, r = rows.get((n, reference(target))), rows.get((n, target)), vs_nginx(n, target)
     if not (ng and s and r):
         return []
     return [(f"N={n:,} {label}: req/s ≥ nginx", r >= 1, f"{r:.2f}×"),
@@ -184,3 +211,94 @@ verdict("Targets", checks)
 verdict("Control, a second identical nginx, held to the same comparisons",
         [c for n in sizes for c in against_nginx(n, "nginx-aa", "control")],
         "; what is not met is this machine's noise")
+
+
+# HTTPS (bench/run.sh with TLS=1): two more tables, compared with nginx over TLS.
+def tls_stats(n, target):
+    """Handshakes wrk completed in the measured runs (bench/tls_client.c): full, resumed,
+    and what the last one negotiated."""
+    full = resumed = 0
+    seen = None
+    for rnd in runs.get((n, target), {}):
+        path = os.path.join(work, f"tls-{n}-{target}-{rnd}.txt")
+        if not os.path.exists(path):
+            continue
+        _, f, r, *what = open(path).read().split()
+        full, resumed, seen = full + int(f), resumed + int(r), what
+    return full, resumed, seen
+
+
+def tls_row(n, target, s, hs):
+    ng = rows.get((n, reference(target)))
+    ratio = p99cmp = cpucmp = ""
+    if not target.startswith("nginx-") or target.startswith("nginx-aa"):
+        r = vs_nginx(n, target)
+        ratio = f"{r:.2f}×" if r else ""
+        if ng:
+            p99cmp = f"{'≤' if s['p99'] <= ng['p99'] else '>'} {ms(ng['p99'])}"
+            if s["cpu"] and ng["cpu"]:
+                cpucmp = f"{s['cpu'] / ng['cpu']:.2f}×"
+    many = s["rounds"] > 1
+    rps = f"{s['rps']:,.0f}" + (f" [{s['rps_lo']:,.0f}–{s['rps_hi']:,.0f}]" if many else "")
+    p99 = ms(s["p99"]) + (f" [{ms(s['p99_lo'])}–{ms(s['p99_hi'])}]" if many else "")
+    cpu_txt = "–" if s["cpu"] is None else f"{s['cpu']:.1f}"
+    full, resumed, _ = tls_stats(n, target)
+    if hs:
+        busy = "–" if s["busy"] is None else f"{s['busy']:.0%}"
+        return (f"| {n:,} | {names.get(target, target)} | {rps} | {ms(s['p50'])} | {p99} | {s['errors']} | "
+                f"{cpu_txt} | {busy} | {full:,} / {resumed:,} | {ratio} | {cpucmp} |")
+    return (f"| {n:,} | {names.get(target, target)} | {rps} | {ms(s['p50'])} | {p99} | {s['errors']} | "
+            f"{cpu_txt} | {ratio} | {p99cmp} | {cpucmp} |")
+
+
+tls_rows = [(k, s) for k, s in rows.items() if is_tls(k[1])]
+if tls_rows:
+    keep = [(k, s) for k, s in tls_rows if k[1].endswith("-tls")]
+    new = [(k, s) for k, s in tls_rows if k[1].endswith("-hs")]
+    print()
+    print("HTTPS, the same certificate chain and key on both servers (ECDSA P-256 leaf + CA), "
+          "TLS 1.2 and 1.3 offered; wrk over TLS speaks HTTP/1.1 (no ALPN); compared with nginx over TLS")
+    if keep:
+        print()
+        print("| instances | target | requests/s | p50 ms | p99 ms | errors | CPU µs/request | "
+              "req/s vs nginx | p99 vs nginx | CPU vs nginx |")
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for (n, target), s in keep:
+            print(tls_row(n, target, s, False))
+    if new:
+        print()
+        print("| instances | target | handshakes/s | p50 ms | p99 ms | errors | CPU µs/handshake | "
+              "proxy CPU busy | full / resumed handshakes | hs/s vs nginx | CPU vs nginx |")
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for (n, target), s in new:
+            print(tls_row(n, target, s, True))
+        print()
+        print("- new connection per request: wrk -H \"Connection: close\", one request per connection and "
+              "handshake; CPU µs/handshake is the proxy's CPU for the handshake, the request and the "
+              "connection's set-up and close; proxy CPU busy is its CPU time over the run's time "
+              "(100% = one CPU), below 100% when the load side (wrk's own handshakes) is the limit")
+    negotiated = {}
+    for (n, target), _ in tls_rows:
+        _, _, what = tls_stats(n, target)
+        if what:
+            negotiated.setdefault(" ".join(what[:3]) + (", ALPN " + what[3] if what[3] != "-" else ", no ALPN"),
+                                  []).append(target)
+    for what, targets in negotiated.items():
+        print(f"- negotiated (wrk's side): {what}: {', '.join(sorted(set(targets)))}")
+    tls_checks = []
+    for n in sizes:
+        for t in ("instance-tls", "service-tls"):
+            tls_checks += against_nginx(n, t, f"{t[:-4]} host, HTTPS")
+        for t in ("instance-hs", "service-hs"):
+            ng, s, r = rows.get((n, "nginx-hs")), rows.get((n, t)), vs_nginx(n, t)
+            if ng and s and r:
+                tls_checks.append((f"N={n:,} {t[:-3]} host, new HTTPS connections: handshakes/s ≥ nginx",
+                                   r >= 1, f"{r:.2f}×"))
+                if s["cpu"] and ng["cpu"]:
+                    tls_checks.append((f"N={n:,} {t[:-3]} host, new HTTPS connections: CPU/handshake ≤ nginx",
+                                       s["cpu"] <= ng["cpu"], f"{s['cpu']:.0f} vs {ng['cpu']:.0f} µs"))
+    verdict("HTTPS, against nginx over TLS", tls_checks)
+    verdict("HTTPS control, a second identical nginx, held to the same comparisons",
+            [c for n in sizes for t in ("nginx-aa-tls", "nginx-aa-hs")
+             for c in against_nginx(n, t, "control, " + ("HTTPS" if t.endswith("-tls") else "new HTTPS connections"))],
+            "; what is not met is this machine's noise")
