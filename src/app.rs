@@ -190,15 +190,17 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     }
 
     if let (Some(tls), Some(store)) = (&cfg.tls, &parts.certs) {
-        // TLS streams are never the fast path's: Pingora's engine serves them, HTTP/2
-        // included.
         let app = pingora_proxy::http_proxy(
             &conf,
-            PingoraProxy::new(shared, Some(parts.console.clone())),
+            PingoraProxy::new(shared.clone(), Some(parts.console.clone())),
         );
+        // The fast path takes HTTP/1.1 over TLS too (HTTP/2 goes to Pingora's engine).
+        let fast = cfg
+            .fast_path
+            .then(|| FastPath::new(shared.clone(), conf.upstream_keepalive_pool_size));
         let mut https = Service::new(
             "xipgate https".to_string(),
-            Limited::new(ProxyApp::new(None, app), cfg.max_client_connections),
+            Limited::new(ProxyApp::new(fast, app), cfg.max_client_connections),
         );
         for addr in &tls.listen {
             let settings = crate::tls::listener_settings(store.clone(), tls.h2)?;

@@ -131,15 +131,36 @@ async fn https_serves_by_sni_with_h2_and_reloads_changed_files() {
     assert_eq!(v["xfp"], "https", "X-Forwarded-Proto on a TLS connection");
     // HTTP/2's :authority becomes the Host the backend sees, port included.
     assert_eq!(v["host"], format!("{host}:{}", x.https.port()));
-    // HTTP/1.1 over TLS too, and the service host.
-    let (code, _, status) = curl(
+    // HTTP/1.1 over TLS too, and the service host. It takes the fast path (which, unlike
+    // Pingora's engine, adds no Date header), with the same forwarded headers.
+    let (code, body, status) = curl(
         &x,
         &ca.file,
         "order-service.127-0-0-1.sslip.io",
-        "/",
-        &["--http1.1"],
+        "/h1",
+        &["--http1.1", "-i"],
     );
-    assert_eq!((code, status.as_str()), (0, "1.1 200"));
+    assert_eq!((code, status.as_str()), (0, "1.1 200"), "{body}");
+    let (head, json) = body.split_once("\r\n\r\n").expect("head and body");
+    assert!(!head.to_ascii_lowercase().contains("\ndate:"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(json).expect("backend json");
+    assert_eq!(v["xfp"], "https", "{json}");
+    assert_eq!(v["xfport"], x.https.port().to_string());
+    // A request the fast path leaves to Pingora (a body) after it has read the head: the
+    // bytes are put back in front of the TLS stream, and Pingora serves it with a Date.
+    let (code, body, status) = curl(
+        &x,
+        &ca.file,
+        "order-service.127-0-0-1.sslip.io",
+        "/posted",
+        &["--http1.1", "-i", "--data", "a=1"],
+    );
+    assert_eq!((code, status.as_str()), (0, "1.1 200"), "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains("\ndate:"),
+        "Pingora's engine: {body}"
+    );
+    assert!(body.contains("POST /posted HTTP/1.1"), "{body}");
 
     // SNI chooses the certificate; the chain verifies; ALPN offers h2.
     let (text, info) = handshake(x.https, "a.other.test", &ca.file);

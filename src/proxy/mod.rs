@@ -500,7 +500,7 @@ impl ProxyHttp for PingoraProxy {
             );
             upstream.insert_header("x-forwarded-for", xff)?;
         }
-        upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        upstream.insert_header("x-forwarded-proto", rules::forwarded_proto(ctx.tls))?;
         if let Some(host) = &ctx.host {
             upstream.insert_header("x-forwarded-host", host.as_str())?;
         }

@@ -151,6 +151,15 @@ pub fn forwarded_for_into<'a>(
 pub const UNASKED_UPGRADE: &str =
     "answered 101 Switching Protocols to a request that asked for no upgrade";
 
+/// `X-Forwarded-Proto`: the scheme the client used to reach the edge.
+pub fn forwarded_proto(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// Where a plain-HTTP request is redirected when `xipgate.tls.redirect_http` is on: the
 /// same host (its port dropped) on the HTTPS port, the same path and query. 443 is left
 /// out of the URL, as browsers write it.

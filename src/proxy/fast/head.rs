@@ -166,6 +166,8 @@ pub struct Forwarded<'a> {
     pub host: &'a str,
     /// The port the client connected to, as text.
     pub port: Option<&'a str>,
+    /// The client connection is TLS.
+    pub tls: bool,
 }
 
 /// Completes the upstream request head [`parse_request`] started: X-Forwarded-For extended
@@ -176,7 +178,11 @@ pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
         rules::forwarded_for_into(out, fwd.prev, ip);
         out.extend_from_slice(b"\r\n");
     }
-    put_header(out, b"x-forwarded-proto", b"http");
+    put_header(
+        out,
+        b"x-forwarded-proto",
+        rules::forwarded_proto(fwd.tls).as_bytes(),
+    );
     put_header(out, b"x-forwarded-host", fwd.host.as_bytes());
     if let Some(port) = fwd.port {
         put_header(out, b"x-forwarded-port", port.as_bytes());

@@ -20,6 +20,7 @@ mod exchange;
 mod head;
 mod io;
 mod pool;
+mod rewound;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
+use pingora_core::protocols::ALPN;
 use pingora_core::server::ShutdownWatch;
 use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,8 +81,11 @@ impl FastPath {
 
     /// Serves requests on one client connection until it closes or a request needs Pingora.
     pub async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) -> Served {
-        // Only plain TCP streams can have bytes put back; anything else is Pingora's.
-        if !stream.as_any().is::<L4Stream>() {
+        // Plain TCP, or TLS that negotiated HTTP/1.1 (or no ALPN); HTTP/2 is Pingora's.
+        let tls = stream.get_ssl_digest().is_some();
+        if (!tls && !stream.as_any().is::<L4Stream>())
+            || stream.selected_alpn_proto() == Some(ALPN::H2)
+        {
             return Served::Handoff(stream);
         }
         let digest = stream.get_socket_digest();
@@ -166,6 +171,7 @@ impl FastPath {
                     prev: plan.xff,
                     host: &c.host,
                     port: port_text.as_deref(),
+                    tls,
                 },
                 &mut upstream_req,
             );
@@ -357,14 +363,15 @@ fn handoff(stream: Stream, buf: &[u8]) -> Served {
     if buf.is_empty() {
         return Served::Handoff(stream);
     }
-    match stream.into_any().downcast::<L4Stream>() {
-        Ok(mut l4) => {
+    if stream.as_any().is::<L4Stream>() {
+        if let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() {
             l4.rewind(buf);
-            Served::Handoff(l4)
+            return Served::Handoff(l4);
         }
-        // `serve` checked the type first; a stream of another type never reads here.
-        Err(_) => Served::Closed,
+        return Served::Closed; // unreachable: the type was just checked
     }
+    // A TLS stream cannot take bytes back itself.
+    Served::Handoff(Box::new(rewound::Rewound::new(buf, stream)))
 }
 
 /// The proxy service's application: the fast path first, Pingora's proxy for the rest.
