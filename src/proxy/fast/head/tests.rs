@@ -111,11 +111,24 @@ fn forwarded_headers_extend_the_chain() {
                 prev,
                 host: "a.d",
                 port,
+                tls: false,
             },
             &mut out,
         );
         assert_eq!(String::from_utf8(out).expect("ascii"), want);
     }
+    let mut out = Vec::new();
+    let tls = Forwarded {
+        client: None,
+        prev: None,
+        host: "a.d",
+        port: None,
+        tls: true,
+    };
+    finish_upstream_request(&tls, &mut out);
+    assert!(String::from_utf8(out)
+        .expect("ascii")
+        .starts_with("x-forwarded-proto: https\r\n"));
 }
 
 const STAMP: Stamp<'static> = Stamp {
