@@ -48,7 +48,7 @@ fn binary() -> PathBuf {
 
 impl Rnacos {
     /// Starts rnacos; with `auth`, its open API requires a login as that admin user.
-    /// Unhealthy after 2 s without a heartbeat, removed after 4 s.
+    /// An ephemeral instance is unhealthy after 2 s without a heartbeat, removed after 10 s.
     pub async fn start(auth: Option<(&str, &str)>) -> Rnacos {
         let dir = tempfile::tempdir().expect("tempdir");
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -58,7 +58,7 @@ impl Rnacos {
             .env("RNACOS_HTTP_CONSOLE_PORT", free_port().to_string())
             .env("RNACOS_DATA_DIR", dir.path())
             .env("RNACOS_NAMING_HEALTH_TIMEOUT_SECOND", "2")
-            .env("RNACOS_NAMING_INSTANCE_TIMEOUT_SECOND", "4")
+            .env("RNACOS_NAMING_INSTANCE_TIMEOUT_SECOND", "10")
             .env("RUST_LOG", "warn")
             .current_dir(dir.path())
             .stdout(Stdio::null())
