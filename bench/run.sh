@@ -6,12 +6,15 @@
 #   bench/run.sh                       # builds target/release/xipgate if it is missing
 #   SIZES="10 10000" DURATION=5 bench/run.sh
 #   TARGETS="nginx instance" REFRESH=0 bench/run.sh
+#   SIZES=10000 SPLIT=1 TLS=0 REFRESH=0 TARGETS="nginx instance instance-nacos nginx-aa" bench/run.sh
 #   XIPGATE_TOP="work_stealing: false" bench/run.sh   # extra top-level (Pingora) YAML keys
 #
 # Options (environment):
 #   XIPGATE_BIN   binary to test (default target/release/xipgate)
 #   SIZES         registry sizes, instances (default "10 1000 10000")
-#   TARGETS       any of: direct nginx instance service nginx-aa (default all five).
+#   TARGETS       any of: direct nginx instance service nginx-aa (default all five), and
+#                 with SPLIT=1 also instance-nacos and service-nacos (default then: the five
+#                 and instance-nacos after instance).
 #                 nginx-aa is the control: a second nginx, identical to the first, compared
 #                 with it exactly as xipgate is. What it shows is how far two identical
 #                 proxies land apart on this machine in one run: the noise floor.
@@ -33,6 +36,19 @@
 #   REFRESH       1 (default): also the 1 s full-refresh and 1 s delta-refresh runs at the
 #                 largest size
 #   GZIP          1 (default): the stub Eureka gzips as real Eureka does when asked
+#   SPLIT         0 (default): every instance comes from the stub Eureka. 1: at each size N,
+#                 N/2 instances come from the stub Eureka (gen_registry.py N/2) and the other
+#                 N - N/2, of other services with other pod names, from a stub Nacos
+#                 (gen_nacos.py: v1 open API answers as static files, 10 instances per
+#                 service, a second server block of the stub's nginx); xipgate reads both
+#                 (xipgate.registry.eureka and xipgate.registry.nacos). The rows instance
+#                 and service then target a host from Eureka; instance-nacos and
+#                 service-nacos one from Nacos (label `<pod-name>-<port>`, service host the
+#                 service name). Before measuring, the Nacos instance host must answer 200
+#                 through xipgate (polled for up to 30 s) and the console must name its
+#                 source nacos. At the largest size also: Nacos syncs during the rounds and
+#                 xipgate's idle CPU over 12 s with its syncs.
+#   NACOS_INTERVAL  the Nacos source's interval with SPLIT=1 (default 10s, xipgate's default)
 #   KEEP          set: keep the work directory (configs, logs, raw wrk output)
 #   TLS           1 (default): also the HTTPS rows below; 0: none of them, and nothing else
 #                 changes (no certificate, no TLS listener, no /etc/hosts entry)
@@ -68,19 +84,22 @@
 #
 # What runs: one backend (nginx, worker_processes 1, `return 200` with a 19-byte body),
 # a stub Eureka (nginx serving a generated /eureka/apps and an unchanged /eureka/apps/delta
-# as static files), the reference proxy (nginx, worker_processes 1, proxy_pass with an
-# upstream keepalive pool), a copy of it as the control, and xipgate (threads: 1, access
-# log off, RUST_LOG=warn). wrk (-t1 -c$CONNS) asks each target for $DURATION s after
-# $WARMUP s of warm-up, $ROUNDS times over, interleaved. CPU per request is the user+sys
-# time of the proxy's processes (/proc/PID/stat, all threads and workers) during the
-# measured run divided by the requests served.
+# as static files; with SPLIT=1 also a stub Nacos, a second server block of the same nginx
+# serving gen_nacos.py's files), the reference proxy (nginx, worker_processes 1,
+# proxy_pass with an upstream keepalive pool), a copy of it as the control, and xipgate
+# (threads: 1, access log off, RUST_LOG=warn). wrk (-t1 -c$CONNS) asks each target for
+# $DURATION s after $WARMUP s of warm-up, $ROUNDS times over, interleaved. CPU per request
+# is the user+sys time of the proxy's processes (/proc/PID/stat, all threads and workers)
+# during the measured run divided by the requests served.
 #
 # Needs: nginx (Debian package nginx), wrk (wrk), python3 (python3), curl (curl), pgrep
 # (procps), taskset (util-linux); with TLS=1 also openssl (openssl), gcc (gcc) and the
 # OpenSSL headers (libssl-dev). Runs about SIZES x (1 + (4 + H) x ROUNDS) x (DURATION +
 # WARMUP) + 2 x ROUNDS x (DURATION + WARMUP) + 60 s, H the number of HTTPS rows (5 by
 # default with TLS=1, 0 with TLS=0): about 21 min with the defaults, 10.5 min with TLS=0,
-# 15 min with SIZES="10 10000".
+# 15 min with SIZES="10 10000". SPLIT=1 adds its default row instance-nacos (one more
+# proxy row: 4 rounds then no longer give each row each place once; ROUNDS=5 does) and
+# 12 s at the largest size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SELF=bench/run.sh
@@ -88,7 +107,23 @@ SELF=bench/run.sh
 
 XIPGATE_BIN=${XIPGATE_BIN:-target/release/xipgate}
 SIZES=${SIZES:-"10 1000 10000"}
-TARGETS=${TARGETS:-"direct nginx instance service nginx-aa"}
+SPLIT=${SPLIT:-0}
+NACOS_INTERVAL=${NACOS_INTERVAL:-10s}
+case $SPLIT in 0 | 1) ;; *) echo "bench/run.sh: SPLIT must be 0 or 1" >&2; exit 2 ;; esac
+if [ "$SPLIT" = 1 ]; then
+    TARGETS=${TARGETS:-"direct nginx instance instance-nacos service nginx-aa"}
+else
+    TARGETS=${TARGETS:-"direct nginx instance service nginx-aa"}
+fi
+if [ "$SPLIT" = 1 ]; then
+    for n in $SIZES; do [ "$n" -ge 2 ] || { echo "bench/run.sh: SPLIT=1 needs sizes of 2 or more" >&2; exit 2; }; done
+fi
+for t in $TARGETS; do
+    case $t in
+        instance-nacos | service-nacos)
+            [ "$SPLIT" = 1 ] || { echo "bench/run.sh: target $t needs SPLIT=1" >&2; exit 2; } ;;
+    esac
+done
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-4}
 WARMUP=${WARMUP:-2}
@@ -144,13 +179,13 @@ if [ "$PIN" != 0 ]; then ON_PROXY_CPU=(taskset -c "$PROXY_CPU") ON_LOAD_CPU=(tas
 bench_workdir bench
 
 # Six free loopback ports: backend, stub Eureka, nginx proxy, xipgate proxy and console,
-# and the control nginx proxy.
+# and the control nginx proxy; with SPLIT=1 one more, the last: the stub Nacos.
 if [ "$TLS" = 1 ]; then
     # With TLS three more: the HTTPS ports of nginx, xipgate and the control.
     read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT \
-        NGINX_TLS_PORT XIP_TLS_PORT NGINX_AA_TLS_PORT < <(free_ports 9)
+        NGINX_TLS_PORT XIP_TLS_PORT NGINX_AA_TLS_PORT NACOS_PORT < <(free_ports $((9 + SPLIT)))
 else
-    read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT < <(free_ports 6)
+    read -r BACKEND_PORT EUREKA_PORT NGINX_PORT XIP_PORT CONSOLE_PORT NGINX_AA_PORT NACOS_PORT < <(free_ports $((6 + SPLIT)))
 fi
 
 TLS_DIR=$WORK/tls
@@ -239,7 +274,31 @@ nginx_start backend load; BACKEND_PID=$NGINX_PID
 wait_port "$BACKEND_PORT" "$BACKEND_PID" backend "$WORK/backend-error.log"
 
 # Stub Eureka: static files, logged with the bytes each answer put on the wire.
+# With SPLIT=1 the same nginx also serves the stub Nacos on its own port: the v1 open API's
+# service list (one file per page; the page size must be the 500 xipgate asks for, and the
+# group DEFAULT_GROUP) and each service's instance list (a file per serviceName).
 mkdir -p "$WORK/eureka"
+NACOS_SERVER=
+if [ "$SPLIT" = 1 ]; then
+    mkdir -p "$WORK/nacos"
+    NACOS_SERVER="
+    server {
+        listen 127.0.0.1:$NACOS_PORT;
+        access_log $WORK/nacos-access.log bytes;
+        root $WORK/nacos;
+        location = /nacos/v1/ns/service/list {
+            if (\$arg_pageSize != 500) { return 400 'pageSize must be 500'; }
+            if (\$arg_groupName != DEFAULT_GROUP) { return 400 'groupName must be DEFAULT_GROUP'; }
+            try_files /list/page-\$arg_pageNo.json /list/empty.json;
+        }
+        location = /nacos/v1/ns/instance/list {
+            if (\$arg_groupName != DEFAULT_GROUP) { return 400 'groupName must be DEFAULT_GROUP'; }
+            try_files /inst/\$arg_serviceName.json =404;
+        }
+        location /list/ { internal; }
+        location / { return 404; }
+    }"
+fi
 cat > "$WORK/eureka.conf" <<EOF
 $NGINX_COMMON
 pid $WORK/eureka.pid;
@@ -254,11 +313,12 @@ http {
         location = /eureka/apps { alias $WORK/eureka/apps.json; }
         location = /eureka/apps/ { alias $WORK/eureka/apps.json; }
         location = /eureka/apps/delta { alias $WORK/eureka/delta.json; }
-    }
+    }$NACOS_SERVER
 }
 EOF
 nginx_start eureka load; EUREKA_PID=$NGINX_PID
 wait_port "$EUREKA_PORT" "$EUREKA_PID" "stub Eureka" "$WORK/eureka-error.log"
+[ "$SPLIT" != 1 ] || wait_port "$NACOS_PORT" "$EUREKA_PID" "stub Nacos" "$WORK/eureka-error.log"
 
 # Reference: nginx as a plain reverse proxy with an upstream keep-alive pool; with TLS also
 # an HTTPS server in the same process, with the same proxy_pass to the same pool.
@@ -318,6 +378,12 @@ if [ "$TLS" = 1 ]; then
 fi
 
 XIP_PID=
+# With SPLIT=1 the stub Nacos is a second source, in the registry block.
+NACOS_YAML=
+if [ "$SPLIT" = 1 ]; then
+    NACOS_YAML=$(printf '%s\n' "    nacos:" "      - urls: [\"http://127.0.0.1:$NACOS_PORT/nacos\"]" \
+        "        interval: $NACOS_INTERVAL" "        timeout: 10s")$'\n'
+fi
 xipgate_start() { # xipgate_start INTERVAL DELTA
     cat > "$WORK/xipgate.yaml" <<EOF
 version: 1
@@ -334,7 +400,7 @@ xipgate:
       interval: $1
       delta: $2
       timeout: 10s
-    startup_wait: 60s
+${NACOS_YAML}    startup_wait: 60s
   console:
     listen: 127.0.0.1:$CONSOLE_PORT
   log:
@@ -374,6 +440,37 @@ registry_field() { # registry_field KEY -> value from the console's /api/v1/regi
     curl -s "http://127.0.0.1:$CONSOLE_PORT/api/v1/registry" |
         python3 -c "import json,sys; print(json.load(sys.stdin).get(sys.argv[1]))" "$1"
 }
+nacos_field() { # nacos_field KEY -> the Nacos source's value from /api/v1/registry (SPLIT=1)
+    curl -s "http://127.0.0.1:$CONSOLE_PORT/api/v1/registry" |
+        python3 -c "import json,sys; print(json.load(sys.stdin)['nacos'][0].get(sys.argv[1]))" "$1"
+}
+# gen_size N: writes size N's registry and reads the labels to request: all N instances in
+# the stub Eureka, or with SPLIT=1 N/2 there and N - N/2 in the stub Nacos.
+gen_size() {
+    if [ "$SPLIT" = 1 ]; then
+        python3 bench/gen_registry.py "$(($1 / 2))" "$BACKEND_PORT" "$WORK/eureka"
+        rm -rf "$WORK/nacos/list" "$WORK/nacos/inst"
+        python3 bench/gen_nacos.py "$(($1 - $1 / 2))" "$BACKEND_PORT" "$WORK/nacos"
+        { read -r NACOS_INSTANCE_LABEL; read -r NACOS_SERVICE_LABEL; } < "$WORK/nacos/labels"
+    else
+        python3 bench/gen_registry.py "$1" "$BACKEND_PORT" "$WORK/eureka"
+    fi
+    { read -r INSTANCE_LABEL; read -r SERVICE_LABEL; } < "$WORK/eureka/labels"
+}
+# wait_nacos: with SPLIT=1, polls for up to 30 s until the Nacos instance host answers 200
+# through xipgate (its first Nacos sync), then checks that the console has it from Nacos.
+wait_nacos() {
+    local _ code=000 src
+    for _ in $(seq 1 300); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $NACOS_INSTANCE_LABEL.$DOMAIN" "http://127.0.0.1:$XIP_PORT/")
+        [ "$code" = 200 ] && break
+        sleep 0.1
+    done
+    [ "$code" = 200 ] || { echo "bench/run.sh: $NACOS_INSTANCE_LABEL.$DOMAIN (from Nacos) answered $code through xipgate after 30 s; nacos: $(nacos_field last_error)" >&2; exit 1; }
+    src=$(curl -s "http://127.0.0.1:$CONSOLE_PORT/api/v1/instances/$NACOS_INSTANCE_LABEL" |
+        python3 -c "import json,sys; print(json.load(sys.stdin).get('source'))")
+    [ "$src" = nacos ] || { echo "bench/run.sh: $NACOS_INSTANCE_LABEL is from source '$src', not nacos" >&2; exit 1; }
+}
 
 ticks() { # ticks PID: user+sys clock ticks of the process and its children (nginx workers)
     local t=0 p
@@ -383,7 +480,8 @@ ticks() { # ticks PID: user+sys clock ticks of the process and its children (ngi
     echo "$t"
 }
 oncpu_ns() { # oncpu_ns PID: nanoseconds on CPU of all threads (finer than ticks)
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'
+    # %.0f, not %d: mawk's %d stops at 2^31 - 1, which is 2.1 s.
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -435,14 +533,14 @@ EXTRA=$WORK/extra.txt
 
 for n in $SIZES; do
     echo "N=$n: generating the registry and loading it" >&2
-    python3 bench/gen_registry.py "$n" "$BACKEND_PORT" "$WORK/eureka"
-    { read -r INSTANCE_LABEL; read -r SERVICE_LABEL; } < "$WORK/eureka/labels"
+    gen_size "$n"
     started=$(date +%s.%N)
     xipgate_start 5s true
+    [ "$SPLIT" != 1 ] || wait_nacos
     loaded=$(registry_field instances)
     echo "  loaded $loaded instances in $(python3 -c "import time; print(round(time.time() - $started, 2))") s" >&2
     [ "$loaded" = "$n" ] || { echo "bench/run.sh: xipgate loaded $loaded instances, expected $n" >&2; exit 1; }
-    for host in "$INSTANCE_LABEL" "$SERVICE_LABEL"; do
+    for host in "$INSTANCE_LABEL" "$SERVICE_LABEL" ${NACOS_INSTANCE_LABEL:-} ${NACOS_SERVICE_LABEL:-}; do
         code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host.$DOMAIN" "http://127.0.0.1:$XIP_PORT/")
         [ "$code" = 200 ] || { echo "bench/run.sh: $host.$DOMAIN answered $code through xipgate" >&2; exit 1; }
     done
@@ -453,6 +551,7 @@ for n in $SIZES; do
             [ "$code" = 200 ] || { echo "bench/run.sh: https://$host.$DOMAIN answered $code through xipgate" >&2; exit 1; }
         done
     fi
+    if [ "$SPLIT" = 1 ] && [ "$n" = "$largest" ]; then ns0=$(nacos_field syncs_ok); nt0=$(date +%s); fi
     for ROUND in $(seq 1 "$ROUNDS"); do
         for target in $(rotated "$ROUND" $TARGETS $TLS_TARGETS); do
             case $target in
@@ -461,6 +560,8 @@ for n in $SIZES; do
                 nginx-aa) measure "$n" nginx-aa "$NGINX_AA_PORT" "backend" "$PROXY_AA_PID" ;;
                 instance) measure "$n" instance "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID" ;;
                 service) measure "$n" service "$XIP_PORT" "$SERVICE_LABEL.$DOMAIN" "$XIP_PID" ;;
+                instance-nacos) measure "$n" "$target" "$XIP_PORT" "$NACOS_INSTANCE_LABEL.$DOMAIN" "$XIP_PID" ;;
+                service-nacos) measure "$n" "$target" "$XIP_PORT" "$NACOS_SERVICE_LABEL.$DOMAIN" "$XIP_PID" ;;
                 nginx-tls) measure "$n" "$target" "$NGINX_TLS_PORT" backend "$PROXY_PID" "$NGINX_TLS_NAME" ;;
                 nginx-aa-tls) measure "$n" "$target" "$NGINX_AA_TLS_PORT" backend "$PROXY_AA_PID" "$NGINX_TLS_NAME" ;;
                 instance-tls | service-tls)
@@ -487,6 +588,17 @@ for n in $SIZES; do
         echo "full_body $(stat -c %s "$WORK/eureka/apps.json")" >> "$EXTRA"
         echo "wire_full $(awk '$1 == "/eureka/apps" { b = $3 } END { print b + 0 }' "$WORK/eureka-access.log")" >> "$EXTRA"
         echo "wire_delta $(awk '$1 == "/eureka/apps/delta" { b = $3 } END { print b + 0 }' "$WORK/eureka-access.log")" >> "$EXTRA"
+        if [ "$SPLIT" = 1 ]; then
+            # split: Eureka's instances, then Nacos' services, list pages, instances and the
+            # bytes of one sync's answers; the Nacos syncs while the rounds ran; then
+            # xipgate's CPU over 12 s idle, with the Nacos syncs and Eureka deltas in them.
+            echo "split $((n / 2)) $(cat "$WORK/nacos/stats")" >> "$EXTRA"
+            echo "nacos_syncs_during_rounds $(( $(nacos_field syncs_ok) - ns0 )) $(( $(date +%s) - nt0 )) $(nacos_field syncs_failed)" >> "$EXTRA"
+            s0=$(nacos_field syncs_ok); d0=$(registry_field delta_fetches); c0=$(oncpu_ns "$XIP_PID")
+            sleep 12
+            c1=$(oncpu_ns "$XIP_PID")
+            echo "idle_12s_cpu_ms $(( (c1 - c0) / 1000000 )) $(( $(nacos_field syncs_ok) - s0 )) $(( $(registry_field delta_fetches) - d0 ))" >> "$EXTRA"
+        fi
     fi
     xipgate_stop
 done
@@ -494,15 +606,17 @@ done
 if [ "$REFRESH" = 1 ] && [[ " $TARGETS " == *" instance "* ]]; then
     n=$largest
     echo "N=$n: full fetch every 1 s (delta off)" >&2
-    python3 bench/gen_registry.py "$n" "$BACKEND_PORT" "$WORK/eureka"
-    { read -r INSTANCE_LABEL; read -r SERVICE_LABEL; } < "$WORK/eureka/labels"
+    gen_size "$n"
     xipgate_start 1s false
-    # Idle CPU per refresh: nothing else runs, so the process's CPU time is the fetches'.
+    # Idle CPU per refresh: nothing else runs, so the process's CPU time is the fetches'
+    # (with SPLIT=1 also the Nacos syncs in the same 5 s, counted in a fourth field).
     sleep 2
     f0=$(registry_field full_fetches); c0=$(oncpu_ns "$XIP_PID")
+    [ "$SPLIT" != 1 ] || ns0=$(nacos_field syncs_ok)
     sleep 5
     f1=$(registry_field full_fetches); c1=$(oncpu_ns "$XIP_PID"); t1=$(date +%s)
-    echo "refresh_cpu_ms $(( (c1 - c0) / 1000000 )) $((f1 - f0)) $(registry_field last_body_bytes)" >> "$EXTRA"
+    echo "refresh_cpu_ms $(( (c1 - c0) / 1000000 )) $((f1 - f0)) $(registry_field last_body_bytes)$(
+        [ "$SPLIT" != 1 ] || echo " $(( $(nacos_field syncs_ok) - ns0 ))")" >> "$EXTRA"
     for ROUND in $(seq 1 "$ROUNDS"); do
         measure "$n" instance-refresh-1s "$XIP_PORT" "$INSTANCE_LABEL.$DOMAIN" "$XIP_PID"
     done
@@ -523,4 +637,4 @@ if [ "$REFRESH" = 1 ] && [[ " $TARGETS " == *" instance "* ]]; then
 fi
 
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-python3 bench/summary.py "$RESULTS" "$EXTRA" "$WORK" "$CLK_TCK" "$DURATION" "$CONNS" "$PIN" "$(nproc)" "$CPU_MODEL" "$GZIP" "$ROUNDS"
+python3 bench/summary.py "$RESULTS" "$EXTRA" "$WORK" "$CLK_TCK" "$DURATION" "$CONNS" "$PIN" "$(nproc)" "$CPU_MODEL" "$GZIP" "$ROUNDS" "$SPLIT"

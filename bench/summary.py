@@ -5,7 +5,8 @@ Arguments: see the call at the end of run.sh."""
 import os, sys, datetime, statistics
 from collections import Counter
 
-results, extra, work, clk, duration, conns, pin, cores, cpu, gz, rounds = sys.argv[1:]
+results, extra, work, clk, duration, conns, pin, cores, cpu, gz, rounds = sys.argv[1:12]
+split = sys.argv[12:13] == ["1"]  # SPLIT=1: half the instances from a stub Nacos
 clk = int(clk)
 names = {"direct": "direct to the backend (ceiling)", "nginx": "nginx proxy_pass",
          "instance": "xipgate, instance host", "service": "xipgate, service host",
@@ -18,7 +19,12 @@ names = {"direct": "direct to the backend (ceiling)", "nginx": "nginx proxy_pass
          "nginx-hs": "nginx, HTTPS, new connection per request",
          "instance-hs": "xipgate, instance host, HTTPS, new connection per request",
          "service-hs": "xipgate, service host, HTTPS, new connection per request",
-         "nginx-aa-hs": "control: a second, identical nginx, HTTPS, new connection per request"}
+         "nginx-aa-hs": "control: a second, identical nginx, HTTPS, new connection per request",
+         "instance-nacos": "xipgate, instance host from Nacos",
+         "service-nacos": "xipgate, service host from Nacos"}
+if split:
+    names["instance"] = "xipgate, instance host from Eureka"
+    names["service"] = "xipgate, service host from Eureka"
 med = statistics.median
 
 # (n, target) -> {round: (rps, p50_us, p99_us, errors, cpu_us_per_request or None,
@@ -78,8 +84,8 @@ rows = {k: summary(*k, v) for k, v in runs.items()}
 
 # The rows measured in the same rounds as nginx; the refresh rows run afterwards, in a
 # xipgate of their own, so they have no nginx run of their own round to pair with.
-INTERLEAVED = ("instance", "service", "nginx-aa", "instance-tls", "service-tls", "nginx-aa-tls",
-               "instance-hs", "service-hs", "nginx-aa-hs")
+INTERLEAVED = ("instance", "service", "instance-nacos", "service-nacos", "nginx-aa", "instance-tls",
+               "service-tls", "nginx-aa-tls", "instance-hs", "service-hs", "nginx-aa-hs")
 
 
 def is_tls(target):
@@ -146,13 +152,28 @@ if "full_body" in ex:
     full = int(ex["full_body"][0])
     wf, wd = int(ex["wire_full"][0]), int(ex["wire_delta"][0])
     db = ex["delta_body"][0]
-    print(f"- bytes per interval at {int(ex['rss_kb'][0]):,} instances: full /apps {full:,} bytes "
+    in_eureka = f" ({int(ex['split'][0]):,} of them in Eureka)" if "split" in ex else ""
+    print(f"- bytes per interval at {int(ex['rss_kb'][0]):,} instances{in_eureka}: full /apps {full:,} bytes "
           f"({wf:,} on the wire{', gzip' if gz == '1' else ''}); steady-state delta {db} bytes ({wd:,} on the wire)")
 if "refresh_cpu_ms" in ex:
-    ms_total, fetches, body = map(int, ex["refresh_cpu_ms"])
+    ms_total, fetches, body, *nacos = map(int, ex["refresh_cpu_ms"])
     if fetches:
+        with_nacos = f"; the 5 s also held {nacos[0]} Nacos syncs" if nacos else ""
         print(f"- one full refresh of {int(body):,} bytes (fetch, decompress, parse, apply), CPU in the xipgate "
-              f"process while idle: {ms_total / fetches:.1f} ms ({fetches} refreshes in 5 s)")
+              f"process while idle: {ms_total / fetches:.1f} ms ({fetches} refreshes in 5 s{with_nacos})")
+if "split" in ex:
+    eureka, services, pages, nacos, sync_bytes = map(int, ex["split"])
+    print(f"- registry split: {eureka:,} instances from the stub Eureka, {nacos:,} from the stub Nacos "
+          f"({services:,} services, {nacos / services:g} instances each; one sync = {pages} service-list page(s) + {services:,} "
+          f"instance lists, {pages + services:,} requests, {sync_bytes:,} bytes)")
+if "nacos_syncs_during_rounds" in ex:
+    count, secs, failed = ex["nacos_syncs_during_rounds"]
+    print(f"- Nacos syncs during the largest size's rounds: {count} in {secs} s ({failed} failed in all)")
+if "idle_12s_cpu_ms" in ex:
+    ms_total, nsyncs, deltas = map(int, ex["idle_12s_cpu_ms"])
+    per = f": {ms_total / nsyncs:.0f} ms per Nacos sync if they took it all" if nsyncs else ""
+    print(f"- xipgate CPU over 12 s idle after the rounds: {ms_total} ms, with {nsyncs} Nacos sync(s) and "
+          f"{deltas} Eureka delta fetches{per}")
 for key, what in (("refresh_fetches_during_load", "full refreshes during the loaded full-refresh rounds"),
                   ("delta_fetches_during_load", "delta fetches during the loaded delta rounds")):
     if key in ex:
@@ -173,8 +194,8 @@ def against_nginx(n, target, label):
 checks = []
 sizes = sorted({n for n, _ in rows})
 for n in sizes:
-    for t in ("instance", "service"):
-        checks += against_nginx(n, t, f"{t} host")
+    for t in ("instance", "service", "instance-nacos", "service-nacos"):
+        checks += against_nginx(n, t, f"{t.replace('-nacos', '')} host{' from Nacos' if t.endswith('-nacos') else ''}")
 if len(sizes) > 1:
     small, large = rows.get((sizes[0], "instance")), rows.get((sizes[-1], "instance"))
     r_small, r_large = vs_nginx(sizes[0], "instance"), vs_nginx(sizes[-1], "instance")

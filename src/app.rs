@@ -97,11 +97,15 @@ impl Parts {
         let sync_state = Arc::new(SyncState::new(client.sources()));
         let metrics = Arc::new(Metrics::new());
         let listener_port = cfg.listen.first().map_or(80, |a| a.port());
-        let links = Links::new(
+        let mut links = Links::new(
             cfg.domains[0].clone(),
             cfg.console.public_port,
             listener_port,
         );
+        links.https_public_port = cfg
+            .tls
+            .as_ref()
+            .and_then(|t| t.public_port.or_else(|| t.listen.first().map(|a| a.port())));
         let console = Arc::new(Console {
             table: table.clone(),
             sync: sync_state.clone(),

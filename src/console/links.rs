@@ -1,4 +1,5 @@
-//! Absolute links through the edge: `http://<label>.<domain>[:port]/`.
+//! Absolute links through the edge: `http://<label>.<domain>[:port]/`, or `https://` when
+//! the page itself came over HTTPS.
 
 /// What links are built from, fixed at start.
 #[derive(Debug, Clone)]
@@ -10,8 +11,13 @@ pub struct Links {
     pub public_port: Option<u16>,
     /// The first proxy listener's port, used when the page is not served on the proxy.
     pub listener_port: u16,
+    /// `xipgate.tls.public_port` (else the HTTPS listener's port): links on a page served
+    /// over HTTPS use it.
+    pub https_public_port: Option<u16>,
     /// Where the page is for this request; set by [`Links::for_request`].
     port: Option<u16>,
+    /// The page came over HTTPS: links do too.
+    tls: bool,
 }
 
 impl Links {
@@ -20,26 +26,41 @@ impl Links {
             domain,
             public_port,
             listener_port,
+            https_public_port: None,
             port: None,
+            tls: false,
         }
     }
 
-    /// The links for one request: its own port when it came in on the proxy listener.
-    pub fn for_request(&self, proxy_port: Option<u16>) -> Links {
-        let port = self
-            .public_port
-            .or(proxy_port)
-            .unwrap_or(self.listener_port);
+    /// The links for one request: its own port when it came in on the proxy listener, and
+    /// its scheme (a page served over HTTPS links over HTTPS).
+    pub fn for_request(&self, proxy_port: Option<u16>, tls: bool) -> Links {
+        let port = if tls {
+            self.https_public_port.or(proxy_port).unwrap_or(443)
+        } else {
+            self.public_port
+                .or(proxy_port)
+                .unwrap_or(self.listener_port)
+        };
         Links {
             port: Some(port),
+            tls,
             ..self.clone()
         }
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     fn port_suffix(&self) -> String {
-        match self.port.unwrap_or(self.listener_port) {
-            80 => String::new(),
-            p => format!(":{p}"),
+        match (self.port.unwrap_or(self.listener_port), self.tls) {
+            (80, false) | (443, true) => String::new(),
+            (p, _) => format!(":{p}"),
         }
     }
 
@@ -48,7 +69,12 @@ impl Links {
     }
 
     pub fn url(&self, label: &str) -> String {
-        format!("http://{}{}/", self.host(label), self.port_suffix())
+        format!(
+            "{}://{}{}/",
+            self.scheme(),
+            self.host(label),
+            self.port_suffix()
+        )
     }
 
     /// An instance's own URL (statusPageUrl, healthCheckUrl) rewritten to go through the
@@ -61,7 +87,8 @@ impl Links {
             path.push_str(q);
         }
         Some(format!(
-            "http://{}{}{}",
+            "{}://{}{}{}",
+            self.scheme(),
             self.host(label),
             self.port_suffix(),
             path
@@ -77,21 +104,21 @@ mod tests {
     fn ports_and_rewrites() {
         let links = Links::new("127-0-0-1.sslip.io".into(), None, 8080);
         assert_eq!(
-            links.for_request(None).url("svc"),
+            links.for_request(None, false).url("svc"),
             "http://svc.127-0-0-1.sslip.io:8080/"
         );
         assert_eq!(
-            links.for_request(Some(80)).url("svc"),
+            links.for_request(Some(80), false).url("svc"),
             "http://svc.127-0-0-1.sslip.io/"
         );
         let public = Links::new("d.io".into(), Some(443), 8080);
         assert_eq!(
-            public.for_request(Some(8080)).url("a"),
+            public.for_request(Some(8080), false).url("a"),
             "http://a.d.io:443/"
         );
         assert_eq!(
             links
-                .for_request(Some(80))
+                .for_request(Some(80), false)
                 .rewrite("http://10.0.0.5:8081/actuator/health?x=1", "pod-8081")
                 .as_deref(),
             Some("http://pod-8081.127-0-0-1.sslip.io/actuator/health?x=1")
@@ -99,6 +126,15 @@ mod tests {
         assert_eq!(
             links.rewrite("config-service001.test.com 8080/health", "x"),
             None
+        );
+        // A page served over HTTPS links over HTTPS, 443 left out.
+        assert_eq!(
+            links.for_request(Some(443), true).url("svc"),
+            "https://svc.127-0-0-1.sslip.io/"
+        );
+        assert_eq!(
+            links.for_request(Some(8443), true).url("svc"),
+            "https://svc.127-0-0-1.sslip.io:8443/"
         );
     }
 }

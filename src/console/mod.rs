@@ -64,12 +64,14 @@ impl Console {
     }
 
     /// Answers one request. `proxy_port` is the port it arrived on when it came through
-    /// the proxy listener (links then use that port).
+    /// the proxy listener (links then use that port), `tls` whether it came over HTTPS
+    /// (links then do too).
     pub async fn handle(
         &self,
         req: &RequestHeader,
         client: Option<IpAddr>,
         proxy_port: Option<u16>,
+        tls: bool,
     ) -> Answer {
         let path = req.uri.path();
         let query = req.uri.query().unwrap_or("");
@@ -91,7 +93,7 @@ impl Console {
             )
             .header("allow", HeaderValue::from_static("GET, HEAD"));
         }
-        let links = self.links.for_request(proxy_port);
+        let links = self.links.for_request(proxy_port, tls);
         match path {
             "/" | "/index.html" => page::render(self, &links, query),
             "/metrics" => Answer::bytes(
@@ -181,7 +183,10 @@ impl ServeHttp for ConsoleApp {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let answer = self.0.handle(session.req_header(), client, None).await;
+        let answer = self
+            .0
+            .handle(session.req_header(), client, None, false)
+            .await;
         let head = session.req_header().method == http::Method::HEAD;
         answer.into_response(head)
     }

@@ -330,7 +330,9 @@ impl ProxyHttp for PingoraProxy {
                     .client_addr()
                     .and_then(|a| a.as_inet())
                     .map(|a| a.ip());
-                let answer = console.handle(session.req_header(), client, port).await;
+                let answer = console
+                    .handle(session.req_header(), client, port, ctx.tls)
+                    .await;
                 ctx.answered = Some(answer.status);
                 respond(session, answer).await?;
                 return Ok(true);

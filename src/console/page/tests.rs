@@ -4,7 +4,7 @@ use super::*;
 use crate::console::api::tests::{console_with, inst};
 
 fn html(console: &Console, query: &str) -> String {
-    let a = render(console, &console.links.for_request(None), query);
+    let a = render(console, &console.links.for_request(None, false), query);
     assert_eq!(
         (a.status, a.content_type),
         (200, "text/html; charset=utf-8")
