@@ -69,7 +69,13 @@ async fn get(console: &Console, path_and_query: &str) -> (u16, String) {
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
-    let a = route(console, &console.links.for_request(None, false), path, query).await;
+    let a = route(
+        console,
+        &console.links.for_request(None, false),
+        path,
+        query,
+    )
+    .await;
     (a.status, String::from_utf8_lossy(&a.body).into_owned())
 }
 
