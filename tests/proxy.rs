@@ -173,8 +173,10 @@ async fn registry_never_loaded_answers_503_with_the_reason() {
     let dead = format!("http://127.0.0.1:{}/eureka", free_port());
     let x = Xipgate::start_with(&dead, "", "", false);
     // The proxy starts after registry.startup_wait (10 s in tests) even without Eureka.
-    eventually(Duration::from_secs(20), "the proxy listener opens", || {
-        std::net::TcpStream::connect(x.proxy).is_ok()
+    // Its listener is bound from the start (handed over by the harness), so a request
+    // waits in the backlog until then; ask until one is answered.
+    eventually(Duration::from_secs(30), "the proxy answers", || {
+        http_get(x.proxy, &format!("anything.{DOMAIN}"), "/").is_ok_and(|r| r.0 != 0)
     });
     let (s, headers, body) = x.get("anything", "/");
     assert_eq!(s, 503, "{body}");
