@@ -102,10 +102,7 @@ impl Parts {
             cfg.console.public_port,
             listener_port,
         );
-        links.https_public_port = cfg
-            .tls
-            .as_ref()
-            .and_then(|t| t.public_port.or_else(|| t.listen.first().map(|a| a.port())));
+        links.https_public_port = cfg.tls.as_ref().and_then(|t| t.https_port());
         let console = Arc::new(Console {
             table: table.clone(),
             sync: sync_state.clone(),

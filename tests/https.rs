@@ -12,25 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use pki::{Ca, Leaf};
+use pki::{tls_yaml, Ca, Leaf};
 
 const WILD: &str = "*.127-0-0-1.sslip.io";
 const APEX: &str = "127-0-0-1.sslip.io";
-
-fn tls_yaml(certs: &[&Leaf], extra: &str) -> String {
-    let mut y = String::from(
-        "  tls:\n    listen: [\"HTTPS_ADDR\"]\n    reload_interval: 100ms\n    certificates:\n",
-    );
-    for c in certs {
-        y.push_str(&format!(
-            "      - cert: {}\n        key: {}\n",
-            c.cert.display(),
-            c.key.display()
-        ));
-    }
-    y.push_str(extra);
-    y
-}
 
 /// curl over HTTPS to `host` (resolved to xipgate's HTTPS listener), trusting `ca`:
 /// (exit code, body, "<http_version> <status>").
@@ -339,7 +324,7 @@ srv.serve_forever()
 impl PyTls {
     fn start(leaf: &Leaf, dir: &Path) -> Self {
         let port_file: PathBuf = dir.join("py-tls.port");
-        let child = Command::new("python3")
+        let mut child = Command::new("python3")
             .arg("-c")
             .arg(PY_TLS)
             .arg(&leaf.cert)
@@ -348,20 +333,13 @@ impl PyTls {
             .spawn()
             .expect("run python3");
         // The port file appears (renamed into place) once it listens.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let port: u16 = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                break p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the Python TLS backend never started"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let port = common::real::read_port_file(
+            &port_file,
+            &mut child,
+            "the Python TLS backend",
+            None,
+            Duration::from_secs(10),
+        );
         PyTls {
             child,
             addr: ([127, 0, 0, 1], port).into(),

@@ -17,26 +17,11 @@ use std::time::Duration;
 
 use browser::{nss_home_trusting, Browser};
 use common::*;
-use pki::{Ca, Leaf};
+use pki::{tls_yaml, Ca};
 use serde_json::Value;
 
 const WILD: &str = "*.127-0-0-1.sslip.io";
 const APEX: &str = "127-0-0-1.sslip.io";
-
-fn tls_yaml(certs: &[&Leaf], extra: &str) -> String {
-    let mut y = String::from(
-        "  tls:\n    listen: [\"HTTPS_ADDR\"]\n    reload_interval: 100ms\n    certificates:\n",
-    );
-    for c in certs {
-        y.push_str(&format!(
-            "      - cert: {}\n        key: {}\n",
-            c.cert.display(),
-            c.key.display()
-        ));
-    }
-    y.push_str(extra);
-    y
-}
 
 fn screenshot_path(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

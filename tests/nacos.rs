@@ -104,36 +104,24 @@ impl Drop for PyNacos {
 
 impl PyNacos {
     fn start(dir: &Path, server: std::net::SocketAddr, service: &str, extra: &[&str]) -> PyNacos {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("it/.venv/bin/python");
-        assert!(
-            python.is_file(),
-            "{} is missing: make it with `bash it/build.sh` (./dev test does)",
-            python.display()
-        );
+        let python = common::real::it_python();
         let port_file = dir.join(format!("{service}.port"));
-        let child = Command::new(python)
-            .arg(root.join("it/py-client/nacos_backend.py"))
+        let mut child = Command::new(python)
+            .arg(common::real::it_file("py-client/nacos_backend.py"))
             .args(["--server", &server.to_string(), "--service", service])
             .arg("--port-file")
             .arg(&port_file)
             .args(extra)
             .spawn()
             .expect("start nacos_backend.py");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                break p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nacos_backend.py did not register"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        // The port file is written (renamed into place) once it is registered.
+        let port = common::real::read_port_file(
+            &port_file,
+            &mut child,
+            "nacos_backend.py",
+            None,
+            Duration::from_secs(20),
+        );
         PyNacos { child, port }
     }
 }

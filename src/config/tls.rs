@@ -61,6 +61,14 @@ fn path(c: &mut Checker, key: &str, raw: Option<&String>) -> Option<PathBuf> {
     }
 }
 
+impl TlsConfig {
+    /// The HTTPS port clients use: `public_port`, else the first listener's.
+    pub fn https_port(&self) -> Option<u16> {
+        self.public_port
+            .or_else(|| self.listen.first().map(|a| a.port()))
+    }
+}
+
 pub(super) fn check_tls(c: &mut Checker, t: &TlsFile, acme: bool) -> TlsConfig {
     let listen_raw = t.listen.clone().unwrap_or_default();
     if listen_raw.is_empty() {

@@ -97,11 +97,11 @@ impl ProxySettings {
             keepalive_secs: cfg.keepalive_timeout.as_secs().max(1),
             cors: cfg.cors.clone(),
             upstream_tls: UpstreamTls::from_config(&cfg.upstream.tls)?,
-            https_redirect: cfg.tls.as_ref().filter(|t| t.redirect_http).map(|t| {
-                t.public_port
-                    .or_else(|| t.listen.first().map(|a| a.port()))
-                    .unwrap_or(443)
-            }),
+            https_redirect: cfg
+                .tls
+                .as_ref()
+                .filter(|t| t.redirect_http)
+                .map(|t| t.https_port().unwrap_or(443)),
         })
     }
 }

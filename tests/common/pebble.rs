@@ -2,7 +2,9 @@
 //!
 //! The Debian package ships no certificate for pebble's own HTTPS, so one is made with the
 //! test CA ([`super::pki`]); the CA that signs issued certificates is pebble's own, new at
-//! every start, fetched from its management interface (`/roots/0`).
+//! every start, fetched from its management interface (`/roots/0`). Pebble takes its
+//! addresses from its config file and cannot report a port it chose itself, so free ports
+//! are reserved for it.
 
 #![allow(dead_code)]
 
@@ -30,15 +32,6 @@ impl Drop for Pebble {
     }
 }
 
-/// A free loopback port for pebble, which takes its addresses from its config file
-/// (a Go program with no way to report a port it chose itself).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("reserve a port")
-}
-
 impl Pebble {
     /// Starts pebble validating against the DNS server at `dns`, issuing certificates
     /// valid for `validity`.
@@ -52,7 +45,7 @@ impl Pebble {
             });
         let ca = Ca::new(dir, "pebble-https");
         let leaf = ca.leaf(dir, "pebble", &["localhost", "127.0.0.1"], 1);
-        let (acme, mgmt) = (free_port(), free_port());
+        let (acme, mgmt) = (crate::common::free_port(), crate::common::free_port());
         let config = dir.join("pebble.json");
         std::fs::write(
             &config,
@@ -61,8 +54,8 @@ impl Pebble {
                 "managementListenAddress": format!("127.0.0.1:{mgmt}"),
                 "certificate": leaf.cert,
                 "privateKey": leaf.key,
-                "httpPort": free_port(),
-                "tlsPort": free_port(),
+                "httpPort": crate::common::free_port(),
+                "tlsPort": crate::common::free_port(),
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": false,
                 "certificateValidityPeriod": validity.as_secs(),

@@ -1,6 +1,8 @@
 //! A test certificate authority (rcgen): a CA and leaf certificates it signs, written as
 //! PEM files the way cert-manager mounts them (`tls.crt` chain, `tls.key`).
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -63,4 +65,21 @@ impl Ca {
         write(&leaf.cert, format!("{}{}", cert.pem(), self.pem));
         leaf
     }
+}
+
+/// YAML under `xipgate:` for an HTTPS listener at the harness's `HTTPS_ADDR` serving
+/// `certs` (files looked at every 100 ms), followed by `extra`.
+pub fn tls_yaml(certs: &[&Leaf], extra: &str) -> String {
+    let mut y = String::from(
+        "  tls:\n    listen: [\"HTTPS_ADDR\"]\n    reload_interval: 100ms\n    certificates:\n",
+    );
+    for c in certs {
+        y.push_str(&format!(
+            "      - cert: {}\n        key: {}\n",
+            c.cert.display(),
+            c.key.display()
+        ));
+    }
+    y.push_str(extra);
+    y
 }

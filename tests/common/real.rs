@@ -79,8 +79,19 @@ const JVM_FLAGS: &[&str] = &[
     "-Xshare:auto",
 ];
 
-/// Waits for `file` to hold a port number.
-fn read_port_file(file: &Path, child: &mut Child, what: &str, log: &Path, within: Duration) -> u16 {
+/// Waits for `file` to hold a port number (the readiness signal of every helper process
+/// started on port 0), failing with `log` (when the child writes one) if `child` exits.
+pub fn read_port_file(
+    file: &Path,
+    child: &mut Child,
+    what: &str,
+    log: Option<&Path>,
+    within: Duration,
+) -> u16 {
+    let log_text = || {
+        log.and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default()
+    };
     let deadline = Instant::now() + within;
     loop {
         if let Some(port) = std::fs::read_to_string(file)
@@ -92,13 +103,13 @@ fn read_port_file(file: &Path, child: &mut Child, what: &str, log: &Path, within
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "{what} exited ({status}) before it listened:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
+                log_text()
             );
         }
         assert!(
             Instant::now() < deadline,
             "{what} did not listen within {within:?}:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            log_text()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -145,7 +156,7 @@ impl SpringApp {
             &port_file,
             &mut child,
             module,
-            &log,
+            Some(&log),
             Duration::from_secs(120),
         );
         (child, port)
@@ -449,16 +460,28 @@ pub struct PyClient {
     dir: tempfile::TempDir,
 }
 
+/// The Python of `it/.venv` (py-eureka-client, nacos-sdk-python), `it/` built first if
+/// it is not yet.
+pub fn it_python() -> PathBuf {
+    build_it();
+    let python = it_dir().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: make it with `bash it/build.sh` (.ci/run does)",
+        python.display()
+    );
+    python
+}
+
+/// A script under `it/`.
+pub fn it_file(path: &str) -> PathBuf {
+    it_dir().join(path)
+}
+
 impl PyClient {
     pub fn start(eureka: &EurekaServer, app: &str, id: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        build_it();
-        let python = it_dir().join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: make it with `bash it/build.sh` (.ci/run does)",
-            python.display()
-        );
+        let python = it_python();
         let port_file = dir.path().join("port");
         let log = dir.path().join("py.log");
         let mut child = Command::new(python)
@@ -481,7 +504,7 @@ impl PyClient {
             &port_file,
             &mut child,
             "py backend",
-            &log,
+            Some(&log),
             Duration::from_secs(30),
         );
         PyClient {

@@ -1,6 +1,7 @@
 //! rnacos (a Nacos server in Rust, crates.io `rnacos`, installed by `./dev deps` with
 //! `cargo install rnacos`) on loopback, and its HTTP open API for registering instances
-//! the way Nacos' own clients do (`/nacos/v1/ns/instance`).
+//! the way Nacos' own clients do (`/nacos/v1/ns/instance`). rnacos takes its ports from
+//! its environment, so free ports are reserved for it.
 
 #![allow(dead_code)]
 
@@ -22,14 +23,6 @@ impl Drop for Rnacos {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// rnacos takes its ports from its environment: a free one is reserved and released.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("reserve a port")
 }
 
 fn binary() -> PathBuf {
@@ -70,11 +63,14 @@ impl Rnacos {
 
     async fn try_start(auth: Option<(&str, &str)>) -> Result<Rnacos, String> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let http: SocketAddr = ([127, 0, 0, 1], crate::common::free_port()).into();
         let mut cmd = Command::new(binary());
         cmd.env("RNACOS_HTTP_PORT", http.port().to_string())
-            .env("RNACOS_GRPC_PORT", free_port().to_string())
-            .env("RNACOS_HTTP_CONSOLE_PORT", free_port().to_string())
+            .env("RNACOS_GRPC_PORT", crate::common::free_port().to_string())
+            .env(
+                "RNACOS_HTTP_CONSOLE_PORT",
+                crate::common::free_port().to_string(),
+            )
             .env("RNACOS_DATA_DIR", dir.path())
             .env("RNACOS_NAMING_HEALTH_TIMEOUT_SECOND", "2")
             .env("RNACOS_NAMING_INSTANCE_TIMEOUT_SECOND", "10")
