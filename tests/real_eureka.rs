@@ -301,16 +301,21 @@ fn gap_longer_than_the_delta_window(eureka: &EurekaServer) {
             g.get("gap-svc", "/").2.contains("\"backend\":\"old\"")
         });
     }
-    let gap = SERVER_DELTA_RETENTION + Duration::from_secs(8);
-    let (xpid, cpid) = (x.child.id(), control.child.id());
-    let new_pod = std::thread::scope(|s| {
-        s.spawn(|| suspend(xpid, gap));
-        s.spawn(|| suspend(cpid, gap));
-        // Meanwhile the pod is replaced: the old one leaves, a new one comes UP.
-        std::thread::sleep(Duration::from_secs(1));
-        pod.cancel();
-        RestInstance::register(eureka, "gap-svc", "gap-new:gap-svc:1", new.addr, "UP")
+    let stopped = Instant::now();
+    let suspended = Suspended::new(&[x.child.id(), control.child.id()]);
+    // Meanwhile the pod is replaced: the old one leaves, a new one comes UP.
+    pod.cancel();
+    let new_pod = RestInstance::register(eureka, "gap-svc", "gap-new:gap-svc:1", new.addr, "UP");
+    // Resume once the server's delta (as clients read it, through its response cache)
+    // no longer carries the change: pruned after SERVER_DELTA_RETENTION plus the
+    // pruning interval, then gone from the cache after its expiry. A fixed sleep raced
+    // that chain (~30 s) on a loaded machine.
+    within(90, "the change leaves the server's delta", || {
+        let (status, body) = eureka.get("/eureka/apps/delta");
+        status == 200 && !body.to_ascii_lowercase().contains("gap-svc")
     });
+    assert!(stopped.elapsed() >= SERVER_DELTA_RETENTION);
+    drop(suspended);
     within(5, "xipgate converges on the new pod", || {
         x.get("gap-svc", "/").2.contains("\"backend\":\"new\"")
     });

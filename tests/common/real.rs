@@ -574,15 +574,30 @@ impl SpringClient {
     }
 }
 
-/// Stops a process for `d` (SIGSTOP, then SIGCONT): a starved or suspended pod.
-pub fn suspend(pid: u32, d: Duration) {
-    // SAFETY: plain kill(2) calls on our own child's pid.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGSTOP);
+/// Processes stopped (SIGSTOP) until this guard drops (SIGCONT): starved or
+/// suspended pods, resumed even when the test fails.
+pub struct Suspended(Vec<u32>);
+
+impl Suspended {
+    pub fn new(pids: &[u32]) -> Self {
+        for &pid in pids {
+            // SAFETY: plain kill(2) calls on our own children's pids.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGSTOP);
+            }
+        }
+        Suspended(pids.to_vec())
     }
-    std::thread::sleep(d);
-    unsafe {
-        libc::kill(pid as i32, libc::SIGCONT);
+}
+
+impl Drop for Suspended {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGCONT);
+            }
+        }
     }
 }
 
