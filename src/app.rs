@@ -27,6 +27,7 @@ use crate::proxy::{
 use crate::registry::{EurekaClient, NacosSource, RegistrySync, SyncState};
 use crate::routes::{Allowlist, Feed, RouteTable};
 use crate::tls::{CertSource, CertStore, Origin, Reloader, TlsError};
+use crate::traffic::Traffic;
 
 /// Why the server could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub struct Parts {
     pub sync_state: Arc<SyncState>,
     pub client: EurekaClient,
     pub metrics: Arc<Metrics>,
+    /// Live traffic per service and instance (the console's charts).
+    pub traffic: Arc<Traffic>,
     pub console: Arc<Console>,
     /// The certificates the HTTPS listeners serve (with `xipgate.tls`).
     pub certs: Option<Arc<CertStore>>,
@@ -96,6 +99,7 @@ impl Parts {
         let client = EurekaClient::new(&cfg.registry)?;
         let sync_state = Arc::new(SyncState::new(client.sources()));
         let metrics = Arc::new(Metrics::new());
+        let traffic = Arc::new(Traffic::default());
         let listener_port = cfg.listen.first().map_or(80, |a| a.port());
         let mut links = Links::new(
             cfg.domains[0].clone(),
@@ -108,6 +112,7 @@ impl Parts {
             sync: sync_state.clone(),
             client: client.clone(),
             metrics: metrics.clone(),
+            traffic: traffic.clone(),
             links,
             access: Access {
                 token: cfg.console.token.clone(),
@@ -127,6 +132,7 @@ impl Parts {
             sync_state,
             client,
             metrics,
+            traffic,
             console,
             certs,
             acme,
@@ -163,6 +169,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         table: parts.table.clone(),
         sync: parts.sync_state.clone(),
         metrics: parts.metrics.clone(),
+        traffic: parts.traffic.clone(),
         access,
     };
     // With redirect_http every plain request is answered by Pingora's path (the redirect

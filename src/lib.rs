@@ -22,3 +22,4 @@ pub mod registry;
 pub mod routes;
 pub mod standin;
 pub mod tls;
+mod traffic;

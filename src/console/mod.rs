@@ -5,6 +5,7 @@
 
 mod api;
 mod links;
+mod listing;
 mod page;
 
 pub use links::Links;
@@ -38,6 +39,7 @@ pub struct Console {
     pub sync: Arc<SyncState>,
     pub client: EurekaClient,
     pub metrics: Arc<Metrics>,
+    pub traffic: Arc<crate::traffic::Traffic>,
     pub links: Links,
     pub access: Access,
     /// The HTTPS listeners' certificates, when there are any.

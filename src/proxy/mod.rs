@@ -32,6 +32,7 @@ use crate::names::{self, HostError};
 use crate::registry::{Status, SyncState};
 use crate::routes::{Route, RouteTable, Target};
 use crate::tls::{load_ca_bundle, TlsError};
+use crate::traffic::Traffic;
 use pingora_core::tls::x509::X509;
 use respond::respond;
 
@@ -114,6 +115,7 @@ pub struct ProxyShared {
     pub table: Arc<RouteTable>,
     pub sync: Arc<SyncState>,
     pub metrics: Arc<Metrics>,
+    pub traffic: Arc<Traffic>,
     pub access: Arc<AccessLog>,
 }
 
@@ -609,14 +611,16 @@ impl ProxyHttp for PingoraProxy {
             .answered
             .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
-        let service = match &ctx.route {
-            Some(Route::Service(s)) => s.label.as_str(),
-            Some(Route::Instance(t)) => t.service_label.as_str(),
-            None => "-",
-        };
+        let service = ctx.route.as_ref().map_or("-", Route::service_label);
         self.shared
             .metrics
             .observe_request(service, status, ctx.upstream_time);
+        if ctx.route.is_some() {
+            let instance = ctx.target.as_ref().map(|t| t.label.as_str());
+            self.shared
+                .traffic
+                .record(service, instance, status, ctx.upstream_time);
+        }
         if !self.shared.access.enabled() {
             return;
         }

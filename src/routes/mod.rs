@@ -204,6 +204,14 @@ pub enum Route {
 }
 
 impl Route {
+    /// The label of the service this route reaches (metrics and traffic count by it).
+    pub fn service_label(&self) -> &str {
+        match self {
+            Route::Service(s) => &s.label,
+            Route::Instance(t) => &t.service_label,
+        }
+    }
+
     /// Why no try can be made on this route any more (both proxy paths answer 503 with it).
     pub fn none_up(&self) -> String {
         let app = match self {

@@ -51,6 +51,7 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
         sync: Arc::new(SyncState::new(client.sources())),
         client,
         metrics: Arc::new(Metrics::new()),
+        traffic: Arc::new(crate::traffic::Traffic::default()),
         links: Links::new("edge.test".into(), None, 8080),
         access: Access::default(),
         certs: None,

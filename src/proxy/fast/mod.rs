@@ -139,10 +139,7 @@ impl FastPath {
                 let Ok((host, label, route)) = resolve_host(&self.shared, plan.host) else {
                     return handoff(stream, &buf);
                 };
-                let service = match &route {
-                    Route::Service(s) => s.label.as_str(),
-                    Route::Instance(t) => t.service_label.as_str(),
-                };
+                let service = route.service_label();
                 let console = settings.console_host.as_deref() == Some(host.as_str());
                 let tls_upstream = route.may_use_tls();
                 cached = Some(Cached {
@@ -283,6 +280,12 @@ impl FastPath {
             };
             c.metrics
                 .observe(&self.shared.metrics, status, upstream_time);
+            self.shared.traffic.record(
+                c.route.service_label(),
+                target.as_ref().map(|t| t.label.as_str()),
+                status,
+                upstream_time,
+            );
             if logging {
                 self.shared.access.write(&AccessEntry {
                     client,

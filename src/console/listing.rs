@@ -1,0 +1,305 @@
+//! Which services and instances one view shows: filtered, sorted and paged on the
+//! server, so the page and the answers stay small at any registry size. The page, the
+//! JSON API and the page's live traffic all ask this one function, so they cannot
+//! disagree on what a filter matches or what a page holds.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::routes::{Service, Target};
+use crate::traffic::{Kind, Summary, Traffic};
+
+/// Services per page of the console.
+pub const PAGE_SERVICES: usize = 100;
+/// Instances per page of one service's own view (`?service=`).
+pub const PAGE_INSTANCES: usize = 500;
+/// Instance rows shown under one service in the list (the rest are a link away).
+pub const ROWS_PER_SERVICE: usize = 100;
+/// A registry (or a filter's result) of at most this many instances shows them all
+/// unfolded, as a small registry always has.
+pub const EXPAND_ALL: usize = 300;
+/// The JSON API's page size when `limit` is not given, and the largest it may ask for.
+pub const API_LIMIT: usize = 500;
+pub const API_LIMIT_MAX: usize = 5_000;
+
+/// How a view is ordered: by name, or the busiest, the most failing or the slowest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sort {
+    #[default]
+    Name,
+    Rps,
+    Errors,
+    Latency,
+}
+
+impl Sort {
+    pub const ALL: [(&'static str, Sort); 4] = [
+        ("name", Sort::Name),
+        ("rps", Sort::Rps),
+        ("errors", Sort::Errors),
+        ("latency", Sort::Latency),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("name", |(n, _)| n)
+    }
+
+    /// Busier, more failing or slower first; `None` when equal (then by name).
+    fn order(self, a: &Summary, b: &Summary) -> std::cmp::Ordering {
+        let desc = |x: f64, y: f64| y.total_cmp(&x);
+        match self {
+            Sort::Name => std::cmp::Ordering::Equal,
+            Sort::Rps => desc(a.rps, b.rps),
+            Sort::Errors => desc(a.error_ratio, b.error_ratio).then(b.errors.cmp(&a.errors)),
+            Sort::Latency => desc(a.p99_ms.unwrap_or(0.0), b.p99_ms.unwrap_or(0.0)),
+        }
+    }
+}
+
+/// A query parameter the console cannot use, named.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum QueryError {
+    #[error("query parameter 'sort' must be one of name, rps, errors, latency (got '{0}')")]
+    Sort(String),
+    #[error("query parameter '{0}' must be a whole number from 1 (got '{1}')")]
+    Number(&'static str, String),
+    #[error("query parameter 'limit' may be at most {API_LIMIT_MAX} (got {0})")]
+    Limit(usize),
+}
+
+/// What a view asks for: `?q=&sort=&page=&open=&service=&limit=`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Query {
+    /// The filter's terms, lower case; every one must occur.
+    pub terms: Vec<String>,
+    /// The filter as typed.
+    pub q: String,
+    pub sort: Sort,
+    /// 1-based.
+    pub page: usize,
+    /// Services unfolded by the user (labels).
+    pub open: BTreeSet<String>,
+    /// One service's own view: its instances, paged.
+    pub service: Option<String>,
+    /// Page size the API asked for.
+    pub limit: Option<usize>,
+}
+
+impl Query {
+    pub fn parse(query: &str) -> Result<Query, QueryError> {
+        let mut out = Query {
+            page: 1,
+            ..Query::default()
+        };
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let number = |name: &'static str| match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(QueryError::Number(name, crate::names::printable(&v))),
+            };
+            match &*k {
+                "q" => {
+                    out.q = v.to_string();
+                    out.terms = v
+                        .to_lowercase()
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect();
+                }
+                "sort" => {
+                    out.sort = Sort::ALL
+                        .iter()
+                        .find(|(n, _)| *n == v.trim())
+                        .map(|(_, s)| *s)
+                        .ok_or_else(|| QueryError::Sort(crate::names::printable(&v)))?;
+                }
+                "page" => out.page = number("page")?,
+                "limit" => {
+                    let n = number("limit")?;
+                    if n > API_LIMIT_MAX {
+                        return Err(QueryError::Limit(n));
+                    }
+                    out.limit = Some(n);
+                }
+                "open" => out.open.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                ),
+                "service" if !v.trim().is_empty() => out.service = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What the filter matches for a service (lower case).
+pub fn service_key(s: &Service) -> String {
+    format!("{} {}", s.app, s.label).to_lowercase()
+}
+
+/// What the filter matches for an instance, besides its service's key (lower case).
+pub fn instance_key(t: &Target) -> String {
+    let i = &t.instance;
+    let port = i.port.map(|p| format!(":{p}")).unwrap_or_default();
+    format!(
+        "{} {} {}{port} {} {} {}",
+        t.label,
+        i.instance_id,
+        i.ip_addr,
+        i.status,
+        i.zone().unwrap_or(""),
+        i.source
+    )
+    .to_lowercase()
+}
+
+fn matches(terms: &[String], text: &str) -> bool {
+    terms.iter().all(|t| text.contains(t.as_str()))
+}
+
+/// One service in a view.
+pub struct Listed {
+    pub service: Arc<Service>,
+    pub summary: Summary,
+    /// Its instances the filter matches.
+    pub matching: usize,
+    /// Whether its rows are shown.
+    pub expanded: bool,
+    /// The rows shown (matching, sorted, at most a page).
+    pub rows: Vec<Arc<Target>>,
+    /// Matching instances not among `rows`.
+    pub more: usize,
+}
+
+/// A view: the services on this page and what the whole filtered list holds.
+pub struct Listing {
+    pub services: Vec<Listed>,
+    pub matched_services: usize,
+    pub matched_instances: usize,
+    pub page: usize,
+    pub pages: usize,
+}
+
+fn pages(n: usize, per: usize) -> usize {
+    n.div_ceil(per).max(1)
+}
+
+fn sort_targets(rows: &mut [Arc<Target>], sort: Sort, traffic: &Traffic) {
+    if sort == Sort::Name {
+        return; // the table's order
+    }
+    let mut keyed: Vec<(Summary, Arc<Target>)> = rows
+        .iter()
+        .map(|t| (traffic.summary(Kind::Instance, &t.label), t.clone()))
+        .collect();
+    keyed.sort_by(|(a, x), (b, y)| sort.order(a, b).then_with(|| x.label.cmp(&y.label)));
+    for (slot, (_, t)) in rows.iter_mut().zip(keyed) {
+        *slot = t;
+    }
+}
+
+/// The view `query` asks for over `services` (the table's, in name order).
+pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> Listing {
+    // Every service the filter matches, with its matching instances.
+    let mut found: Vec<(Arc<Service>, Vec<Arc<Target>>)> = services
+        .iter()
+        .filter(|s| query.service.as_deref().is_none_or(|l| s.label == l))
+        .filter_map(|s| {
+            let key = service_key(s);
+            let all = query.terms.is_empty() || matches(&query.terms, &key);
+            let rows: Vec<Arc<Target>> = if all {
+                s.instances.clone()
+            } else {
+                s.instances
+                    .iter()
+                    .filter(|t| matches(&query.terms, &format!("{key} {}", instance_key(t))))
+                    .cloned()
+                    .collect()
+            };
+            (all || !rows.is_empty()).then(|| (s.clone(), rows))
+        })
+        .collect();
+    let matched_services = found.len();
+    let matched_instances = found.iter().map(|(_, r)| r.len()).sum();
+    let mut summaries: Vec<Summary> = found
+        .iter()
+        .map(|(s, _)| traffic.summary(Kind::Service, &s.label))
+        .collect();
+    if query.sort != Sort::Name {
+        let mut order: Vec<usize> = (0..found.len()).collect();
+        order.sort_by(|&a, &b| {
+            query
+                .sort
+                .order(&summaries[a], &summaries[b])
+                .then_with(|| found[a].0.label.cmp(&found[b].0.label))
+        });
+        let mut taken: Vec<Option<(Arc<Service>, Vec<Arc<Target>>)>> =
+            found.into_iter().map(Some).collect();
+        found = order.iter().filter_map(|&k| taken[k].take()).collect();
+        summaries = order.iter().map(|&k| summaries[k]).collect();
+    }
+
+    let one = query.service.is_some();
+    let per = if one {
+        PAGE_INSTANCES
+    } else {
+        query.limit.unwrap_or(PAGE_SERVICES)
+    };
+    let total_pages = if one {
+        pages(matched_instances, per)
+    } else {
+        pages(matched_services, per)
+    };
+    let page = query.page.min(total_pages);
+    let skip = (page - 1) * per;
+    let on_page: Vec<(Arc<Service>, Vec<Arc<Target>>, Summary)> = found
+        .into_iter()
+        .zip(summaries)
+        .map(|((s, r), m)| (s, r, m))
+        .skip(if one { 0 } else { skip })
+        .take(if one { 1 } else { per })
+        .collect();
+    let small = matched_instances <= EXPAND_ALL;
+    let listed = on_page
+        .into_iter()
+        .map(|(service, mut rows, summary)| {
+            let matching = rows.len();
+            let expanded =
+                one || small || !query.terms.is_empty() || query.open.contains(&service.label);
+            sort_targets(&mut rows, query.sort, traffic);
+            let rows: Vec<Arc<Target>> = match (expanded, one) {
+                (false, _) => Vec::new(),
+                (true, true) => rows.into_iter().skip(skip).take(per).collect(),
+                (true, false) => rows.into_iter().take(ROWS_PER_SERVICE).collect(),
+            };
+            let more = if one {
+                0
+            } else {
+                matching - rows.len().min(matching)
+            };
+            Listed {
+                more: if expanded { more } else { 0 },
+                service,
+                summary,
+                matching,
+                expanded,
+                rows,
+            }
+        })
+        .collect();
+    Listing {
+        services: listed,
+        matched_services,
+        matched_instances,
+        page,
+        pages: total_pages,
+    }
+}
+
+#[cfg(test)]
+mod tests;
