@@ -7,11 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::listing::Query;
 use super::{Console, Links};
 use crate::answer::Answer;
 use crate::names;
 use crate::registry::{Instance, Status, SyncStatus};
 use crate::routes::{Route, Service, Target};
+use crate::traffic::Kind;
 
 const JSON: &str = "application/json";
 const NEED_APP: &str = "missing query parameter 'servicename' (an application name)";
@@ -80,22 +82,30 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             },
             None => error(400, NEED_INSTANCE),
         },
-        ["api", "v1", "services"] => {
-            let services: Vec<Value> = console
-                .table
-                .services()
-                .iter()
-                .map(|s| service_json(s, links, false))
-                .collect();
-            json_answer(200, &json!({ "services": services }))
-        }
-        ["api", "v1", "services", name] => match find_service(console, name) {
-            Some(s) => json_answer(200, &service_json(&s, links, true)),
-            None => not_found("service", name),
+        ["api", "v1", "services"] => match view(query) {
+            Ok(q) => paged::services(console, links, &q),
+            Err(e) => e,
+        },
+        ["api", "v1", "services", name] => match (find_service(console, name), view(query)) {
+            (Some(s), Ok(q)) => paged::service(console, links, &s, &q),
+            (None, _) => not_found("service", name),
+            (_, Err(e)) => e,
+        },
+        ["api", "v1", "instances"] => match view(query) {
+            Ok(q) => paged::instances(console, links, &q),
+            Err(e) => e,
         },
         ["api", "v1", "instances", label] => match find_instance(console, label) {
-            Some(t) => json_answer(200, &instance_json(&t, links)),
+            Some(t) => {
+                let mut v = instance_json(&t, links);
+                v["traffic"] = json!(console.traffic.view(Kind::Instance, &t.label));
+                json_answer(200, &v)
+            }
             None => not_found("instance", label),
+        },
+        ["api", "v1", "traffic"] => match view(query) {
+            Ok(q) => paged::traffic(console, &q),
+            Err(e) => e,
         },
         ["api", "v1", "registry"] => {
             let mut body = registry_json(&console.sync.snapshot());
@@ -129,6 +139,11 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             ),
         ),
     }
+}
+
+/// The view a query asks for, or a 400 naming the bad parameter.
+fn view(query: &str) -> Result<Query, Answer> {
+    Query::parse(query).map_err(|e| error(400, e.to_string()))
 }
 
 /// `%3A` → `:` in a path segment (an instanceId in a URL is often encoded).
@@ -301,23 +316,14 @@ fn counts_json<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) ->
     json!(counts)
 }
 
-fn service_json(s: &Service, links: &Links, with_instances: bool) -> Value {
-    let mut v = json!({
+fn service_json(s: &Service, links: &Links) -> Value {
+    json!({
         "name": s.app,
         "label": s.label,
         "url": links.url(&s.label),
         "instances_total": s.instances.len(),
         "instances_by_status": counts_json(s.instances.iter()),
-    });
-    if with_instances {
-        v["instances"] = Value::Array(
-            s.instances
-                .iter()
-                .map(|t| instance_json(t, links))
-                .collect(),
-        );
-    }
-    v
+    })
 }
 
 pub fn instance_json(t: &Target, links: &Links) -> Value {
@@ -380,6 +386,8 @@ pub fn format_time(t: SystemTime) -> String {
 fn format_ms(ms: u64) -> String {
     format_time(UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }
+
+mod paged;
 
 #[cfg(test)]
 pub(super) mod tests;

@@ -86,6 +86,8 @@ pub struct Query {
     pub service: Option<String>,
     /// Page size the API asked for.
     pub limit: Option<usize>,
+    /// `?token=`, kept in the page's links so they work without a header.
+    pub token: Option<String>,
 }
 
 impl Query {
@@ -130,10 +132,49 @@ impl Query {
                         .map(String::from),
                 ),
                 "service" if !v.trim().is_empty() => out.service = Some(v.trim().to_string()),
+                "token" => out.token = Some(v.to_string()),
                 _ => {}
             }
         }
         Ok(out)
+    }
+}
+
+impl Query {
+    /// The console page's link for this view (defaults left out).
+    pub fn href(&self) -> String {
+        match self.query_string() {
+            s if s.is_empty() => "/".to_string(),
+            s => format!("/?{s}"),
+        }
+    }
+
+    /// This view's parameters as a query string (defaults left out).
+    pub fn query_string(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if !self.q.is_empty() {
+            q.append_pair("q", &self.q);
+        }
+        if let Some(s) = &self.service {
+            q.append_pair("service", s);
+        }
+        if self.sort != Sort::Name {
+            q.append_pair("sort", self.sort.as_str());
+        }
+        if self.page > 1 {
+            q.append_pair("page", &self.page.to_string());
+        }
+        if !self.open.is_empty() {
+            let open: Vec<&str> = self.open.iter().map(String::as_str).collect();
+            q.append_pair("open", &open.join(","));
+        }
+        if let Some(l) = self.limit {
+            q.append_pair("limit", &l.to_string());
+        }
+        if let Some(t) = &self.token {
+            q.append_pair("token", t);
+        }
+        q.finish()
     }
 }
 
@@ -245,11 +286,9 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
     }
 
     let one = query.service.is_some();
-    let per = if one {
-        PAGE_INSTANCES
-    } else {
-        query.limit.unwrap_or(PAGE_SERVICES)
-    };
+    let per = query
+        .limit
+        .unwrap_or(if one { PAGE_INSTANCES } else { PAGE_SERVICES });
     let total_pages = if one {
         pages(matched_instances, per)
     } else {
@@ -299,6 +338,38 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
         page,
         pages: total_pages,
     }
+}
+
+/// Every instance the filter matches, across services, in `query.sort` order (by label
+/// for `name`), a page of `query.limit` (or [`API_LIMIT`]): the page and how many match.
+pub fn instances(
+    services: &[Arc<Service>],
+    traffic: &Traffic,
+    query: &Query,
+) -> (Vec<Arc<Target>>, usize) {
+    let mut all: Vec<Arc<Target>> = services
+        .iter()
+        .flat_map(|s| {
+            let key = service_key(s);
+            let whole = query.terms.is_empty() || matches(&query.terms, &key);
+            s.instances
+                .iter()
+                .filter(move |t| {
+                    whole || matches(&query.terms, &format!("{key} {}", instance_key(t)))
+                })
+                .cloned()
+        })
+        .collect();
+    if query.sort == Sort::Name {
+        all.sort_by(|a, b| a.label.cmp(&b.label));
+    } else {
+        sort_targets(&mut all, query.sort, traffic);
+    }
+    let total = all.len();
+    let per = query.limit.unwrap_or(API_LIMIT);
+    let page = query.page.min(pages(total, per));
+    let rows = all.into_iter().skip((page - 1) * per).take(per).collect();
+    (rows, total)
 }
 
 #[cfg(test)]

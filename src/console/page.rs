@@ -1,9 +1,13 @@
 //! The console page: server-rendered from `templates/console.html` (askama checks the
 //! template against these view structs at compile time, and escapes every value).
 //!
-//! The page is complete without JavaScript: `?q=` filters on the server (rows that do not
-//! match get the `hidden` attribute). The page's small script does the same filtering as
-//! the user types, and refreshes the summary and the table in place every few seconds.
+//! What the page lists is [`listing::list`]'s answer: services first, a page of them at
+//! a time, instances unfolded when the registry is small, when the filter (`?q=`, always
+//! answered here, on the server) matches them, or when the user opens a service. So the
+//! page stays small at any registry size. It is complete without JavaScript (every
+//! control is a link or a form); the page's small script asks the server again as the
+//! user types or unfolds, refreshes in place every few seconds, and redraws the traffic
+//! charts from `/api/v1/traffic` every [`TRAFFIC_SECS`].
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,26 +16,25 @@ use askama::Template;
 use bytes::Bytes;
 
 use super::api::format_time;
+use super::listing::{self, Listed, Query, Sort};
 use super::{Console, Links};
 use crate::answer::Answer;
 use crate::registry::{Status, SyncStatus};
-use crate::routes::{Service, Target};
+use crate::routes::Target;
+use crate::traffic::{Kind, SeriesView, Traffic};
 
-/// Seconds between the script's in-place refreshes; slower for a large registry, whose
-/// page is a few megabytes.
-fn refresh_secs(instances: usize) -> u32 {
-    match instances {
-        0..=1000 => 5,
-        1001..=5000 => 15,
-        _ => 30,
-    }
-}
+/// Seconds between the script's in-place refreshes of the whole page (a page is small
+/// whatever the registry holds).
+const REFRESH_SECS: u32 = 5;
+/// Seconds between the script's redraws of the traffic charts.
+pub const TRAFFIC_SECS: u32 = 2;
 
 #[derive(Template)]
 #[template(path = "console.html")]
 struct Page {
     version: &'static str,
     refresh_secs: u32,
+    traffic_secs: u32,
     sources: Vec<String>,
     banner: Option<Banner>,
     last_success: String,
@@ -50,7 +53,14 @@ struct Page {
     filter: String,
     /// `?token=` as the request gave it, so the no-JavaScript filter form keeps it.
     token: Option<String>,
-    shown: usize,
+    /// "12 of 100,000 instances match" when filtering.
+    shown: String,
+    /// The column headers' sort links, name first.
+    sorts: Vec<SortLink>,
+    /// "Services 101–200 of 1,000" and the links to the pages around this one.
+    pager: Option<Pager>,
+    /// One service's own view (`?service=`): a link back to the list.
+    back: Option<String>,
     generated: String,
     /// HTTPS: one line per certificate served, e.g. `*.example.com (expires in 60 days)`.
     tls_certs: Vec<String>,
@@ -72,6 +82,24 @@ struct NacosView {
     protection: Vec<String>,
 }
 
+struct SortLink {
+    name: &'static str,
+    title: &'static str,
+    href: String,
+    on: bool,
+}
+
+struct More {
+    text: String,
+    href: String,
+}
+
+struct Pager {
+    text: String,
+    prev: Option<String>,
+    next: Option<String>,
+}
+
 struct Banner {
     level: &'static str,
     text: String,
@@ -86,9 +114,14 @@ struct ServiceView {
     counts: Vec<(&'static str, usize)>,
     total: usize,
     routable: bool,
-    /// What the filter matches for the whole service (lower case).
-    key: String,
-    hidden: bool,
+    /// Its rows are on the page (else the toggle asks the server for them).
+    expanded: bool,
+    /// Where the toggle goes without JavaScript: this view with the service opened or
+    /// closed.
+    toggle: String,
+    /// "48 more matching instances" and the link to the service's own view.
+    more: Option<More>,
+    traffic: SeriesView,
     instances: Vec<InstanceView>,
 }
 
@@ -110,9 +143,7 @@ struct InstanceView {
     status_page: Option<String>,
     health_check: Option<String>,
     blocked: Option<String>,
-    /// What the filter matches for this row (lower case).
-    key: String,
-    hidden: bool,
+    traffic: SeriesView,
 }
 
 fn age(t: SystemTime) -> String {
@@ -148,12 +179,7 @@ fn bare(url: &str) -> String {
         .to_string()
 }
 
-/// The filter: every whitespace-separated term must occur somewhere in the text.
-fn matches(terms: &[String], text: &str) -> bool {
-    terms.iter().all(|t| text.contains(t.as_str()))
-}
-
-fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String]) -> InstanceView {
+fn instance_view(t: &Target, links: &Links, traffic: &Traffic) -> InstanceView {
     let i = &t.instance;
     let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
     let renewed =
@@ -162,13 +188,6 @@ fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String])
         .port
         .map_or_else(|| i.ip_addr.clone(), |p| format!("{}:{p}", i.ip_addr));
     let edge = |u: &Option<String>| u.as_deref().and_then(|u| links.rewrite(u, &t.label));
-    let zone = i.zone().unwrap_or("").to_string();
-    let key = format!(
-        "{} {} {} {} {} {}",
-        t.label, i.instance_id, address, i.status, zone, i.source
-    )
-    .to_lowercase();
-    let hidden = !matches(terms, &format!("{service_key} {key}"));
     InstanceView {
         source: (&*i.source != "eureka").then(|| i.source.to_string()),
         instance_id: i.instance_id.clone(),
@@ -178,25 +197,26 @@ fn instance_view(t: &Target, links: &Links, service_key: &str, terms: &[String])
         secure_port: i.secure_port,
         status: i.status.as_str(),
         overridden: i.overridden_status.map(|o| o.as_str()),
-        zone,
+        zone: i.zone().unwrap_or("").to_string(),
         last_renewal: renewed.map(age).unwrap_or_default(),
         last_renewal_at: renewed.map(format_time).unwrap_or_default(),
         status_page: edge(&i.status_page_url),
         health_check: edge(&i.health_check_url),
         blocked: t.upstream.as_ref().err().map(ToString::to_string),
-        key,
-        hidden,
+        traffic: traffic.view(Kind::Instance, &t.label),
     }
 }
 
-fn service_view(s: &Service, links: &Links, terms: &[String]) -> ServiceView {
-    let key = format!("{} {}", s.app, s.label).to_lowercase();
-    let instances: Vec<InstanceView> = s
-        .instances
-        .iter()
-        .map(|t| instance_view(t, links, &key, terms))
-        .collect();
+fn service_view(l: &Listed, links: &Links, traffic: &Traffic, query: &Query) -> ServiceView {
+    let s = &l.service;
     let url = links.url(&s.label);
+    let mut toggled = query.clone();
+    if !toggled.open.remove(&s.label) {
+        toggled.open.insert(s.label.clone());
+    }
+    let mut own = query.clone();
+    own.service = Some(s.label.clone());
+    own.page = 1;
     ServiceView {
         name: s.app.clone(),
         label: s.label.clone(),
@@ -205,10 +225,63 @@ fn service_view(s: &Service, links: &Links, terms: &[String]) -> ServiceView {
         counts: counts(s.instances.iter()),
         total: s.instances.len(),
         routable: s.has_eligible(),
-        hidden: !instances.iter().any(|i| !i.hidden),
-        key,
-        instances,
+        expanded: l.expanded,
+        toggle: toggled.href(),
+        more: (l.more > 0).then(|| More {
+            text: format!(
+                "{} more matching instance{}",
+                thousands(l.more),
+                if l.more == 1 { "" } else { "s" }
+            ),
+            href: own.href(),
+        }),
+        traffic: traffic.view(Kind::Service, &s.label),
+        instances: l
+            .rows
+            .iter()
+            .map(|t| instance_view(t, links, traffic))
+            .collect(),
     }
+}
+
+/// `12,345`
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pager(l: &listing::Listing, query: &Query) -> Option<Pager> {
+    if l.pages <= 1 {
+        return None;
+    }
+    let (per, what, total) = match query.service {
+        Some(_) => (listing::PAGE_INSTANCES, "Instances", l.matched_instances),
+        None => (listing::PAGE_SERVICES, "Services", l.matched_services),
+    };
+    let first = (l.page - 1) * per + 1;
+    let last = (l.page * per).min(total);
+    let at = |page: usize| {
+        let mut q = query.clone();
+        q.page = page;
+        q.href()
+    };
+    Some(Pager {
+        text: format!(
+            "{what} {}–{} of {}",
+            thousands(first),
+            thousands(last),
+            thousands(total)
+        ),
+        prev: (l.page > 1).then(|| at(l.page - 1)),
+        next: (l.page < l.pages).then(|| at(l.page + 1)),
+    })
 }
 
 /// The banner over the page: never loaded, registry empty, or syncs failing.
@@ -298,28 +371,58 @@ fn tls_notes(console: &Console) -> Vec<String> {
 }
 
 pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
+    let q = match Query::parse(query) {
+        Ok(q) => q,
+        Err(e) => return super::api::error(400, e.to_string()),
+    };
     let sync = console.sync.snapshot();
     let loaded = console.table.is_loaded();
-    let param = |name: &str| {
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let filter = param("q").unwrap_or_default();
-    let terms: Vec<String> = filter
-        .to_lowercase()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
     let table = console.table.services();
     let all = || table.iter().flat_map(|s| s.instances.iter());
-    let services: Vec<ServiceView> = table
+    let instances_count = all().count();
+    let listing = listing::list(&table, &console.traffic, &q);
+    if let Some(label) = &q.service {
+        if listing.services.is_empty() && q.terms.is_empty() {
+            return super::api::error(
+                404,
+                format!("no service is called '{}'", crate::names::printable(label)),
+            );
+        }
+    }
+    let services: Vec<ServiceView> = listing
+        .services
         .iter()
-        .map(|s| service_view(s, links, &terms))
+        .map(|l| service_view(l, links, &console.traffic, &q))
         .collect();
+    let sorts = Sort::ALL
+        .iter()
+        .map(|(name, sort)| {
+            let mut s = q.clone();
+            s.sort = *sort;
+            s.page = 1;
+            SortLink {
+                name,
+                title: match sort {
+                    Sort::Name => "Instance",
+                    Sort::Rps => "Req/s",
+                    Sort::Errors => "Errors",
+                    Sort::Latency => "p50 / p99",
+                },
+                href: s.href(),
+                on: *sort == q.sort,
+            }
+        })
+        .collect();
+    let back = q.service.as_ref().map(|_| {
+        let mut b = q.clone();
+        b.service = None;
+        b.page = 1;
+        b.href()
+    });
     let page = Page {
         version: env!("CARGO_PKG_VERSION"),
-        refresh_secs: refresh_secs(all().count()),
+        refresh_secs: REFRESH_SECS,
+        traffic_secs: TRAFFIC_SECS,
         sources: sync.sources.clone(),
         banner: banner(&sync, loaded),
         last_success: sync.last_success.map(age).unwrap_or_else(|| "never".into()),
@@ -331,18 +434,25 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         syncs_ok: sync.syncs_ok,
         syncs_failed: sync.syncs_failed,
         names: bare(&links.url("")).trim_start_matches('.').to_string(),
-        services_count: services.len(),
-        instances_count: all().count(),
+        services_count: table.len(),
+        instances_count,
         status_counts: counts(all()),
         skipped: sync.skipped,
-        shown: services
-            .iter()
-            .flat_map(|s| &s.instances)
-            .filter(|i| !i.hidden)
-            .count(),
+        shown: if q.terms.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} of {} instances match",
+                thousands(listing.matched_instances),
+                thousands(instances_count)
+            )
+        },
+        sorts,
+        pager: pager(&listing, &q),
+        back,
         services,
-        filter,
-        token: param("token"),
+        filter: q.q.clone(),
+        token: q.token.clone(),
         generated: format_time(SystemTime::now()),
         tls_certs: tls_certs(console),
         tls_notes: tls_notes(console),

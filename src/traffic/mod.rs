@@ -12,7 +12,7 @@
 mod view;
 mod window;
 
-pub use view::{SeriesView, Spark};
+pub use view::SeriesView;
 pub use window::Summary;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use window::{Window, POINTS, STEP_SECS};
+use window::Window;
+pub use window::{POINTS, STEP_SECS};
 
 /// Instance series kept at most; past it, instances not yet tracked are counted in
 /// [`Traffic::untracked`] until idle series are swept out.

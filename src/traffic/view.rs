@@ -23,10 +23,11 @@ pub struct SeriesView {
     pub summary: Summary,
     /// The summary as shown: `12.5/s`, `0.8%`, `3.1 ms`.
     pub text: Texts,
-    /// Requests per second, error ratio and p99 latency (ms), one value per point.
+    /// Requests per second, error ratio and p99 latency (ms), one value per point; named
+    /// as in `text`, so the page updates a cell by one name.
     pub rps: Spark,
     pub errors: Spark,
-    pub p99: Spark,
+    pub latency: Spark,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,7 +118,7 @@ impl SeriesView {
             summary,
             rps: spark(&rates),
             errors: spark(&errors),
-            p99: spark(&p99),
+            latency: spark(&p99),
         }
     }
 }

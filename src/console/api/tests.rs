@@ -192,3 +192,111 @@ fn percent_decoding() {
     assert_eq!(percent_decode("100%"), "100%");
     assert_eq!(percent_decode("%zz%+1"), "%zz%+1");
 }
+
+#[tokio::test]
+async fn lists_come_a_page_at_a_time_with_a_next_link() {
+    let many: Vec<Instance> = (0..30)
+        .map(|k| {
+            inst(
+                &format!("SVC-{:02}", k / 3),
+                &format!("pod-{k:02}"),
+                &format!("10.0.0.{k}"),
+                Status::Up,
+            )
+        })
+        .collect();
+    let console = console_with(Some(many));
+    let (s, v) = get_json(&console, "/api/v1/services?limit=4&page=2").await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["svc-04", "svc-05", "svc-06", "svc-07"]);
+    assert_eq!(
+        (v["total"].as_u64(), v["pages"].as_u64()),
+        (Some(10), Some(3))
+    );
+    assert_eq!(v["next"], "/api/v1/services?page=3&limit=4");
+    let a = route(
+        &console,
+        &console.links.for_request(None, false),
+        "/api/v1/services",
+        "limit=4&page=3",
+    )
+    .await;
+    assert!(a.headers.iter().all(|(k, _)| *k != "link"), "no next page");
+    let a = route(
+        &console,
+        &console.links.for_request(None, false),
+        "/api/v1/services",
+        "limit=4",
+    )
+    .await;
+    let link = a
+        .headers
+        .iter()
+        .find(|(k, _)| *k == "link")
+        .map(|(_, v)| v.to_str().unwrap().to_string());
+    assert_eq!(
+        link.as_deref(),
+        Some("</api/v1/services?page=2&limit=4>; rel=\"next\"")
+    );
+
+    // A service's instances, filtered and paged; instances across services.
+    let (_, v) = get_json(&console, "/api/v1/services/svc-03?limit=2").await;
+    assert_eq!(v["instances"].as_array().unwrap().len(), 2);
+    assert_eq!(v["total"], 3);
+    assert_eq!(v["next"], "/api/v1/services/svc-03?page=2&limit=2");
+    let (_, v) = get_json(&console, "/api/v1/instances?q=10.0.0.1").await;
+    let labels: Vec<&str> = v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 11, "10.0.0.1 and 10.0.0.10-19: {labels:?}");
+    assert_eq!(v["total"], 11);
+    // Bad parameters are named.
+    let (s, v) = get_json(&console, "/api/v1/instances?limit=0").await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        v["error"],
+        "query parameter 'limit' must be a whole number from 1 (got '0')"
+    );
+}
+
+#[tokio::test]
+async fn traffic_answers_for_the_rows_a_view_shows() {
+    let console = sample();
+    console.traffic.record(
+        "order-service",
+        Some("order-1-8080"),
+        200,
+        Some(std::time::Duration::from_millis(5)),
+    );
+    let (s, v) = get_json(&console, "/api/v1/traffic").await;
+    assert_eq!(s, 200);
+    let series = v["series"].as_object().unwrap();
+    let mut keys: Vec<&str> = series.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "i:evil-1-8080",
+            "i:order-1-8080",
+            "i:order-2-8080",
+            "s:evil",
+            "s:order-service"
+        ]
+    );
+    assert_eq!(series["i:order-1-8080"]["summary"]["requests"], 1);
+    assert_eq!(series["i:order-2-8080"]["summary"]["requests"], 0);
+    assert_eq!(v["points"], 60);
+    let (_, v) = get_json(&console, "/api/v1/traffic?q=evil").await;
+    assert_eq!(v["series"].as_object().unwrap().len(), 2);
+    let (_, v) = get_json(&console, "/api/v1/instances/order-1-8080").await;
+    assert_eq!(v["traffic"]["summary"]["requests"], 1);
+}

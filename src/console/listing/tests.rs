@@ -41,6 +41,11 @@ fn parses_and_names_bad_parameters() {
     assert_eq!(ok.open.len(), 3);
     assert_eq!(ok.service.as_deref(), Some("x"));
     assert_eq!(q("").page, 1);
+    assert_eq!(
+        ok.href(),
+        "/?q=Order+DOWN&service=x&sort=rps&page=3&open=a%2Cb%2Cc&limit=50&token=t"
+    );
+    assert_eq!(q("page=1&sort=name").href(), "/", "defaults are left out");
     for (bad, message) in [
         (
             "sort=fast",
