@@ -217,6 +217,13 @@ pub struct Listed {
     pub more: usize,
 }
 
+/// A service the filter matches, before paging.
+struct Found {
+    service: Arc<Service>,
+    rows: Vec<Arc<Target>>,
+    summary: Summary,
+}
+
 /// A view: the services on this page and what the whole filtered list holds.
 pub struct Listing {
     pub services: Vec<Listed>,
@@ -247,7 +254,7 @@ fn sort_targets(rows: &mut [Arc<Target>], sort: Sort, traffic: &Traffic) {
 /// The view `query` asks for over `services` (the table's, in name order).
 pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> Listing {
     // Every service the filter matches, with its matching instances.
-    let mut found: Vec<(Arc<Service>, Vec<Arc<Target>>)> = services
+    let mut found: Vec<Found> = services
         .iter()
         .filter(|s| query.service.as_deref().is_none_or(|l| s.label == l))
         .filter_map(|s| {
@@ -262,27 +269,22 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
                     .cloned()
                     .collect()
             };
-            (all || !rows.is_empty()).then(|| (s.clone(), rows))
+            (all || !rows.is_empty()).then(|| Found {
+                summary: traffic.summary(Kind::Service, &s.label),
+                service: s.clone(),
+                rows,
+            })
         })
         .collect();
     let matched_services = found.len();
-    let matched_instances = found.iter().map(|(_, r)| r.len()).sum();
-    let mut summaries: Vec<Summary> = found
-        .iter()
-        .map(|(s, _)| traffic.summary(Kind::Service, &s.label))
-        .collect();
+    let matched_instances = found.iter().map(|f| f.rows.len()).sum();
     if query.sort != Sort::Name {
-        let mut order: Vec<usize> = (0..found.len()).collect();
-        order.sort_by(|&a, &b| {
+        found.sort_by(|a, b| {
             query
                 .sort
-                .order(&summaries[a], &summaries[b])
-                .then_with(|| found[a].0.label.cmp(&found[b].0.label))
+                .order(&a.summary, &b.summary)
+                .then_with(|| a.service.label.cmp(&b.service.label))
         });
-        let mut taken: Vec<Option<(Arc<Service>, Vec<Arc<Target>>)>> =
-            found.into_iter().map(Some).collect();
-        found = order.iter().filter_map(|&k| taken[k].take()).collect();
-        summaries = order.iter().map(|&k| summaries[k]).collect();
     }
 
     let one = query.service.is_some();
@@ -296,40 +298,42 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
     };
     let page = query.page.min(total_pages);
     let skip = (page - 1) * per;
-    let on_page: Vec<(Arc<Service>, Vec<Arc<Target>>, Summary)> = found
+    let on_page = found
         .into_iter()
-        .zip(summaries)
-        .map(|((s, r), m)| (s, r, m))
         .skip(if one { 0 } else { skip })
-        .take(if one { 1 } else { per })
-        .collect();
+        .take(if one { 1 } else { per });
     let small = matched_instances <= EXPAND_ALL;
     let listed = on_page
-        .into_iter()
-        .map(|(service, mut rows, summary)| {
-            let matching = rows.len();
-            let expanded =
-                one || small || !query.terms.is_empty() || query.open.contains(&service.label);
-            sort_targets(&mut rows, query.sort, traffic);
-            let rows: Vec<Arc<Target>> = match (expanded, one) {
-                (false, _) => Vec::new(),
-                (true, true) => rows.into_iter().skip(skip).take(per).collect(),
-                (true, false) => rows.into_iter().take(ROWS_PER_SERVICE).collect(),
-            };
-            let more = if one {
-                0
-            } else {
-                matching - rows.len().min(matching)
-            };
-            Listed {
-                more: if expanded { more } else { 0 },
-                service,
-                summary,
-                matching,
-                expanded,
-                rows,
-            }
-        })
+        .map(
+            |Found {
+                 service,
+                 mut rows,
+                 summary,
+             }| {
+                let matching = rows.len();
+                let expanded =
+                    one || small || !query.terms.is_empty() || query.open.contains(&service.label);
+                sort_targets(&mut rows, query.sort, traffic);
+                let rows: Vec<Arc<Target>> = match (expanded, one) {
+                    (false, _) => Vec::new(),
+                    (true, true) => rows.into_iter().skip(skip).take(per).collect(),
+                    (true, false) => rows.into_iter().take(ROWS_PER_SERVICE).collect(),
+                };
+                let more = if one {
+                    0
+                } else {
+                    matching - rows.len().min(matching)
+                };
+                Listed {
+                    more: if expanded { more } else { 0 },
+                    service,
+                    summary,
+                    matching,
+                    expanded,
+                    rows,
+                }
+            },
+        )
         .collect();
     Listing {
         services: listed,
