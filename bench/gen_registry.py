@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes a synthetic Eureka registry for bench/run.sh.
 
-    gen_registry.py N BACKEND_PORT OUTDIR
+    gen_registry.py N BACKEND_PORT OUTDIR [PER_APP]
 
 OUTDIR gets:
   apps.json, apps.json.gz   the full /eureka/apps document (Jackson shape, as modern Eureka
@@ -11,7 +11,8 @@ OUTDIR gets:
                             apps__hashcode, so xipgate's delta sync stays in steady state
   labels                    two lines: an instance label and a service label to request
 
-N instances spread over max(1, N // 10) applications (10 instances each), all UP, all
+N instances spread over max(1, N // PER_APP) applications (PER_APP instances each, 10 unless
+given), all UP, all
 pointing at 127.0.0.1:BACKEND_PORT. InstanceIds are Spring-style
 `<app>-<replicaset hash>-<pod suffix>:<app>:8080`. Deterministic (fixed seed): the same N
 always gives the same bytes.
@@ -50,8 +51,9 @@ def instance(app, pod, port):
 
 def main():
     n, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    per = int(sys.argv[4]) if len(sys.argv) > 4 else 10
     rng = random.Random(20261124)
-    apps = app_names(max(1, n // 10))
+    apps = app_names(max(1, n // per))
     per_app = {a: [] for a in apps}
     pods = []
     for i in range(n):

@@ -110,9 +110,17 @@ async fn scenario(services: usize, per: usize) {
     let usable = started.elapsed();
     assert!(usable < Duration::from_secs(5), "usable after {usable:?}");
     let totals = b
-        .exec("return document.getElementById('totals').textContent", vec![])
+        .exec(
+            "return document.getElementById('totals').textContent",
+            vec![],
+        )
         .await;
-    let totals = totals.as_str().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+    let totals = totals
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(
         totals.starts_with(&format!("{services} services | {total} instances")),
         "the totals: {totals}"
@@ -142,9 +150,16 @@ async fn scenario(services: usize, per: usize) {
     let svc = "svc-0001";
     let group = format!("tbody[data-s='{svc}']");
     let closed = b
-        .exec(&format!("return document.querySelector(\"{group}\").hasAttribute('data-closed')"), vec![])
+        .exec(
+            &format!("return document.querySelector(\"{group}\").hasAttribute('data-closed')"),
+            vec![],
+        )
         .await;
-    assert_eq!(closed, serde_json::json!(total > 300), "folded only when large");
+    assert_eq!(
+        closed,
+        serde_json::json!(total > 300),
+        "folded only when large"
+    );
     if total > 300 {
         let toggle = b.find(&format!("{group} .tg")).await;
         b.click(&toggle).await;
@@ -163,7 +178,13 @@ async fn scenario(services: usize, per: usize) {
         format!("document.querySelector(\"td[data-t='{kind}:{label}'][data-m='rps']\")")
     };
     let flat = b
-        .exec(&format!("return {}.querySelector('polyline').getAttribute('points')", cell("s", svc)), vec![])
+        .exec(
+            &format!(
+                "return {}.querySelector('polyline').getAttribute('points')",
+                cell("s", svc)
+            ),
+            vec![],
+        )
         .await;
     let load = Load::start(
         x.proxy,

@@ -183,24 +183,44 @@ pub fn service_key(s: &Service) -> String {
     format!("{} {}", s.app, s.label).to_lowercase()
 }
 
-/// What the filter matches for an instance, besides its service's key (lower case).
-pub fn instance_key(t: &Target) -> String {
+/// `needle` (lower case) occurs in `hay`, ignoring ASCII case, without allocating.
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// Whether one filter term (lower case, no whitespace) occurs in what the filter reads of
+/// an instance: its label, instanceId, `ip:port`, status, zone and source. A term has no
+/// space, so it cannot span two of them: each is searched alone, with no string built
+/// (at 100,000 instances the filter runs once per instance per request).
+fn instance_has(t: &Target, term: &str) -> bool {
     let i = &t.instance;
-    let port = i.port.map(|p| format!(":{p}")).unwrap_or_default();
-    format!(
-        "{} {} {}{port} {} {} {}",
-        t.label,
-        i.instance_id,
-        i.ip_addr,
-        i.status,
+    let fields = [
+        t.label.as_str(),
+        i.instance_id.as_str(),
+        i.ip_addr.as_str(),
+        i.status.as_str(),
         i.zone().unwrap_or(""),
-        i.source
-    )
-    .to_lowercase()
+        &*i.source,
+    ];
+    if fields.iter().any(|f| contains_ci(f, term)) {
+        return true;
+    }
+    // Only a term with a digit can be about the port.
+    i.port.is_some_and(|p| {
+        term.bytes().any(|b| b.is_ascii_digit()) && contains_ci(&format!("{}:{p}", i.ip_addr), term)
+    })
 }
 
 fn matches(terms: &[String], text: &str) -> bool {
     terms.iter().all(|t| text.contains(t.as_str()))
+}
+
+/// Every term occurs in the service's key or in the instance.
+fn instance_matches(terms: &[String], service_key: &str, t: &Target) -> bool {
+    terms
+        .iter()
+        .all(|term| service_key.contains(term.as_str()) || instance_has(t, term))
 }
 
 /// One service in a view.
@@ -265,7 +285,7 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
             } else {
                 s.instances
                     .iter()
-                    .filter(|t| matches(&query.terms, &format!("{key} {}", instance_key(t))))
+                    .filter(|t| instance_matches(&query.terms, &key, t))
                     .cloned()
                     .collect()
             };
@@ -358,9 +378,7 @@ pub fn instances(
             let whole = query.terms.is_empty() || matches(&query.terms, &key);
             s.instances
                 .iter()
-                .filter(move |t| {
-                    whole || matches(&query.terms, &format!("{key} {}", instance_key(t)))
-                })
+                .filter(move |t| whole || instance_matches(&query.terms, &key, t))
                 .cloned()
         })
         .collect();

@@ -168,3 +168,41 @@ fn sorts_by_traffic_busiest_failing_slowest_first() {
         .collect();
     assert_eq!(rows, ["pod-003-1-8080", "pod-003-0-8080"]);
 }
+
+proptest::proptest! {
+    /// The field-by-field filter answers as a search of the whole row's text would: every
+    /// term in "service-key label instanceId ip:port status zone source".
+    #[test]
+    fn the_filter_is_a_search_of_the_row_text(
+        picks in proptest::collection::vec((0usize..12, 0usize..80, 1usize..12), 1..3),
+        noise in "[a-z0-9.:-]{1,4}",
+    ) {
+        let services = table(3, 4);
+        for s in &services {
+            let key = service_key(s);
+            for t in &s.instances {
+                let i = &t.instance;
+                let text = format!(
+                    "{key} {} {} {}:{} {} {} {}",
+                    t.label, i.instance_id, i.ip_addr, i.port.unwrap_or(0), i.status,
+                    i.zone().unwrap_or(""), i.source
+                )
+                .to_lowercase();
+                let mut terms: Vec<String> = picks
+                    .iter()
+                    .filter_map(|&(_, at, len)| {
+                        let at = at % text.len();
+                        text.get(at..(at + len).min(text.len()))
+                            .map(|w| w.split(' ').next().unwrap_or("").to_string())
+                            .filter(|w| !w.is_empty())
+                    })
+                    .collect();
+                terms.push(noise.clone());
+                let model = terms.iter().all(|w| text.contains(w.as_str()));
+                proptest::prop_assert_eq!(
+                    instance_matches(&terms, &key, t), model, "{:?} in {}", terms, text
+                );
+            }
+        }
+    }
+}
