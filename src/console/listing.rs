@@ -206,10 +206,20 @@ fn instance_has(t: &Target, term: &str) -> bool {
     if fields.iter().any(|f| contains_ci(f, term)) {
         return true;
     }
-    // Only a term with a digit can be about the port.
-    i.port.is_some_and(|p| {
-        term.bytes().any(|b| b.is_ascii_digit()) && contains_ci(&format!("{}:{p}", i.ip_addr), term)
-    })
+    // `ip:port`: the ip alone is searched above; the rest is the port, or a term that
+    // runs from the ip's end over the colon into the port.
+    let Some(port) = i.port else {
+        return false;
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match term.split_once(':') {
+        None => digits(term) && port.to_string().contains(term),
+        Some((left, right)) => {
+            digits(right)
+                && i.ip_addr.to_ascii_lowercase().ends_with(left)
+                && port.to_string().starts_with(right)
+        }
+    }
 }
 
 fn matches(terms: &[String], text: &str) -> bool {
