@@ -329,3 +329,88 @@ async fn an_unhealthy_instance_is_down_and_left_out_of_its_service() {
         .iter()
         .any(|(k, v)| k == "x-xipgate-instance-status" && v == "DOWN"));
 }
+
+/// Nacos 3 (`api: v3`): rnacos has no v3 API, so a stand-in serves the answer transcribed
+/// from Nacos 3's source (tests/fixtures/nacos-3-admin-service-list-with-instances.json:
+/// every service of a group with its instances by cluster) behind the v3 login, with the
+/// addresses pointed at real backends. Every cluster's instances are routed; the disabled
+/// one is OUT_OF_SERVICE; without the token the admin API answers 403 and xipgate says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacos_3_lists_services_with_their_instances_after_its_login() {
+    use wiremock::matchers::{body_string_contains, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let fixture =
+        std::fs::read_to_string(root.join("nacos-3-admin-service-list-with-instances.json"))
+            .expect("fixture");
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let body = fixture
+        .replace(
+            "\"ip\":\"10.0.0.5\",\"port\":8080",
+            &format!("\"ip\":\"127.0.0.1\",\"port\":{}", a.addr.port()),
+        )
+        .replace(
+            "\"ip\":\"10.0.0.6\",\"port\":8080",
+            &format!("\"ip\":\"127.0.0.1\",\"port\":{}", b.addr.port()),
+        )
+        .replace(
+            "\"ip\":\"10.0.0.7\",\"port\":8080",
+            &format!("\"ip\":\"127.0.0.1\",\"port\":{}", b.addr.port()),
+        );
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/nacos/v3/auth/user/login"))
+        .and(body_string_contains("username=nacos"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"accessToken":"v3-token","tokenTtl":18000,"globalAdmin":true,"username":"nacos"}"#,
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/nacos/v3/admin/ns/service/list"))
+        .and(query_param("accessToken", "v3-token"))
+        .and(query_param("withInstances", "true"))
+        .and(query_param("namespaceId", "public"))
+        .and(query_param("groupNameParam", "DEFAULT_GROUP"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(body))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/nacos/v3/admin/ns/service/list"))
+        .respond_with(ResponseTemplate::new(403).set_body_string("user not found!"))
+        .mount(&server)
+        .await;
+    let url = format!("{}/nacos", server.uri());
+    let v3 = "        api: v3\n        username: nacos\n        password: nacos-pass\n";
+    let x = Xipgate::start_with(&url, &nacos_only(&url, v3), "", true);
+    let up = format!("orders-7d9f8-x2k4q-{}", a.addr.port());
+    let (status, _, body) = x.get(&up, "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"backend\":\"a\""), "{body}");
+    let canary = format!("orders-canary-q8wvn-{}", b.addr.port());
+    assert_eq!(instance_api(&x, &canary)["status"], "OUT_OF_SERVICE");
+    assert_eq!(
+        instance_api(&x, &canary)["metadata"]["nacos.cluster"],
+        "canary"
+    );
+    let unhealthy = format!("orders-7d9f8-b5m2n-{}", b.addr.port());
+    assert_eq!(instance_api(&x, &unhealthy)["status"], "DOWN");
+    for _ in 0..3 {
+        assert!(
+            x.get("orders", "/").2.contains("\"backend\":\"a\""),
+            "only the UP one"
+        );
+    }
+    let registry = x.api("/api/v1/registry").1;
+    assert_eq!(registry["nacos"][0]["api"], "v3");
+    assert_eq!(registry["nacos"][0]["services"], 2);
+
+    // Without credentials the admin API refuses: the error names it, nothing is routed.
+    let y = Xipgate::start_with(&url, &nacos_only(&url, "        api: v3\n"), "", false);
+    until(&y, "the refusal is reported", || {
+        y.api("/api/v1/registry").1["nacos"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTP 403") && e.contains("/v3/admin/ns/service/list"))
+    });
+    assert_eq!(y.get(&up, "/").0, 503, "{}", y.log());
+}

@@ -26,6 +26,10 @@ pub enum NacosApi {
     V1,
     /// `/nacos/v2/ns/...` answering `{code, message, data}`: Nacos 2.x.
     V2,
+    /// Nacos 3.x: the admin API's service list with each service's instances
+    /// (`/nacos/v3/admin/ns/service/list?withInstances=true`), which needs a login by
+    /// default (`nacos.core.auth.admin.enabled`), and `/v3/auth/user/login`.
+    V3,
 }
 
 #[derive(Debug, Clone)]
@@ -88,8 +92,9 @@ pub(super) fn check_nacos(c: &mut Checker, list: &[NacosFile]) -> Vec<NacosConfi
         let api = match n.api.as_deref().map(str::trim) {
             None | Some("v1") => NacosApi::V1,
             Some("v2") => NacosApi::V2,
+            Some("v3") => NacosApi::V3,
             Some(other) => {
-                c.err(&key("api"), format!("'{other}' must be v1 or v2"));
+                c.err(&key("api"), format!("'{other}' must be v1, v2 or v3"));
                 NacosApi::V1
             }
         };

@@ -3,9 +3,15 @@
 //! the whole set published to the routing [`Feed`]. Any failure publishes nothing, so the
 //! last good set stays routed (and no other source's instances are touched).
 //!
-//! Login: with `username`/`password`, `POST /v1/auth/login` gives an access token valid for
-//! `tokenTtl` seconds; it is sent as `accessToken=` and renewed once three quarters of its
-//! lifetime have passed, or at once when the server answers 401/403.
+//! With `api: v3` (Nacos 3) one paged call per namespace and group brings every service
+//! with its instances (`/v3/admin/ns/service/list?withInstances=true`): Nacos 3's client
+//! API has no service list, and its instance list filters by cluster and hides disabled
+//! instances, so the admin API is the one that shows everything.
+//!
+//! Login: with `username`/`password`, `POST /v1/auth/login` (v3: `/v3/auth/user/login`,
+//! falling back to the v1 path on 404 as Nacos' own client does) gives an access token
+//! valid for `tokenTtl` seconds; it is sent as `accessToken=` and renewed once three
+//! quarters of its lifetime have passed, or at once when the server answers 401/403.
 
 mod model;
 
@@ -23,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{EurekaUrl, NacosApi, NacosConfig};
 use crate::instance::{Instance, SourceName};
 use crate::routes::Feed;
-use model::{to_instance, InstanceList, ServiceListV1, ServiceListV2, V2};
+use model::{to_instance, InstanceList, PageV3, ServiceDetailV3, ServiceListV1, ServiceListV2, V2};
 
 /// Services asked for per page of the service list.
 const PAGE_SIZE: u32 = 500;
@@ -127,6 +133,7 @@ impl NacosSource {
             api: match cfg.api {
                 NacosApi::V1 => "v1",
                 NacosApi::V2 => "v2",
+                NacosApi::V3 => "v3",
             },
             namespaces: cfg.namespaces.clone(),
             groups: cfg.groups.clone(),
@@ -169,14 +176,28 @@ impl NacosSource {
         if let Some(t) = token.as_ref().filter(|t| Instant::now() < t.renew_at) {
             return Ok(Some(t.value.clone()));
         }
-        let url = format!("{}/v1/auth/login", base.base);
-        let resp = self
+        let form = [("username", user.as_str()), ("password", pass.as_str())];
+        let mut url = format!("{}/v1/auth/login", base.base);
+        if self.cfg.api == NacosApi::V3 {
+            url = format!("{}/v3/auth/user/login", base.base);
+        }
+        let mut resp = self
             .http
             .post(&url)
-            .form(&[("username", user.as_str()), ("password", pass.as_str())])
+            .form(&form)
             .send()
             .await
             .map_err(|e| self.error(&url, e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND && self.cfg.api == NacosApi::V3 {
+            url = format!("{}/v1/auth/login", base.base);
+            resp = self
+                .http
+                .post(&url)
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| self.error(&url, e))?;
+        }
         let status = resp.status().as_u16();
         if !resp.status().is_success() {
             return Err(NacosError::Login { url, status });
@@ -260,7 +281,9 @@ impl NacosSource {
                 ("groupName", group),
             ];
             let (count, names) = match self.cfg.api {
-                NacosApi::V1 => {
+                // v3 lists services with their instances (`services_v3`) and never asks
+                // here; its servers keep the v1 open API (3.0, 3.1) anyway.
+                NacosApi::V1 | NacosApi::V3 => {
                     let l: ServiceListV1 = self.get(base, "/v1/ns/service/list", &q, token).await?;
                     (l.count, l.doms)
                 }
@@ -295,13 +318,50 @@ impl NacosSource {
             ("healthyOnly", "false"),
         ];
         match self.cfg.api {
-            NacosApi::V1 => self.get(base, "/v1/ns/instance/list", &q, token).await,
+            NacosApi::V1 | NacosApi::V3 => self.get(base, "/v1/ns/instance/list", &q, token).await,
             NacosApi::V2 => {
                 let path = "/v2/ns/instance/list";
                 let v: V2<InstanceList> = self.get(base, path, &q, token).await?;
                 self.unwrap_v2(base, path, v)
             }
         }
+    }
+
+    /// Nacos 3: every service of one namespace and group with its instances, a page at a
+    /// time. The group parameter is a pattern on the server (`.*group.*`), so the answer
+    /// is filtered to the group itself here.
+    async fn services_v3(
+        &self,
+        base: &EurekaUrl,
+        ns: &str,
+        group: &str,
+        token: Option<&str>,
+    ) -> Result<Vec<ServiceDetailV3>, NacosError> {
+        let path = "/v3/admin/ns/service/list";
+        let ns = if ns.is_empty() { "public" } else { ns };
+        let size = PAGE_SIZE.to_string();
+        let mut all = Vec::new();
+        for page in 1u32.. {
+            let p = page.to_string();
+            let q = [
+                ("namespaceId", ns),
+                ("groupNameParam", group),
+                ("serviceNameParam", ""),
+                ("withInstances", "true"),
+                ("ignoreEmptyService", "false"),
+                ("pageNo", p.as_str()),
+                ("pageSize", size.as_str()),
+            ];
+            let v: V2<PageV3<ServiceDetailV3>> = self.get(base, path, &q, token).await?;
+            let l = self.unwrap_v2(base, path, v)?;
+            let got = l.page_items.len();
+            let seen = (page - 1) as u64 * u64::from(PAGE_SIZE) + got as u64;
+            all.extend(l.page_items.into_iter().filter(|s| s.group_name == group));
+            if got == 0 || seen >= l.total_count {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     /// Everything from one URL: every namespace, group and service.
@@ -312,6 +372,26 @@ impl NacosSource {
         let token = self.login(base).await?;
         let token = token.as_deref();
         let (mut out, mut services, mut protected) = (Vec::new(), 0, Vec::new());
+        if self.cfg.api == NacosApi::V3 {
+            for ns in &self.cfg.namespaces {
+                for group in &self.cfg.groups {
+                    for s in self.services_v3(base, ns, group, token).await? {
+                        services += 1;
+                        let hosts = s.cluster_map.values().flat_map(|c| &c.hosts);
+                        out.extend(hosts.map(|h| {
+                            to_instance(
+                                &self.source,
+                                group,
+                                &s.service_name,
+                                h,
+                                &self.cfg.pod_name_keys,
+                            )
+                        }));
+                    }
+                }
+            }
+            return Ok((out, services, protected));
+        }
         for ns in &self.cfg.namespaces {
             for group in &self.cfg.groups {
                 for service in self.services(base, ns, group, token).await? {

@@ -35,6 +35,36 @@ pub struct V2<T> {
     pub data: Option<T>,
 }
 
+/// Nacos 3's page (`com.alibaba.nacos.api.model.Page`), the data of
+/// `/nacos/v3/admin/ns/service/list`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageV3<T> {
+    #[serde(default)]
+    pub total_count: u64,
+    #[serde(default = "Vec::new")]
+    pub page_items: Vec<T>,
+}
+
+/// One service of that list with `withInstances=true` (`ServiceDetailInfo`): its
+/// instances by cluster, all of them (the server's own copy, before any health filter or
+/// protection threshold).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDetailV3 {
+    pub service_name: String,
+    #[serde(default)]
+    pub group_name: String,
+    #[serde(default)]
+    pub cluster_map: BTreeMap<String, ClusterV3>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterV3 {
+    #[serde(default)]
+    pub hosts: Vec<NacosInstance>,
+}
+
 /// `/ns/instance/list` (v1 body, v2 data): one service's instances.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -198,6 +228,42 @@ mod tests {
     /// (nacos.io, "Open API v2", transcribed: rnacos has no v2 naming API to record).
     const V2_INSTANCE_LIST: &str = r#"{"code":0,"message":"success","data":{"name":"DEFAULT_GROUP@@nacos.test.1","groupName":"DEFAULT_GROUP","clusters":"","cacheMillis":10000,"hosts":[{"ip":"127.0.0.1","port":8080,"weight":1.0,"healthy":true,"enabled":true,"ephemeral":true,"clusterName":"DEFAULT","serviceName":"DEFAULT_GROUP@@nacos.test.1","metadata":{},"instanceHeartBeatInterval":5000,"instanceHeartBeatTimeOut":15000,"ipDeleteTimeout":30000,"instanceIdGenerator":"simple"}],"lastRefTime":1676257034735,"checksum":"","allIPs":false,"reachProtectionThreshold":false,"valid":true}}"#;
     const V2_SERVICE_LIST: &str = r#"{"code":0,"message":"success","data":{"count":2,"services":["nacos.test.1","nacos.test.2"]}}"#;
+
+    /// Nacos 3's `GET /nacos/v3/admin/ns/service/list?withInstances=true`, transcribed from
+    /// its source (3.0.x-3.1: `ServiceControllerV3.list`, `CatalogServiceV2Impl
+    /// .pageListServiceDetail`, the `Page`, `ServiceDetailInfo`, `ClusterInfo` and
+    /// `Instance` classes) and the instance fields of the documented v3 client answer:
+    /// rnacos has no v3 API to record.
+    pub const V3_SERVICE_DETAILS: &str =
+        include_str!("../../../tests/fixtures/nacos-3-admin-service-list-with-instances.json");
+
+    #[test]
+    fn v3_answers_as_transcribed_parse() {
+        let page: V2<PageV3<ServiceDetailV3>> =
+            serde_json::from_str(V3_SERVICE_DETAILS).expect("v3 page");
+        let page = page.data.expect("data");
+        assert_eq!(page.total_count, 2);
+        let orders = &page.page_items[0];
+        assert_eq!(
+            (orders.service_name.as_str(), orders.group_name.as_str()),
+            ("orders", "DEFAULT_GROUP")
+        );
+        let hosts: Vec<&NacosInstance> =
+            orders.cluster_map.values().flat_map(|c| &c.hosts).collect();
+        assert_eq!(hosts.len(), 3, "every cluster's instances");
+        let i = to_instance(
+            &SourceName::from("nacos"),
+            "DEFAULT_GROUP",
+            &orders.service_name,
+            hosts[0],
+            &["pod-name".to_string()],
+        );
+        assert_eq!(i.instance_id, "orders-7d9f8-x2k4q:orders:8080");
+        assert!(
+            hosts.iter().any(|h| !h.enabled),
+            "disabled ones are listed too"
+        );
+    }
 
     #[test]
     fn v2_answers_as_documented_parse() {
