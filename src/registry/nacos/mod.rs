@@ -8,6 +8,8 @@
 //! API has no service list, and its instance list filters by cluster and hides disabled
 //! instances, so the admin API is the one that shows everything.
 //!
+//! With v1 and v2, up to [`FETCH_CONCURRENCY`] instance lists are asked for at once.
+//!
 //! Login: with `username`/`password`, `POST /v1/auth/login` (v3: `/v3/auth/user/login`,
 //! falling back to the v1 path on 404 as Nacos' own client does) gives an access token
 //! valid for `tokenTtl` seconds; it is sent as `accessToken=` and renewed once three
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use log::{info, warn};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -33,6 +36,9 @@ use model::{to_instance, InstanceList, PageV3, ServiceDetailV3, ServiceListV1, S
 
 /// Services asked for per page of the service list.
 const PAGE_SIZE: u32 = 500;
+/// Instance lists asked for at once (v1, v2: one request per service): a registry of
+/// 1,000 services syncs in an eighth of the round trips, without a burst on the server.
+const FETCH_CONCURRENCY: usize = 8;
 
 /// Why a sync with one Nacos URL failed.
 #[derive(Debug, thiserror::Error)]
@@ -394,8 +400,17 @@ impl NacosSource {
         }
         for ns in &self.cfg.namespaces {
             for group in &self.cfg.groups {
-                for service in self.services(base, ns, group, token).await? {
-                    let list = self.instances(base, ns, group, &service, token).await?;
+                let names = self.services(base, ns, group, token).await?;
+                // A few services' instance lists at a time, answers kept in list order.
+                let lists: Vec<(String, InstanceList)> = stream::iter(names)
+                    .map(|service| async move {
+                        let list = self.instances(base, ns, group, &service, token).await?;
+                        Ok::<_, NacosError>((service, list))
+                    })
+                    .buffered(FETCH_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                for (service, list) in lists {
                     services += 1;
                     if list.reach_protection_threshold {
                         protected.push(format!("{group}@@{service}"));
