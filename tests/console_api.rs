@@ -395,4 +395,22 @@ async fn metrics_have_real_values_after_traffic() {
         !m.contains("nothing-here"),
         "unknown hosts are not metric labels"
     );
+
+    // The console's live traffic counts the same requests, per service and per instance,
+    // whichever engine served them (`./dev test` runs this suite on both).
+    let dead_label = Inst::up("order-service", "order-dead", dead).label();
+    x.get(&dead_label, "/"); // 502: refused, no other try for an instance host
+    let (_, v) = x.api("/api/v1/services/order-service");
+    let t = &v["traffic"];
+    assert_eq!(t["requests"], 13, "{t}");
+    assert_eq!(t["errors"], 1, "{t}");
+    assert!(t["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{t}");
+    let (_, v) = x.api(&format!("/api/v1/instances/{}", ia.label()));
+    let mine = v["traffic"]["summary"]["requests"].as_u64().unwrap_or(0);
+    assert!(mine >= 3 + 3, "3 by its own name, its turns of 9 by the service's: {mine}");
+    let (_, v) = x.api(&format!("/api/v1/instances/{dead_label}"));
+    assert_eq!(v["traffic"]["summary"]["errors"], 1);
+    assert_eq!(v["traffic"]["text"]["errors"], "100.0%");
+    let (_, v) = x.api("/api/v1/services?sort=errors");
+    assert_eq!(v["services"][0]["label"], "order-service");
 }
