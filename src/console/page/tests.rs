@@ -92,6 +92,11 @@ fn traffic_is_drawn_per_service_and_instance() {
         assert!(page.contains(cell), "{cell}");
     }
     assert!(page.contains(r#"<span class="tv">100.0%</span>"#), "errors");
+    assert!(
+        page.contains(r#"<td class="t errors bad" data-t="i:order-1-8080""#),
+        "a failing instance stands out"
+    );
+    assert!(page.contains(r#"<td class="t errors" data-t="i:order-2-8080""#));
     let idle = crate::traffic::Traffic::default().view(crate::traffic::Kind::Instance, "x");
     let busy = console
         .traffic
