@@ -407,7 +407,10 @@ async fn metrics_have_real_values_after_traffic() {
     assert!(t["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{t}");
     let (_, v) = x.api(&format!("/api/v1/instances/{}", ia.label()));
     let mine = v["traffic"]["summary"]["requests"].as_u64().unwrap_or(0);
-    assert!(mine >= 3 + 3, "3 by its own name, its turns of 9 by the service's: {mine}");
+    assert!(
+        mine >= 3 + 3,
+        "3 by its own name, its turns of 9 by the service's: {mine}"
+    );
     let (_, v) = x.api(&format!("/api/v1/instances/{dead_label}"));
     assert_eq!(v["traffic"]["summary"]["errors"], 1);
     assert_eq!(v["traffic"]["text"]["errors"], "100.0%");
