@@ -81,11 +81,7 @@ EOF
 RUST_LOG=warn "$XIPGATE_BIN" -c "$WORK/xipgate.yaml" > "$WORK/xipgate.log" 2>&1 &
 XIP_PID=$!
 PIDS+=("$XIP_PID")
-for _ in $(seq 1 1200); do
-    kill -0 "$XIP_PID" 2>/dev/null || { echo "$SELF: xipgate exited:" >&2; cat "$WORK/xipgate.log" >&2; exit 1; }
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CONSOLE_PORT/readyz")" = 200 ] && break
-    sleep 0.1
-done
+wait_http "http://127.0.0.1:$CONSOLE_PORT/readyz" "$XIP_PID" xipgate "$WORK/xipgate.log" 120
 rss() { awk '/VmRSS/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$XIP_PID/status"; }
 RSS_LOADED=$(rss)
 

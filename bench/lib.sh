@@ -55,3 +55,15 @@ while len(ports) < n:
 print(*ports)
 EOF
 }
+
+# wait_http URL PID NAME LOG [SECONDS]: until URL answers 200 (default within 20 s); stops
+# the script, showing LOG, when the process PID exits first or the time runs out.
+wait_http() {
+    local _ tries=$(( ${5:-20} * 10 ))
+    for _ in $(seq 1 "$tries"); do
+        kill -0 "$2" 2>/dev/null || { echo "$SELF: $3 exited early:" >&2; cat "$4" >&2; exit 1; }
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "$SELF: $3 did not answer 200 at $1 in ${5:-20} s" >&2; cat "$4" >&2; exit 1
+}

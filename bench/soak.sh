@@ -85,15 +85,6 @@ XIP_PORT=${PORTS[14]}
 CONSOLE_PORT=${PORTS[15]}
 join() { local IFS=,; echo "$*"; }
 
-wait_http() { # wait_http URL PID NAME LOG
-    local _
-    for _ in $(seq 1 200); do
-        kill -0 "$2" 2>/dev/null || { echo "bench/soak.sh: $3 exited early:" >&2; cat "$4" >&2; exit 1; }
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "bench/soak.sh: $3 did not answer 200 at $1 in 20 s" >&2; cat "$4" >&2; exit 1
-}
 
 # Backends.
 {

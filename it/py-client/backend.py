@@ -21,10 +21,11 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from py_eureka_client import eureka_client
 from py_eureka_client.logger import get_logger_factory
+
+from textserver import serve_text
 
 handler = logging.StreamHandler(sys.stderr)
 handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s py-eureka-client %(message)s"))
@@ -46,23 +47,8 @@ def main():
     a = ap.parse_args()
     body = f"py {a.instance_id}\n".encode()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer((a.ip, a.port), Handler)
-    httpd.daemon_threads = True
+    httpd = serve_text(a.ip, a.port, lambda _port: body)
     a.port = httpd.server_address[1]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
     client = eureka_client.init(
         eureka_server=a.eureka,

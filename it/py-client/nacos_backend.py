@@ -16,9 +16,10 @@ import os
 import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import nacos
+
+from textserver import serve_text
 
 
 def main():
@@ -35,24 +36,8 @@ def main():
     ap.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            body = f"py-nacos {a.service} {a.port}\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer((a.ip, a.port), Handler)
-    httpd.daemon_threads = True
+    httpd = serve_text(a.ip, a.port, lambda port: f"py-nacos {a.service} {port}\n".encode())
     a.port = httpd.server_address[1]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
     kwargs = {"namespace": a.namespace}
     if a.username:

@@ -251,7 +251,8 @@ pub struct Listed {
 struct Found {
     service: Arc<Service>,
     rows: Vec<Arc<Target>>,
-    summary: Summary,
+    /// Known when the view is sorted by traffic (else read for the page's services only).
+    summary: Option<Summary>,
 }
 
 /// A view: the services on this page and what the whole filtered list holds.
@@ -300,7 +301,8 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
                     .collect()
             };
             (all || !rows.is_empty()).then(|| Found {
-                summary: traffic.summary(Kind::Service, &s.label),
+                summary: (query.sort != Sort::Name)
+                    .then(|| traffic.summary(Kind::Service, &s.label)),
                 service: s.clone(),
                 rows,
             })
@@ -312,7 +314,10 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
         found.sort_by(|a, b| {
             query
                 .sort
-                .order(&a.summary, &b.summary)
+                .order(
+                    &a.summary.unwrap_or_default(),
+                    &b.summary.unwrap_or_default(),
+                )
                 .then_with(|| a.service.label.cmp(&b.service.label))
         });
     }
@@ -343,7 +348,9 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
                 let matching = rows.len();
                 let expanded =
                     one || small || !query.terms.is_empty() || query.open.contains(&service.label);
-                sort_targets(&mut rows, query.sort, traffic);
+                if expanded {
+                    sort_targets(&mut rows, query.sort, traffic);
+                }
                 let rows: Vec<Arc<Target>> = match (expanded, one) {
                     (false, _) => Vec::new(),
                     (true, true) => rows.into_iter().skip(skip).take(per).collect(),
@@ -356,8 +363,9 @@ pub fn list(services: &[Arc<Service>], traffic: &Traffic, query: &Query) -> List
                 };
                 Listed {
                     more: if expanded { more } else { 0 },
+                    summary: summary
+                        .unwrap_or_else(|| traffic.summary(Kind::Service, &service.label)),
                     service,
-                    summary,
                     matching,
                     expanded,
                     rows,
