@@ -1,11 +1,31 @@
-//! xipgate: every Eureka service and every instance reachable by its own host name,
-//! through one edge proxy built on Pingora.
+//! xipgate: one edge entry for a Spring Cloud cluster. Every service and every single
+//! instance registered in Eureka or Nacos is reachable from outside by its own host name,
+//! over HTTP or HTTPS, through one proxy built on Pingora.
 //!
-//! `main.rs` only wires these together: [`config`] reads the file, [`registry`] keeps a
-//! copy of Eureka in the [`routes`] table, [`proxy`] routes by [`names`], [`console`]
-//! shows it all, [`dns`] answers for the edge's own names, and [`app`] assembles the
-//! Pingora server. [`standin`] is the one source of what a stand-in Eureka sends (demo,
-//! tests, benchmarks).
+//! `main.rs` only wires; this crate is the program. How a request travels through it:
+//!
+//! - [`config`] reads the YAML file (file structs apart from the checked [`config::Config`],
+//!   every problem named with its key path) and [`app`] assembles the Pingora server from it.
+//! - [`registry`] keeps a copy of each source in the background: Eureka (full fetch, then
+//!   `/apps/delta`, a hold when a registry suddenly shrinks) and Nacos (v1/v2/v3 open APIs,
+//!   with login). Each source publishes its instances into the [`routes`] feed, which merges
+//!   the sources into one routing table (DashMaps, updated by diff, never emptied by a failed
+//!   fetch) and checks each address against `upstream.allow`.
+//! - [`names`] turns services and instances into DNS labels and takes a request's Host apart
+//!   again; [`instance`] is what is kept of an instance.
+//! - [`proxy`] answers on the public listeners: Pingora's `ProxyHttp` for everything, with a
+//!   lean HTTP/1.1 fast path in front of it (`proxy::fast`); both engines take their HTTP rules
+//!   from one place (`proxy::rules`). [`answer`] is an error or page the edge gives itself.
+//! - [`tls`] serves certificates by SNI (HTTP/2 by ALPN) and reloads them; [`acme`] orders
+//!   wildcard certificates over ACME DNS-01, answered by the built-in [`dns`] server, which
+//!   also answers for the edge's own names.
+//! - [`console`] is the registry page, the JSON API, health endpoints and the Prometheus
+//!   [`metrics`]; [`traffic`] keeps live requests per second, errors and latency per service
+//!   and instance for it.
+//! - [`standin`] is the one source of what a stand-in Eureka sends (the demo, tests and
+//!   benchmarks), recorded from Spring Cloud's Eureka server; [`demo`] is `xipgate --demo`.
+//!
+//! docs/development.md has the module table (who imports whom, kept true by tests/docs.rs).
 
 mod acme;
 mod answer;

@@ -81,3 +81,33 @@ fn the_module_table_is_the_code_and_has_no_cycle() {
         }
     }
 }
+
+/// src/lib.rs's doc is the map of the crate a new contributor reads first: every top-level
+/// module is named in it.
+#[test]
+fn the_crate_doc_names_every_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("src/lib.rs");
+    let doc: String = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let modules: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.trim_start_matches("pub ").strip_prefix("mod "))
+        .map(|m| m.trim_end_matches(';'))
+        .collect();
+    assert!(
+        modules.len() > 10,
+        "modules found in src/lib.rs: {modules:?}"
+    );
+    let missing: Vec<&&str> = modules
+        .iter()
+        .filter(|m| !doc.contains(&format!("[`{m}`]")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "src/lib.rs's doc does not name {missing:?}"
+    );
+}

@@ -29,17 +29,32 @@ pub enum Refusal {
     NoPort,
 }
 
+impl Refusal {
+    /// The reason in a few words, as docs/names-and-routing.md's routing table lists it (a
+    /// unit test below keeps that table's 403 row equal to this list).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NotAllowed(_) => "outside upstream.allow",
+            Refusal::LinkLocal(_) => "link-local",
+            Refusal::Unroutable(_) => "unspecified, broadcast or multicast",
+            Refusal::NotAnIp(_) => "not an IP address",
+            Refusal::NoPort => "no enabled port",
+        }
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = self.reason();
         match self {
-            Refusal::NotAllowed(ip) => write!(f, "address {ip} is outside upstream.allow"),
+            Refusal::NotAllowed(ip) => write!(f, "address {ip} is {reason}"),
             Refusal::LinkLocal(ip) => write!(
                 f,
-                "address {ip} is link-local (cloud metadata range); list a range inside it in upstream.allow to open it"
+                "address {ip} is {reason} (cloud metadata range); list a range inside it in upstream.allow to open it"
             ),
-            Refusal::Unroutable(ip) => write!(f, "address {ip} is unspecified, broadcast or multicast"),
-            Refusal::NotAnIp(s) => write!(f, "ipAddr '{}' is not an IP address", crate::names::printable(s)),
-            Refusal::NoPort => write!(f, "the instance has no enabled port"),
+            Refusal::Unroutable(ip) => write!(f, "address {ip} is {reason}"),
+            Refusal::NotAnIp(s) => write!(f, "ipAddr '{}' is {reason}", crate::names::printable(s)),
+            Refusal::NoPort => write!(f, "the instance has {reason}"),
         }
     }
 }
@@ -120,5 +135,57 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(l.check(ip).is_ok(), ok, "{ip} with {:?}", l.allow);
         }
+    }
+
+    /// One refusal of every kind; the match has no wildcard, so a new kind must be added here
+    /// (and then to the docs).
+    fn every_refusal() -> Vec<Refusal> {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let all = [
+            Refusal::NotAllowed(ip),
+            Refusal::LinkLocal(ip),
+            Refusal::Unroutable(ip),
+            Refusal::NotAnIp(String::new()),
+            Refusal::NoPort,
+        ];
+        for r in &all {
+            match r {
+                Refusal::NotAllowed(_)
+                | Refusal::LinkLocal(_)
+                | Refusal::Unroutable(_)
+                | Refusal::NotAnIp(_)
+                | Refusal::NoPort => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    #[test]
+    fn every_message_carries_its_reason() {
+        for r in every_refusal() {
+            assert!(r.to_string().contains(r.reason()), "{r}");
+        }
+    }
+
+    /// docs/names-and-routing.md's 403 row lists exactly the reasons the code refuses for
+    /// (a page once promised a 403 for instances with only a TLS port, which are proxied).
+    #[test]
+    fn the_docs_403_row_is_the_list_of_refusals() {
+        let doc = include_str!("../../docs/names-and-routing.md");
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with("| instance address ") && l.contains("**403**"))
+            .expect("docs/names-and-routing.md has the 403 row of the routing table");
+        let cell = row.trim_start_matches("| instance address ");
+        let cell = &cell[..cell.find(" |").expect("a table cell")];
+        let documented: std::collections::BTreeSet<String> = cell
+            .split(';')
+            .map(|r| r.trim().trim_start_matches("or ").replace('`', ""))
+            .collect();
+        let code: std::collections::BTreeSet<String> = every_refusal()
+            .iter()
+            .map(|r| r.reason().to_string())
+            .collect();
+        assert_eq!(documented, code, "the 403 row of docs/names-and-routing.md");
     }
 }
