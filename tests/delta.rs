@@ -186,3 +186,71 @@ async fn the_sync_thread_yields_the_cpu_to_request_handling() {
         "request handling must keep the normal policy: {all:?}"
     );
 }
+
+/// A name stays with its first holder: A registers, then B (whose instanceId makes the
+/// same label) and an application named like A's label register later, by delta. A's
+/// host keeps reaching A; B and the application get names of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_registration_does_not_take_an_instance_s_name() {
+    let (a, b, c) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    );
+    let eureka = StubEureka::start().await;
+    let ia = Inst::up("svc", "pod", a.addr);
+    let name = ia.label(); // pod-<port>
+                           // `pod:<port>` under another app makes the same label as `pod:svc:<port>`.
+    let mut ib = Inst::up("other", "pod", b.addr);
+    ib.id = format!("pod:{}", a.addr.port());
+    assert_eq!(ib.label(), name);
+    // An application whose service label is A's label.
+    let ic = Inst::up(&name, "c", c.addr);
+    eureka.serve(std::slice::from_ref(&ia)).await;
+    let x = Xipgate::start(&eureka.url(), "");
+    let backend = |label: &str| -> String {
+        let (status, _, body) = x.get(label, "/");
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        format!("{status} {}", v["backend"].as_str().unwrap_or(""))
+    };
+    assert_eq!(backend(&name), "200 a");
+
+    eureka.serve(&[ia.clone(), ib.clone(), ic.clone()]).await;
+    eventually(Duration::from_secs(10), "b and c are in the table", || {
+        x.api("/api/v1/registry").1["instances"] == 3
+    });
+    assert_eq!(backend(&name), "200 a", "A keeps its name");
+    let (_, listed) = x.api("/api/v1/instances?limit=10");
+    let label_of = |id: &str| -> String {
+        listed["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["instance_id"] == id)
+            .and_then(|i| i["label"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let b_label = label_of(&ib.id);
+    assert!(b_label.starts_with(&format!("{name}-")), "{b_label}");
+    assert_eq!(
+        backend(&b_label),
+        "200 b",
+        "B is reachable under its own name"
+    );
+    let (_, services) = x.api("/api/v1/services?limit=10");
+    let c_label = services["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == name.to_uppercase())
+        .and_then(|s| s["label"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(c_label.starts_with(&format!("{name}-")), "{c_label}");
+    assert_eq!(
+        backend(&c_label),
+        "200 c",
+        "the application is reachable under its own name"
+    );
+}

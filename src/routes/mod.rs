@@ -8,6 +8,7 @@
 
 mod allow;
 mod feed;
+mod labels;
 
 pub use allow::{Allowlist, Refusal};
 pub use feed::{merge, Feed};
@@ -51,6 +52,7 @@ impl Target {
     fn same_route(
         &self,
         label: &str,
+        service_label: &str,
         upstream: &Result<SocketAddr, Refusal>,
         o: &Instance,
     ) -> bool {
@@ -72,6 +74,7 @@ impl Target {
             last_dirty_ms,
         } = &self.instance;
         self.label == label
+            && self.service_label == service_label
             && self.upstream == *upstream
             && *instance_id == o.instance_id
             && *app == o.app
@@ -322,7 +325,7 @@ impl RouteTable {
         for p in planned {
             let new: &Instance = p.instance.borrow();
             let kept = match self.by_id.get(&new.key()) {
-                Some(old) if old.same_route(&p.label, &p.upstream, new) => {
+                Some(old) if old.same_route(&p.label, &p.service_label, &p.upstream, new) => {
                     old.last_renewal_ms
                         .store(new.last_renewal_ms.unwrap_or(0), Ordering::Relaxed);
                     old.clone()
@@ -434,92 +437,6 @@ impl RouteTable {
         report.removed = (before + report.added).saturating_sub(self.by_id.len());
     }
 
-    /// Labels (with collisions made unique) and upstream addresses for a new registry.
-    fn plan_targets<T: IntoInstance>(&self, instances: Vec<T>) -> Vec<Planned<T>> {
-        // The same (application, instanceId) twice in one document: keep the first.
-        // One instanceId under two applications is two instances, as on the server.
-        let keep: Vec<bool> = {
-            let mut seen = HashSet::with_capacity(instances.len());
-            instances
-                .iter()
-                .map(|i| seen.insert(i.borrow().key()))
-                .collect()
-        };
-
-        let instances: Vec<T> = instances
-            .into_iter()
-            .zip(keep)
-            .filter_map(|(i, keep)| keep.then_some(i))
-            .collect();
-
-        let shared_ids: HashSet<String> = {
-            let mut seen = HashSet::with_capacity(instances.len());
-            instances
-                .iter()
-                .map(|i| i.borrow().instance_id.as_str())
-                .filter(|id| !seen.insert(*id))
-                .map(str::to_string)
-                .collect()
-        };
-
-        // Service labels once per application, not once per instance.
-        let mut by_app: HashMap<&str, String> = HashMap::new();
-        for i in &instances {
-            let app = i.borrow().app.as_str();
-            by_app
-                .entry(app)
-                .or_insert_with(|| names::service_label(app));
-        }
-        let service_labels: HashSet<&str> = by_app.values().map(String::as_str).collect();
-        let labels: Vec<String> = instances
-            .iter()
-            .map(|i| names::instance_label(&i.borrow().instance_id, &i.borrow().app))
-            .collect();
-        let mut label_count: HashMap<&str, usize> = HashMap::with_capacity(labels.len());
-        for l in &labels {
-            *label_count.entry(l.as_str()).or_default() += 1;
-        }
-        // Collisions with another instance, or with a service label, are made unique
-        // from the instanceId: the same id always gets the same label.
-        let collides: Vec<bool> = labels
-            .iter()
-            .map(|l| label_count[l.as_str()] > 1 || service_labels.contains(l.as_str()))
-            .collect();
-        let service_of: Vec<String> = instances
-            .iter()
-            .map(|i| by_app[i.borrow().app.as_str()].clone())
-            .collect();
-        let upstreams: Vec<Result<SocketAddr, Refusal>> = instances
-            .iter()
-            .map(|i| self.upstream_of(i.borrow()))
-            .collect();
-
-        instances
-            .into_iter()
-            .zip(labels)
-            .zip(collides.into_iter().zip(service_of).zip(upstreams))
-            .map(
-                |((instance, label), ((collides, service_label), upstream))| {
-                    let i = instance.borrow();
-                    let label = if !collides {
-                        label
-                    } else if shared_ids.contains(i.instance_id.as_str()) {
-                        // Same id, so the id alone cannot tell them apart: the app too.
-                        names::disambiguate(&label, &i.key().to_string())
-                    } else {
-                        names::disambiguate(&label, &i.instance_id)
-                    };
-                    Planned {
-                        instance,
-                        label,
-                        service_label,
-                        upstream,
-                    }
-                },
-            )
-            .collect()
-    }
-
     fn upstream_of(&self, instance: &Instance) -> Result<SocketAddr, Refusal> {
         let ip: IpAddr = instance
             .ip_addr
@@ -571,119 +488,4 @@ fn build_service(label: String, instances: Vec<Arc<Target>>) -> Service {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inst(app: &str, id: &str, ip: &str, status: Status) -> Instance {
-        Instance {
-            last_renewal_ms: Some(1),
-            ..Instance::for_test(app, id, ip, status)
-        }
-    }
-
-    fn table() -> RouteTable {
-        RouteTable::new(Allowlist::new(vec!["10.0.0.0/8".parse().unwrap()]))
-    }
-
-    #[test]
-    fn colliding_labels_become_unique_and_stable() {
-        let t = table();
-        // "pod:a:8080" and "pod:8080" both make the label "pod-8080".
-        t.apply(vec![
-            inst("A", "pod:a:8080", "10.0.0.1", Status::Up),
-            inst("A", "pod:8080", "10.0.0.2", Status::Up),
-        ]);
-        let labels: Vec<String> = t.instances().iter().map(|x| x.label.clone()).collect();
-        assert_ne!(labels[0], labels[1]);
-        assert!(
-            labels
-                .iter()
-                .all(|l| l.starts_with("pod-8080-") && l.len() <= 63),
-            "{labels:?}"
-        );
-        // The same registry in the other order gives the same labels.
-        let t2 = table();
-        t2.apply(vec![
-            inst("A", "pod:8080", "10.0.0.2", Status::Up),
-            inst("A", "pod:a:8080", "10.0.0.1", Status::Up),
-        ]);
-        let labels2: Vec<String> = t2.instances().iter().map(|x| x.label.clone()).collect();
-        assert_eq!(labels, labels2);
-    }
-
-    #[test]
-    fn apply_touches_only_what_changed() {
-        let t = table();
-        let r = t.apply(vec![
-            inst("A", "a1", "10.0.0.1", Status::Up),
-            inst("A", "a2", "10.0.0.2", Status::Up),
-        ]);
-        assert_eq!((r.added, r.removed, r.changed), (2, 0, 0));
-        let Some(Route::Instance(before)) = t.lookup("a1") else {
-            panic!("a1 routes")
-        };
-
-        // A lease renewal alone keeps the entry (same Arc) and updates the timestamp.
-        let mut renewed = inst("A", "a1", "10.0.0.1", Status::Up);
-        renewed.last_renewal_ms = Some(99);
-        let r = t.apply(vec![renewed, inst("A", "a2", "10.0.0.2", Status::Down)]);
-        assert_eq!((r.added, r.removed, r.changed), (0, 0, 1));
-        assert_eq!(
-            r.status_changes,
-            vec![("a2".to_string(), Status::Up, Status::Down)]
-        );
-        let Some(Route::Instance(after)) = t.lookup("a1") else {
-            panic!("a1 routes")
-        };
-        assert!(Arc::ptr_eq(&before, &after));
-        assert_eq!(after.last_renewal_ms.load(Ordering::Relaxed), 99);
-
-        let r = t.apply(vec![inst("A", "a2", "10.0.0.2", Status::Down)]);
-        assert_eq!((r.added, r.removed), (0, 1));
-        assert!(t.lookup("a1").is_none());
-        let Some(Route::Service(s)) = t.lookup("a") else {
-            panic!("service routes")
-        };
-        assert!(!s.has_eligible(), "a DOWN instance is not in rotation");
-    }
-
-    #[test]
-    fn weights_interleave_in_rotation() {
-        let t = table();
-        let mut heavy = inst("S", "h", "10.0.0.1", Status::Up);
-        heavy.metadata.insert("weight".into(), "3".into());
-        t.apply(vec![heavy, inst("S", "l", "10.0.0.2", Status::Up)]);
-        let Some(Route::Service(s)) = t.lookup("s") else {
-            panic!()
-        };
-        let picks: Vec<String> = (0..8)
-            .map(|_| s.next(|_| false).unwrap().instance.instance_id.clone())
-            .collect();
-        assert_eq!(picks.iter().filter(|p| *p == "h").count(), 6, "{picks:?}");
-        assert!(
-            picks.windows(4).all(|w| w.iter().any(|p| p == "l")),
-            "never starved: {picks:?}"
-        );
-    }
-
-    #[test]
-    fn refused_addresses_are_kept_but_not_routed() {
-        let t = table();
-        t.apply(vec![
-            inst("S", "x", "8.8.8.8", Status::Up),
-            inst("S", "y", "not-an-ip", Status::Up),
-        ]);
-        let Some(Route::Instance(x)) = t.lookup("x") else {
-            panic!()
-        };
-        assert!(matches!(x.upstream, Err(Refusal::NotAllowed(_))));
-        let Some(Route::Instance(y)) = t.lookup("y") else {
-            panic!()
-        };
-        assert!(matches!(y.upstream, Err(Refusal::NotAnIp(_))));
-        let Some(Route::Service(s)) = t.lookup("s") else {
-            panic!()
-        };
-        assert!(!s.has_eligible());
-    }
-}
+mod tests;
