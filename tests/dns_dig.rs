@@ -2,12 +2,15 @@
 //! with the real `dig` binary (Debian package `bind9-dnsutils`). A missing `dig` fails the
 //! test: CI installs it.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use xipgate::dns::{bind, serve, DnsConfig, NoTxt};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use xipgate::dns::{bind, serve, DnsConfig, NoTxt, TCP_PER_CLIENT};
 
 const EDGE_V4: &str = "192.0.2.1";
 const EDGE_V6: &str = "2001:db8::53";
@@ -76,6 +79,21 @@ impl TestServer {
             String::from_utf8_lossy(&out.stderr)
         );
         Dig::parse(&text)
+    }
+
+    /// Whether `dig <args>` got an answer at all (exit status 0), and what it printed.
+    fn answered(&self, args: &[&str]) -> (bool, String) {
+        let port = self.addr.port().to_string();
+        let out = Command::new("dig")
+            .args(["@127.0.0.1", "-p", &port, "+time=2", "+tries=1"])
+            .args(args)
+            .output()
+            .expect("cannot run `dig`: install it with `apt-get install bind9-dnsutils`");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success() && text.contains("status: NOERROR"),
+            text,
+        )
     }
 
     /// `dig +short` lines.
@@ -375,4 +393,94 @@ fn serve_stops_on_shutdown() {
     let s = TestServer::start();
     assert_eq!(s.short(&["sslip.io"]), [EDGE_V4]);
     drop(s); // Drop asserts that serve returned Ok within 5 s.
+}
+
+#[test]
+fn any_is_answered_with_one_small_hinfo() {
+    let s = TestServer::start();
+    for host in [
+        "sslip.io",
+        "order-service.sslip.io",
+        "10-0-0-5.sslip.io",
+        "app.127-0-0-1.sslip.io",
+    ] {
+        for transport in ["+notcp", "+tcp"] {
+            let d = s.dig(&[transport, host, "ANY"]);
+            assert_eq!(d.status, "NOERROR", "{host} {transport}: {}", d.raw);
+            assert!(d.aa(), "{host}: {}", d.raw);
+            assert_eq!(d.answer.len(), 1, "only the HINFO: {}", d.raw);
+            assert_eq!(d.answers("HINFO"), ["\"RFC8482\" \"\""], "{}", d.raw);
+            assert_eq!(d.answer[0].name, format!("{host}."), "{}", d.raw);
+            assert!(
+                d.authority.is_empty() && d.additional.is_empty(),
+                "{}",
+                d.raw
+            );
+        }
+    }
+}
+
+/// A length-prefixed query for `name` A, as DNS over TCP carries it.
+fn tcp_query(name: &str) -> Vec<u8> {
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let body = m.to_vec().unwrap();
+    let mut out = (body.len() as u16).to_be_bytes().to_vec();
+    out.extend(body);
+    out
+}
+
+/// Sends one query on `c` and reads the length-prefixed answer: `None` when the server
+/// closed the connection instead.
+fn ask_tcp(c: &mut TcpStream) -> Option<Message> {
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The server may already have closed it: a failed write is no answer too.
+    c.write_all(&tcp_query("a.sslip.io.")).ok()?;
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    c.read_exact(&mut body).ok()?;
+    Message::from_vec(&body).ok()
+}
+
+#[test]
+fn tcp_connections_are_limited_per_client() {
+    let s = TestServer::start();
+    // Hold as many connections as one client may, each shown to be served by an answer.
+    let mut held: Vec<TcpStream> = (0..TCP_PER_CLIENT)
+        .map(|k| {
+            let mut c = TcpStream::connect(s.addr).unwrap();
+            let answer = ask_tcp(&mut c);
+            assert!(answer.is_some(), "connection {k} is served");
+            c
+        })
+        .collect();
+    // One more from the same address is closed unanswered, with raw bytes and with dig.
+    let mut extra = TcpStream::connect(s.addr).unwrap();
+    assert!(
+        ask_tcp(&mut extra).is_none(),
+        "one over the limit gets no answer"
+    );
+    let (ok, text) = s.answered(&["+tcp", "a.sslip.io", "A"]);
+    assert!(!ok, "dig over TCP from the full client: {text}");
+    // Other clients, and UDP, are not affected.
+    let (ok, text) = s.answered(&["-b", "127.0.0.2", "+tcp", "a.sslip.io", "A"]);
+    assert!(ok, "dig over TCP from another address: {text}");
+    let (ok, text) = s.answered(&["a.sslip.io", "A"]);
+    assert!(ok, "dig over UDP: {text}");
+    // A connection that ends gives its place back (the server notices the close on its
+    // own time: no signal to wait on but the answer itself).
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        if ask_tcp(&mut c).is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection's place came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

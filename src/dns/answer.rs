@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, HINFO, NS, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::labels::{classify, Target};
@@ -22,6 +22,9 @@ pub const SOA_SERIAL: u32 = 1;
 pub const SOA_REFRESH: i32 = 3600;
 pub const SOA_RETRY: i32 = 600;
 pub const SOA_EXPIRE: i32 = 1_209_600;
+/// The CPU field of the one HINFO record that answers every ANY query (RFC 8482 §4.2; its
+/// OS field is empty).
+pub const ANY_HINFO_CPU: &str = "RFC8482";
 /// Label of the zone's name server: `ns.<zone>` (which resolves to the edge IPs).
 pub const NS_LABEL: &str = "ns";
 /// Mailbox label of the SOA `RNAME`: `hostmaster.<zone>`.
@@ -127,9 +130,20 @@ pub fn reply(
     zone.set_fqdn(true);
     let name = q.name().clone();
     let ttl = cfg.ttl;
+    if qtype == RecordType::ANY {
+        // RFC 8482: ANY gets one small synthesized HINFO, not every record the name has
+        // (at the apex that was ~5x the query's size over UDP, an amplifier). Resolvers
+        // ask for the types they need.
+        r.answers.push(Record::from_rdata(
+            name,
+            ttl,
+            RData::HINFO(HINFO::new(ANY_HINFO_CPU.to_string(), String::new())),
+        ));
+        return r;
+    }
 
-    let want_a = matches!(qtype, RecordType::A | RecordType::ANY);
-    let want_aaaa = matches!(qtype, RecordType::AAAA | RecordType::ANY);
+    let want_a = qtype == RecordType::A;
+    let want_aaaa = qtype == RecordType::AAAA;
     match c.target {
         Target::V4(ip) if want_a => {
             r.answers
@@ -144,7 +158,7 @@ pub fn reply(
             .extend(edge_records(cfg, &name, want_a, want_aaaa)),
         _ => {}
     }
-    if matches!(qtype, RecordType::TXT | RecordType::ANY) {
+    if qtype == RecordType::TXT {
         let owner = name.to_lowercase().to_ascii();
         for value in txt.txt(owner.trim_end_matches('.')) {
             r.answers.push(Record::from_rdata(
@@ -155,10 +169,10 @@ pub fn reply(
         }
     }
     if c.apex {
-        if matches!(qtype, RecordType::SOA | RecordType::ANY) {
+        if qtype == RecordType::SOA {
             r.answers.push(soa_record(cfg, &zone, name.clone()));
         }
-        if matches!(qtype, RecordType::NS | RecordType::ANY) {
+        if qtype == RecordType::NS {
             if let Some(ns) = ns_name(&zone) {
                 r.answers.push(Record::from_rdata(
                     name.clone(),

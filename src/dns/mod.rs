@@ -16,9 +16,11 @@
 //!   IPv4 ones, AAAA for the IPv6 ones).
 //! * The apex also has `SOA` (`ns.<zone> hostmaster.<zone> 1 3600 600 1209600 <ttl>`) and
 //!   `NS ns.<zone>`; TXT → the values a [`TxtRecords`] holds for the name (ACME
-//!   challenges), other types (MX, ...) → NODATA. `ANY` → every record the name
-//!   has (at most the address records plus, at the apex, SOA and NS: small, so no RFC 8482
-//!   synthesis is needed). AXFR/IXFR → REFUSED.
+//!   challenges), other types (MX, ...) → NODATA. `ANY` → one synthesized
+//!   `HINFO "RFC8482" ""` (RFC 8482), never every record the name has: at the apex that
+//!   answer was ~5x the query's size, an amplifier over UDP. AXFR/IXFR → REFUSED.
+//! * Over TCP, each client address may hold at most [`TCP_PER_CLIENT`] connections (and
+//!   all clients together [`TCP_MAX`]); a connection beyond that is closed at once.
 //! * Names under no zone, and classes other than IN → REFUSED; no or several questions,
 //!   undecodable messages → FORMERR; opcodes other than QUERY → NOTIMP; EDNS version > 0
 //!   → BADVERS. In-zone answers have AA set. NXDOMAIN is never returned.
@@ -30,12 +32,16 @@ mod labels;
 #[cfg(test)]
 mod more_tests;
 mod server;
+mod tcp;
 #[cfg(test)]
 mod tests;
 
-pub use answer::{answer, answer_with, reply, Reply, EDNS_PAYLOAD, NS_LABEL, TXT_TTL};
+pub use answer::{
+    answer, answer_with, reply, Reply, ANY_HINFO_CPU, EDNS_PAYLOAD, NS_LABEL, TXT_TTL,
+};
 pub use labels::{classify, Classified, Target};
 pub use server::{bind, serve, TCP_TIMEOUT};
+pub use tcp::{TCP_MAX, TCP_PER_CLIENT};
 
 /// TXT records the server answers besides its synthetic ones: the ACME DNS-01 challenge
 /// values (`_acme-challenge.<domain>`), kept where every replica can read them.

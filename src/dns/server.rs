@@ -1,4 +1,5 @@
-//! The network side: binding UDP+TCP and serving [`reply`] through hickory-server.
+//! The network side: binding UDP+TCP and serving [`reply`]: UDP through hickory-server,
+//! TCP through [`super::tcp`] (which limits connections per client).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,13 +13,13 @@ use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
+use super::tcp::{accept_loop, Slots, TCP_MAX, TCP_PER_CLIENT};
 use super::{reply, DnsConfig, DnsError, TxtRecords};
 
 /// A TCP connection that sends no request for this long is closed.
 pub const TCP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses queued per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
 /// How long `serve` waits for the socket tasks to stop after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Attempts to find a port free for both UDP and TCP when the configured port is 0.
@@ -172,6 +173,21 @@ pub async fn serve(
         return Err(DnsError::NoSockets);
     }
     let zones = cfg.zones.join(", ");
+    // TCP is served by our own accept loops, which count connections per client.
+    let slots = Slots::new(TCP_PER_CLIENT, TCP_MAX);
+    let mut tcp_tasks = JoinSet::new();
+    for listener in tcp {
+        if let Ok(a) = listener.local_addr() {
+            log::info!("dns: serving {zones} on tcp {a}");
+        }
+        tcp_tasks.spawn(accept_loop(
+            listener,
+            cfg.clone(),
+            txt.clone(),
+            slots.clone(),
+        ));
+    }
+    let has_udp = !udp.is_empty();
     let mut server = Server::new(Handler { cfg, txt });
     for socket in udp {
         if let Ok(a) = socket.local_addr() {
@@ -179,25 +195,25 @@ pub async fn serve(
         }
         server.register_socket(socket);
     }
-    for listener in tcp {
-        if let Ok(a) = listener.local_addr() {
-            log::info!("dns: serving {zones} on tcp {a}");
-        }
-        server.register_listener(listener, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
-    }
 
     let token = server.shutdown_token().clone();
     let done = server.block_until_done();
     tokio::pin!(done);
+    let stopped = |what: String| Err(DnsError::Server(what));
     tokio::select! {
-        res = &mut done => {
-            return Err(DnsError::Server(match res {
+        res = &mut done, if has_udp => {
+            return stopped(match res {
                 Ok(()) => "the socket tasks stopped unexpectedly".into(),
                 Err(e) => e.to_string(),
-            }));
+            });
+        }
+        Some(_) = tcp_tasks.join_next() => {
+            return stopped("a tcp accept loop stopped unexpectedly".into());
         }
         _ = shutdown.wait_for(|stop| *stop) => {}
     }
+    // Aborting the accept loops ends their connections too.
+    tcp_tasks.shutdown().await;
     token.cancel();
     match tokio::time::timeout(SHUTDOWN_GRACE, done).await {
         Ok(Ok(())) => log::info!("dns: stopped"),
