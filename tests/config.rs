@@ -39,7 +39,15 @@ fn environment_overrides_the_file() {
         "WEB_DOMAIN" => Some("Console.10-0-0-5.sslip.io".to_string()),
         _ => None,
     };
-    let cfg = load(None, env).unwrap();
+    // WEB_DOMAIN serves the console on the public listener: it needs an access rule.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("xipgate.yaml");
+    std::fs::write(
+        &file,
+        "xipgate:\n  console:\n    allow_clients: [\"10.0.0.0/8\"]\n",
+    )
+    .expect("write");
+    let cfg = load(Some(&file), env).unwrap();
     assert_eq!(
         cfg.registry.urls[0].base,
         "http://eureka.default.svc:8762/eureka"
@@ -52,6 +60,86 @@ fn environment_overrides_the_file() {
     assert_eq!(
         cfg.console.host.as_deref(),
         Some("console.10-0-0-5.sslip.io")
+    );
+}
+
+/// `console.host` serves the console on the proxy listener: where that listener is public,
+/// it needs a token or allow_clients.
+#[test]
+fn a_public_console_host_needs_a_token_or_allowed_clients() {
+    let host = "  console:\n    host: console.127-0-0-1.sslip.io\n";
+    for (what, yaml, public_at) in [
+        (
+            "default listener (0.0.0.0:8080)",
+            format!("xipgate:\n{host}"),
+            Some("0.0.0.0:8080"),
+        ),
+        (
+            "a public listener among loopback ones",
+            format!("xipgate:\n  listen: [\"127.0.0.1:8080\", \"[::]:8081\"]\n{host}"),
+            Some("[::]:8081"),
+        ),
+        (
+            "an empty allow_clients list allows everyone",
+            format!("xipgate:\n{host}    allow_clients: []\n"),
+            Some("0.0.0.0:8080"),
+        ),
+        (
+            "with a token",
+            format!("xipgate:\n{host}    token: long-enough-token\n"),
+            None,
+        ),
+        (
+            "with allow_clients",
+            format!("xipgate:\n{host}    allow_clients: [\"10.0.0.0/8\"]\n"),
+            None,
+        ),
+        (
+            "loopback listeners only",
+            format!("xipgate:\n  listen: [\"127.0.0.1:8080\", \"[::1]:8080\"]\n{host}"),
+            None,
+        ),
+        (
+            "no console host",
+            "xipgate:\n  console:\n    listen: 0.0.0.0:9080\n".to_string(),
+            None,
+        ),
+    ] {
+        match (check(&yaml), public_at) {
+            (Ok(_), None) => {}
+            (Err(err), Some(at)) => {
+                let e = err
+                    .errors
+                    .iter()
+                    .find(|e| e.key == "xipgate.console.host")
+                    .unwrap_or_else(|| panic!("{what}: no error for console.host: {err}"));
+                for words in [at, "xipgate.console.token", "xipgate.console.allow_clients"] {
+                    assert!(
+                        e.message.contains(words),
+                        "{what}: '{}' lacks '{words}'",
+                        e.message
+                    );
+                }
+            }
+            (Ok(_), Some(_)) => panic!("{what}: accepted"),
+            (Err(err), None) => panic!("{what}: refused: {err}"),
+        }
+    }
+    // WEB_DOMAIN alone over the bundled defaults is the same mistake.
+    let env = |k: &str| (k == "WEB_DOMAIN").then(|| "console.127-0-0-1.sslip.io".to_string());
+    let err = load(None, env).expect_err("WEB_DOMAIN without an access rule");
+    assert!(
+        err.errors.iter().any(|e| e.key == "xipgate.console.host"),
+        "{err}"
+    );
+    // The token must fit the console's bound on `?token=`.
+    let long = "t".repeat(config::MAX_CONSOLE_TOKEN_LEN + 1);
+    let err = check(&format!("xipgate:\n  console:\n    token: {long}\n")).expect_err("long token");
+    assert!(
+        err.errors
+            .iter()
+            .any(|e| e.key == "xipgate.console.token" && e.message.contains("at most 256")),
+        "{err}"
     );
 }
 

@@ -190,6 +190,26 @@ async fn every_endpoint_on_both_listeners() {
     assert_error(&get("/api/v2/whatever"), 404, "unknown endpoint");
     assert_error(&get("/nothing"), 404, "unknown page");
 
+    // Bounded view parameters: a 400 naming the parameter and the bound, on the
+    // console's listener and through the proxy for the console host.
+    let terms = format!("/?q={}", vec!["up"; 17].join("+"));
+    for (addr, host) in [(x.console, "localhost"), (x.proxy, CONSOLE_HOST)] {
+        for (path, words) in [
+            (
+                terms.as_str(),
+                "query parameter 'q' may have at most 16 terms (got 17)",
+            ),
+            (
+                "/api/v1/instances?q=a+b+c+d+e+f+g+h+i+j+k+l+m+n+o+p+q",
+                "at most 16 terms",
+            ),
+        ] {
+            let resp = http_get(addr, host, path).expect("console request");
+            let msg = assert_error(&resp, 400, path);
+            assert!(msg.contains(words), "{host}{path}: {msg}");
+        }
+    }
+
     // Read-only; HEAD works; health is plain.
     let post = request(x.console, "POST", "localhost", "/api/v1/services", "");
     assert_error(&post, 405, "POST");

@@ -6,6 +6,7 @@
 //! and [`validate`] turns them into the typed [`Config`], collecting every problem with its
 //! key path instead of stopping at the first.
 
+mod console;
 pub mod file;
 mod nacos;
 mod tls;
@@ -69,6 +70,9 @@ pub const DEFAULT_FAST_PATH: bool = true;
 pub const DEFAULT_ACCESS_LOG: bool = true;
 pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:9080";
+/// `xipgate.console.token` at most, in bytes: the console bounds `?token=` to this so
+/// the links it repeats on every page stay small.
+pub const MAX_CONSOLE_TOKEN_LEN: usize = 256;
 pub const DEFAULT_DNS_TTL: u32 = 60;
 pub const DEFAULT_EUREKA_PORT: &str = "8761";
 

@@ -57,7 +57,7 @@ impl Checker {
         }
     }
 
-    fn cidrs(&mut self, key: &str, raw: &[String]) -> Vec<IpNet> {
+    pub(super) fn cidrs(&mut self, key: &str, raw: &[String]) -> Vec<IpNet> {
         let mut out = Vec::with_capacity(raw.len());
         for (i, s) in raw.iter().enumerate() {
             let s = s.trim();
@@ -334,37 +334,6 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         ),
     };
 
-    let co = &x.console;
-    let console_listen_raw = co
-        .listen
-        .clone()
-        .unwrap_or_else(|| DEFAULT_CONSOLE_LISTEN.to_string());
-    let console_listen = if console_listen_raw.trim() == "off" {
-        None
-    } else {
-        c.addr("xipgate.console.listen", &console_listen_raw)
-    };
-    let console_host = co
-        .host
-        .as_deref()
-        .and_then(|h| c.domain("xipgate.console.host", h));
-    if let Some(token) = &co.token {
-        if token.trim().len() < 8 {
-            c.err("xipgate.console.token", "must be at least 8 characters");
-        }
-    }
-    let console = ConsoleConfig {
-        listen: console_listen,
-        host: console_host,
-        public_port: co.public_port,
-        token: co.token.clone(),
-        allow_clients: co
-            .allow_clients
-            .as_deref()
-            .map(|a| c.cidrs("xipgate.console.allow_clients", a))
-            .unwrap_or_default(),
-    };
-
     let dns = x.dns.as_ref().and_then(|d| {
         let listen: Vec<SocketAddr> = d
             .listen
@@ -443,6 +412,14 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
             tls.is_some(),
         )
     });
+
+    // After `tls`: whether the console host is public depends on every proxy listener.
+    let proxy_listeners: Vec<SocketAddr> = listen
+        .iter()
+        .chain(tls.iter().flat_map(|t| t.listen.iter()))
+        .copied()
+        .collect();
+    let console = super::console::check_console(&mut c, &x.console, &proxy_listeners);
 
     if x.log
         .access_file

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::listing::Query;
+use super::listing::{Query, API_LIMIT};
 use super::{Console, Links};
 use crate::answer::Answer;
 use crate::names;
@@ -66,16 +66,18 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
         .collect();
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
-        ["api", "services"] => json_answer(200, &legacy_all(console, links)),
+        ["api", "services"] => match view(query) {
+            Ok(q) => legacy_all(console, links, &q),
+            Err(e) => e,
+        },
         ["api", "services", "ips"] => match param("servicename") {
             Some(app) => legacy_ips(console, links, &app).await,
             None => error(400, NEED_APP),
         },
-        ["api", "services", "endpoint"] => match param("servicename") {
-            Some(name) => legacy_endpoint_live(console, &name).await,
-            None => error(400, NEED_INSTANCE),
-        },
-        ["api", "services", "endpointcache"] => match param("servicename") {
+        // `endpoint` was looked up live in the older design; fetching the whole registry
+        // on every call made one client able to load Eureka at will. The table is the
+        // registry as last synced, so both answer from it.
+        ["api", "services", "endpoint" | "endpointcache"] => match param("servicename") {
             Some(name) => match find_instance(console, &name) {
                 Some(t) => endpoint_text(&t.instance),
                 None => not_found("instance", &name),
@@ -231,17 +233,44 @@ fn legacy_entry(i: &Instance, label: &str, links: &Links) -> Value {
     })
 }
 
-/// `{APP: [...]}` of UP instances (the older design listed UP ones only).
-fn legacy_all(console: &Console, links: &Links) -> Value {
+/// `{APP: [...]}` of UP instances (the older design listed UP ones only), `limit` of them
+/// (default [`API_LIMIT`]) from `page`: a registry of at most that many UP instances is
+/// answered whole, as before; a larger one a page at a time, in services' label order and
+/// instanceId order within, the shape kept and the paging in headers: `X-Total-Count` and
+/// `Link: <next>; rel="next"`.
+fn legacy_all(console: &Console, links: &Links, q: &Query) -> Answer {
+    let limit = q.limit.unwrap_or(API_LIMIT);
+    let services = console.table.services();
+    let up = || {
+        services
+            .iter()
+            .flat_map(|s| s.instances.iter())
+            .filter(|t| t.instance.status == Status::Up)
+    };
+    let total = up().count();
+    let pages = total.div_ceil(limit).max(1);
+    let page = q.page.min(pages);
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for t in console.table.instances() {
-        if t.instance.status == Status::Up {
-            out.entry(t.instance.app.clone())
-                .or_default()
-                .push(legacy_entry(&t.instance, &t.label, links));
-        }
+    for t in up().skip((page - 1) * limit).take(limit) {
+        out.entry(t.instance.app.clone())
+            .or_default()
+            .push(legacy_entry(&t.instance, &t.label, links));
     }
-    json!(out)
+    let answer = json_answer(200, &json!(out)).header("x-total-count", total.into());
+    if page >= pages {
+        return answer;
+    }
+    let next = Query {
+        page: page + 1,
+        limit: Some(limit),
+        token: q.token.clone(),
+        ..Query::default()
+    };
+    let link = format!("</api/services?{}>; rel=\"next\"", next.query_string());
+    match http::HeaderValue::from_str(&link) {
+        Ok(link) => answer.header("link", link),
+        Err(_) => answer,
+    }
 }
 
 async fn legacy_ips(console: &Console, links: &Links, app: &str) -> Answer {
@@ -262,34 +291,6 @@ async fn legacy_ips(console: &Console, links: &Links, app: &str) -> Answer {
             json_answer(200, &json!(out))
         }
         Err(errors) => fetch_error(errors, &format!("application '{}'", names::printable(app))),
-    }
-}
-
-async fn legacy_endpoint_live(console: &Console, name: &str) -> Answer {
-    let Some(wanted) = names::normalize_request_label(name) else {
-        return error(
-            400,
-            format!("'{}' is not an instance name", names::printable(name)),
-        );
-    };
-    match console.client.fetch_apps().await {
-        Ok(f) => {
-            let found = f.snapshot.instances.iter().find(|i| {
-                live_label(console, i) == wanted
-                    || names::full_instance_label(&i.instance_id) == wanted
-            });
-            match found {
-                Some(i) => endpoint_text(i),
-                None => error(
-                    404,
-                    format!(
-                        "Eureka lists no instance called '{}'",
-                        names::printable(name)
-                    ),
-                ),
-            }
-        }
-        Err(errors) => fetch_error(errors, "the registry"),
     }
 }
 

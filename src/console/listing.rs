@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::names::MAX_LABEL_LEN;
 use crate::routes::{Service, Target};
 use crate::traffic::{Kind, Summary, Traffic};
 
@@ -21,6 +22,15 @@ pub const EXPAND_ALL: usize = 300;
 /// The JSON API's page size when `limit` is not given, and the largest it may ask for.
 pub const API_LIMIT: usize = 500;
 pub const API_LIMIT_MAX: usize = 5_000;
+/// The filter's terms at most: its cost is terms × instances, paid on every request.
+pub const MAX_TERMS: usize = 16;
+/// The filter's length at most, in bytes (as decoded).
+pub const MAX_Q_BYTES: usize = 256;
+/// Services a view may name as unfolded (`open`) at most: every link on the page repeats
+/// them (only those on the page, see `page::render`).
+pub const MAX_OPEN: usize = 64;
+/// `?token=` at most, in bytes (`xipgate.console.token` is held to the same bound).
+pub const MAX_TOKEN_BYTES: usize = crate::config::MAX_CONSOLE_TOKEN_LEN;
 
 /// How a view is ordered: by name, or the busiest, the most failing or the slowest first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,6 +78,16 @@ pub enum QueryError {
     Number(&'static str, String),
     #[error("query parameter 'limit' may be at most {API_LIMIT_MAX} (got {0})")]
     Limit(usize),
+    #[error("query parameter 'q' may be at most {MAX_Q_BYTES} bytes (got {0})")]
+    FilterLength(usize),
+    #[error("query parameter 'q' may have at most {MAX_TERMS} terms (got {0})")]
+    Terms(usize),
+    #[error("query parameter 'open' may name at most {MAX_OPEN} services (got {0})")]
+    Open(usize),
+    #[error("query parameter 'token' may be at most {MAX_TOKEN_BYTES} bytes (got {0})")]
+    Token(usize),
+    #[error("query parameter '{0}' names labels of at most {MAX_LABEL_LEN} bytes (got {1})")]
+    Label(&'static str, usize),
 }
 
 /// What a view asks for: `?q=&sort=&page=&open=&service=&limit=`.
@@ -103,12 +123,19 @@ impl Query {
             };
             match &*k {
                 "q" => {
-                    out.q = v.to_string();
-                    out.terms = v
+                    if v.len() > MAX_Q_BYTES {
+                        return Err(QueryError::FilterLength(v.len()));
+                    }
+                    let terms: Vec<String> = v
                         .to_lowercase()
                         .split_whitespace()
                         .map(String::from)
                         .collect();
+                    if terms.len() > MAX_TERMS {
+                        return Err(QueryError::Terms(terms.len()));
+                    }
+                    out.q = v.to_string();
+                    out.terms = terms;
                 }
                 "sort" => {
                     out.sort = Sort::ALL
@@ -125,13 +152,27 @@ impl Query {
                     }
                     out.limit = Some(n);
                 }
-                "open" => out.open.extend(
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from),
-                ),
-                "service" if !v.trim().is_empty() => out.service = Some(v.trim().to_string()),
+                "open" => {
+                    for label in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        if label.len() > MAX_LABEL_LEN {
+                            return Err(QueryError::Label("open", label.len()));
+                        }
+                        out.open.insert(label.to_string());
+                        // Counted as they come, so a long list stops at the bound.
+                        if out.open.len() > MAX_OPEN {
+                            let named = v.split(',').filter(|s| !s.trim().is_empty()).count();
+                            return Err(QueryError::Open(out.open.len().max(named)));
+                        }
+                    }
+                }
+                "service" if !v.trim().is_empty() => {
+                    let label = v.trim();
+                    if label.len() > MAX_LABEL_LEN {
+                        return Err(QueryError::Label("service", label.len()));
+                    }
+                    out.service = Some(label.to_string());
+                }
+                "token" if v.len() > MAX_TOKEN_BYTES => return Err(QueryError::Token(v.len())),
                 "token" => out.token = Some(v.to_string()),
                 _ => {}
             }

@@ -270,6 +270,8 @@ fn pager(l: &listing::Listing, query: &Query) -> Option<Pager> {
     let at = |page: usize| {
         let mut q = query.clone();
         q.page = page;
+        // Another page shows other services: this page's unfolded ones mean nothing there.
+        q.open.clear();
         q.href()
     };
     Some(Pager {
@@ -381,6 +383,11 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
     let all = || table.iter().flat_map(|s| s.instances.iter());
     let instances_count = all().count();
     let listing = listing::list(&table, &console.traffic, &q);
+    // Every link on the page repeats the view's parameters: of the unfolded services it
+    // keeps only those on this page, which are all any link can show unfolded.
+    let mut q = q;
+    q.open
+        .retain(|l| listing.services.iter().any(|s| s.service.label == *l));
     if let Some(label) = &q.service {
         if listing.services.is_empty() && q.terms.is_empty() {
             return super::api::error(

@@ -25,6 +25,8 @@ fn paged(path: &str, query: &Query, total: usize, mut body: Value) -> Answer {
         let mut q = query.clone();
         q.page = page + 1;
         q.limit = Some(limit);
+        // Which services are unfolded changes no list answer: not repeated.
+        q.open.clear();
         format!("{path}?{}", q.query_string())
     });
     body["total"] = json!(total);

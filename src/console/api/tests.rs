@@ -157,8 +157,7 @@ async fn errors_are_json_with_their_status() {
         ("/api/services/endpoint", 400),
         ("/api/services/endpointcache?servicename=%20", 400),
         ("/api/services/endpointcache?servicename=nope", 404),
-        // The live endpoint reports an unreachable Eureka, never a made-up address.
-        ("/api/services/endpoint?servicename=order-2-8080", 502),
+        ("/api/services/endpoint?servicename=nope", 404),
     ] {
         let (s, v) = get_json(&c, path).await;
         assert_eq!(
@@ -173,16 +172,24 @@ async fn errors_are_json_with_their_status() {
     }
 }
 
+/// Both answer from the table: `endpoint` used to fetch the whole registry from Eureka
+/// on every call (here Eureka is unreachable, and the answer is still there).
 #[tokio::test]
-async fn endpoint_cache_answers_plain_ip_port() {
+async fn endpoint_and_endpoint_cache_answer_plain_ip_port_from_the_table() {
     let c = sample();
-    for name in [
-        "order_2_order_service_8080",
-        "order-2-8080",
-        "order-2:order-service:8080",
-    ] {
-        let path = format!("/api/services/endpointcache?servicename={name}");
-        assert_eq!(get(&c, &path).await, (200, "10.0.0.2:8080".to_string()));
+    for endpoint in ["endpointcache", "endpoint"] {
+        for name in [
+            "order_2_order_service_8080",
+            "order-2-8080",
+            "order-2:order-service:8080",
+        ] {
+            let path = format!("/api/services/{endpoint}?servicename={name}");
+            assert_eq!(
+                get(&c, &path).await,
+                (200, "10.0.0.2:8080".to_string()),
+                "{path}"
+            );
+        }
     }
 }
 
@@ -299,4 +306,74 @@ async fn traffic_answers_for_the_rows_a_view_shows() {
     assert_eq!(v["series"].as_object().unwrap().len(), 2);
     let (_, v) = get_json(&console, "/api/v1/instances/order-1-8080").await;
     assert_eq!(v["traffic"]["summary"]["requests"], 1);
+}
+
+/// `/api/services` keeps the older shape: whole for a registry of up to [`API_LIMIT`] UP
+/// instances, else (or with `limit`) a page at a time, the paging in headers only.
+#[tokio::test]
+async fn legacy_list_pages_a_large_registry_keeping_its_shape() {
+    let many: Vec<Instance> = (0..30)
+        .map(|k| {
+            inst(
+                &format!("SVC-{:02}", k / 3),
+                &format!("pod-{k:02}"),
+                &format!("10.0.0.{k}"),
+                if k == 29 { Status::Down } else { Status::Up },
+            )
+        })
+        .collect();
+    let console = console_with(Some(many));
+    let call = |query: &'static str| {
+        let console = &console;
+        async move {
+            let a = route(
+                console,
+                &console.links.for_request(None, false),
+                "/api/services",
+                query,
+            )
+            .await;
+            let header = |name: &str| {
+                a.headers
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_str().unwrap().to_string())
+            };
+            let body: Value = serde_json::from_slice(&a.body).unwrap();
+            let entries: usize = body
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_array().map_or(0, Vec::len))
+                .sum();
+            (
+                a.status,
+                entries,
+                header("x-total-count"),
+                header("link"),
+                body,
+            )
+        }
+    };
+    // Small: everything (29 UP), no next page.
+    let (s, n, total, link, whole) = call("").await;
+    assert_eq!((s, n, total.as_deref(), link), (200, 29, Some("29"), None));
+    assert_eq!(whole["SVC-00"].as_array().unwrap().len(), 3);
+    // Paged: the same shape, 10 at a time, the next page linked.
+    let (s, n, total, link, body) = call("limit=10").await;
+    assert_eq!((s, n, total.as_deref()), (200, 10, Some("29")));
+    assert_eq!(
+        link.as_deref(),
+        Some("</api/services?page=2&limit=10>; rel=\"next\"")
+    );
+    assert_eq!(body["SVC-00"], whole["SVC-00"], "entries as before");
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 4, "SVC-00..02 whole, SVC-03 begun: {keys:?}");
+    let (_, n, _, link, _) = call("limit=10&page=3").await;
+    assert_eq!((n, link), (9, None), "the last page");
+    let (s, _, _, _, body) = call("limit=0").await;
+    assert_eq!(s, 400, "{body}");
+    // The versioned API's next link does not repeat `open` (no list answer reads it).
+    let (_, v) = get_json(&console, "/api/v1/services?limit=4&open=svc-00,svc-01").await;
+    assert_eq!(v["next"], "/api/v1/services?page=2&limit=4");
 }

@@ -184,3 +184,34 @@ fn ages_read_well() {
         ["5s ago", "10m ago", "3h ago", "4d ago"]
     );
 }
+
+/// Links repeat the view, but of the unfolded services only those on the page: a long
+/// `open` list (or one naming services on other pages) is not copied into every link.
+#[test]
+fn links_keep_only_the_open_services_on_the_page() {
+    // 150 services of 3: folded (more than EXPAND_ALL instances), 100 on page 1.
+    let many: Vec<_> = (0..450)
+        .map(|k| {
+            inst(
+                &format!("SVC-{:03}", k / 3),
+                &format!("pod-{k:03}"),
+                &format!("10.0.{}.{}", k / 250, k % 250),
+                Status::Up,
+            )
+        })
+        .collect();
+    let console = console_with(Some(many));
+    let page = html(&console, "open=svc-001,svc-120,svc-140");
+    assert!(
+        !page.contains("svc-120") && !page.contains("svc-140"),
+        "services on page 2 are not repeated on page 1"
+    );
+    // svc-001 stays open: its rows are shown, and the links that keep it say so.
+    assert!(page.contains(r#"href="http://pod-003-8080.edge.test:8080/""#));
+    assert!(
+        page.contains(r#"href="/?sort=rps&#38;open=svc-001""#),
+        "{page}"
+    );
+    // The pager's next page does not carry this page's open services.
+    assert!(page.contains(r#"<a href="/?page=2" rel="next">"#), "{page}");
+}
