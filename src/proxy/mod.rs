@@ -535,6 +535,18 @@ impl ProxyHttp for PingoraProxy {
                 rules::UNASKED_UPGRADE,
             ));
         }
+        // A Transfer-Encoding that does not end in chunked: Pingora would read the body to
+        // the close and pass the header on (`rules::transfer_coding_chunked`).
+        let te = resp.headers.get_all(http::header::TRANSFER_ENCODING);
+        if te.iter().next().is_some()
+            && !rules::transfer_coding_chunked(te.iter().map(|v| v.as_bytes()))
+            && !resp.status.is_informational()
+        {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                rules::UNCHUNKED_TRANSFER_CODING,
+            ));
+        }
         // The backend's hop-by-hop headers and its own copies of the edge's headers
         // (`rules::dropped_downstream`, as on the fast path). Connection stays to
         // Pingora, which writes the client connection's own and keeps a 101's Upgrade.

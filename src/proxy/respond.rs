@@ -160,20 +160,16 @@ mod tests {
             let body = failure_answer(code, e, None, None, 1).body;
             (String::from_utf8_lossy(&body).into_owned(), code)
         })
-        .chain(std::iter::once((
-            String::from_utf8_lossy(
-                &failure_answer(
-                    502,
-                    &HTTPStatus(502),
-                    Some(crate::proxy::rules::UNASKED_UPGRADE.to_string()),
-                    None,
-                    1,
-                )
-                .body,
-            )
-            .into_owned(),
-            502,
-        )))
+        .chain(
+            [
+                crate::proxy::rules::UNASKED_UPGRADE,
+                crate::proxy::rules::UNCHUNKED_TRANSFER_CODING,
+            ]
+            .map(|why| {
+                let answer = failure_answer(502, &HTTPStatus(502), Some(why.to_string()), None, 1);
+                (String::from_utf8_lossy(&answer.body).into_owned(), 502)
+            }),
+        )
         .collect();
         // Every documented row is said by some answer, with its status...
         for (words, status) in &rows {

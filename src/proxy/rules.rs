@@ -94,6 +94,24 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
     found
 }
 
+/// Whether a response's `Transfer-Encoding` (its header values, in order) frames the body
+/// as chunked: the last coding of the last value is exactly `chunked` (RFC 9112 §6.3).
+/// Anything else (`chunked,`, `gzip`, `chunked, gzip`) would be read to the close while
+/// the header goes on to the client, where a reader that frames it otherwise can take
+/// the rest of the connection for the next response: a 502 on both engines
+/// ([`UNCHUNKED_TRANSFER_CODING`]).
+pub fn transfer_coding_chunked<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    values.into_iter().last().is_some_and(|v| {
+        let last = v.rsplit(|&b| b == b',').next().unwrap_or_default();
+        trim_ows(last).eq_ignore_ascii_case(b"chunked")
+    })
+}
+
+/// Why a response with a `Transfer-Encoding` that does not end in `chunked` is a 502
+/// ([`transfer_coding_chunked`]).
+pub const UNCHUNKED_TRANSFER_CODING: &str =
+    "answered with a Transfer-Encoding whose last coding is not chunked, so where the response ends is unknown";
+
 /// HTTP's optional whitespace (space and tab only, not Unicode spaces).
 fn trim_ows(v: &[u8]) -> &[u8] {
     let start = v

@@ -36,6 +36,11 @@ pub struct Exchange<'a> {
     pub started: Instant,
 }
 
+/// Most capacity a [`Scratch`] buffer keeps between requests: a large response head (up
+/// to [`MAX_RESPONSE_HEAD`]) grows the buffers to megabytes, which would otherwise stay
+/// with the client connection for its life.
+const SCRATCH_KEEP: usize = 4 * UPSTREAM_BUF;
+
 /// Buffers kept across the requests of one client connection.
 #[derive(Default)]
 pub struct Scratch {
@@ -43,6 +48,18 @@ pub struct Scratch {
     buf: Vec<u8>,
     /// What goes to the client.
     out: Vec<u8>,
+}
+
+impl Scratch {
+    /// Gives back what a large response grew the buffers to; called between requests.
+    pub fn settle(&mut self) {
+        for b in [&mut self.buf, &mut self.out] {
+            if b.capacity() > SCRATCH_KEEP {
+                b.clear();
+                b.shrink_to(SCRATCH_KEEP);
+            }
+        }
+    }
 }
 
 /// Runs `f` once with a waker that does nothing: `None` when it is not ready at once.
@@ -196,8 +213,15 @@ impl Exchange<'_> {
         buf.clear();
         let mut interim_sent = false;
         let (resp, upstream_time) = loop {
-            let parsed = head::parse_response(buf, self.head_request, &self.stamp, out)
-                .map_err(|_| Failure::new(ErrorType::InvalidHTTPHeader, true, reused))?;
+            let parsed = head::parse_response(buf, self.head_request, &self.stamp, out).map_err(
+                |e| match e {
+                    head::HeadError::TransferCoding => Failure {
+                        context: Some(rules::UNCHUNKED_TRANSFER_CODING.to_string()),
+                        ..Failure::new(ErrorType::HTTPStatus(502), true, reused)
+                    },
+                    _ => Failure::new(ErrorType::InvalidHTTPHeader, true, reused),
+                },
+            )?;
             match parsed {
                 Some(r) if r.status == 101 => {
                     // Upgrades are Pingora's: the fast path never sends one, so any 101 is
@@ -259,7 +283,8 @@ impl Exchange<'_> {
                     done = left == 0;
                     t
                 }
-                Framing::Chunked => match chunked.feed(avail) {
+                // Appends to `out` itself: its size lines go out rewritten.
+                Framing::Chunked => match chunked.feed(avail, out) {
                     Ok(t) => {
                         done = chunked.is_done();
                         t
@@ -273,7 +298,9 @@ impl Exchange<'_> {
                 },
                 Framing::UntilClose => avail.len(),
             };
-            out.extend_from_slice(&avail[..take]);
+            if resp.framing != Framing::Chunked {
+                out.extend_from_slice(&avail[..take]);
+            }
             if pos + take < buf.len() {
                 // Bytes after the end of the response: the upstream is not trustworthy.
                 clean = false;
@@ -307,5 +334,24 @@ impl Exchange<'_> {
             upstream_time,
             close: until_close,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_head_does_not_leave_megabytes_with_the_connection() {
+        let mut s = Scratch::default();
+        s.buf.resize(MAX_RESPONSE_HEAD, b'x');
+        s.out.resize(2 * MAX_RESPONSE_HEAD, b'x');
+        s.settle();
+        assert!(s.buf.capacity() <= SCRATCH_KEEP && s.out.capacity() <= SCRATCH_KEEP);
+        // Small buffers are kept as they are: no allocation per request.
+        s.buf.reserve(UPSTREAM_BUF);
+        let cap = s.buf.capacity();
+        s.settle();
+        assert_eq!(s.buf.capacity(), cap);
     }
 }

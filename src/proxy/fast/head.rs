@@ -155,6 +155,24 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
     }
 }
 
+/// The request line of the head at the start of `buf`, as the access log shows it:
+/// `METHOD target` without the version, as the Pingora path logs it. Empty lines before
+/// the request (RFC 9112 §2.2 lets a server skip them, and httparse does) are skipped.
+pub fn logged_request_line(buf: &[u8]) -> String {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    let end = line
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(line.len());
+    let line = String::from_utf8_lossy(&line[..end]);
+    line.rsplit_once(' ')
+        .map_or(line.to_string(), |(l, _)| l.to_string())
+}
+
 /// Where the request came from, for the X-Forwarded-* headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarded<'a> {
@@ -218,6 +236,9 @@ pub enum HeadError {
     Malformed(&'static str),
     #[error("the response has conflicting Content-Length headers")]
     Length,
+    /// `rules::transfer_coding_chunked` refused it.
+    #[error("the response's Transfer-Encoding does not end in chunked")]
+    TransferCoding,
 }
 
 /// What the edge adds to a response head for the client.
@@ -256,6 +277,11 @@ pub fn parse_response<'b>(
         Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
     };
     let status = resp.code.unwrap_or(0);
+    if status < 100 {
+        // httparse takes any three digits; Pingora's engine refuses 000-099 (no such
+        // status exists), so this one does too.
+        return Err(HeadError::Malformed("bad status"));
+    }
     // httparse gives a three-digit code; written without `fmt`, which showed in the profile.
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&[
@@ -266,9 +292,10 @@ pub fn parse_response<'b>(
     ]);
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut reusable = resp.version == Some(1);
+    let mut keep_alive = resp.version == Some(1);
+    let mut close = false;
     let mut length: Option<u64> = None;
-    let mut chunked = None;
+    let mut transfer_coding = None;
     // RFC 9112 §6.3: with Transfer-Encoding, Content-Length is ignored and a proxy MUST
     // remove it, or a Content-Length-first reader behind the edge reads the chunked body
     // as the next response.
@@ -284,16 +311,15 @@ pub fn parse_response<'b>(
                 continue;
             }
         } else if is(h.name, "transfer-encoding") {
-            // The last coding decides: chunked last means chunked framing.
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            // The last header's last coding decides (`rules::transfer_coding_chunked`).
+            transfer_coding = Some(h.value);
         } else if is(h.name, "connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
-                    reusable = false;
+                    close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    reusable = true;
+                    keep_alive = true;
                 }
             }
         }
@@ -307,12 +333,20 @@ pub fn parse_response<'b>(
             }
         }
     }
+    // A close anywhere wins over a keep-alive anywhere (RFC 9112 §9.6): the backend
+    // will close, and a reused connection would fail the next request.
+    let mut reusable = keep_alive && !close;
+    let chunked = transfer_coding.map(|v| rules::transfer_coding_chunked([v]));
+    if chunked == Some(false) && !(100..200).contains(&status) {
+        return Err(HeadError::TransferCoding);
+    }
     let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
     {
         Framing::Empty
     } else {
         match (chunked, length) {
             (Some(true), _) => Framing::Chunked,
+            // Only for an interim head, which has no body: refused above otherwise.
             (Some(false), _) => Framing::UntilClose,
             (None, Some(n)) => Framing::Length(n),
             (None, None) => Framing::UntilClose,

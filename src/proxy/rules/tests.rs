@@ -47,6 +47,32 @@ fn hop_by_hop_and_edge_headers() {
 }
 
 #[test]
+fn transfer_coding_must_end_in_exactly_chunked() {
+    let cases: &[(&[&[u8]], bool)] = &[
+        (&[b"chunked"], true),
+        (&[b"Chunked"], true),
+        (&[b" chunked\t"], true),
+        (&[b"gzip, chunked"], true),
+        (&[b"gzip", b"chunked"], true),
+        (&[b"chunked,"], false),
+        (&[b"chunked, "], false),
+        (&[b"chunked, gzip"], false),
+        (&[b"chunked", b"gzip"], false),
+        (&[b"gzip"], false),
+        (&[b"chunkeds"], false),
+        (&[b""], false),
+        (&[], false),
+    ];
+    for (values, want) in cases {
+        assert_eq!(
+            transfer_coding_chunked(values.iter().copied()),
+            *want,
+            "{values:?}"
+        );
+    }
+}
+
+#[test]
 fn content_length_is_digits_only() {
     let cases: &[(&[u8], Option<u64>)] = &[
         (b"5", Some(5)),

@@ -170,12 +170,6 @@ fn response_framing_and_reuse() {
             true,
         ),
         (
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-            false,
-            UntilClose,
-            false,
-        ),
-        (
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
             false,
             Chunked,
@@ -219,6 +213,19 @@ fn response_framing_and_reuse() {
             Length(1),
             true,
         ),
+        // A close wins, wherever it stands.
+        (
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+            false,
+            Length(1),
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 1\r\n\r\n",
+            false,
+            Length(1),
+            false,
+        ),
     ];
     for (raw, head, framing, reusable) in cases {
         let r = resp(raw, *head).expect("valid").expect("complete");
@@ -235,8 +242,27 @@ fn response_framing_and_reuse() {
         "HTTP/1.1 2000 OK\r\n\r\n",
         "HTTP/9.1 200 OK\r\n\r\n",
         "HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+        "HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n",
     ] {
         assert!(resp(bad, false).is_err(), "{bad:?} accepted");
+    }
+    // Framing only an exact final `chunked` can give: anything else is refused, not read
+    // to the close while the header goes on.
+    for te in [
+        "gzip",
+        "chunked,",
+        "chunked, gzip",
+        "chunked\r\nTransfer-Encoding: gzip",
+    ] {
+        for head_request in [false, true] {
+            let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert_eq!(
+                resp(&raw, head_request),
+                Err(HeadError::TransferCoding),
+                "{te:?}"
+            );
+        }
     }
 }
 
@@ -326,6 +352,23 @@ fn folded_values_are_unfolded_to_one_space() {
             flat,
             "{:?}",
             String::from_utf8_lossy(folded)
+        );
+    }
+}
+
+#[test]
+fn the_logged_request_line_skips_leading_empty_lines() {
+    for (raw, want) in [
+        (&b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n"[..], "GET /a?b"),
+        (b"\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n", "GET /a"),
+        (b"\nDELETE /d HTTP/1.1\r\n\r\n", "DELETE /d"),
+        (b"", ""),
+    ] {
+        assert_eq!(
+            logged_request_line(raw),
+            want,
+            "{:?}",
+            String::from_utf8_lossy(raw)
         );
     }
 }
