@@ -177,6 +177,9 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     let redirect = shared.settings.https_redirect.is_some();
     let fast = (cfg.fast_path && !redirect)
         .then(|| FastPath::new(shared.clone(), conf.upstream_keepalive_pool_size));
+    if let Some(f) = &fast {
+        server.add_service(background_service("fast path pool sweep", f.sweeper()));
+    }
     let mut app = pingora_proxy::http_proxy(
         &conf,
         PingoraProxy::new(shared.clone(), Some(parts.console.clone())),
@@ -206,6 +209,12 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         let fast = cfg
             .fast_path
             .then(|| FastPath::new(shared.clone(), conf.upstream_keepalive_pool_size));
+        if let Some(f) = &fast {
+            server.add_service(background_service(
+                "https fast path pool sweep",
+                f.sweeper(),
+            ));
+        }
         let mut https = Service::new(
             "xipgate https".to_string(),
             Limited::new(ProxyApp::new(fast, app), cfg.max_client_connections),

@@ -448,3 +448,60 @@ async fn max_tries_is_configurable() {
     assert_eq!(tries_in_log(&x1, "dead", 6), vec![1; 6]);
     assert!(a.requests() + c.requests() - before <= 6);
 }
+
+/// Connections in CLOSE_WAIT from this machine to `backend`: the local end of a TCP
+/// connection whose peer closed and which was not closed here (/proc/net/tcp, state 08).
+fn close_wait_to(backend: std::net::SocketAddr) -> usize {
+    let std::net::SocketAddr::V4(v4) = backend else {
+        panic!("an IPv4 backend")
+    };
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(2) == Some(&remote.as_str()) && f.get(3) == Some(&"08")
+        })
+        .count()
+}
+
+/// A burst leaves idle upstream connections; the backend closes them after its keep-alive
+/// timeout and no request comes for it again. The edge must close its ends too, not keep
+/// them in CLOSE_WAIT for the life of the process (until `accept` fails with EMFILE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_the_backend_closes_do_not_stay_in_close_wait() {
+    let closer = FaultyBackend::start("closer", Fault::CloseIdle(Duration::from_millis(300))).await;
+    let eureka = StubEureka::start().await;
+    eureka
+        .serve(&[Inst::up("closer", "closer-1", closer.addr)])
+        .await;
+    let x = Xipgate::start(&eureka.url(), "");
+
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| call(&x, "GET", "closer").status))
+            .collect();
+        for c in calls {
+            assert_eq!(c.join().expect("request thread"), 200);
+        }
+    });
+    let opened = closer.conns();
+    eventually(
+        Duration::from_secs(10),
+        "the backend closes its idle connections",
+        || closer.idle_closed() == opened,
+    );
+    eventually(
+        Duration::from_secs(5),
+        "no connection to the backend left in CLOSE_WAIT",
+        || close_wait_to(closer.addr) == 0,
+    );
+    // The pool still works: a new request gets a fresh connection.
+    assert_eq!(call(&x, "GET", "closer").status, 200);
+}

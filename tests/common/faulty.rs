@@ -33,6 +33,9 @@ pub enum Fault {
     /// Answers the first request of a connection without `Connection: close`, then closes
     /// the connection (without answering) when the next request arrives on it.
     CloseKeptAlive,
+    /// Answers every request keeping the connection alive, and closes a connection that
+    /// stays idle this long (what a backend's keep-alive timeout does).
+    CloseIdle(Duration),
 }
 
 pub struct FaultyBackend {
@@ -45,6 +48,8 @@ pub struct FaultyBackend {
     pub requests: Arc<AtomicUsize>,
     /// Complete responses written.
     pub answered: Arc<AtomicUsize>,
+    /// Connections this backend closed for being idle (`Fault::CloseIdle`).
+    pub idle_closed: Arc<AtomicUsize>,
     task: Option<JoinHandle<()>>,
     _bound: Option<TcpSocket>,
 }
@@ -53,6 +58,7 @@ struct Counters {
     conns: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     answered: Arc<AtomicUsize>,
+    idle_closed: Arc<AtomicUsize>,
 }
 
 impl FaultyBackend {
@@ -60,6 +66,7 @@ impl FaultyBackend {
         let conns = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let answered = Arc::new(AtomicUsize::new(0));
+        let idle_closed = Arc::new(AtomicUsize::new(0));
         if fault == Fault::Refuse {
             let sock = TcpSocket::new_v4().expect("socket");
             sock.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
@@ -71,6 +78,7 @@ impl FaultyBackend {
                 conns,
                 requests,
                 answered,
+                idle_closed,
                 task: None,
                 _bound: Some(sock),
             };
@@ -83,6 +91,7 @@ impl FaultyBackend {
             conns: conns.clone(),
             requests: requests.clone(),
             answered: answered.clone(),
+            idle_closed: idle_closed.clone(),
         });
         let n = name.to_string();
         let task = tokio::spawn(async move {
@@ -98,6 +107,7 @@ impl FaultyBackend {
             conns,
             requests,
             answered,
+            idle_closed,
             task: Some(task),
             _bound: None,
         }
@@ -114,6 +124,10 @@ impl FaultyBackend {
 
     pub fn answered(&self) -> usize {
         self.answered.load(Ordering::SeqCst)
+    }
+
+    pub fn idle_closed(&self) -> usize {
+        self.idle_closed.load(Ordering::SeqCst)
     }
 }
 
@@ -189,10 +203,24 @@ fn reset(sock: TcpStream) {
 async fn serve(mut sock: TcpStream, name: String, fault: Fault, c: Arc<Counters>) {
     let mut buf = Vec::new();
     let mut served_on_this_conn = 0usize;
-    while let Some(req) = read_request(&mut sock, &mut buf).await {
+    loop {
+        let req = match fault {
+            Fault::CloseIdle(idle) => {
+                match tokio::time::timeout(idle, read_request(&mut sock, &mut buf)).await {
+                    Ok(req) => req,
+                    Err(_) => {
+                        drop(sock);
+                        c.idle_closed.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+            _ => read_request(&mut sock, &mut buf).await,
+        };
+        let Some(req) = req else { return };
         c.requests.fetch_add(1, Ordering::SeqCst);
         match fault {
-            Fault::Healthy | Fault::Refuse => {
+            Fault::Healthy | Fault::Refuse | Fault::CloseIdle(_) => {
                 if sock
                     .write_all(&ok_response(&name, &req, req.close))
                     .await

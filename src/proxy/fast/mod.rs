@@ -21,6 +21,7 @@ mod head;
 mod io;
 mod pool;
 mod rewound;
+mod sweep;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use crate::routes::{Route, Target};
 use exchange::{Exchange, Failure, Scratch};
 use head::{parse_request, Parsed};
 pub use pool::Pool;
+pub use sweep::PoolSweep;
 
 /// Largest request head the fast path reads before handing the request to Pingora.
 const MAX_HEAD: usize = 16 * 1024;
@@ -57,7 +59,7 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The fast path's shared state.
 pub struct FastPath {
     shared: ProxyShared,
-    pool: Pool,
+    pool: Arc<Pool>,
 }
 
 /// How a connection left the fast path.
@@ -68,10 +70,20 @@ pub enum Served {
 }
 
 impl FastPath {
+    /// `pool_size` bounds the idle upstream connections in all, as Pingora's
+    /// `upstream_keepalive_pool_size` bounds its own pool.
     pub fn new(shared: ProxyShared, pool_size: usize) -> Self {
         FastPath {
             shared,
-            pool: Pool::new(pool_size, POOL_IDLE_TIMEOUT),
+            pool: Arc::new(Pool::new(pool_size, POOL_IDLE_TIMEOUT)),
+        }
+    }
+
+    /// The background service that keeps this fast path's pool clean (`sweep`).
+    pub fn sweeper(&self) -> PoolSweep {
+        PoolSweep {
+            pool: self.pool.clone(),
+            table: self.shared.table.clone(),
         }
     }
 
@@ -174,14 +186,7 @@ impl FastPath {
             );
             let logging = self.shared.access.enabled();
             let request_line = if logging {
-                let end = buf
-                    .iter()
-                    .position(|&b| b == b'\r' || b == b'\n')
-                    .unwrap_or(0);
-                let line = String::from_utf8_lossy(&buf[..end]);
-                // Without the version, as the Pingora path logs it.
-                line.rsplit_once(' ')
-                    .map_or(line.to_string(), |(l, _)| l.to_string())
+                head::logged_request_line(&buf)
             } else {
                 String::new()
             };
@@ -252,6 +257,8 @@ impl FastPath {
                     }
                 }
             };
+
+            scratch.settle();
 
             // 4. Count, log, and keep the connection or not.
             let (status, upstream_time, target, error) = match outcome {
