@@ -349,3 +349,54 @@ async fn websocket_upgrades_pass_through() {
         assert_eq!(got, msg, "bytes flow both ways after the upgrade");
     }
 }
+
+/// The access log names the request after the empty lines a client may send before it
+/// (RFC 9112 §2.2), on both engines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_names_a_request_sent_after_empty_lines() {
+    let a = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    eureka
+        .serve(&[Inst::up("crlf-svc", "crlf-1", a.addr)])
+        .await;
+    let x = Xipgate::start(&eureka.url(), "");
+    let text = raw(
+        x.proxy,
+        format!("\r\n\r\nGET /after-empty-lines HTTP/1.1\r\nHost: crlf-svc.{DOMAIN}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .expect("request");
+    assert_eq!(parse_response(&text).0, 200, "{text}");
+    let mut requests = Vec::new();
+    eventually(Duration::from_secs(5), "the access record", || {
+        requests = x
+            .access()
+            .iter()
+            .filter_map(|r| r["request"].as_str().map(String::from))
+            .collect();
+        !requests.is_empty()
+    });
+    assert_eq!(requests, ["GET /after-empty-lines"]);
+}
+
+/// The default access log goes to stderr; a reader of stderr that stalls (a full pipe)
+/// must not stop the proxy: records are written by a thread of their own, and dropped
+/// and counted when its queue is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stderr_does_not_stop_proxying() {
+    let a = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    eureka
+        .serve(&[Inst::up("stall-svc", "stall-1", a.addr)])
+        .await;
+    // Nobody reads `_reader`: once the pipe's buffer (64 KiB) is full, writes to stderr block.
+    let (_reader, writer) = std::io::pipe().expect("pipe");
+    let x = Xipgate::start_logging_to(&eureka.url(), "", writer.into());
+    let host = format!("stall-svc.{DOMAIN}");
+    // About 150 bytes a record: 2,000 requests fill the pipe several times over.
+    for i in 0..2000 {
+        let (status, _, body) =
+            http_get(x.proxy, &host, &format!("/stall-{i}")).expect("request through xipgate");
+        assert_eq!(status, 200, "request #{i}: {body}");
+    }
+}

@@ -3,9 +3,10 @@
 //!
 //! Two sinks. By default a text line in the process log (target `xipgate::access`), which
 //! `RUST_LOG` can filter. With `xipgate.log.access_file`, a JSON object per line appended
-//! to that file by a writer thread: the proxy only formats the record and hands it over a
-//! bounded queue, so a slow disk never stalls a request. When the queue is full the record
-//! is dropped and counted (`xipgate_access_log_dropped_total`) rather than waited for.
+//! to that file. Either way a writer thread writes: the proxy only formats the record and
+//! hands it over a bounded queue, so a slow disk or a stalled reader of stderr never stalls
+//! a request. When the queue is full the record is dropped and counted
+//! (`xipgate_access_log_dropped_total`) rather than waited for.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -23,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::names;
 
 /// Records waiting for the writer thread; beyond this they are dropped and counted.
-const FILE_QUEUE: usize = 16_384;
+const QUEUE: usize = 16_384;
 
 /// What the access log records about one request.
 pub struct AccessEntry<'a> {
@@ -67,7 +68,8 @@ pub struct AccessLogError {
 
 enum Sink {
     Off,
-    Log,
+    /// Text lines to the process log, written by a thread of their own.
+    Log(SyncSender<String>),
     File(SyncSender<String>),
 }
 
@@ -82,7 +84,7 @@ impl AccessLog {
     pub fn new(cfg: &AccessLogConfig, metrics: Arc<Metrics>) -> Result<Self, AccessLogError> {
         let sink = match (&cfg.enabled, &cfg.file) {
             (false, _) => Sink::Off,
-            (true, None) => Sink::Log,
+            (true, None) => Sink::Log(spawn_log_writer()?),
             (true, Some(path)) => Sink::File(spawn_writer(path)?),
         };
         Ok(AccessLog { sink, metrics })
@@ -100,21 +102,22 @@ impl AccessLog {
     pub fn enabled(&self) -> bool {
         match self.sink {
             Sink::Off => false,
-            Sink::Log => log::log_enabled!(target: "xipgate::access", log::Level::Info),
+            Sink::Log(_) => log::log_enabled!(target: "xipgate::access", log::Level::Info),
             Sink::File(_) => true,
         }
     }
 
     pub fn write(&self, e: &AccessEntry<'_>) {
-        match &self.sink {
-            Sink::Off => {}
-            Sink::Log => info!(target: "xipgate::access", "{}", text_line(e)),
-            Sink::File(tx) => match tx.try_send(json_line(e)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.metrics.access_log_dropped.inc()
-                }
-            },
+        let (tx, line) = match &self.sink {
+            Sink::Off => return,
+            Sink::Log(tx) => (tx, text_line(e)),
+            Sink::File(tx) => (tx, json_line(e)),
+        };
+        match tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.metrics.access_log_dropped.inc()
+            }
         }
     }
 }
@@ -132,7 +135,8 @@ pub fn text_line(e: &AccessEntry<'_>) -> String {
         names::printable(e.request_line),
         e.host,
         e.label,
-        e.instance.unwrap_or("-"),
+        // Registry data: a line break in an instanceId would forge a record.
+        names::printable(e.instance.unwrap_or("-")),
         e.status,
         e.upstream_time
             .map_or("-".to_string(), |d| format!("{:.1}", ms(d))),
@@ -173,13 +177,31 @@ fn spawn_writer(path: &Path) -> Result<SyncSender<String>, AccessLogError> {
             path: path.to_path_buf(),
             source,
         })?;
-    let (tx, rx) = sync_channel(FILE_QUEUE);
+    let (tx, rx) = sync_channel(QUEUE);
     let path = path.to_path_buf();
     std::thread::Builder::new()
         .name("xipgate access log".into())
         .spawn(move || write_lines(rx, file, &path))
         .map_err(|source| AccessLogError {
             path: PathBuf::from("(writer thread)"),
+            source,
+        })?;
+    Ok(tx)
+}
+
+/// The default sink's writer: the text lines into the process log, off the request threads
+/// (the log writes to stderr, which a stalled reader can block).
+fn spawn_log_writer() -> Result<SyncSender<String>, AccessLogError> {
+    let (tx, rx) = sync_channel::<String>(QUEUE);
+    std::thread::Builder::new()
+        .name("xipgate access log".into())
+        .spawn(move || {
+            while let Ok(line) = rx.recv() {
+                info!(target: "xipgate::access", "{line}");
+            }
+        })
+        .map_err(|source| AccessLogError {
+            path: PathBuf::from("(log writer thread)"),
             source,
         })?;
     Ok(tx)
@@ -249,6 +271,15 @@ mod tests {
         let text = text_line(&e);
         assert!(text.contains(" status=502 ") && text.contains(" tries=2 error=ConnectRefused"));
         assert!(text.contains(&format!("GET {}", &request[4..])), "{text}");
+    }
+
+    #[test]
+    fn a_line_break_in_registry_data_does_not_forge_a_text_record() {
+        let mut e = entry(Instant::now());
+        e.instance = Some("pod-1\n127.0.0.1:1 GET /admin host=x status=200");
+        let text = text_line(&e);
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.contains(" instance=pod-1"), "{text}");
     }
 
     #[test]

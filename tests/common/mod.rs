@@ -344,6 +344,23 @@ impl Xipgate {
     /// Like [`Xipgate::start`]; `top` is extra top-level (Pingora) YAML; with
     /// `wait_ready: false` it only waits for `/healthz`.
     pub fn start_with(eureka_url: &str, extra: &str, top: &str, wait_ready: bool) -> Self {
+        Self::launch(eureka_url, extra, top, wait_ready, None)
+    }
+
+    /// Like [`Xipgate::start`], with the access log in the process log (the default sink,
+    /// no `access_file`) and the process's stderr going to `stderr` (a pipe nobody
+    /// reads, say).
+    pub fn start_logging_to(eureka_url: &str, extra: &str, stderr: Stdio) -> Self {
+        Self::launch(eureka_url, extra, "", true, Some(stderr))
+    }
+
+    fn launch(
+        eureka_url: &str,
+        extra: &str,
+        top: &str,
+        wait_ready: bool,
+        stderr: Option<Stdio>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let listeners = handover::Listeners::bind(3);
         let [proxy, console, https] = listeners.addrs()[..] else {
@@ -370,9 +387,23 @@ impl Xipgate {
         let extra: serde_yaml::Value =
             serde_yaml::from_str(&format!("xipgate:\n{extra}\n")).expect("extra yaml");
         merge(&mut doc, extra);
+        if stderr.is_some() {
+            if let Some(log) = doc
+                .get_mut("xipgate")
+                .and_then(|x| x.get_mut("log"))
+                .and_then(|l| l.as_mapping_mut())
+            {
+                log.remove("access_file");
+            }
+        }
         let yaml = serde_yaml::to_string(&doc).expect("config yaml");
         std::fs::write(&config, yaml).expect("write config");
-        let log = std::fs::File::create(dir.path().join("xipgate.log")).expect("log file");
+        let log = match stderr {
+            Some(s) => s,
+            None => std::fs::File::create(dir.path().join("xipgate.log"))
+                .expect("log file")
+                .into(),
+        };
         // `-u`: take the listeners bound above from upgrade_sock instead of binding.
         let child = Command::new(env!("CARGO_BIN_EXE_xipgate"))
             .arg("-u")
