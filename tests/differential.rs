@@ -614,3 +614,65 @@ fn bytes_2ms_after_a_finished_head_do_not_reach_the_next_client() {
         }
     }
 }
+
+/// A backend head with `Connection: close` and a later `Connection: keep-alive`: the close
+/// wins on both engines, so the next request opens a new upstream connection instead of
+/// reusing one the backend is about to close.
+#[test]
+fn a_backend_close_wins_over_a_later_keep_alive() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(Mutex::new(0usize));
+    let a = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            *a.lock().expect("lock") += 1;
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Says close, but keeps the connection open and answers what comes.
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    buf.drain(..end + 4);
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+                    );
+                }
+            });
+        }
+    });
+    let eureka = rt.block_on(StubEureka::start());
+    let inst = Inst::up("closing-svc", "closing-1", addr);
+    rt.block_on(eureka.serve(std::slice::from_ref(&inst)));
+    let host = format!("closing-svc.{DOMAIN}");
+    for fast_path in [true, false] {
+        let x = Xipgate::start(
+            &eureka.url(),
+            &format!("  downstream:\n    fast_path: {fast_path}\n"),
+        );
+        let before = *accepted.lock().expect("lock");
+        for n in 0..2 {
+            let answer = send(
+                x.proxy,
+                &format!("GET /closing-{n} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            );
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "fast_path {fast_path}: {answer}"
+            );
+        }
+        assert_eq!(
+            *accepted.lock().expect("lock") - before,
+            2,
+            "fast_path {fast_path}: a connection the backend said it closes was reused"
+        );
+    }
+}
