@@ -10,6 +10,9 @@ use http::header::HeaderValue;
 
 use crate::config::CorsConfig;
 
+mod cors;
+pub(crate) use cors::{decide as cors_decide, Cors};
+
 /// A complete response: status, extra headers, body.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -119,33 +122,14 @@ impl Answer {
 
     pub fn cors(mut self, cors: &CorsConfig, origin: Option<&HeaderValue>) -> Self {
         if cors.enabled {
-            for (k, v) in cors_headers(cors, origin) {
-                self.headers.push((k, v));
+            match cors::decide(cors, origin) {
+                Cors::Allowed(headers) => self.headers.extend(headers),
+                Cors::Refused => self
+                    .headers
+                    .push(("vary", HeaderValue::from_static("Origin"))),
+                Cors::NoOrigin => {}
             }
         }
         self
-    }
-}
-
-/// `Access-Control-Allow-Origin: *` may not be combined with credentials (the older
-/// design did, and browsers reject it): with credentials the request's Origin is echoed.
-pub(crate) fn cors_headers(
-    cors: &CorsConfig,
-    origin: Option<&HeaderValue>,
-) -> Vec<(&'static str, HeaderValue)> {
-    let Some(origin) = origin else {
-        return Vec::new();
-    };
-    if cors.allow_credentials {
-        vec![
-            ("access-control-allow-origin", origin.clone()),
-            (
-                "access-control-allow-credentials",
-                HeaderValue::from_static("true"),
-            ),
-            ("vary", HeaderValue::from_static("Origin")),
-        ]
-    } else {
-        vec![("access-control-allow-origin", HeaderValue::from_static("*"))]
     }
 }

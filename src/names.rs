@@ -245,6 +245,34 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+/// The host of an `http(s)://host[:port]` origin, or `None` for anything else (a path, a
+/// userinfo, another scheme, an empty host, a bad port).
+pub fn origin_host(origin: &str) -> Option<&str> {
+    let lower = origin.get(..8).map(str::to_ascii_lowercase);
+    let rest = match lower.as_deref() {
+        Some(p) if p.starts_with("http://") => &origin[7..],
+        Some("https://") => &origin[8..],
+        _ => return None,
+    };
+    // A host with a `:` left in it (an IPv6 literal) fails the character check below:
+    // literals are never under the edge's domains, and listed origins matched already.
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse::<u16>().ok()?;
+    }
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    ok.then_some(host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -219,6 +219,16 @@ fn broken_files_name_key_and_problem() {
             "xipgate.dns.edge_ips",
             "required",
         ),
+        (
+            "xipgate:\n  cors:\n    allow_origins: [\"*\"]\n",
+            "xipgate.cors.allow_origins",
+            "every web page",
+        ),
+        (
+            "xipgate:\n  cors:\n    allow_origins: [\"https://ui.example.com\", \"ui.example.com/app\"]\n",
+            "xipgate.cors.allow_origins[1]",
+            "not an origin",
+        ),
         ("xipgate: [1, 2]\n", "xipgate", "invalid type"),
         ("version: [\n", "(yaml)", ""),
     ] {

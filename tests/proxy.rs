@@ -188,36 +188,102 @@ async fn registry_never_loaded_answers_503_with_the_reason() {
     assert_eq!(x.api("/readyz").0, 503);
 }
 
+fn preflight(host: &str, origin: &str) -> Vec<u8> {
+    format!("OPTIONS /api HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: x-token\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+fn get_from(host: &str, origin: &str) -> Vec<u8> {
+    format!("GET / HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n")
+        .into_bytes()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cors_preflight_and_credentials() {
+async fn cors_preflight_and_credentials_for_the_edges_own_pages() {
     let a = Backend::start("a").await;
     let eureka = StubEureka::start().await;
     let ia = Inst::up("web", "web-1", a.addr);
     eureka.serve(std::slice::from_ref(&ia)).await;
     let x = Xipgate::start(&eureka.url(), "");
     let host = format!("web.{DOMAIN}");
-    let pre = raw(
-        x.proxy,
-        format!("OPTIONS /api HTTP/1.1\r\nHost: {host}\r\nOrigin: http://ui.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: x-token\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    let (s, h, _) = parse_response(&pre);
+    let own = format!("http://ui.{DOMAIN}");
+    let (s, h, _) = parse_response(&raw(x.proxy, &preflight(&host, &own)).unwrap());
     assert_eq!(s, 204);
     assert_eq!(
         header(&h, "access-control-allow-origin"),
-        Some("http://ui.example")
+        Some(own.as_str())
     );
     assert_eq!(header(&h, "access-control-allow-credentials"), Some("true"));
     assert_eq!(header(&h, "access-control-allow-headers"), Some("x-token"));
     assert_eq!(a.hits(), 0, "the preflight is answered at the edge");
 
-    let get = raw(x.proxy, format!("GET / HTTP/1.1\r\nHost: {host}\r\nOrigin: http://ui.example\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
-    let (s, h, _) = parse_response(&get);
+    let (s, h, _) = parse_response(&raw(x.proxy, &get_from(&host, &own)).unwrap());
     assert_eq!(s, 200);
     assert_eq!(
         header(&h, "access-control-allow-origin"),
-        Some("http://ui.example"),
+        Some(own.as_str()),
         "never '*' with credentials"
+    );
+}
+
+/// Any other web page gets nothing: before, every `Origin` was echoed with credentials, so
+/// a page a developer opened anywhere could read pod answers through the developer's
+/// browser. A backend's own `Access-Control-Allow-*` headers are removed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_gives_foreign_pages_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that echoes any Origin with credentials (a common Spring misconfiguration).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = sock.read(&mut buf).await;
+                let body = "{}";
+                let resp = format!("HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: http://evil.example\r\nAccess-Control-Allow-Credentials: true\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[Inst::up("web", "web-1", addr)]).await;
+    let x = Xipgate::start(
+        &eureka.url(),
+        "  cors:\n    allow_origins: [\"https://ui.example.com\"]\n",
+    );
+    let host = format!("web.{DOMAIN}");
+    for evil in [
+        "http://evil.example",
+        "null",
+        &format!("http://evil-{DOMAIN}"),
+        &format!("http://{DOMAIN}.evil.example"),
+        "https://ui.example.com:8443",
+    ] {
+        let (s, h, body) = parse_response(&raw(x.proxy, &preflight(&host, evil)).unwrap());
+        assert_eq!(s, 403, "{evil}: {body}");
+        assert!(
+            body.contains("xipgate.cors.allow_origins"),
+            "{evil}: {body}"
+        );
+        assert_eq!(header(&h, "access-control-allow-origin"), None, "{evil}");
+
+        let (s, h, _) = parse_response(&raw(x.proxy, &get_from(&host, evil)).unwrap());
+        assert_eq!(s, 200, "{evil}: the request itself is served");
+        assert_eq!(header(&h, "access-control-allow-origin"), None, "{evil}");
+        assert_eq!(
+            header(&h, "access-control-allow-credentials"),
+            None,
+            "{evil}"
+        );
+        assert_eq!(header(&h, "vary"), Some("Origin"), "{evil}");
+    }
+    // A listed origin is allowed, and gets the edge's headers instead of the backend's.
+    let (s, h, _) =
+        parse_response(&raw(x.proxy, &get_from(&host, "https://ui.example.com")).unwrap());
+    assert_eq!(s, 200);
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("https://ui.example.com")
     );
 }
 

@@ -175,6 +175,8 @@ pub struct CorsFile {
     pub enabled: Option<bool>,
     pub allow_credentials: Option<bool>,
     pub max_age: Option<String>,
+    /// Origins besides the edge's own domains whose pages may read answers (`*`: any).
+    pub allow_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

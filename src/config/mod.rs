@@ -69,6 +69,8 @@ pub const DEFAULT_FAST_PATH: bool = true;
 /// `xipgate.log.access`: one access-log record per request.
 pub const DEFAULT_ACCESS_LOG: bool = true;
 pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
+/// Allowed origins (the edge's own domains and `cors.allow_origins`) get credentials.
+pub const DEFAULT_CORS_ALLOW_CREDENTIALS: bool = true;
 pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:9080";
 /// `xipgate.console.token` at most, in bytes: the console bounds `?token=` to this so
 /// the links it repeats on every page stay small.
@@ -176,6 +178,12 @@ pub struct CorsConfig {
     pub enabled: bool,
     pub allow_credentials: bool,
     pub max_age: Duration,
+    /// `xipgate.domains`: pages under them are the edge's own and may read its answers.
+    pub own_domains: Vec<String>,
+    /// `xipgate.cors.allow_origins` without `*`: further origins, exactly (case aside).
+    pub allow_origins: Vec<String>,
+    /// `*` is listed: any origin (only without credentials, see validation).
+    pub any_origin: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -324,15 +324,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
             "must be at least 1",
         );
     }
-    let cors = CorsConfig {
-        enabled: x.cors.enabled.unwrap_or(true),
-        allow_credentials: x.cors.allow_credentials.unwrap_or(true),
-        max_age: c.duration(
-            "xipgate.cors.max_age",
-            x.cors.max_age.as_ref(),
-            DEFAULT_CORS_MAX_AGE,
-        ),
-    };
+    let cors = cors_config(&mut c, &x.cors, &domains);
 
     let dns = x.dns.as_ref().and_then(|d| {
         let listen: Vec<SocketAddr> = d
@@ -467,4 +459,49 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
                 .map(std::path::PathBuf::from),
         },
     })
+}
+
+/// `xipgate.cors`: the origins listed must be origins (`scheme://host[:port]`, as browsers
+/// send them) or `*`, and `*` only without credentials: any page reading answers with the
+/// user's cookies is exactly what the list exists to prevent.
+fn cors_config(c: &mut Checker, f: &super::file::CorsFile, domains: &[String]) -> CorsConfig {
+    let allow_credentials = f
+        .allow_credentials
+        .unwrap_or(DEFAULT_CORS_ALLOW_CREDENTIALS);
+    let mut allow_origins = Vec::new();
+    let mut any_origin = false;
+    for (i, o) in f.allow_origins.iter().flatten().enumerate() {
+        let o = o.trim();
+        if o == "*" {
+            any_origin = true;
+        } else if crate::names::origin_host(o).is_some() {
+            allow_origins.push(o.trim_end_matches('/').to_ascii_lowercase());
+        } else {
+            c.err(
+                &format!("xipgate.cors.allow_origins[{i}]"),
+                format!(
+                    "'{}' is not an origin: write scheme://host[:port] as browsers send it (https://ui.example.com), or * for any",
+                    crate::names::printable(o)
+                ),
+            );
+        }
+    }
+    if any_origin && allow_credentials {
+        c.err(
+            "xipgate.cors.allow_origins",
+            "* with allow_credentials: true would let every web page read answers with its visitors' cookies; set xipgate.cors.allow_credentials: false or list the origins",
+        );
+    }
+    CorsConfig {
+        enabled: f.enabled.unwrap_or(true),
+        allow_credentials,
+        max_age: c.duration(
+            "xipgate.cors.max_age",
+            f.max_age.as_ref(),
+            DEFAULT_CORS_MAX_AGE,
+        ),
+        own_domains: domains.to_vec(),
+        allow_origins,
+        any_origin,
+    }
 }

@@ -7,7 +7,7 @@ mod limit;
 mod respond;
 mod rules;
 
-use crate::answer::Answer;
+use crate::answer::{cors_decide, Answer, Cors};
 pub use access::{AccessEntry, AccessLog, AccessLogError};
 pub use fast::{FastPath, ProxyApp};
 pub use host::request_host;
@@ -362,8 +362,26 @@ impl ProxyHttp for PingoraProxy {
             && ctx.origin.is_some()
             && req.headers.contains_key("access-control-request-method")
         {
-            let mut answer =
-                Answer::empty(204).cors(&self.shared.settings.cors, ctx.origin.as_ref());
+            let cors = &self.shared.settings.cors;
+            if let Cors::Refused = cors_decide(cors, ctx.origin.as_ref()) {
+                let origin = ctx
+                    .origin
+                    .as_ref()
+                    .map(|o| o.as_bytes())
+                    .unwrap_or_default();
+                let answer = Answer::text(
+                    403,
+                    format!(
+                        "pages of origin '{}' may not read answers through this edge (only origins under xipgate.domains and in xipgate.cors.allow_origins)",
+                        names::printable(&String::from_utf8_lossy(origin))
+                    ),
+                )
+                .cors(cors, ctx.origin.as_ref());
+                ctx.answered = Some(403);
+                respond(session, answer).await?;
+                return Ok(true);
+            }
+            let mut answer = Answer::empty(204).cors(cors, ctx.origin.as_ref());
             let allow_headers = req.headers.get("access-control-request-headers").cloned();
             answer.headers.push((
                 "access-control-allow-methods",

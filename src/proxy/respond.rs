@@ -6,22 +6,42 @@ use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use crate::answer::{cors_headers, Answer};
+use crate::answer::{cors_decide, Answer, Cors};
 use crate::config::CorsConfig;
 use crate::routes::Target;
 
 /// Adds CORS headers to a proxied response, replacing whatever the backend sent so the
-/// pair stays valid.
+/// pair stays valid; for an origin the edge refuses, removes the backend's own
+/// `Access-Control-Allow-*` headers (a backend that echoes any origin with credentials
+/// would otherwise reopen what the edge closed).
 pub fn apply_cors(
     resp: &mut ResponseHeader,
     cors: &CorsConfig,
     origin: Option<&HeaderValue>,
 ) -> Result<()> {
-    for (k, v) in cors_headers(cors, origin) {
-        if k == "vary" {
-            resp.append_header(k, v)?;
-        } else {
-            resp.insert_header(k, v)?;
+    match cors_decide(cors, origin) {
+        Cors::NoOrigin => {}
+        Cors::Allowed(headers) => {
+            for (k, v) in headers {
+                if k == "vary" {
+                    resp.append_header(k, v)?;
+                } else {
+                    resp.insert_header(k, v)?;
+                }
+            }
+        }
+        Cors::Refused => {
+            let backend_cors: Vec<String> = resp
+                .headers
+                .keys()
+                .map(|k| k.as_str())
+                .filter(|k| k.starts_with("access-control-allow-"))
+                .map(str::to_string)
+                .collect();
+            for k in backend_cors {
+                resp.remove_header(&k);
+            }
+            resp.append_header("vary", "Origin")?;
         }
     }
     Ok(())
