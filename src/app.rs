@@ -94,7 +94,14 @@ impl Parts {
             .registry
             .nacos
             .iter()
-            .map(|n| NacosSource::new(n.clone(), feed.clone(), cfg.registry.startup_wait))
+            .map(|n| {
+                NacosSource::new(
+                    n.clone(),
+                    feed.clone(),
+                    cfg.registry.startup_wait,
+                    cfg.registry.shrink_grace,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let client = EurekaClient::new(&cfg.registry)?;
         let sync_state = Arc::new(SyncState::new(client.sources()));

@@ -1,9 +1,17 @@
 //! Prometheus metrics. Request metrics are labelled by service label only (never by the
-//! raw Host, which a client controls), so their cardinality is bounded by the registry.
+//! raw Host, which a client controls), so their cardinality is bounded by the registry;
+//! a service that leaves the registry loses its series at the next scrape.
+//!
+//! Counters that follow a count kept elsewhere (syncs, fetches, bytes: the sync status
+//! the API shows) are real counters, never reset: a scrape adds what the count grew by
+//! since the last one, one scrape at a time, so two scrapers at once (an HA Prometheus
+//! pair) never see one go down.
 
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -16,6 +24,10 @@ use crate::routes::RouteTable;
 const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// The `service` label of a request that reached no service (no route): kept at every
+/// scrape.
+pub const NO_SERVICE: &str = "-";
 
 /// Status classes, the `class` label of `requests_total`.
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
@@ -72,7 +84,60 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     cert_expiry: IntGaugeVec,
     source_instances: IntGaugeVec,
+    source_held: IntGaugeVec,
     source_syncs: IntCounterVec,
+    /// One scrape at a time: its refresh and its reading are one step.
+    scrape: Mutex<()>,
+}
+
+/// One Nacos source's figures at a scrape.
+#[derive(Debug, Clone)]
+pub struct SourceFigures<'a> {
+    pub name: &'a str,
+    /// Instances it listed at its last successful sync.
+    pub instances: usize,
+    /// Instances missing from a sudden shrink and still routed.
+    pub held: usize,
+    pub syncs_ok: u64,
+    pub syncs_failed: u64,
+}
+
+/// What a scrape shows besides the live request metrics, read from the status.
+#[derive(Debug, Clone)]
+pub struct Scrape<'a> {
+    pub sync: &'a SyncStatus,
+    pub sources: Vec<SourceFigures<'a>>,
+    /// Served certificates: (first name, seconds left).
+    pub certs: Vec<(&'a str, i64)>,
+}
+
+/// Adds to `counter` what `total` (a count that only grows) grew by since it was last
+/// followed: the counter is never reset.
+fn follow(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+/// Removes the series of `vec` whose `service` label is neither live nor [`NO_SERVICE`].
+fn drop_services_gone<T: MetricVecBuilder>(vec: &MetricVec<T>, live: &HashSet<&str>) {
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let labels: HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            let gone = labels
+                .get("service")
+                .is_some_and(|s| *s != NO_SERVICE && !live.contains(s));
+            if gone {
+                // Absent already only if another remover won: nothing to do then.
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -163,6 +228,14 @@ impl Metrics {
             &["source"],
         )
         .expect("static metric definition");
+        let source_held = IntGaugeVec::new(
+            Opts::new(
+                "registry_source_held_instances",
+                "Instances missing from a Nacos source's suddenly shrunken list and still routed (xipgate.registry.shrink_grace)",
+            ),
+            &["source"],
+        )
+        .expect("static metric definition");
         let source_syncs = IntCounterVec::new(
             Opts::new(
                 "registry_source_syncs_total",
@@ -175,6 +248,7 @@ impl Metrics {
             Box::new(access_log_dropped.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(source_instances.clone()),
             Box::new(source_syncs.clone()),
+            Box::new(source_held.clone()),
             Box::new(cert_expiry.clone()),
             Box::new(requests.clone()),
             Box::new(fetches.clone()),
@@ -206,30 +280,9 @@ impl Metrics {
             access_log_dropped,
             cert_expiry,
             source_instances,
+            source_held,
             source_syncs,
-        }
-    }
-
-    /// The Nacos sources' figures, refreshed at each scrape: (name, instances, ok, failed).
-    pub fn set_sources<'a>(&self, sources: impl Iterator<Item = (&'a str, usize, u64, u64)>) {
-        for (name, instances, ok, failed) in sources {
-            self.source_instances
-                .with_label_values(&[name])
-                .set(i64::try_from(instances).unwrap_or(i64::MAX));
-            for (result, n) in [("ok", ok), ("error", failed)] {
-                let c = self.source_syncs.with_label_values(&[name, result]);
-                c.reset();
-                c.inc_by(n);
-            }
-        }
-    }
-
-    /// The served certificates' remaining lifetimes, refreshed at each scrape (a
-    /// replaced certificate's old name disappears).
-    pub fn set_certificates<'a>(&self, certs: impl Iterator<Item = (&'a str, i64)>) {
-        self.cert_expiry.reset();
-        for (name, secs) in certs {
-            self.cert_expiry.with_label_values(&[name]).set(secs);
+            scrape: Mutex::new(()),
         }
     }
 
@@ -258,8 +311,11 @@ impl Metrics {
         }
     }
 
-    /// Renders the text format, refreshing the gauges that are computed at scrape time.
-    pub fn render(&self, table: &RouteTable, sync: &SyncStatus) -> String {
+    /// Renders the text format, refreshing what is computed at scrape time: gauges, the
+    /// counters that follow the status, and the series of services that left.
+    pub fn render(&self, table: &RouteTable, scrape: &Scrape) -> String {
+        let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        let sync = scrape.sync;
         let mut counts = [0i64; 5];
         for t in table.instances() {
             counts[Status::ALL
@@ -270,12 +326,8 @@ impl Metrics {
         for (s, n) in Status::ALL.iter().zip(counts) {
             self.instances.with_label_values(&[s.as_str()]).set(n);
         }
-        self.syncs.with_label_values(&["ok"]).reset();
-        self.syncs.with_label_values(&["ok"]).inc_by(sync.syncs_ok);
-        self.syncs.with_label_values(&["error"]).reset();
-        self.syncs
-            .with_label_values(&["error"])
-            .inc_by(sync.syncs_failed);
+        follow(&self.syncs.with_label_values(&["ok"]), sync.syncs_ok);
+        follow(&self.syncs.with_label_values(&["error"]), sync.syncs_failed);
         self.sync_age.set(
             sync.last_success
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
@@ -283,13 +335,32 @@ impl Metrics {
         );
         self.registry_bytes.set(sync.last_bytes as i64);
         for (kind, n) in [("full", sync.full_fetches), ("delta", sync.delta_fetches)] {
-            let c = self.fetches.with_label_values(&[kind]);
-            c.reset();
-            c.inc_by(n);
+            follow(&self.fetches.with_label_values(&[kind]), n);
         }
-        self.wire_bytes.reset();
-        self.wire_bytes.inc_by(sync.bytes_total);
+        follow(&self.wire_bytes, sync.bytes_total);
         self.held.set(sync.held_instances as i64);
+        for s in &scrape.sources {
+            let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.source_instances
+                .with_label_values(&[s.name])
+                .set(gauge(s.instances));
+            self.source_held
+                .with_label_values(&[s.name])
+                .set(gauge(s.held));
+            for (result, n) in [("ok", s.syncs_ok), ("error", s.syncs_failed)] {
+                follow(&self.source_syncs.with_label_values(&[s.name, result]), n);
+            }
+        }
+        // A replaced certificate's old name disappears (no other scrape runs meanwhile).
+        self.cert_expiry.reset();
+        for (name, secs) in &scrape.certs {
+            self.cert_expiry.with_label_values(&[name]).set(*secs);
+        }
+        let services = table.services();
+        let live: HashSet<&str> = services.iter().map(|s| s.label.as_str()).collect();
+        drop_services_gone(&self.requests, &live);
+        drop_services_gone(&self.upstream_latency, &live);
+        drop_services_gone(&self.retries, &live);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

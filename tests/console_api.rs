@@ -437,3 +437,70 @@ async fn metrics_have_real_values_after_traffic() {
     let (_, v) = x.api("/api/v1/services?sort=errors");
     assert_eq!(v["services"][0]["label"], "order-service");
 }
+
+/// Every counter sample of a scrape (`_total`, and a histogram's `_count`, `_sum` and
+/// `_bucket`): series and value.
+fn counter_samples(metrics: &str) -> Vec<(String, f64)> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let name = series.split('{').next()?;
+            let counter = ["_total", "_count", "_sum", "_bucket"]
+                .iter()
+                .any(|s| name.ends_with(s));
+            Some((series.to_string(), value.parse().ok()?)).filter(|_| counter)
+        })
+        .collect()
+}
+
+/// Two Prometheus servers scraping at once (an HA pair) never see a counter go down,
+/// and a service that left the registry has no series at the next scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scrapes_never_see_a_counter_go_down_and_gone_services_leave() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let eureka = StubEureka::start().await;
+    let ia = Inst::up("order-service", "order-a", a.addr);
+    let ib = Inst::up("pay-service", "pay-b", b.addr);
+    eureka.serve(&[ia.clone(), ib.clone()]).await;
+    let x = Xipgate::start(&eureka.url(), "");
+    assert_eq!(x.get("order-service", "/").0, 200);
+    assert_eq!(x.get("pay-service", "/").0, 200);
+    x.get("pay-service", "/"); // a second request, for a retry-free count of 2
+
+    // Scrapers at once, each checking that no counter it reads ever goes down.
+    let console = x.console;
+    let scrapers: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut last: std::collections::HashMap<String, f64> = Default::default();
+                for _ in 0..250 {
+                    let (_, _, m) = http_get(console, "localhost", "/metrics").expect("scrape");
+                    for (series, v) in counter_samples(&m) {
+                        let before = last.insert(series.clone(), v).unwrap_or(0.0);
+                        assert!(v >= before, "{series} went from {before} to {v}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in scrapers {
+        s.join().expect("no counter went down");
+    }
+    let m = http_get(x.console, "localhost", "/metrics")
+        .expect("scrape")
+        .2;
+    assert!(m.contains(r#"service="pay-service""#), "{m}");
+
+    // pay-service leaves: the next scrape has none of its series.
+    eureka.serve(std::slice::from_ref(&ia)).await;
+    eventually(Duration::from_secs(10), "pay-service left", || {
+        x.get("pay-service", "/").0 == 404
+    });
+    let m = http_get(x.console, "localhost", "/metrics")
+        .expect("scrape")
+        .2;
+    assert!(!m.contains(r#"service="pay-service""#), "{m}");
+    assert!(m.contains(r#"service="order-service""#), "{m}");
+}

@@ -15,10 +15,14 @@ use reqwest::Method;
 use rnacos::Rnacos;
 use serde_json::Value;
 
+/// How long these tests hold instances missing from a sudden shrink: deregistering the
+/// only instance of a registry is one.
+const SHRINK_GRACE_SECS: u64 = 3;
+
 /// xipgate reading only `nacos` (Eureka off), every 300 ms.
 fn nacos_only(url: &str, extra: &str) -> String {
     format!(
-        "  registry:\n    eureka:\n      enabled: false\n    nacos:\n      - urls: [\"{url}\"]\n        interval: 300ms\n{extra}"
+        "  registry:\n    shrink_grace: {SHRINK_GRACE_SECS}s\n    eureka:\n      enabled: false\n    nacos:\n      - urls: [\"{url}\"]\n        interval: 300ms\n{extra}"
     )
 }
 
@@ -87,6 +91,120 @@ async fn registration_disable_and_deregistration_follow_nacos() {
     until(&x, "UP again", || x.get("orders", "/").0 == 200);
     nacos.instance(Method::DELETE, &base).await;
     until(&x, "gone", || x.get(&label, "/").0 == 404);
+}
+
+/// A sync that suddenly lists fewer than half of the instances known (three of four gone
+/// at once, as a restarted node without its data, or one that has only part of it,
+/// answers) holds the missing ones as Eureka's full fetch does: still routed, shown in
+/// the API and the metrics, until `shrink_grace` has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sudden_shrink_is_held_for_the_grace_as_with_eureka() {
+    let nacos = Rnacos::start(None).await;
+    let mut backends = Vec::new();
+    for i in 1..=4 {
+        backends.push(Backend::start(&format!("o{i}")).await);
+    }
+    let params = |i: usize| -> Vec<(&'static str, String)> {
+        vec![
+            ("serviceName", "orders".into()),
+            ("ip", "127.0.0.1".into()),
+            ("port", backends[i].addr.port().to_string()),
+            ("ephemeral", "false".into()),
+            ("metadata", format!(r#"{{"pod-name":"o-{i}"}}"#)),
+        ]
+    };
+    for i in 0..4 {
+        let p = params(i);
+        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        nacos.instance(Method::POST, &p).await;
+    }
+    let x = Xipgate::start_with(&nacos.url(), &nacos_only(&nacos.url(), ""), "", true);
+    let registry = |x: &Xipgate| x.api("/api/v1/registry").1;
+    until(&x, "four routed", || registry(&x)["instances"] == 4);
+    for i in 1..4 {
+        let p = params(i);
+        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        nacos.instance(Method::DELETE, &p).await;
+    }
+    until(&x, "three held", || {
+        registry(&x)["nacos"][0]["held_instances"] == 3
+    });
+    let reg = registry(&x);
+    assert_eq!(reg["instances"], 4, "the held ones are still routed: {reg}");
+    assert_eq!(reg["nacos"][0]["instances"], 1, "Nacos listed one: {reg}");
+    assert!(reg["nacos"][0]["held_since"].is_u64(), "{reg}");
+    let held_label = format!("o-3-{}", backends[3].addr.port());
+    assert_eq!(x.get(&held_label, "/").0, 200, "a held instance answers");
+    let metrics = x.api("/metrics").1.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("xipgate_registry_source_held_instances{source=\"nacos\"} 3"),
+        "{metrics}"
+    );
+    // Never listed again: dropped once the grace has passed.
+    until(&x, "the grace ran out", || {
+        let reg = registry(&x);
+        reg["nacos"][0]["held_instances"] == 0 && reg["instances"] == 1
+    });
+    assert_eq!(x.get(&held_label, "/").0, 404);
+}
+
+/// docs/nacos.md's own example reads the public namespace and `dev`: each namespace's
+/// `orders` is its own service with its own host, so production requests never reach dev
+/// pods; `ORDERS`, another service to Nacos, gets a host of its own too, and is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_and_names_differing_in_case_are_kept_apart() {
+    let nacos = Rnacos::start(None).await;
+    let (prod, dev, upper) = (
+        Backend::start("prod").await,
+        Backend::start("dev").await,
+        Backend::start("upper").await,
+    );
+    for (service, namespace, backend) in [
+        ("orders", "", &prod),
+        ("orders", "dev", &dev),
+        ("ORDERS", "", &upper),
+    ] {
+        let port = backend.addr.port().to_string();
+        let mut p = vec![
+            ("serviceName", service),
+            ("ip", "127.0.0.1"),
+            ("port", port.as_str()),
+            ("ephemeral", "false"),
+        ];
+        if !namespace.is_empty() {
+            p.push(("namespaceId", namespace));
+        }
+        nacos.instance(Method::POST, &p).await;
+    }
+    let cfg = nacos_only(&nacos.url(), "        namespaces: [\"\", dev]\n");
+    let x = Xipgate::start_with(&nacos.url(), &cfg, "", true);
+    until(&x, "all three routed", || {
+        x.api("/api/v1/registry").1["instances"] == 3
+    });
+    let backend_of = |label: &str| {
+        let (status, _, body) = x.get(label, "/");
+        assert_eq!(status, 200, "{label}: {body}");
+        serde_json::from_str::<Value>(&body).expect("backend json")["backend"].clone()
+    };
+    for _ in 0..4 {
+        assert_eq!(backend_of("orders"), "prod", "public orders only");
+    }
+    assert_eq!(backend_of("orders-dev"), "dev");
+    let reg = x.api("/api/v1/registry").1;
+    let renamed = reg["nacos"][0]["renamed"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(renamed.len(), 1, "{reg}");
+    let note = renamed[0].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("public/DEFAULT_GROUP/ORDERS: orders-"),
+        "{note}"
+    );
+    let label = note.split_whitespace().nth(1).expect("the label it got");
+    assert_eq!(backend_of(label), "upper");
+    let page = http_get(x.console, "localhost", "/").expect("page").2;
+    assert!(page.contains(label), "the console shows the rename");
 }
 
 /// nacos-sdk-python's client in `it/`: registers itself (ephemeral, heartbeat each second).
@@ -169,13 +287,21 @@ async fn auth_namespaces_and_groups() {
             ],
         )
         .await;
-    // Logged in, reading namespace dev and group PAYMENTS: routed.
+    // Logged in, reading namespace dev and group PAYMENTS: routed, under a name that
+    // says where it lives.
     let cfg = nacos_only(
         &nacos.url(),
         "        username: nacos-admin\n        password: s3cret-pw\n        namespaces: [dev]\n        groups: [PAYMENTS]\n",
     );
     let x = Xipgate::start_with(&nacos.url(), &cfg, "", true);
-    until(&x, "billing is routed", || x.get("billing", "/").0 == 200);
+    until(&x, "billing is routed", || {
+        x.get("billing-dev-payments", "/").0 == 200
+    });
+    assert_eq!(
+        x.get("billing", "/").0,
+        404,
+        "not the public default group's name"
+    );
     let reg = x.api("/api/v1/registry").1;
     assert_eq!(reg["nacos"][0]["namespaces"][0], "dev");
     assert!(
@@ -208,7 +334,9 @@ async fn auth_namespaces_and_groups() {
             .is_some_and(|e| e.contains("login"))
     });
     // Once startup_wait is over the proxy answers: nothing was ever loaded.
-    until(&x, "503 never loaded", || x.get("billing", "/").0 == 503);
+    until(&x, "503 never loaded", || {
+        x.get("billing-dev-payments", "/").0 == 503
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_http::RequestHeader;
 
 use crate::answer::Answer;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Scrape, SourceFigures};
 use crate::registry::{EurekaClient, SyncState};
 use crate::routes::RouteTable;
 
@@ -103,18 +103,26 @@ impl Console {
                 "text/plain; version=0.0.4; charset=utf-8",
                 Bytes::from({
                     let certs = self.tls_status();
-                    self.metrics.set_certificates(
-                        certs
-                            .iter()
-                            .filter_map(|c| Some((c.names.first()?.as_str(), c.seconds_left?))),
-                    );
                     let nacos: Vec<_> = self.nacos.iter().map(|n| n.snapshot()).collect();
-                    self.metrics.set_sources(
-                        nacos
+                    let sync = self.sync.snapshot();
+                    let scrape = Scrape {
+                        sync: &sync,
+                        sources: nacos
                             .iter()
-                            .map(|n| (n.name.as_str(), n.instances, n.syncs_ok, n.syncs_failed)),
-                    );
-                    self.metrics.render(&self.table, &self.sync.snapshot())
+                            .map(|n| SourceFigures {
+                                name: &n.name,
+                                instances: n.instances,
+                                held: n.held_instances,
+                                syncs_ok: n.syncs_ok,
+                                syncs_failed: n.syncs_failed,
+                            })
+                            .collect(),
+                        certs: certs
+                            .iter()
+                            .filter_map(|c| Some((c.names.first()?.as_str(), c.seconds_left?)))
+                            .collect(),
+                    };
+                    self.metrics.render(&self.table, &scrape)
                 }),
             ),
             _ if path.starts_with("/api/") => api::route(self, &links, path, query).await,

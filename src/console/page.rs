@@ -80,6 +80,10 @@ struct NacosView {
     last_success: String,
     error: Option<String>,
     protection: Vec<String>,
+    /// Instances missing from a sudden shrink and still routed, as Eureka's banner says.
+    held: Option<String>,
+    /// Services given another label because theirs was taken.
+    renamed: Vec<String>,
 }
 
 struct SortLink {
@@ -479,6 +483,14 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
                         .unwrap_or_else(|| "never".into()),
                     error: n.last_error.filter(|_| n.consecutive_failures > 0),
                     protection: n.protection_reached,
+                    renamed: n.renamed,
+                    held: n.held_since.map(|t| {
+                        format!(
+                            "suddenly lists fewer than half of its instances: {} missing still routed as last seen, since {}",
+                            n.held_instances,
+                            age(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t))
+                        )
+                    }),
                 }
             })
             .collect(),

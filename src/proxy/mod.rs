@@ -641,7 +641,10 @@ impl ProxyHttp for PingoraProxy {
             .answered
             .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
-        let service = ctx.route.as_ref().map_or("-", Route::service_label);
+        let service = ctx
+            .route
+            .as_ref()
+            .map_or(crate::metrics::NO_SERVICE, Route::service_label);
         self.shared
             .metrics
             .observe_request(service, status, ctx.upstream_time);

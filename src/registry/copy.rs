@@ -27,8 +27,41 @@ pub const SHRINK_HOLD_BELOW: usize = 2;
 #[derive(Debug, Default)]
 pub struct RegistryCopy {
     server: HashMap<InstanceKey, Instance>,
-    held: HashMap<InstanceKey, Instance>,
+    held: HashMap<InstanceKey, Held>,
+    /// When the hold under way began (the first instance held), for the status.
     held_since: Option<Instant>,
+    clock: AnsweredClock,
+}
+
+/// An instance missing from a sudden shrink, still routed.
+#[derive(Debug)]
+struct Held {
+    instance: Instance,
+    /// The [`AnsweredClock`] reading when it went missing: each instance has its own
+    /// grace, so instances held by a second shrink get theirs in full.
+    at: Duration,
+}
+
+/// Time during which the registry answered. A hold's grace counts only this: a
+/// restarting registry is unreachable before it serves its partial registry, and that
+/// time gives its clients no chance to register again.
+#[derive(Debug, Default)]
+struct AnsweredClock {
+    counted: Duration,
+    /// The last answer, unless a sync failed since.
+    last: Option<Instant>,
+}
+
+impl AnsweredClock {
+    /// The registry answered at `now`: counts the time since its last answer (none when a
+    /// sync failed in between) and returns the reading.
+    fn answered(&mut self, now: Instant) -> Duration {
+        if let Some(last) = self.last {
+            self.counted += now.saturating_duration_since(last);
+        }
+        self.last = Some(now);
+        self.counted
+    }
 }
 
 /// What a change did to the hold, for the log and the sync status.
@@ -65,7 +98,7 @@ impl RegistryCopy {
             self.held
                 .iter()
                 .filter(|(k, _)| !self.server.contains_key(*k))
-                .map(|(_, i)| i),
+                .map(|(_, h)| &h.instance),
         )
     }
 
@@ -82,33 +115,41 @@ impl RegistryCopy {
         self.held_since
     }
 
-    /// Replaces the server's part with a full fetch, starting a hold if it shrank, else
-    /// settling or expiring a hold under way (see [`RegistryCopy::expire`]).
+    /// Replaces the server's part with a full fetch. A sudden shrink (also one during a
+    /// hold) holds the instances it leaves out; otherwise a hold under way is settled or
+    /// expired (see [`RegistryCopy::expire`]).
     pub fn apply_full(
         &mut self,
         instances: Vec<Instance>,
         now: Instant,
         grace: Duration,
     ) -> HoldChange {
+        let at = self.clock.answered(now);
         let listed: HashMap<InstanceKey, Instance> =
             instances.into_iter().map(|i| (i.key(), i)).collect();
         let known = self.routed().count();
         let shrank = listed.len() * SHRINK_HOLD_BELOW < known;
         let old = std::mem::replace(&mut self.server, listed);
-        if shrank && self.held_since.is_none() {
-            for (k, i) in old {
+        let mut newly = 0;
+        if shrank {
+            for (k, instance) in old {
                 if !self.server.contains_key(&k) {
-                    self.held.insert(k, i);
+                    self.held.insert(k, Held { instance, at });
+                    newly += 1;
                 }
             }
-            self.held_since = Some(now);
-            return HoldChange::Started {
-                listed: self.server.len(),
-                known,
-                held: self.held.len(),
-            };
         }
-        self.expire(now, grace)
+        if newly == 0 {
+            return self.expire_at(at, grace);
+        }
+        self.held_since.get_or_insert(now);
+        // Instances of an earlier wave may run out of grace now too.
+        self.expire_at(at, grace);
+        HoldChange::Started {
+            listed: self.server.len(),
+            known,
+            held: self.held.len(),
+        }
     }
 
     /// Applies a delta if the result hashes to what the server says; else leaves the
@@ -149,38 +190,54 @@ impl RegistryCopy {
         }
     }
 
-    /// Ends the hold when nothing is left to hold or `grace` has passed since it began;
-    /// instances listed again are let go first, so `dropped` counts only missing ones.
+    /// The registry answered at `now` (a delta): settles or expires the hold.
     pub fn expire(&mut self, now: Instant, grace: Duration) -> HoldChange {
-        let settled = self.settle();
-        match (&settled, self.held_since) {
-            (HoldChange::Holding { .. }, Some(since))
-                if now.saturating_duration_since(since) >= grace =>
-            {
-                let dropped = self.held.len();
-                self.held.clear();
-                self.held_since = None;
-                HoldChange::Expired { dropped }
-            }
-            _ => settled,
-        }
+        let at = self.clock.answered(now);
+        self.expire_at(at, grace)
     }
 
-    /// Drops held instances the server lists again; ends the hold when none is left.
-    fn settle(&mut self) -> HoldChange {
+    /// Lets go of held instances listed again, then drops those held for `grace` of
+    /// answered time; ends the hold when none is left. `dropped` counts only missing ones.
+    fn expire_at(&mut self, at: Duration, grace: Duration) -> HoldChange {
         if self.held_since.is_none() {
             return HoldChange::None;
         }
         let server = &self.server;
         self.held.retain(|k, _| !server.contains_key(k));
+        let before = self.held.len();
+        self.held.retain(|_, h| at.saturating_sub(h.at) < grace);
+        let dropped = before - self.held.len();
         if self.held.is_empty() {
             self.held_since = None;
-            HoldChange::Recovered
-        } else {
-            HoldChange::Holding {
-                held: self.held.len(),
-            }
         }
+        match (dropped, self.held.len()) {
+            (0, 0) => HoldChange::Recovered,
+            (0, held) => HoldChange::Holding { held },
+            (dropped, _) => HoldChange::Expired { dropped },
+        }
+    }
+
+    /// A sync failed: the time until the registry answers again does not count.
+    pub fn unanswered(&mut self) {
+        self.clock.last = None;
+    }
+}
+
+/// Logs a change of a hold of `source` (a Eureka URL or a Nacos source's name).
+pub fn log_hold(change: &HoldChange, source: &str, grace: Duration) {
+    match change {
+        HoldChange::None | HoldChange::Holding { .. } => {}
+        HoldChange::Started { listed, known, held } => log::warn!(
+            "registry: {source} suddenly lists {listed} of {known} known instances (a restarted registry refills as clients renew): still routing the {held} missing for up to {}s of answered syncs (xipgate.registry.shrink_grace)",
+            grace.as_secs()
+        ),
+        HoldChange::Recovered => {
+            log::info!("registry: {source}: every held instance is listed again")
+        }
+        HoldChange::Expired { dropped } => log::warn!(
+            "registry: {source}: {dropped} held instance(s) still missing after {}s (xipgate.registry.shrink_grace): dropped",
+            grace.as_secs()
+        ),
     }
 }
 

@@ -17,7 +17,7 @@ use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
 
 use super::client::{EurekaClient, FetchError, FetchErrorKind, Fetched};
-use super::copy::{HashMismatch, HoldChange, RegistryCopy};
+use super::copy::{log_hold, HashMismatch, HoldChange, RegistryCopy};
 use crate::config::RegistryConfig;
 use crate::instance::Instance;
 use crate::routes::{ApplyReport, Feed};
@@ -358,18 +358,7 @@ impl RegistrySync {
 
     /// Logs a change of the hold and shows it in the status.
     fn note_hold(&self, copy: &RegistryCopy, change: &HoldChange, source: &str) {
-        match change {
-            HoldChange::None | HoldChange::Holding { .. } => {}
-            HoldChange::Started { listed, known, held } => warn!(
-                "registry: {source} suddenly lists {listed} of {known} known instances (a restarted Eureka refills as clients renew): still routing the {held} missing for up to {}s (xipgate.registry.shrink_grace)",
-                self.cfg.shrink_grace.as_secs()
-            ),
-            HoldChange::Recovered => info!("registry: every held instance is listed again"),
-            HoldChange::Expired { dropped } => warn!(
-                "registry: {dropped} held instance(s) still missing after {}s (xipgate.registry.shrink_grace): dropped",
-                self.cfg.shrink_grace.as_secs()
-            ),
-        }
+        log_hold(change, source, self.cfg.shrink_grace);
         let mut s = self.state.lock();
         s.held_instances = copy.held_len();
         s.held_since = copy.held_since().map(|t| SystemTime::now() - t.elapsed());
@@ -414,6 +403,10 @@ impl RegistrySync {
                     warn!("registry sync failed (keeping the last good table): {e}");
                 }
                 inner.last_error = Some(kind);
+                if let Some(copy) = inner.copy.as_mut() {
+                    // A hold's grace does not run while the registry cannot be reached.
+                    copy.unanswered();
+                }
                 s.last_error = Some(e.to_string());
                 s.last_error_at = Some(SystemTime::now());
                 s.consecutive_failures += 1;

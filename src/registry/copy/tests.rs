@@ -155,3 +155,95 @@ fn one_instance_id_under_two_apps_is_two_instances() {
     );
     assert_eq!(routed_ids(&c), ["A/10.0.0.1:8080"]);
 }
+
+#[test]
+fn a_second_sudden_shrink_during_a_hold_is_held_too() {
+    // (registry sizes one full fetch after another, instances routed after the last)
+    // Each fetch lists the first n of the same 1000 instances.
+    for (sizes, routed) in [
+        (&[1000, 0, 400, 10][..], 1000),
+        (&[1000, 0, 400, 400][..], 1000),
+        (&[1000, 400, 10][..], 1000),
+        (&[1000, 600, 10][..], 600),
+        (&[1000, 0, 1000, 10][..], 1000),
+        (&[10, 0, 0, 0][..], 10),
+    ] {
+        let t0 = Instant::now();
+        let mut c = RegistryCopy::default();
+        for (i, n) in sizes.iter().enumerate() {
+            c.apply_full(ups(*n), t0 + Duration::from_secs(i as u64), GRACE);
+        }
+        assert_eq!(c.routed().count(), routed, "{sizes:?}");
+    }
+}
+
+#[test]
+fn each_held_instance_has_its_own_grace() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut c = RegistryCopy::default();
+    c.apply_full(ups(1000), t0, GRACE);
+    c.apply_full(ups(400), t0, GRACE); // 600 held from t0
+    c.apply_full(ups(10), t0 + s(30), GRACE); // 390 more held from t0+30s
+    assert_eq!(c.held_len(), 990);
+    assert_eq!(
+        c.expire(t0 + GRACE, GRACE),
+        HoldChange::Expired { dropped: 600 }
+    );
+    assert_eq!(c.routed().count(), 400);
+    assert_eq!(
+        c.expire(t0 + GRACE + s(30), GRACE),
+        HoldChange::Expired { dropped: 390 }
+    );
+    assert_eq!(c.held_since(), None);
+}
+
+#[test]
+fn the_grace_counts_only_time_the_registry_answered() {
+    let s = Duration::from_secs;
+    // (seconds of each step: a full fetch listing n, or None for a failed sync,
+    //  instances routed at the end)
+    for (steps, routed) in [
+        // Answered all along: the grace runs out.
+        (
+            &[(0, Some(4)), (0, Some(0)), (30, Some(0)), (60, Some(1))][..],
+            1,
+        ),
+        // Unreachable from 10 s to 300 s: only 10 s + 40 s counted, still held.
+        (
+            &[
+                (0, Some(4)),
+                (0, Some(0)),
+                (10, None),
+                (200, None),
+                (300, Some(1)),
+                (340, Some(1)),
+            ][..],
+            4,
+        ),
+        // ... until 60 s of answers have passed since the hold began.
+        (
+            &[
+                (0, Some(4)),
+                (0, Some(0)),
+                (10, None),
+                (300, Some(1)),
+                (350, Some(1)),
+                (360, Some(1)),
+            ][..],
+            1,
+        ),
+    ] {
+        let t0 = Instant::now();
+        let mut c = RegistryCopy::default();
+        for (at, listed) in steps {
+            match listed {
+                Some(n) => {
+                    c.apply_full(ups(*n), t0 + s(*at), GRACE);
+                }
+                None => c.unanswered(),
+            }
+        }
+        assert_eq!(c.routed().count(), routed, "{steps:?}");
+    }
+}

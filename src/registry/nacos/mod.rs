@@ -10,6 +10,11 @@
 //!
 //! With v1 and v2, up to [`FETCH_CONCURRENCY`] instance lists are asked for at once.
 //!
+//! A sync that lists fewer than half of the instances known is held as Eureka's full
+//! fetch is (the same [`RegistryCopy`]): a restarted Nacos node without its data yet
+//! answers 200 with few instances, and the missing ones stay routed for
+//! `xipgate.registry.shrink_grace` of answered time.
+//!
 //! Login: with `username`/`password`, `POST /v1/auth/login` (v3: `/v3/auth/user/login`,
 //! falling back to the v1 path on 404 as Nacos' own client does) gives an access token
 //! valid for `tokenTtl` seconds; it is sent as `accessToken=` and renewed once three
@@ -17,6 +22,7 @@
 
 mod calls;
 mod model;
+mod naming;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -29,10 +35,12 @@ use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
 use serde::{Deserialize, Serialize};
 
+use super::copy::{log_hold, RegistryCopy};
 use crate::config::{EurekaUrl, NacosApi, NacosConfig};
 use crate::instance::{Instance, SourceName};
 use crate::routes::Feed;
-use model::{to_instance, InstanceList};
+use model::{bare_service, to_instance, InstanceList, NacosInstance, Place};
+use naming::{name_services, ServiceRef};
 
 /// Services asked for per page of the service list.
 const PAGE_SIZE: u32 = 500;
@@ -84,6 +92,14 @@ pub struct NacosStatus {
     /// Services whose protection threshold is reached: Nacos would answer their unhealthy
     /// instances as healthy to clients that ask for healthy ones only.
     pub protection_reached: Vec<String>,
+    /// Services whose label another service of this source has (`orders` and `ORDERS`),
+    /// with the label they get instead: `public/DEFAULT_GROUP/ORDERS: orders-1a2b3c
+    /// (orders is public/DEFAULT_GROUP/orders)`.
+    pub renamed: Vec<String>,
+    /// Unix seconds since when instances missing from a sudden shrink are still routed.
+    pub held_since: Option<u64>,
+    /// How many instances are held that way.
+    pub held_instances: usize,
 }
 
 #[derive(Default)]
@@ -112,6 +128,25 @@ struct Token {
     renew_at: Instant,
 }
 
+/// One service as a sync listed it.
+struct Listed<'a> {
+    /// The place of its namespace and group in the configured order.
+    rank: usize,
+    namespace: &'a str,
+    group: &'a str,
+    /// Without `group@@`.
+    name: String,
+    hosts: Vec<NacosInstance>,
+}
+
+/// What one sync brought from one URL.
+struct Fetched {
+    instances: Vec<Instance>,
+    services: usize,
+    protected: Vec<String>,
+    renamed: Vec<String>,
+}
+
 pub struct NacosSource {
     cfg: NacosConfig,
     source: SourceName,
@@ -119,7 +154,10 @@ pub struct NacosSource {
     feed: Arc<Feed>,
     state: Arc<NacosState>,
     startup_wait: Duration,
+    shrink_grace: Duration,
     token: tokio::sync::Mutex<Option<Token>>,
+    /// What the server listed last, and the instances held after a sudden shrink.
+    copy: Mutex<RegistryCopy>,
 }
 
 impl NacosSource {
@@ -127,6 +165,7 @@ impl NacosSource {
         cfg: NacosConfig,
         feed: Arc<Feed>,
         startup_wait: Duration,
+        shrink_grace: Duration,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -152,7 +191,9 @@ impl NacosSource {
             feed,
             state,
             startup_wait,
+            shrink_grace,
             token: tokio::sync::Mutex::new(None),
+            copy: Mutex::new(RegistryCopy::default()),
         })
     }
 
@@ -223,35 +264,31 @@ impl NacosSource {
     }
 
     /// Everything from one URL: every namespace, group and service.
-    async fn fetch(
-        &self,
-        base: &EurekaUrl,
-    ) -> Result<(Vec<Instance>, usize, Vec<String>), NacosError> {
+    async fn fetch(&self, base: &EurekaUrl) -> Result<Fetched, NacosError> {
         let token = self.login(base).await?;
         let token = token.as_deref();
-        let (mut out, mut services, mut protected) = (Vec::new(), 0, Vec::new());
-        if self.cfg.api == NacosApi::V3 {
-            for ns in &self.cfg.namespaces {
-                for group in &self.cfg.groups {
-                    for s in self.services_v3(base, ns, group, token).await? {
-                        services += 1;
-                        let hosts = s.cluster_map.values().flat_map(|c| &c.hosts);
-                        out.extend(hosts.map(|h| {
-                            to_instance(
-                                &self.source,
-                                group,
-                                &s.service_name,
-                                h,
-                                &self.cfg.pod_name_keys,
-                            )
-                        }));
-                    }
-                }
-            }
-            return Ok((out, services, protected));
-        }
+        let mut listed = Vec::new();
+        let mut protected = Vec::new();
+        let mut places: Vec<(&str, &str)> = Vec::new();
         for ns in &self.cfg.namespaces {
             for group in &self.cfg.groups {
+                places.push((ns, group));
+            }
+        }
+        for (rank, (ns, group)) in places.into_iter().enumerate() {
+            let mut these = Vec::new();
+            if self.cfg.api == NacosApi::V3 {
+                for s in self.services_v3(base, ns, group, token).await? {
+                    let hosts = s.cluster_map.into_values().flat_map(|c| c.hosts);
+                    these.push(Listed {
+                        rank,
+                        namespace: ns,
+                        group,
+                        name: bare_service(&s.service_name).to_string(),
+                        hosts: hosts.collect(),
+                    });
+                }
+            } else {
                 let names = self.services(base, ns, group, token).await?;
                 // A few services' instance lists at a time, answers kept in list order.
                 let lists: Vec<(String, InstanceList)> = stream::iter(names)
@@ -263,17 +300,54 @@ impl NacosSource {
                     .try_collect()
                     .await?;
                 for (service, list) in lists {
-                    services += 1;
                     if list.reach_protection_threshold {
                         protected.push(format!("{group}@@{service}"));
                     }
-                    out.extend(list.hosts.iter().map(|h| {
-                        to_instance(&self.source, group, &service, h, &self.cfg.pod_name_keys)
-                    }));
+                    these.push(Listed {
+                        rank,
+                        namespace: ns,
+                        group,
+                        name: bare_service(&service).to_string(),
+                        hosts: list.hosts,
+                    });
                 }
             }
+            // By name within a namespace and group: the server's order may change.
+            these.sort_by(|a, b| a.name.cmp(&b.name));
+            listed.extend(these);
         }
-        Ok((out, services, protected))
+        let refs: Vec<(usize, ServiceRef)> = listed
+            .iter()
+            .map(|l| {
+                let r = ServiceRef {
+                    namespace: l.namespace,
+                    group: l.group,
+                    name: &l.name,
+                };
+                (l.rank, r)
+            })
+            .collect();
+        let (apps, renamed) = name_services(&refs);
+        let mut instances = Vec::new();
+        for (l, app) in listed.iter().zip(&apps) {
+            let place = Place {
+                namespace: l.namespace,
+                group: l.group,
+                service: &l.name,
+                app,
+            };
+            instances.extend(
+                l.hosts
+                    .iter()
+                    .map(|h| to_instance(&self.source, &place, h, &self.cfg.pod_name_keys)),
+            );
+        }
+        Ok(Fetched {
+            instances,
+            services: listed.len(),
+            protected,
+            renamed,
+        })
     }
 
     /// One sync: the first URL that answers completely wins; the set is published.
@@ -281,19 +355,39 @@ impl NacosSource {
         let mut errors = Vec::new();
         for base in &self.cfg.urls {
             match self.fetch(base).await {
-                Ok((instances, services, protected)) => {
-                    self.feed.publish(&self.cfg.name, &instances);
+                Ok(Fetched {
+                    instances,
+                    services,
+                    protected,
+                    renamed,
+                }) => {
+                    if renamed != self.state.lock().renamed {
+                        for r in &renamed {
+                            warn!(
+                                "registry {}: a host label is taken, so this service gets another: {r}",
+                                self.cfg.name
+                            );
+                        }
+                    }
+                    let listed = instances.len();
+                    let mut copy = self.copy.lock().unwrap_or_else(|p| p.into_inner());
+                    let change = copy.apply_full(instances, Instant::now(), self.shrink_grace);
+                    // Borrowed: the copy keeps every instance, the table clones only new
+                    // or changed ones.
+                    self.feed.publish(&self.cfg.name, copy.routed());
+                    log_hold(&change, &self.cfg.name, self.shrink_grace);
                     let mut s = self.state.lock();
-                    s.last_success = Some(
-                        SystemTime::now()
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs()),
-                    );
+                    s.held_instances = copy.held_len();
+                    s.held_since = copy
+                        .held_since()
+                        .map(|t| unix_secs(SystemTime::now() - t.elapsed()));
+                    s.last_success = Some(unix_secs(SystemTime::now()));
                     s.syncs_ok += 1;
                     s.consecutive_failures = 0;
                     s.services = services;
-                    s.instances = instances.len();
+                    s.instances = listed;
                     s.protection_reached = protected;
+                    s.renamed = renamed;
                     return Ok(());
                 }
                 Err(e) => errors.push(e),
@@ -314,6 +408,11 @@ impl NacosSource {
                     }
                 }
                 Err(errors) => {
+                    // A hold's grace does not run while the server cannot be reached.
+                    self.copy
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .unanswered();
                     let text = errors
                         .iter()
                         .map(|e| e.to_string())
@@ -342,6 +441,11 @@ impl NacosSource {
             }
         }
     }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[async_trait]

@@ -129,25 +129,44 @@ pub fn pod_name<'a>(metadata: &'a BTreeMap<String, String>, keys: &[String]) -> 
         })
 }
 
-/// One Nacos instance of `service` (group-qualified names are cut to the service) as an
-/// [`Instance`] of `source`. Its instanceId is Spring's `<host>:<service>:<port>`, with
-/// the pod name as host when metadata carries one, else the IP: so its label is the same
+/// A service name without the `group@@` Nacos may prefix it with.
+pub fn bare_service(service: &str) -> &str {
+    service.rsplit("@@").next().unwrap_or(service)
+}
+
+/// Where a Nacos instance is listed: its namespace, group, service and the application
+/// name xipgate gives that service (see `naming`).
+pub struct Place<'a> {
+    pub namespace: &'a str,
+    pub group: &'a str,
+    pub service: &'a str,
+    pub app: &'a str,
+}
+
+/// One Nacos instance as an [`Instance`] of `source`, named `place.app`. Its instanceId is
+/// Spring's `<host>:<service>:<port>`, with the pod name as host when metadata carries
+/// one, else the IP: so in the public namespace and default group its label is the same
 /// `<pod>-<port>` a Spring Eureka client gets, and a pod registered in both registries
 /// is one instance.
 pub fn to_instance(
     source: &SourceName,
-    group: &str,
-    service: &str,
+    place: &Place,
     n: &NacosInstance,
     pod_name_keys: &[String],
 ) -> Instance {
-    let service = service.rsplit("@@").next().unwrap_or(service);
+    let service = bare_service(place.service);
     let host = pod_name(&n.metadata, pod_name_keys).unwrap_or(&n.ip);
     let mut metadata = n.metadata.clone();
     let mut put = |k: &str, v: String| {
         metadata.insert(format!("nacos.{k}"), v);
     };
-    put("group", group.to_string());
+    let namespace = if place.namespace.is_empty() {
+        "public"
+    } else {
+        place.namespace
+    };
+    put("namespace", namespace.to_string());
+    put("group", place.group.to_string());
     put("weight", n.weight.to_string());
     put("healthy", n.healthy.to_string());
     put("enabled", n.enabled.to_string());
@@ -160,7 +179,8 @@ pub fn to_instance(
     }
     Instance {
         source: source.clone(),
-        app: service.to_ascii_uppercase(),
+        // As Nacos has it: Nacos tells `orders` and `ORDERS` apart.
+        app: place.app.to_string(),
         instance_id: format!("{host}:{service}:{}", n.port),
         host_name: host.to_string(),
         ip_addr: n.ip.clone(),
@@ -251,10 +271,15 @@ mod tests {
         let hosts: Vec<&NacosInstance> =
             orders.cluster_map.values().flat_map(|c| &c.hosts).collect();
         assert_eq!(hosts.len(), 3, "every cluster's instances");
+        let place = Place {
+            namespace: "",
+            group: "DEFAULT_GROUP",
+            service: &orders.service_name,
+            app: &orders.service_name,
+        };
         let i = to_instance(
             &SourceName::from("nacos"),
-            "DEFAULT_GROUP",
-            &orders.service_name,
+            &place,
             hosts[0],
             &["pod-name".to_string()],
         );
@@ -270,14 +295,14 @@ mod tests {
         let list: V2<InstanceList> = serde_json::from_str(V2_INSTANCE_LIST).expect("v2 list");
         assert_eq!(list.code, 0);
         let hosts = list.data.expect("data").hosts;
-        let i = to_instance(
-            &SourceName::from("nacos"),
-            "DEFAULT_GROUP",
-            "DEFAULT_GROUP@@nacos.test.1",
-            &hosts[0],
-            &[],
-        );
-        assert_eq!(i.app, "NACOS.TEST.1");
+        let place = Place {
+            namespace: "",
+            group: "DEFAULT_GROUP",
+            service: "DEFAULT_GROUP@@nacos.test.1",
+            app: "nacos.test.1",
+        };
+        let i = to_instance(&SourceName::from("nacos"), &place, &hosts[0], &[]);
+        assert_eq!(i.app, "nacos.test.1");
         assert_eq!(i.instance_id, "127.0.0.1:nacos.test.1:8080");
         assert_eq!(i.status, Status::Up);
         assert_eq!(
