@@ -37,6 +37,7 @@ fn environment_overrides_the_file() {
         "XIP_DOMAIN" => Some("10-0-0-5.sslip.io".to_string()),
         "XIP_IP" => Some("10.0.0.5".to_string()),
         "WEB_DOMAIN" => Some("Console.10-0-0-5.sslip.io".to_string()),
+        "XIPGATE_CONSOLE_TOKEN" => Some(" from-a-secret-0123456789 ".to_string()),
         _ => None,
     };
     // WEB_DOMAIN serves the console on the public listener: it needs an access rule.
@@ -60,6 +61,10 @@ fn environment_overrides_the_file() {
     assert_eq!(
         cfg.console.host.as_deref(),
         Some("console.10-0-0-5.sslip.io")
+    );
+    assert_eq!(
+        cfg.console.token.as_deref(),
+        Some("from-a-secret-0123456789")
     );
 }
 
@@ -264,9 +269,15 @@ fn every_problem_is_reported_at_once() {
 }
 
 fn xipgate(args: &[&str]) -> (i32, String) {
+    xipgate_with(args, &[])
+}
+
+fn xipgate_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_xipgate"))
         .args(args)
         .env_remove("REGISTRY_HOST")
+        .env_remove("XIPGATE_CONSOLE_TOKEN")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -351,7 +362,17 @@ fn every_shipped_config_passes_dash_t() {
         "README's minimal configuration is checked: {files:?}"
     );
     for f in files {
-        let (code, out) = xipgate(&["-t", "-c", &f]);
+        // k8s/deployment.yaml gives the console token from a Secret (checked by
+        // .ci/k8s-check); the file alone is refused, as it should be.
+        let env: &[(&str, &str)] = if f.contains("/k8s/") {
+            let (code, out) = xipgate(&["-t", "-c", &f]);
+            assert_ne!(code, 0, "{f} serves the console publicly without a token");
+            assert!(out.contains("XIPGATE_CONSOLE_TOKEN"), "{f}: {out}");
+            &[("XIPGATE_CONSOLE_TOKEN", "a-token-from-the-secret")]
+        } else {
+            &[]
+        };
+        let (code, out) = xipgate_with(&["-t", "-c", &f], env);
         assert_eq!(code, 0, "{f}: {out}");
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use super::file::ConsoleFile;
 use super::validate::Checker;
-use super::{ConsoleConfig, DEFAULT_CONSOLE_LISTEN, MAX_CONSOLE_TOKEN_LEN};
+use super::{ConsoleConfig, CONSOLE_TOKEN_ENV, DEFAULT_CONSOLE_LISTEN, MAX_CONSOLE_TOKEN_LEN};
 
 /// The console section, checked. `proxy_listeners` are the HTTP and HTTPS listeners
 /// `console.host` is served on.
@@ -53,8 +53,10 @@ pub(super) fn check_console(
             "xipgate.console.host",
             format!(
                 "serves the console on the public proxy listener {at}, to everyone who reaches \
-                 the edge: set xipgate.console.token or xipgate.console.allow_clients too (or \
-                 leave console.host out and use the console's own listener)"
+                 the edge: set xipgate.console.token (or the environment variable \
+                 {CONSOLE_TOKEN_ENV}, e.g. from a Kubernetes Secret) or \
+                 xipgate.console.allow_clients too (or leave console.host out and use the \
+                 console's own listener)"
             ),
         );
     }

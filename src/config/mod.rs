@@ -77,6 +77,9 @@ pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:9080";
 pub const MAX_CONSOLE_TOKEN_LEN: usize = 256;
 pub const DEFAULT_DNS_TTL: u32 = 60;
 pub const DEFAULT_EUREKA_PORT: &str = "8761";
+/// The console token from the environment, so a Kubernetes Secret can carry it
+/// (`secretKeyRef`) instead of a ConfigMap anyone with read access to it can see.
+pub const CONSOLE_TOKEN_ENV: &str = "XIPGATE_CONSOLE_TOKEN";
 
 /// The checked configuration the program runs with.
 #[derive(Debug)]
@@ -355,5 +358,8 @@ pub fn apply_env(file: &mut XipgateFile, env: impl Fn(&str) -> Option<String>) {
     }
     if let Some(host) = set("WEB_DOMAIN") {
         file.console.host = Some(host);
+    }
+    if let Some(token) = set(CONSOLE_TOKEN_ENV) {
+        file.console.token = Some(token);
     }
 }
