@@ -260,7 +260,12 @@ fn a_bad_or_unreadable_pem_file_is_a_config_error_naming_the_key() {
             "xipgate.tls.certificates[0].key: cannot read",
         ),
         (&good.cert, &garbage, "xipgate.tls.certificates[0].key: "),
-        (&good.cert, &other.key, "does not belong to the certificate"),
+        // The pair is wrong, not one file: the entry is named.
+        (
+            &good.cert,
+            &other.key,
+            "xipgate.tls.certificates[0]: the key in ",
+        ),
     ];
     for (cert, key, want) in cases {
         let cfg = dir.path().join("x.yaml");

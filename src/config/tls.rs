@@ -99,12 +99,17 @@ pub(super) fn check_tls(c: &mut Checker, t: &TlsFile, acme: bool) -> TlsConfig {
             continue;
         };
         if let Err(e) = CertKey::load(&cert, &key) {
-            let which = match e {
-                crate::tls::CertError::BadKey { .. } => "key",
-                crate::tls::CertError::Read { ref path, .. } if *path == key => "key",
-                _ => "cert",
+            // A key that does not belong to its certificate is the pair's fault (either
+            // file may be the wrong one): the entry is named, not one of its keys.
+            let at = match e {
+                crate::tls::CertError::BadKey { .. } => key_of("key"),
+                crate::tls::CertError::Read { ref path, .. } if *path == key => key_of("key"),
+                crate::tls::CertError::KeyMismatch { .. } => {
+                    format!("xipgate.tls.certificates[{i}]")
+                }
+                _ => key_of("cert"),
             };
-            c.err(&key_of(which), e.to_string());
+            c.err(&at, e.to_string());
         }
         certificates.push((cert, key));
     }
