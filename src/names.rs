@@ -273,6 +273,28 @@ pub fn origin_host(origin: &str) -> Option<&str> {
     ok.then_some(host)
 }
 
+/// `%3A` → `:`, and nothing else: an instanceId in a URL path, a password in a URL's
+/// userinfo. Not form decoding (`+` stays a plus); a `%` without two hex digits stays.
+pub fn percent_decode(s: &str) -> String {
+    let (b, mut out, mut k) = (s.as_bytes(), Vec::with_capacity(s.len()), 0);
+    while k < b.len() {
+        let hex = b
+            .get(k + 1..k + 3)
+            .filter(|h| b[k] == b'%' && h.iter().all(u8::is_ascii_hexdigit));
+        match hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
+            Some(v) => {
+                out.push(v);
+                k += 3;
+            }
+            None => {
+                out.push(b[k]);
+                k += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,52 @@ fn credentials_are_taken_out_of_urls() {
     );
 }
 
+/// Userinfo is percent-encoded, not form data: `+` stays a plus, `&` and `=` stay.
+#[test]
+fn credentials_keep_every_character() {
+    // (userinfo as written in the URL, user, password)
+    let cases = [
+        ("user:s%40cret", "user", "s@cret"),
+        ("user:pa+ss", "user", "pa+ss"),
+        ("user:a&b=c", "user", "a&b=c"),
+        ("user:p%2Bs%20x", "user", "p+s x"),
+        ("us+er%3A1:pw", "us+er:1", "pw"),
+        ("user:", "user", ""),
+        ("user", "user", ""),
+    ];
+    for (userinfo, user, pass) in cases {
+        let yaml = format!(
+            "xipgate:\n  registry:\n    eureka:\n      urls: [\"http://{userinfo}@eureka:8761/eureka\"]\n"
+        );
+        let cfg = check(&yaml).unwrap_or_else(|e| panic!("{userinfo}: {e}"));
+        assert_eq!(
+            cfg.registry.urls[0].auth,
+            Some((user.to_string(), pass.to_string())),
+            "{userinfo}"
+        );
+    }
+}
+
+/// A URL that is refused is shown without its password, parsable or not.
+#[test]
+fn a_refused_url_never_shows_its_password() {
+    for raw in [
+        "http://user:hunter2@eureka:notaport/eureka",
+        "http://user:hunter2@eu reka:8761/eureka",
+        "user:hunter2@eureka:8761/eureka",
+        "ftp://user:hunter2@eureka/eureka",
+        "http://user:hunter2@/eureka",
+    ] {
+        let yaml = format!("xipgate:\n  registry:\n    eureka:\n      urls: [\"{raw}\"]\n");
+        let err = check(&yaml).expect_err(raw).to_string();
+        assert!(
+            err.contains("xipgate.registry.eureka.urls[0]"),
+            "{raw}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{raw}: {err}");
+    }
+}
+
 #[test]
 fn broken_files_name_key_and_problem() {
     for (yaml, key, words) in [

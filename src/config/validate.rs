@@ -113,15 +113,14 @@ impl Checker {
             );
             return None;
         }
+        // Userinfo is percent-encoded, not form data: `+`, `&` and `=` are themselves.
         let auth = (!parsed.username().is_empty()).then(|| {
-            let decode = |s: &str| {
-                url::form_urlencoded::parse(s.as_bytes())
-                    .map(|(k, _)| k.into_owned())
-                    .collect::<String>()
-            };
             (
-                decode(parsed.username()),
-                parsed.password().map(decode).unwrap_or_default(),
+                names::percent_decode(parsed.username()),
+                parsed
+                    .password()
+                    .map(names::percent_decode)
+                    .unwrap_or_default(),
             )
         });
         let mut clean = parsed.clone();
@@ -134,14 +133,15 @@ impl Checker {
 
 use crate::names;
 
-/// A URL for an error message, with any password replaced.
+/// A URL for an error message, with its credentials replaced. It is refused, so it may
+/// not parse: everything before the last `@` (after any `scheme://`) is taken for
+/// credentials, which hides more than the password when a path has an `@`, never less.
 fn redact(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => raw.to_string(),
+    let raw = raw.trim();
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    match raw[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &raw[..start], &raw[start + at..]),
+        None => raw.to_string(),
     }
 }
 

@@ -62,7 +62,7 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
         .trim_end_matches('/')
         .split('/')
         .skip(1)
-        .map(percent_decode)
+        .map(names::percent_decode)
         .collect();
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
@@ -146,27 +146,6 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
 /// The view a query asks for, or a 400 naming the bad parameter.
 fn view(query: &str) -> Result<Query, Answer> {
     Query::parse(query).map_err(|e| error(400, e.to_string()))
-}
-
-/// `%3A` → `:` in a path segment (an instanceId in a URL is often encoded).
-fn percent_decode(segment: &str) -> String {
-    let (b, mut out, mut k) = (segment.as_bytes(), Vec::new(), 0);
-    while k < b.len() {
-        let hex = b
-            .get(k + 1..k + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-        match hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
-            Some(v) if b[k] == b'%' => {
-                out.push(v);
-                k += 3;
-            }
-            _ => {
-                out.push(b[k]);
-                k += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The label the table gives an instance fetched live (collisions make it differ from

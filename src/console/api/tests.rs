@@ -195,9 +195,10 @@ async fn endpoint_and_endpoint_cache_answer_plain_ip_port_from_the_table() {
 
 #[test]
 fn percent_decoding() {
-    assert_eq!(percent_decode("a%3Ab%3a8080"), "a:b:8080");
-    assert_eq!(percent_decode("100%"), "100%");
-    assert_eq!(percent_decode("%zz%+1"), "%zz%+1");
+    assert_eq!(names::percent_decode("a%3Ab%3a8080"), "a:b:8080");
+    assert_eq!(names::percent_decode("100%"), "100%");
+    assert_eq!(names::percent_decode("%zz%+1"), "%zz%+1");
+    assert_eq!(names::percent_decode("a+b&c=d"), "a+b&c=d", "not form data");
 }
 
 #[tokio::test]
