@@ -251,13 +251,19 @@ async fn readyz_is_503_until_the_first_sync_then_stays_200() {
         Duration::from_secs(10),
         "the failed sync is recorded",
         || {
-            x.api("/readyz").1["registry"]["last_error"]
+            x.api("/api/v1/registry").1["last_error"]
                 .as_str()
                 .is_some_and(|e| e.contains("500"))
         },
     );
     let (s, v) = x.api("/readyz");
     assert_eq!((s, v["ready"].as_bool()), (503, Some(false)), "{v}");
+    // Open to anyone, so it says ready or not and a count: no registry URL, no error.
+    let keys: Vec<&str> = v
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["instances", "ready"], "{v}");
     assert!(page(&x).contains("never been loaded"));
 
     eureka.serve(&[Inst::up("svc", "svc-1", a.addr)]).await;
@@ -271,10 +277,11 @@ async fn readyz_is_503_until_the_first_sync_then_stays_200() {
     });
     let (s, v) = x.api("/readyz");
     assert_eq!(
-        (s, v["ready"].as_bool()),
-        (200, Some(true)),
+        (s, v["ready"].as_bool(), v["instances"].as_u64()),
+        (200, Some(true), Some(1)),
         "still ready on the last good table: {v}"
     );
+    assert_eq!(v.as_object().map(|o| o.len()), Some(2), "{v}");
     let page = page(&x);
     assert!(
         page.contains("Registry is stale") && page.contains("Last error"),

@@ -169,7 +169,7 @@ async fn error_answers_name_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registry_never_loaded_answers_503_with_the_reason() {
+async fn registry_never_loaded_answers_503_without_the_registrys_error() {
     let dead = format!("http://127.0.0.1:{}/eureka", free_port());
     let x = Xipgate::start_with(&dead, "", "", false);
     // The proxy starts after registry.startup_wait (10 s in tests) even without Eureka.
@@ -180,10 +180,19 @@ async fn registry_never_loaded_answers_503_with_the_reason() {
     });
     let (s, headers, body) = x.get("anything", "/");
     assert_eq!(s, 503, "{body}");
+    // Any client gets this answer: it says where to look, not the registry's URL or error
+    // (they are on the console, which can be restricted).
     assert!(
-        body.contains("not loaded") && body.contains("cannot connect"),
+        body.contains("not loaded") && body.contains("/api/v1/registry"),
         "{body}"
     );
+    assert!(
+        !body.contains("cannot connect") && !body.contains(&dead),
+        "{body}"
+    );
+    assert!(x.api("/api/v1/registry").1["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("cannot connect")));
     assert!(header(&headers, "retry-after").is_some());
     assert_eq!(x.api("/readyz").0, 503);
 }

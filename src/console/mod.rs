@@ -26,8 +26,8 @@ use crate::metrics::{Metrics, Scrape, SourceFigures};
 use crate::registry::{EurekaClient, SyncState};
 use crate::routes::RouteTable;
 
-/// Who may use the console and API (health endpoints are always open: probes need them
-/// and they reveal nothing).
+/// Who may use the console and API (health endpoints are always open: probes need them,
+/// so they say ready or not and a count, never the registry's URLs or errors).
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub token: Option<String>,

@@ -164,6 +164,9 @@ fn route_kind(ctx: &Ctx) -> rules::RouteKind {
         .map_or(rules::RouteKind::Service, rules::RouteKind::of)
 }
 
+/// The answer before the first registry has been loaded.
+const NOT_LOADED: &str = "the registry is not loaded yet (the console's /api/v1/registry says why)";
+
 /// Resolves a raw Host value to (normalised host, label, route), or to the answer the edge
 /// gives instead: 400 malformed, 404 outside the domains or unknown, 503 not loaded or no
 /// UP instance, 403 a refused instance.
@@ -183,14 +186,9 @@ pub fn resolve_host(shared: &ProxyShared, raw: &str) -> Result<(String, String, 
         )
     })?;
     if !shared.table.is_loaded() {
-        let why = shared
-            .sync
-            .snapshot()
-            .last_error
-            .unwrap_or_else(|| "the first sync has not finished".into());
-        return Err(
-            Answer::text(503, format!("the registry is not loaded yet: {why}")).retry_after(5),
-        );
+        // Any client gets this answer: the registry's error (its URLs, hosts and ports)
+        // stays on the console, which can be restricted.
+        return Err(Answer::text(503, NOT_LOADED).retry_after(5));
     }
     let route = shared.table.lookup(&label).ok_or_else(|| {
         Answer::text(
