@@ -328,8 +328,36 @@ pub fn instance_json(t: &Target, links: &Links) -> Value {
         "status_page_url": i.status_page_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
         "health_check_url": i.health_check_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
         "blocked": t.upstream.as_ref().err().map(ToString::to_string),
-        "metadata": i.metadata,
+        "metadata": shown_metadata(&i.metadata),
     })
+}
+
+/// Words in a metadata key that mark its value as a credential (Spring Boot Admin keeps
+/// `user.password` there): the value is shown as `***`.
+const SECRET_KEY_WORDS: [&str; 7] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "credential",
+    "apikey",
+    "api-key",
+];
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase().replace('_', "-");
+    SECRET_KEY_WORDS.iter().any(|w| key.contains(w))
+}
+
+/// An instance's metadata as the API shows it: values of secret-looking keys masked.
+fn shown_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    metadata
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_key(k) { "***" } else { v.as_str() };
+            (k.as_str(), v)
+        })
+        .collect()
 }
 
 pub fn registry_json(s: &SyncStatus) -> Value {

@@ -378,3 +378,50 @@ async fn legacy_list_pages_a_large_registry_keeping_its_shape() {
     let (_, v) = get_json(&console, "/api/v1/services?limit=4&open=svc-00,svc-01").await;
     assert_eq!(v["next"], "/api/v1/services?page=2&limit=4");
 }
+
+#[test]
+fn secret_looking_metadata_keys_are_recognised() {
+    // (key, looks like a secret)
+    let cases = [
+        ("user.password", true),
+        ("DB_PASSWD", true),
+        ("client-secret", true),
+        ("AWS_SECRET_ACCESS_KEY", true),
+        ("management.token", true),
+        ("accessToken", true),
+        ("credentials", true),
+        ("x-api-key", true),
+        ("apiKey", true),
+        ("user.name", false),
+        ("zone", false),
+        ("weight", false),
+        ("pod-name", false),
+        ("management.port", false),
+    ];
+    for (key, secret) in cases {
+        assert_eq!(is_secret_key(key), secret, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn instance_metadata_that_looks_secret_is_masked() {
+    let mut i = inst("ADMIN-CLIENT", "admin-1", "10.0.0.7", Status::Up);
+    i.metadata
+        .insert("user.password".to_string(), "hunter2".to_string());
+    i.metadata
+        .insert("user.name".to_string(), "actuator".to_string());
+    let console = console_with(Some(vec![i]));
+    for path in [
+        "/api/v1/instances/admin-1-8080",
+        "/api/v1/instances?q=admin",
+        "/api/v1/services/ADMIN-CLIENT",
+    ] {
+        let (status, body) = get(&console, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(!body.contains("hunter2"), "{path}: {body}");
+    }
+    let (_, v) = get_json(&console, "/api/v1/instances/admin-1-8080").await;
+    assert_eq!(v["metadata"]["user.password"], "***");
+    assert_eq!(v["metadata"]["user.name"], "actuator");
+    assert_eq!(v["metadata"]["zone"], "zone-a");
+}
