@@ -339,6 +339,53 @@ async fn auth_namespaces_and_groups() {
     });
 }
 
+/// The access token is a credential: it travels in a header, so an error about a request
+/// (here: the server gone while the token is cached) never carries it into the log, the
+/// API or the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_token_never_shows_in_errors() {
+    let mut nacos = Rnacos::start(Some(("nacos-admin", "s3cret-pw"))).await;
+    let backend = Backend::start("t").await;
+    let port = backend.addr.port().to_string();
+    nacos
+        .instance(
+            Method::POST,
+            &[
+                ("serviceName", "ledger"),
+                ("ip", "127.0.0.1"),
+                ("port", &port),
+                ("ephemeral", "false"),
+            ],
+        )
+        .await;
+    let cfg = nacos_only(
+        &nacos.url(),
+        "        username: nacos-admin\n        password: s3cret-pw\n",
+    );
+    let x = Xipgate::start_with(&nacos.url(), &cfg, "", true);
+    until(&x, "ledger is routed", || x.get("ledger", "/").0 == 200);
+    nacos.stop();
+    until(&x, "the failure is shown", || {
+        x.api("/api/v1/registry").1["nacos"][0]["consecutive_failures"].as_u64() > Some(1)
+    });
+    let reg = x.api("/api/v1/registry").1;
+    let error = reg["nacos"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("cannot connect"), "{reg}");
+    let page = http_get(x.console, "localhost", "/").expect("page").2;
+    for (what, text) in [
+        ("the API", reg.to_string()),
+        ("the log", x.log()),
+        ("the page", page),
+    ] {
+        assert!(!text.contains("accessToken"), "{what}: {text}");
+    }
+    assert_eq!(
+        x.get("ledger", "/").0,
+        200,
+        "the last good set stays routed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacos_down_keeps_its_instances_and_eureka_serves_beside_it() {
     let mut nacos = Rnacos::start(None).await;
@@ -465,7 +512,7 @@ async fn an_unhealthy_instance_is_down_and_left_out_of_its_service() {
 /// one is OUT_OF_SERVICE; without the token the admin API answers 403 and xipgate says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacos_3_lists_services_with_their_instances_after_its_login() {
-    use wiremock::matchers::{body_string_contains, method, path, query_param};
+    use wiremock::matchers::{body_string_contains, header, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let fixture =
@@ -496,7 +543,7 @@ async fn nacos_3_lists_services_with_their_instances_after_its_login() {
         .await;
     Mock::given(method("GET"))
         .and(path("/nacos/v3/admin/ns/service/list"))
-        .and(query_param("accessToken", "v3-token"))
+        .and(header("authorization", "Bearer v3-token"))
         .and(query_param("withInstances", "true"))
         .and(query_param("namespaceId", "public"))
         .and(query_param("groupNameParam", "DEFAULT_GROUP"))

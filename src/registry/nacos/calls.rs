@@ -1,5 +1,5 @@
 //! The HTTP calls of each Nacos API version, as methods of [`NacosSource`]: GET with the
-//! access token, the v2/v3 `{code, message, data}` wrapper, the service list (v1, v2), one
+//! access token (in headers), the v2/v3 `{code, message, data}` wrapper, the service list (v1, v2), one
 //! service's instances (v1, v2) and Nacos 3's services with their instances.
 
 use serde::de::DeserializeOwned;
@@ -19,7 +19,10 @@ impl NacosSource {
         let url = format!("{}{path}", base.base);
         let mut req = self.http.get(&url).query(query);
         if let Some(t) = token {
-            req = req.query(&[("accessToken", t)]);
+            // In headers, never in the URL (which error texts and server logs carry):
+            // `Authorization: Bearer` is read by Nacos 1.x to 3.x and rnacos, `accessToken`
+            // by Nacos 2.x/3.x's auth plugin and rnacos.
+            req = req.bearer_auth(t).header("accessToken", t);
         }
         let resp = req.send().await.map_err(|e| self.error(&url, e))?;
         let status = resp.status().as_u16();

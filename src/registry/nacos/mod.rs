@@ -17,7 +17,8 @@
 //!
 //! Login: with `username`/`password`, `POST /v1/auth/login` (v3: `/v3/auth/user/login`,
 //! falling back to the v1 path on 404 as Nacos' own client does) gives an access token
-//! valid for `tokenTtl` seconds; it is sent as `accessToken=` and renewed once three
+//! valid for `tokenTtl` seconds; it is sent in headers (`Authorization: Bearer` and
+//! `accessToken`, never in the URL, which error texts carry) and renewed once three
 //! quarters of its lifetime have passed, or at once when the server answers 401/403.
 
 mod calls;
@@ -208,9 +209,10 @@ impl NacosSource {
                 timeout: self.cfg.timeout,
             }
         } else {
+            // Without reqwest's copy of the URL: `url` is the request's without its query.
             NacosError::Connect {
                 url: url.to_string(),
-                reason: e.to_string(),
+                reason: super::client::error_chain(&e.without_url()),
             }
         }
     }
