@@ -99,7 +99,7 @@ async fn every_registry_fault_keeps_the_last_good_table() {
         (
             "never answers",
             ResponseTemplate::new(200).set_delay(Duration::from_secs(30)),
-            "no answer within",
+            "no answer within 1s (xipgate.registry.eureka.timeout)",
         ),
         (
             "HTTP 500",
@@ -286,4 +286,50 @@ fn gzip_registries_are_accepted() {
         total >= zipped && total.is_multiple_of(zipped),
         "{total} bytes received in fetches of {zipped} compressed bytes each"
     );
+}
+
+/// A server that answers the head at once and then stalls in the body: the timeout is the
+/// whole request's, and the message says the body was still arriving and names the setting.
+#[test]
+fn a_body_still_arriving_at_the_timeout_names_the_setting() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let server = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in listener.incoming() {
+            if stopped.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut conn) = conn else { continue };
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"applications\":",
+            );
+            // Kept open, never finished.
+            open.push(conn);
+        }
+    });
+    let x = Xipgate::start_with(&format!("http://{addr}/eureka"), "", "", false);
+    eventually(
+        Duration::from_secs(10),
+        "the stalled body is reported",
+        || x.api("/api/v1/registry").1["last_error"].as_str().is_some(),
+    );
+    let err = x.api("/api/v1/registry").1["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains("body") && err.contains("xipgate.registry.eureka.timeout"),
+        "{err}"
+    );
+    assert!(!err.contains("no answer"), "the head did arrive: {err}");
+    drop(x);
+    stop.store(true, Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(addr);
+    let _ = server.join();
 }

@@ -16,8 +16,11 @@ use crate::config::{EurekaUrl, RegistryConfig};
 pub enum FetchError {
     #[error("{url}: cannot connect: {reason}")]
     Connect { url: String, reason: String },
-    #[error("{url}: no answer within {timeout:?}")]
+    #[error("{url}: no answer within {timeout:?} (xipgate.registry.eureka.timeout)")]
     Timeout { url: String, timeout: Duration },
+    /// The head arrived, the body did not finish: the timeout bounds the whole request.
+    #[error("{url}: the body was still arriving after {timeout:?}; xipgate.registry.eureka.timeout bounds the whole request (raise it for a large registry or a slow link)")]
+    BodyTimeout { url: String, timeout: Duration },
     #[error("{url}: HTTP {status}{hint}")]
     Status {
         url: String,
@@ -56,6 +59,7 @@ impl FetchError {
         let url = match self {
             FetchError::Connect { url, .. }
             | FetchError::Timeout { url, .. }
+            | FetchError::BodyTimeout { url, .. }
             | FetchError::Status { url, .. }
             | FetchError::TooLarge { url, .. }
             | FetchError::Body { url, .. }
@@ -240,7 +244,7 @@ impl EurekaClient {
                 }
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => {
-                    return Err(FetchError::Timeout {
+                    return Err(FetchError::BodyTimeout {
                         url: shown,
                         timeout: self.timeout,
                     })
