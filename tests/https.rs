@@ -377,11 +377,42 @@ async fn instances_with_only_a_secure_port_are_proxied_over_tls() {
     assert_eq!(status, 200, "the service host too");
     drop(x);
 
-    // Without the cluster's CA the instance's certificate is not trusted: 502, named.
+    // Without the cluster's CA the instance's certificate is not trusted: 502, saying
+    // what failed and the setting that changes it.
     let x = Xipgate::start(&eureka.url(), "");
     let (status, _, body) = x.get(&inst.label(), "/");
     assert_eq!(status, 502, "{body}");
-    assert!(body.to_lowercase().contains("cert"), "{body}");
+    assert!(
+        body.contains("not signed by a CA xipgate trusts")
+            && body.contains("xipgate.upstream.tls.ca_file"),
+        "{body}"
+    );
+    drop(x);
+
+    // A name the certificate does not carry.
+    let x = Xipgate::start(
+        &eureka.url(),
+        &format!("{with_ca}      server_name: elsewhere.test\n"),
+    );
+    let (status, _, body) = x.get(&inst.label(), "/");
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("does not name 'elsewhere.test'") && body.contains("server_name"),
+        "{body}"
+    );
+    drop(x);
+
+    // An expired certificate, from the right CA, with the right name.
+    let old = ca.expired_leaf(dir.path(), "old-pod", &["old-pod"], 8);
+    let old_dir = dir.path().join("old");
+    std::fs::create_dir(&old_dir).expect("mkdir");
+    let py_old = PyTls::start(&old, &old_dir);
+    let expired = Inst::up("secure-svc", "old-pod", py_old.addr).secure_only();
+    eureka.serve(&[inst.clone(), expired.clone()]).await;
+    let x = Xipgate::start(&eureka.url(), &with_ca);
+    let (status, _, body) = x.get(&expired.label(), "/");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("has expired"), "{body}");
     drop(x);
 
     // verify: false accepts it (in-cluster self-signed certificates).

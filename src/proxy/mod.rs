@@ -6,6 +6,7 @@ mod host;
 mod limit;
 mod respond;
 mod rules;
+mod upstream_cert;
 
 use crate::answer::{cors_decide, Answer, Cors};
 pub use access::{AccessEntry, AccessLog, AccessLogError};
@@ -61,6 +62,8 @@ pub struct UpstreamTls {
     pub ca: Option<Arc<Box<[X509]>>>,
     /// The name sent and verified; by default the instance's hostName.
     pub server_name: Option<String>,
+    /// Why instances' certificates were refused, recently.
+    verdicts: Arc<upstream_cert::Verdicts>,
 }
 
 impl UpstreamTls {
@@ -69,15 +72,20 @@ impl UpstreamTls {
             verify: cfg.verify,
             ca: cfg.ca_file.as_deref().map(load_ca_bundle).transpose()?,
             server_name: cfg.server_name.clone(),
+            verdicts: Arc::default(),
         })
+    }
+
+    /// The name sent (SNI) and verified for an instance.
+    fn name(&self, instance: &Instance) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| instance.host_name.to_ascii_lowercase())
     }
 
     /// The peer for one try at an instance's securePort.
     fn peer(&self, addr: SocketAddr, instance: &Instance) -> HttpPeer {
-        let sni = self
-            .server_name
-            .clone()
-            .unwrap_or_else(|| instance.host_name.to_ascii_lowercase());
+        let sni = self.name(instance);
         let mut peer = HttpPeer::new(addr, true, sni);
         peer.options.verify_cert = self.verify;
         peer.options.verify_hostname = self.verify;
@@ -155,6 +163,20 @@ impl PingoraProxy {
         ctx.host = Some(host);
         ctx.label = Some(label);
         Ok(route)
+    }
+
+    /// Why the last try's instance's certificate was refused (see [`upstream_cert`]).
+    async fn cert_problem(&self, ctx: &Ctx) -> Option<upstream_cert::CertProblem> {
+        let (target, addr) = (ctx.target.as_ref()?, *ctx.tried.last()?);
+        let tls = &self.shared.settings.upstream_tls;
+        let name = tls.name(&target.instance);
+        let check = upstream_cert::Check {
+            addr,
+            name: &name,
+            ca: tls.ca.as_ref(),
+            timeout: self.shared.settings.connect_timeout,
+        };
+        tls.verdicts.diagnose(check).await
     }
 }
 
@@ -609,6 +631,14 @@ impl ProxyHttp for PingoraProxy {
                     .as_ref()
                     .map_or_else(|| e.etype().as_str().to_string(), |c| c.to_string());
                 Answer::text(code, format!("invalid request: {why}"))
+            } else if *e.etype() == ErrorType::InvalidCert {
+                let problem = self.cert_problem(ctx).await;
+                respond::invalid_cert_answer(
+                    code,
+                    problem.as_ref(),
+                    ctx.target.as_deref(),
+                    ctx.tried.len(),
+                )
             } else {
                 respond::failure_answer(
                     code,

@@ -10,6 +10,8 @@ use crate::answer::{cors_decide, Answer, Cors};
 use crate::config::CorsConfig;
 use crate::routes::Target;
 
+use super::upstream_cert::CertProblem;
+
 /// Adds CORS headers to a proxied response, replacing whatever the backend sent so the
 /// pair stays valid; for an origin the edge refuses, removes the backend's own
 /// `Access-Control-Allow-*` headers (a backend that echoes any origin with credentials
@@ -73,6 +75,40 @@ pub fn failure_answer(
     target: Option<&Target>,
     tries: usize,
 ) -> Answer {
+    explained_failure(code, etype, context, target, tries, None)
+}
+
+/// The answer for an instance whose certificate failed verification (Pingora's
+/// `InvalidCert`): with `problem`, what was wrong and the setting that changes it.
+pub fn invalid_cert_answer(
+    code: u16,
+    problem: Option<&CertProblem>,
+    target: Option<&Target>,
+    tries: usize,
+) -> Answer {
+    let detail = problem.map_or_else(
+        || ": see xipgate.upstream.tls.ca_file, server_name and verify".to_string(),
+        |p| format!(": {}", p.explain()),
+    );
+    explained_failure(
+        code,
+        &ErrorType::InvalidCert,
+        None,
+        target,
+        tries,
+        Some(detail),
+    )
+}
+
+/// [`failure_answer`], with `detail` after the words for what the instance did.
+fn explained_failure(
+    code: u16,
+    etype: &ErrorType,
+    context: Option<String>,
+    target: Option<&Target>,
+    tries: usize,
+    detail: Option<String>,
+) -> Answer {
     use ErrorType::*;
     let who = match target {
         Some(t) => format!(
@@ -94,6 +130,7 @@ pub fn failure_answer(
         ReadError | WriteError => "broke the connection",
         ConnectNoRoute | ConnectError => "could not be reached",
         InvalidHTTPHeader => "sent a response that is not valid HTTP/1.1",
+        InvalidCert => "presented a certificate that failed verification",
         _ => match code {
             504 => "did not answer in time",
             502 => "failed",
@@ -104,7 +141,9 @@ pub fn failure_answer(
         0 | 1 => String::new(),
         n => format!("; {n} tries"),
     };
-    let message = context.unwrap_or_else(|| format!("{who} {what} ({}){tries}", etype.as_str()));
+    let detail = detail.unwrap_or_default();
+    let message =
+        context.unwrap_or_else(|| format!("{who} {what}{detail} ({}){tries}", etype.as_str()));
     let mut answer = Answer::text(code, message);
     if let Some(t) = target {
         if let Ok(v) = HeaderValue::from_str(&t.instance.instance_id) {
@@ -172,6 +211,7 @@ mod tests {
             ConnectTimedout,
             ReadTimedout,
             InvalidHTTPHeader,
+            InvalidCert,
             H1Error,
         ]
         .iter()

@@ -43,12 +43,32 @@ impl Ca {
     /// A leaf for `names`, with `serial`, written to `<dir>/<file>.crt` (leaf then CA,
     /// as a chain file holds it) and `<dir>/<file>.key`.
     pub fn leaf(&self, dir: &Path, file: &str, names: &[&str], serial: u64) -> Leaf {
+        self.leaf_with(dir, file, names, serial, |_| {})
+    }
+
+    /// Like [`Ca::leaf`], valid only during 2020: expired.
+    pub fn expired_leaf(&self, dir: &Path, file: &str, names: &[&str], serial: u64) -> Leaf {
+        self.leaf_with(dir, file, names, serial, |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        })
+    }
+
+    fn leaf_with(
+        &self,
+        dir: &Path,
+        file: &str,
+        names: &[&str],
+        serial: u64,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("leaf params");
         params.distinguished_name.push(DnType::CommonName, names[0]);
         params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
+        edit(&mut params);
         let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
         let leaf = Leaf {
             cert: dir.join(format!("{file}.crt")),
