@@ -407,6 +407,14 @@ mod tests {
             ("a..example.com", Err("invalid")),
             ("a.example.com:x", Err("invalid")),
             ("us@er.example.com", Err("invalid")),
+            // RFC 952/1123: a host name label neither starts nor ends with `-`.
+            ("-order.10-0-0-5.sslip.io", Err("invalid")),
+            ("order-.10-0-0-5.sslip.io", Err("invalid")),
+            ("-order-.example.com:8080", Err("invalid")),
+            ("a.-b.example.com", Err("invalid")),
+            ("-", Err("invalid")),
+            // `_` is the older design's separator: still read as `-` by the label lookup.
+            ("order_.example.com", Ok(("order_", 1))),
         ] {
             let got = normalize_host(raw)
                 .and_then(|h| split_host(&h, &domains).map(|(l, i)| (l.to_string(), i)));

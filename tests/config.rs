@@ -21,12 +21,30 @@ fn bundled_defaults_load() {
     assert_eq!(cfg.domains, vec!["127-0-0-1.sslip.io"]);
     assert_eq!(cfg.registry.urls[0].base, "http://127.0.0.1:8761/eureka");
     assert_eq!(cfg.registry.interval.as_secs(), 10);
-    assert_eq!(cfg.upstream.allow.len(), 6);
+    assert_eq!(cfg.upstream.allow.len(), 5);
     assert_eq!(
         cfg.console.listen.map(|a| a.to_string()).as_deref(),
         Some("127.0.0.1:9080")
     );
     assert!(cfg.dns.is_none());
+}
+
+/// Loopback is where the edge itself lives, never a real instance: neither the bundled file
+/// nor the built-in default allows it (a registrant could publish the console otherwise).
+#[test]
+fn loopback_is_not_allowed_by_default() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("an address");
+    let bundled = load(None, no_env).expect("bundled defaults");
+    let built_in = check("").expect("no xipgate section");
+    for cfg in [&bundled, &built_in] {
+        let allowed = |a: &str| cfg.upstream.allow.iter().any(|n| n.contains(&ip(a)));
+        for a in ["127.0.0.1", "127.1.2.3", "::1"] {
+            assert!(!allowed(a), "{a} is allowed by {:?}", cfg.upstream.allow);
+        }
+        for a in ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "fd00::1"] {
+            assert!(allowed(a), "{a} is not allowed by {:?}", cfg.upstream.allow);
+        }
+    }
 }
 
 #[test]

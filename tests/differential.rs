@@ -65,6 +65,16 @@ fn cases() -> Vec<Case> {
             "GET /xff-forged HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 1\r\n\r\n",
             OK,
         ),
+        c(
+            "forged-forwarding",
+            "GET /forged-forwarding HTTP/1.1\r\nHost: {host}\r\nForwarded: for=6.6.6.6;host=evil.example;proto=https\r\nX-Real-IP: 6.6.6.6\r\nX_Forwarded_Host: evil.example\r\nX_Forwarded_For: 6.6.6.6\r\nx-forwarded_proto: https\r\nVia: 1.0 fred\r\n\r\n",
+            OK,
+        ),
+        c(
+            "connection-names-edge-headers",
+            "GET /connection-names-edge-headers HTTP/1.1\r\nHost: {host}\r\nConnection: x-forwarded-host, x-forwarded-proto, x-forwarded-port, via\r\nX-Forwarded-Host: evil.example\r\n\r\n",
+            OK,
+        ),
         c("fragment", "GET /fragment#frag HTTP/1.1\r\nHost: {host}\r\n\r\n", OK),
         c("raw-brackets", "GET /a{|}^`[] HTTP/1.1\r\nHost: {host}\r\n\r\n", OK),
         c(
@@ -237,7 +247,12 @@ fn normalise_request(r: &Received, port: u16) -> (String, BTreeSet<String>) {
     let headers = r
         .headers
         .iter()
-        .map(|(k, v)| format!("{k}: {}", v.trim().replace(&port.to_string(), "PORT")))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {}",
+                unmark_via(&v.trim().replace(&port.to_string(), "PORT"))
+            )
+        })
         .collect();
     (r.line.clone(), headers)
 }
@@ -383,6 +398,39 @@ fn both_engines_answer_alike_and_send_the_backend_the_same_request() {
                     .count()
                     == 1),
                 "{}: {seen_a:?}",
+                c.name
+            );
+        }
+        // Whatever the client sent, the backend sees the edge's own forwarding headers, once
+        // each, and none of the client's other spellings of them.
+        for (line, headers) in seen_a.iter().chain(&seen_b) {
+            let values = |name: &str| -> Vec<&str> {
+                headers
+                    .iter()
+                    .filter_map(|h| h.strip_prefix(&format!("{name}: ")))
+                    .collect()
+            };
+            let host = format!("diff-svc.{DOMAIN}");
+            let want: [(&str, Vec<&str>); 3] = [
+                ("x-forwarded-host", vec![host.as_str()]),
+                ("x-forwarded-proto", vec!["http"]),
+                ("x-forwarded-port", vec!["PORT"]),
+            ];
+            for (name, want) in want {
+                assert_eq!(values(name), want, "{}: {line} {headers:?}", c.name);
+            }
+            let via = values("via");
+            assert!(
+                via.len() == 1 && via[0].ends_with("1.1 xipgate-ID"),
+                "{}: {line} {headers:?}",
+                c.name
+            );
+            assert!(
+                !headers.iter().any(|h| {
+                    let name = h.split(':').next().unwrap_or("");
+                    name == "forwarded" || name == "x-real-ip" || name.contains('_')
+                }),
+                "{}: {line} {headers:?}",
                 c.name
             );
         }

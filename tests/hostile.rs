@@ -66,6 +66,11 @@ async fn hostile_hosts_get_a_4xx_and_are_never_proxied() {
         ("dotted IPv4 under the domain", req(&format!("10.0.0.1.{d}")), 404),
         ("label of dashes only", req(&format!("---.{d}")), 400),
         ("label of underscores only", req(&format!("___.{d}")), 400),
+        ("label starting with -", req(&format!("-svc.{d}")), 400),
+        ("label ending with -", req(&format!("svc-.{d}")), 400),
+        ("label starting with -, with port", req(&format!("-svc.{d}:{}", x.proxy.port())), 400),
+        ("label starting and ending with -, upper case", req(&format!("-SVC-.{d}")), 400),
+        ("absolute URI with a label ending in -", format!("GET http://svc-.{d}/ HTTP/1.1\r\nHost: svc-.{d}\r\nConnection: close\r\n\r\n").into_bytes(), 400),
         ("percent-encoding", req(&format!("%73vc.{d}")), 400),
         ("space inside", req(&format!("sv c.{d}")), 400),
         ("backslash", req(&format!("svc\\.{d}")), 400),
@@ -100,6 +105,120 @@ async fn hostile_hosts_get_a_4xx_and_are_never_proxied() {
         let (got, body) = status_of(x.proxy, &req(&host));
         assert_eq!(got, 200, "{host}: {body}");
     }
+}
+
+/// The edge never proxies to itself. An instance registered at one of its own listeners
+/// (here the console's, whose data a registrant could otherwise publish through the public
+/// listener) is refused and shown blocked, like one outside `upstream.allow`; one that
+/// leads back to the edge some other way (a relay) meets the edge's own Via entry and gets
+/// 508 Loop Detected, on the proxy and the console listener alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_never_proxies_to_itself() {
+    let backend = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    let svc = Inst::up("svc", "svc-1", backend.addr);
+    eureka.serve(std::slice::from_ref(&svc)).await;
+    let x = Xipgate::start(&eureka.url(), "");
+    let to_proxy = Relay::start(x.proxy, 1).await;
+    let to_console = Relay::start(x.console, 1).await;
+    let own_console = Inst::up("evil", "evil-1", x.console);
+    let own_proxy = Inst::up("mirror", "mirror-1", x.proxy);
+    let via_proxy = Inst::up("loop-proxy", "loop-proxy-1", to_proxy.addr);
+    let via_console = Inst::up("loop-console", "loop-console-1", to_console.addr);
+    let all = [
+        svc.clone(),
+        own_console.clone(),
+        own_proxy.clone(),
+        via_proxy.clone(),
+        via_console.clone(),
+    ];
+    eureka.serve(&all).await;
+    eventually(Duration::from_secs(10), "the registry has all five", || {
+        x.api("/api/v1/registry").1["instances"].as_u64() == Some(5)
+    });
+
+    for own in [&own_console, &own_proxy] {
+        let (s, _, body) = x.get(&own.label(), "/api/v1/registry");
+        assert_eq!(s, 403, "{}: {body}", own.label());
+        assert!(body.contains("own listener"), "{body}");
+        let (s, v) = x.api(&format!("/api/v1/instances/{}", own.label()));
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            v["blocked"].as_str().is_some_and(|b| b.contains("own listener")),
+            "{v}"
+        );
+    }
+    // A service whose only instance is the edge has nothing to route to.
+    let (s, _, body) = x.get("evil", "/api/v1/registry");
+    assert_eq!(s, 503, "{body}");
+
+    for (label, path) in [("loop-proxy", "/"), ("loop-console", "/api/v1/registry")] {
+        let (s, _, body) = x.get(label, path);
+        assert_eq!(s, 508, "{label}: {body}");
+        assert!(body.contains("loop"), "{label}: {body}");
+    }
+    assert_eq!(backend.hits(), 0, "nothing reached the real backend");
+}
+
+/// The edge's Via entry: what a backend sees, and what the edge refuses to see coming
+/// back. Another edge's entry (another process) is a chain, not a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_carrying_the_edges_own_via_entry_is_a_508() {
+    let backend = common::wire::Recorder::start(Vec::new());
+    let eureka = StubEureka::start().await;
+    let svc = Inst::up("svc", "svc-1", backend.addr);
+    eureka.serve(std::slice::from_ref(&svc)).await;
+    let x = Xipgate::start(&eureka.url(), "");
+    let host = format!("svc.{DOMAIN}");
+    let (s, _, body) = http_get(x.proxy, &host, "/first").unwrap();
+    assert_eq!(s, 200, "{body}");
+    let seen = backend.take();
+    let via: Vec<&str> = seen
+        .iter()
+        .flat_map(|r| &r.headers)
+        .filter(|(k, _)| k == "via")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(via.len(), 1, "{seen:?}");
+    let mine = via[0].to_string();
+    assert!(
+        mine.starts_with("1.1 xipgate-") && unmark_via(&mine) == "1.1 xipgate-ID",
+        "{mine}"
+    );
+    let send = |via: &str| {
+        let text = raw(
+            x.proxy,
+            format!("GET /again HTTP/1.1\r\nHost: {host}\r\nVia: {via}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        parse_response(&text)
+    };
+    for via in [mine.clone(), format!("1.0 fred, {mine}"), mine.to_uppercase()] {
+        let (s, _, body) = send(&via);
+        assert_eq!(s, 508, "Via: {via}: {body}");
+        assert!(body.contains("loop"), "{body}");
+    }
+    assert!(backend.take().is_empty(), "a looped request is not proxied");
+    let other = "1.1 xipgate-0123456789abcdef";
+    assert_ne!(other, mine);
+    let (s, _, body) = send(other);
+    assert_eq!(s, 200, "{body}");
+    let got: Vec<String> = backend
+        .take()
+        .iter()
+        .flat_map(|r| r.headers.clone())
+        .filter(|(k, _)| k == "via")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(got, [format!("{other}, {mine}")]);
+    // The access log and the metrics see the 508.
+    let statuses: Vec<u64> = x
+        .access()
+        .iter()
+        .filter_map(|r| r["status"].as_u64())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 508).count(), 3, "{statuses:?}");
 }
 
 /// Opens a connection from a chosen loopback source address.

@@ -313,6 +313,60 @@ impl Drop for Backend {
     }
 }
 
+/// A TCP relay on a loopback port of its own that forwards its first `conns` connections to
+/// `to` (a NAT rule or a sidecar in front of an address): an instance registered at it
+/// leads back to whatever `to` is. Later connections are refused (the listener is gone),
+/// so a request that loops through it ends instead of running away.
+pub struct Relay {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(to: SocketAddr, conns: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().expect("relay addr");
+        let task = tokio::spawn(async move {
+            for _ in 0..conns {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { addr, task }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `xipgate-<16 hex>` (each process's own Via pseudonym) as `xipgate-ID`, so what two
+/// processes sent can be compared.
+pub fn unmark_via(value: &str) -> String {
+    const MARK: &str = "xipgate-";
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i + MARK.len()]);
+        rest = &rest[i + MARK.len()..];
+        let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex == 16 {
+            out.push_str("ID");
+            rest = &rest[hex..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -370,10 +424,12 @@ impl Xipgate {
         let extra = extra.replace("HTTPS_ADDR", &https.to_string());
         let config = dir.path().join("xipgate.yaml");
         let base = format!(
-            "version: 1\nthreads: 2\npid_file: {d}/x.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\nxipgate:\n  listen: [\"{proxy}\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka_url}\"]\n      interval: 1s\n      timeout: 1s\n    startup_wait: 10s\n  console:\n    listen: {console}\n  log:\n    access_file: {d}/access.jsonl\n",
+            "version: 1\nthreads: 2\npid_file: {d}/x.pid\nupgrade_sock: {d}/upgrade.sock\n{top}\nxipgate:\n  listen: [\"{proxy}\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka_url}\"]\n      interval: 1s\n      timeout: 1s\n    startup_wait: 10s\n  upstream:\n    allow: [\"127.0.0.0/8\"]\n  console:\n    listen: {console}\n  log:\n    access_file: {d}/access.jsonl\n",
             d = dir.path().display()
         );
-        // `extra` is YAML under `xipgate:`, merged key by key over the defaults above.
+        // The backends live on loopback, which `upstream.allow` leaves out by default (in
+        // production loopback is the edge itself). `extra` is YAML under `xipgate:`, merged
+        // key by key over the defaults above.
         let mut doc: serde_yaml::Value = serde_yaml::from_str(&base).expect("base config");
         // XIPGATE_TEST_ENGINE=pingora runs a suite on Pingora's proxy path alone (the fast
         // path off), unless the test chose an engine itself: `.ci/run` runs every

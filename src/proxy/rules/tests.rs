@@ -332,3 +332,87 @@ fn https_redirects_keep_host_and_path_on_the_https_port() {
         assert_eq!(https_location(host, port, path), want, "{host} {path}");
     }
 }
+
+#[test]
+fn forged_forwarding_headers_never_reach_upstream() {
+    // Spring's ForwardedHeaderFilter reads `Forwarded` first; `X-Real-IP` is nginx's
+    // convention; an `_` spelling is the same header to CGI-style frameworks.
+    for name in [
+        "Forwarded",
+        "forwarded",
+        "X-Real-IP",
+        "x_real_ip",
+        "X_Forwarded_Host",
+        "x_forwarded-for",
+        "X-Forwarded_Proto",
+        "x_forwarded_port",
+        "Via",
+    ] {
+        assert!(dropped_upstream(name), "{name}");
+    }
+    for name in [
+        "X-Forwarded",
+        "Forwarded-For",
+        "X_Custom_Header",
+        "X-Real",
+        "X-Real-IPs",
+        "Viaduct",
+    ] {
+        assert!(!dropped_upstream(name), "{name}");
+    }
+}
+
+#[test]
+fn the_edges_own_via_entry_is_a_loop() {
+    let me = "xipgate-00112233aabbccdd";
+    let cases: &[(&[&[u8]], bool)] = &[
+        (&[], false),
+        (&[b"1.1 xipgate-00112233aabbccdd"], true),
+        (&[b"1.1 XIPGATE-00112233AABBCCDD"], true),
+        (&[b"1.0 fred, 1.1 xipgate-00112233aabbccdd (comment)"], true),
+        (&[b"1.1 a", b"2 xipgate-00112233aabbccdd"], true),
+        (&[b"HTTP/1.1 xipgate-00112233aabbccdd:8080"], false),
+        (&[b"1.1 xipgate-99112233aabbccdd"], false), // another edge: a chain, not a loop
+        (&[b"1.1 xipgate-00112233aabbccdde"], false),
+        (&[b"xipgate-00112233aabbccdd"], false), // no protocol: not a Via entry of ours
+        (&[b"1.1 proxy, 1.1 xipgate"], false),
+        (&[b""], false),
+        (&[b" , ,"], false),
+    ];
+    for (values, want) in cases {
+        assert_eq!(
+            looped(values.iter().copied(), me),
+            *want,
+            "{:?}",
+            values
+                .iter()
+                .map(|v| String::from_utf8_lossy(v))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn via_extends_the_chain_with_the_edge() {
+    let via = |vals: &[&[u8]], proto: &str| {
+        let mut out = Vec::new();
+        via_into(&mut out, vals.iter().copied(), proto, "xipgate-1");
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(via(&[], "1.1"), "1.1 xipgate-1");
+    assert_eq!(via(&[b"1.0 fred"], "1.1"), "1.0 fred, 1.1 xipgate-1");
+    assert_eq!(via(&[b"1.0 a", b" ", b"2 b"], "2"), "1.0 a, 2 b, 2 xipgate-1");
+    assert_eq!(via(&[b"1.1 \x01bad"], "1.0"), "1.0 xipgate-1");
+    for (v, want) in [
+        (http::Version::HTTP_10, "1.0"),
+        (http::Version::HTTP_11, "1.1"),
+        (http::Version::HTTP_2, "2"),
+    ] {
+        assert_eq!(via_protocol(v), want);
+    }
+    // One pseudonym per process, a valid Via received-by token.
+    let me = pseudonym();
+    assert_eq!(me, pseudonym());
+    assert!(me.starts_with("xipgate-") && me.len() == "xipgate-".len() + 16, "{me}");
+    assert!(looped([format!("1.1 {me}").as_bytes()], me));
+}

@@ -81,29 +81,40 @@ fn forwarded_headers_extend_the_chain() {
         Option<&'static str>,
         Option<&'static [u8]>,
         Option<&'static str>,
+        Option<&'static [u8]>,
         &'static str,
     );
-    let cases: [Case; 3] = [
+    let cases: [Case; 4] = [
         (
             Some("127.0.0.1"),
             Some(b"10.0.0.9"),
             Some("8080"),
-            "x-forwarded-for: 10.0.0.9, 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nx-forwarded-port: 8080\r\n\r\n",
+            None,
+            "x-forwarded-for: 10.0.0.9, 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nx-forwarded-port: 8080\r\nvia: 1.1 xipgate-1\r\n\r\n",
         ),
         (
             Some("::1"),
             None,
             None,
-            "x-forwarded-for: ::1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a.d\r\n\r\n",
+            None,
+            "x-forwarded-for: ::1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nvia: 1.1 xipgate-1\r\n\r\n",
         ),
         (
             None,
             Some(b"10.0.0.9"),
             Some("80"),
-            "x-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nx-forwarded-port: 80\r\n\r\n",
+            None,
+            "x-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nx-forwarded-port: 80\r\nvia: 1.1 xipgate-1\r\n\r\n",
+        ),
+        (
+            None,
+            None,
+            None,
+            Some(b"1.0 fred, 1.1 other"),
+            "x-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nvia: 1.0 fred, 1.1 other, 1.1 xipgate-1\r\n\r\n",
         ),
     ];
-    for (client, prev, port, want) in cases {
+    for (client, prev, port, via, want) in cases {
         let mut out = Vec::new();
         finish_upstream_request(
             &Forwarded {
@@ -112,6 +123,8 @@ fn forwarded_headers_extend_the_chain() {
                 host: "a.d",
                 port,
                 tls: false,
+                via,
+                pseudonym: "xipgate-1",
             },
             &mut out,
         );
@@ -124,11 +137,29 @@ fn forwarded_headers_extend_the_chain() {
         host: "a.d",
         port: None,
         tls: true,
+        via: None,
+        pseudonym: "xipgate-1",
     };
     finish_upstream_request(&tls, &mut out);
     assert!(String::from_utf8(out)
         .expect("ascii")
         .starts_with("x-forwarded-proto: https\r\n"));
+}
+
+#[test]
+fn forged_forwarding_headers_are_dropped_and_via_is_kept_for_the_chain() {
+    let raw = "GET / HTTP/1.1\r\nHost: x.d\r\nForwarded: for=6.6.6.6;host=evil.example;proto=https\r\nX-Real-IP: 6.6.6.6\r\nX_Forwarded_Host: evil\r\nx_forwarded_for: 6.6.6.6\r\nVia: 1.0 fred\r\nAccept: */*\r\n\r\n";
+    let (p, out) = req(raw);
+    let Parsed::Take(plan) = p else {
+        panic!("not taken: {p:?}")
+    };
+    assert_eq!(out, "GET / HTTP/1.1\r\nHost: x.d\r\nAccept: */*\r\n");
+    assert_eq!(plan.xff, None, "an `_` spelling is not the client's X-Forwarded-For");
+    assert_eq!(plan.via, Some(&b"1.0 fred"[..]));
+    // Two Via headers: joined by Pingora's path, as two X-Forwarded-For are.
+    let mut out = Vec::new();
+    let two = b"GET / HTTP/1.1\r\nHost: x.d\r\nVia: 1.0 a\r\nVia: 1.0 b\r\n\r\n";
+    assert_eq!(parse_request(two, &mut out), Parsed::Handoff);
 }
 
 const STAMP: Stamp<'static> = Stamp {
