@@ -73,6 +73,8 @@ xipgate:
       timeout: 30s
       max_body: 1GiB
     startup_wait: 120s
+  upstream:
+    allow: ["127.0.0.0/8"]
   console:
     listen: 127.0.0.1:$CONSOLE_PORT
   log:

@@ -401,6 +401,8 @@ xipgate:
       delta: $2
       timeout: 10s
 ${NACOS_YAML}    startup_wait: 60s
+  upstream:
+    allow: ["127.0.0.0/8"]
   console:
     listen: 127.0.0.1:$CONSOLE_PORT
   log:

@@ -16,16 +16,16 @@ use pingora_core::services::listening::Service;
 
 use crate::acme::{Acme, AcmeError};
 use crate::config::Config;
-use crate::console::{Access, Console, ConsoleApp, Links};
+use crate::console::{Access, Console, Links};
 use crate::dns::DnsConfig;
 use crate::dns::{NoTxt, TxtRecords};
 use crate::metrics::Metrics;
 use crate::proxy::{
-    AccessLog, AccessLogError, FastPath, Limited, PingoraProxy, ProxyApp, ProxySettings,
-    ProxyShared,
+    AccessLog, AccessLogError, ConsoleListener, FastPath, Limited, PingoraProxy, ProxyApp,
+    ProxySettings, ProxyShared,
 };
 use crate::registry::{EurekaClient, NacosSource, RegistrySync, SyncState};
-use crate::routes::{Allowlist, Feed, RouteTable};
+use crate::routes::{Allowlist, Feed, OwnListeners, RouteTable};
 use crate::tls::{CertSource, CertStore, Origin, Reloader, TlsError};
 use crate::traffic::Traffic;
 
@@ -81,7 +81,8 @@ impl Parts {
             (Some(a), Some(store)) => Some(Acme::new(a.clone(), store.clone())?),
             _ => None,
         };
-        let table = Arc::new(RouteTable::new(Allowlist::new(cfg.upstream.allow.clone())));
+        let allow = Allowlist::new(cfg.upstream.allow.clone()).with_own(own_listeners(cfg));
+        let table = Arc::new(RouteTable::new(allow));
         let ranks: Vec<String> = cfg
             .registry
             .eureka
@@ -144,6 +145,28 @@ impl Parts {
             certs,
             acme,
         })
+    }
+}
+
+/// Every address the edge itself listens on and is known by: an instance registered there
+/// is refused (a request to it would come back to the edge).
+fn own_listeners(cfg: &Config) -> OwnListeners {
+    let dns = cfg.dns.as_ref();
+    OwnListeners {
+        listeners: cfg
+            .listen
+            .iter()
+            .chain(cfg.tls.iter().flat_map(|t| &t.listen))
+            .chain(&cfg.console.listen)
+            .chain(dns.into_iter().flat_map(|d| &d.listen))
+            .copied()
+            .collect(),
+        addresses: cfg
+            .edge_ip
+            .iter()
+            .chain(dns.into_iter().flat_map(|d| &d.edge_ips))
+            .copied()
+            .collect(),
     }
 }
 
@@ -246,7 +269,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     if let Some(addr) = cfg.console.listen {
         let mut console = Service::new(
             "xipgate console".to_string(),
-            HttpServer::new_app(ConsoleApp(parts.console.clone())),
+            HttpServer::new_app(ConsoleListener::new(parts.console.clone())),
         );
         console.add_tcp(&addr.to_string());
         // Not dependent on the registry: /healthz and /readyz must answer while it loads.

@@ -26,9 +26,10 @@ fn port_from_env(name: &str, default: u16) -> u16 {
 
 fn demo_config(eureka: &str, proxy: u16, console: u16) -> Result<crate::config::Config, String> {
     let dir = std::env::temp_dir().join(format!("xipgate-demo-{}", std::process::id()));
+    // The backends run on loopback, which `upstream.allow` leaves out by default.
     let yaml = format!(
         "version: 1\nthreads: 2\npid_file: {d}/xipgate.pid\nupgrade_sock: {d}/upgrade.sock\ngrace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 1\n\
-         xipgate:\n  listen: [\"127.0.0.1:{proxy}\"]\n  domains: [\"{DEFAULT_DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka}\"]\n      interval: 2s\n      timeout: 2s\n    startup_wait: 10s\n  console:\n    listen: 127.0.0.1:{console}\n    host: xipgate.{DEFAULT_DOMAIN}\n",
+         xipgate:\n  listen: [\"127.0.0.1:{proxy}\"]\n  domains: [\"{DEFAULT_DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"{eureka}\"]\n      interval: 2s\n      timeout: 2s\n    startup_wait: 10s\n  upstream:\n    allow: [\"127.0.0.0/8\"]\n  console:\n    listen: 127.0.0.1:{console}\n    host: xipgate.{DEFAULT_DOMAIN}\n",
         d = dir.display()
     );
     let parsed = crate::config::parse(&yaml, "demo").map_err(|e| e.to_string())?;

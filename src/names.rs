@@ -213,6 +213,14 @@ pub fn normalize_host(raw: &str) -> Result<String, HostError> {
                 printable(host)
             )));
         }
+        // RFC 952/1123: no host name label starts or ends with `-`, so no client sends
+        // one; routing it anyway (its `-` trimmed) would only be lenient input.
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(HostError::Invalid(format!(
+                "label '{}' starts or ends with '-'",
+                printable(label)
+            )));
+        }
     }
     if host.parse::<std::net::Ipv4Addr>().is_ok() {
         return Err(HostError::Invalid("an IP literal names no service".into()));

@@ -41,7 +41,13 @@ fn loopback_is_not_allowed_by_default() {
         for a in ["127.0.0.1", "127.1.2.3", "::1"] {
             assert!(!allowed(a), "{a} is allowed by {:?}", cfg.upstream.allow);
         }
-        for a in ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "fd00::1"] {
+        for a in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "fd00::1",
+        ] {
             assert!(allowed(a), "{a} is not allowed by {:?}", cfg.upstream.allow);
         }
     }

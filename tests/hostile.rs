@@ -144,7 +144,9 @@ async fn the_edge_never_proxies_to_itself() {
         let (s, v) = x.api(&format!("/api/v1/instances/{}", own.label()));
         assert_eq!(s, 200, "{v}");
         assert!(
-            v["blocked"].as_str().is_some_and(|b| b.contains("own listener")),
+            v["blocked"]
+                .as_str()
+                .is_some_and(|b| b.contains("own listener")),
             "{v}"
         );
     }
@@ -188,13 +190,19 @@ async fn a_request_carrying_the_edges_own_via_entry_is_a_508() {
     let send = |via: &str| {
         let text = raw(
             x.proxy,
-            format!("GET /again HTTP/1.1\r\nHost: {host}\r\nVia: {via}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "GET /again HTTP/1.1\r\nHost: {host}\r\nVia: {via}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .unwrap();
         parse_response(&text)
     };
-    for via in [mine.clone(), format!("1.0 fred, {mine}"), mine.to_uppercase()] {
+    for via in [
+        mine.clone(),
+        format!("1.0 fred, {mine}"),
+        mine.to_uppercase(),
+    ] {
         let (s, _, body) = send(&via);
         assert_eq!(s, 508, "Via: {via}: {body}");
         assert!(body.contains("loop"), "{body}");
@@ -218,7 +226,11 @@ async fn a_request_carrying_the_edges_own_via_entry_is_a_508() {
         .iter()
         .filter_map(|r| r["status"].as_u64())
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 508).count(), 3, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 508).count(),
+        3,
+        "{statuses:?}"
+    );
 }
 
 /// Opens a connection from a chosen loopback source address.

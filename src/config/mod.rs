@@ -48,11 +48,13 @@ pub const DEFAULT_SHRINK_GRACE: Duration = Duration::from_secs(120);
 /// delta it serves can be up to 30 s old (its response cache): a copy more than
 /// 180 - 30 s old may have missed a change no delta still carries.
 pub const DEFAULT_DELTA_WINDOW: Duration = Duration::from_secs(150);
-pub const DEFAULT_ALLOW: [&str; 6] = [
+/// Private ranges, CGNAT and IPv6 unique-local. Not loopback: no real instance lives
+/// there, and in a pod it is the edge itself (its console included); list it explicitly
+/// for backends on the edge's own machine (the demo and the tests do).
+pub const DEFAULT_ALLOW: [&str; 5] = [
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
-    "127.0.0.0/8",
     "100.64.0.0/10",
     "fc00::/7",
 ];

@@ -4,6 +4,7 @@ mod access;
 mod fast;
 mod host;
 mod limit;
+mod loop_guard;
 mod respond;
 mod rules;
 mod upstream_cert;
@@ -13,6 +14,7 @@ pub use access::{AccessEntry, AccessLog, AccessLogError};
 pub use fast::{FastPath, ProxyApp};
 pub use host::request_host;
 pub use limit::Limited;
+pub use loop_guard::ConsoleListener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -323,6 +325,14 @@ impl ProxyHttp for PingoraProxy {
         let req = session.req_header();
         ctx.origin = req.headers.get(ORIGIN).cloned();
 
+        // Before anything else: a request that has been through this edge already is
+        // answered, whatever it asks for (the console host included).
+        if let Some(answer) = loop_guard::loop_answer(req) {
+            ctx.answered = Some(answer.status);
+            respond(session, answer).await?;
+            return Ok(true);
+        }
+
         if let (false, Some(port)) = (ctx.tls, self.shared.settings.https_redirect) {
             let host = request_host(req).unwrap_or_default();
             let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -527,21 +537,46 @@ impl ProxyHttp for PingoraProxy {
             })
             .cloned()
             .collect();
-        for name in hop {
+        // The chains the edge extends, read before the client's forwarding headers go:
+        // every spelling of them (`rules::is_forwarding`), the edge writes its own below.
+        let xff = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|client| {
+                rules::forwarded_for(
+                    upstream
+                        .headers
+                        .get_all("x-forwarded-for")
+                        .iter()
+                        .map(|v| v.as_bytes()),
+                    &client.ip().to_string(),
+                )
+            });
+        let mut via = Vec::with_capacity(64);
+        rules::via_into(
+            &mut via,
+            upstream
+                .headers
+                .get_all(http::header::VIA)
+                .iter()
+                .map(|v| v.as_bytes()),
+            rules::via_protocol(session.req_header().version),
+            rules::pseudonym(),
+        );
+        let dropped: Vec<http::header::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|n| rules::is_forwarding(n.as_str()))
+            .cloned()
+            .collect();
+        for name in hop.into_iter().chain(dropped) {
             upstream.remove_header(&name);
         }
         // The client's Host goes through unchanged (as the older design did).
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let xff = rules::forwarded_for(
-                upstream
-                    .headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .map(|v| v.as_bytes()),
-                &client.ip().to_string(),
-            );
+        if let Some(xff) = xff {
             upstream.insert_header("x-forwarded-for", xff)?;
         }
+        upstream.insert_header(http::header::VIA, via)?;
         upstream.insert_header("x-forwarded-proto", rules::forwarded_proto(ctx.tls))?;
         if let Some(host) = &ctx.host {
             upstream.insert_header("x-forwarded-host", host.as_str())?;

@@ -28,14 +28,21 @@ pub const HOP_BY_HOP: [&str; 10] = [
     "http2-settings",
 ];
 
-/// The X-Forwarded-* headers the edge writes itself (a client's own are replaced, except
-/// X-Forwarded-For, which is extended: see [`forwarded_for`]).
-pub const EDGE_FORWARDED: [&str; 4] = [
+/// The forwarding headers the edge writes itself: a client's own are replaced, except
+/// X-Forwarded-For and Via, which are extended (see [`forwarded_for`] and [`via_into`]).
+pub const EDGE_FORWARDED: [&str; 5] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "x-forwarded-port",
+    "via",
 ];
+
+/// Forwarding headers the edge does not write and never passes on: a client would choose
+/// the address, host and scheme the app sees through them (Spring's
+/// `ForwardedHeaderFilter` reads `Forwarded` before any X-Forwarded-*; `X-Real-IP` is
+/// nginx's convention for the client's address).
+pub const CLIENT_FORWARDED: [&str; 2] = ["forwarded", "x-real-ip"];
 
 /// Hop-by-hop headers of the backend's connection, never passed to the client.
 pub const RESPONSE_HOP_BY_HOP: [&str; 3] = ["connection", "keep-alive", "proxy-connection"];
@@ -51,9 +58,21 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     any_is(&HOP_BY_HOP, name)
 }
 
+/// A forwarding header, in any spelling that reads as one: `_` counts as `-`, because
+/// CGI-style servers (and frameworks on them) turn both into the same variable.
+pub fn is_forwarding(name: &str) -> bool {
+    let same = |h: &&str| {
+        h.len() == name.len()
+            && h.bytes()
+                .zip(name.bytes())
+                .all(|(h, n)| h == n.to_ascii_lowercase() || (h == b'-' && n == b'_'))
+    };
+    EDGE_FORWARDED.iter().chain(&CLIENT_FORWARDED).any(same)
+}
+
 /// A client request header the edge does not pass upstream as it is.
 pub fn dropped_upstream(name: &str) -> bool {
-    is_hop_by_hop(name) || any_is(&EDGE_FORWARDED, name)
+    is_hop_by_hop(name) || is_forwarding(name)
 }
 
 /// A backend response header the edge does not pass to the client as it is (framing
@@ -162,6 +181,77 @@ pub fn forwarded_for_into<'a>(
         out.extend_from_slice(b", ");
     }
     out.extend_from_slice(client.as_bytes());
+}
+
+/// This process's name in the Via header (RFC 9110 §7.6.3): `xipgate-` and 16 random hex
+/// digits, new in every process. A request that arrives carrying it has been through this
+/// edge already: an instance's address led back to it ([`looped`]). Random rather than
+/// the host name, so two edges in a chain (or an old and a new process during an upgrade)
+/// never take each other for themselves.
+pub fn pseudonym() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // std's RandomState is seeded from the OS's random source once per process.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        format!("xipgate-{:016x}", h.finish())
+    })
+}
+
+/// The status a looped request gets (RFC 5842 §7.2, 508 Loop Detected).
+pub const LOOP_STATUS: u16 = 508;
+
+/// Why a looped request is refused.
+pub const LOOP_MESSAGE: &str = "loop detected: this request has already passed through this edge (its Via header carries the edge's own entry); an instance's address leads back to the edge";
+
+/// Whether the request's Via values (every Via header, in order) carry `me` as the
+/// received-by of an entry (`<protocol> <received-by> [comment]`).
+pub fn looped<'a>(via: impl IntoIterator<Item = &'a [u8]>, me: &str) -> bool {
+    via.into_iter()
+        .flat_map(|v| v.split(|&b| b == b','))
+        .any(|entry| {
+            let mut parts = entry
+                .split(|&b| b == b' ' || b == b'\t')
+                .filter(|p| !p.is_empty());
+            parts.next().is_some()
+                && parts
+                    .next()
+                    .is_some_and(|by| by.eq_ignore_ascii_case(me.as_bytes()))
+        })
+}
+
+/// The Via sent upstream, appended to `out`: the client's own entries (every Via header,
+/// in order, empty and unsafe ones left out), then the edge's, `<protocol> <me>`.
+pub fn via_into<'a>(
+    out: &mut Vec<u8>,
+    client_values: impl IntoIterator<Item = &'a [u8]>,
+    protocol: &str,
+    me: &str,
+) {
+    for v in client_values {
+        let v = trim_ows(v);
+        if v.is_empty() || !header_safe(v) {
+            continue;
+        }
+        out.extend_from_slice(v);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(protocol.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(me.as_bytes());
+}
+
+/// Via's received-protocol for the version the request arrived in (`HTTP/` left out, as
+/// RFC 9110 allows).
+pub fn via_protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
 }
 
 /// Why a `101 Switching Protocols` to a request that asked for no upgrade is a 502 on both

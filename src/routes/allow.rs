@@ -6,7 +6,7 @@
 //! catch-all such as `0.0.0.0/0`; only a listed range inside them opens them.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -17,6 +17,32 @@ const LINK_LOCAL: [&str; 2] = ["169.254.0.0/16", "fe80::/10"];
 pub struct Allowlist {
     allow: Vec<IpNet>,
     link_local: Vec<IpNet>,
+    own: OwnListeners,
+}
+
+/// The edge's own listeners (proxy, HTTPS, console, DNS) and the addresses it is known by
+/// (its `edge_ip`s; loopback always): an instance there would be the edge itself.
+#[derive(Debug, Clone, Default)]
+pub struct OwnListeners {
+    pub listeners: Vec<SocketAddr>,
+    pub addresses: Vec<IpAddr>,
+}
+
+impl OwnListeners {
+    /// Whether `addr` reaches one of the listeners: the same address and port, or the
+    /// same port on an address of the edge's when the listener takes every address
+    /// (`0.0.0.0`, `::`).
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        let ip = canonical(addr.ip());
+        let own_ip = ip.is_loopback()
+            || ip.is_unspecified()
+            || self.addresses.iter().any(|a| canonical(*a) == ip)
+            || self.listeners.iter().any(|l| canonical(l.ip()) == ip);
+        self.listeners.iter().any(|l| {
+            l.port() == addr.port()
+                && (canonical(l.ip()) == ip || (l.ip().is_unspecified() && own_ip))
+        })
+    }
 }
 
 /// Why an address is not proxied.
@@ -27,6 +53,7 @@ pub enum Refusal {
     Unroutable(IpAddr),
     NotAnIp(String),
     NoPort,
+    OwnListener(SocketAddr),
 }
 
 impl Refusal {
@@ -39,6 +66,7 @@ impl Refusal {
             Refusal::Unroutable(_) => "unspecified, broadcast or multicast",
             Refusal::NotAnIp(_) => "not an IP address",
             Refusal::NoPort => "no enabled port",
+            Refusal::OwnListener(_) => "one of the edge's own listeners",
         }
     }
 }
@@ -55,6 +83,10 @@ impl fmt::Display for Refusal {
             Refusal::Unroutable(ip) => write!(f, "address {ip} is {reason}"),
             Refusal::NotAnIp(s) => write!(f, "ipAddr '{}' is {reason}", crate::names::printable(s)),
             Refusal::NoPort => write!(f, "the instance has {reason}"),
+            Refusal::OwnListener(addr) => write!(
+                f,
+                "address {addr} is {reason} (a request there would come back to the edge)"
+            ),
         }
     }
 }
@@ -65,7 +97,27 @@ impl Allowlist {
             .iter()
             .map(|s| s.parse().expect("constant CIDRs parse"))
             .collect();
-        Allowlist { allow, link_local }
+        Allowlist {
+            allow,
+            link_local,
+            own: OwnListeners::default(),
+        }
+    }
+
+    /// The same list, refusing the edge's own listeners too ([`Allowlist::check_upstream`]).
+    pub fn with_own(mut self, own: OwnListeners) -> Self {
+        self.own = own;
+        self
+    }
+
+    /// The address an instance is reached at: its IP allowed ([`Allowlist::check`]) and
+    /// not one of the edge's own listeners.
+    pub fn check_upstream(&self, addr: SocketAddr) -> Result<(), Refusal> {
+        self.check(addr.ip())?;
+        if self.own.contains(addr) {
+            return Err(Refusal::OwnListener(addr));
+        }
+        Ok(())
     }
 
     pub fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
@@ -147,6 +199,7 @@ mod tests {
             Refusal::Unroutable(ip),
             Refusal::NotAnIp(String::new()),
             Refusal::NoPort,
+            Refusal::OwnListener("10.0.0.1:8080".parse().unwrap()),
         ];
         for r in &all {
             match r {
@@ -154,7 +207,8 @@ mod tests {
                 | Refusal::LinkLocal(_)
                 | Refusal::Unroutable(_)
                 | Refusal::NotAnIp(_)
-                | Refusal::NoPort => {}
+                | Refusal::NoPort
+                | Refusal::OwnListener(_) => {}
             }
         }
         all.to_vec()
@@ -187,5 +241,56 @@ mod tests {
             .map(|r| r.reason().to_string())
             .collect();
         assert_eq!(documented, code, "the 403 row of docs/names-and-routing.md");
+    }
+
+    #[test]
+    fn the_edges_own_listeners_are_refused() {
+        let own = OwnListeners {
+            listeners: [
+                "0.0.0.0:8080",
+                "127.0.0.1:9080",
+                "10.0.0.5:8443",
+                "[::]:5353",
+            ]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect(),
+            addresses: vec!["10.9.9.9".parse().unwrap()],
+        };
+        let l = list(&["10.0.0.0/8", "127.0.0.0/8", "fc00::/7"]).with_own(own);
+        for (addr, refused) in [
+            ("127.0.0.1:9080", true),          // the console's own address
+            ("[::ffff:127.0.0.1]:9080", true), // the same, IPv4-mapped
+            ("127.0.0.2:9080", false),         // loopback, but not where the console listens
+            ("127.0.0.1:8080", true),          // the wildcard proxy listener, on loopback
+            ("127.8.8.8:8080", true),          // any loopback address reaches a wildcard listener
+            ("10.9.9.9:8080", true),           // an edge_ip
+            ("10.0.0.5:8080", true),           // the HTTPS listener's address is the edge's
+            ("10.0.0.5:8443", true),           // the HTTPS listener itself
+            ("10.0.0.6:8443", false),          // another host's port 8443
+            ("10.1.2.3:8080", false),          // another host's port 8080
+            ("10.9.9.9:5353", true),           // the DNS listener on `::` takes IPv4 too
+            ("127.0.0.1:8081", false),         // a loopback port the edge does not listen on
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let got = l.check_upstream(addr);
+            assert_eq!(
+                got == Err(Refusal::OwnListener(addr)),
+                refused,
+                "{addr}: {got:?}"
+            );
+            if !refused {
+                assert_eq!(got, Ok(()), "{addr}");
+            }
+        }
+        // Outside upstream.allow is said first.
+        let addr: SocketAddr = "8.8.8.8:8080".parse().unwrap();
+        assert!(matches!(
+            l.check_upstream(addr),
+            Err(Refusal::NotAllowed(_))
+        ));
+        assert!(Refusal::OwnListener("127.0.0.1:9080".parse().unwrap())
+            .to_string()
+            .contains("own listener"));
     }
 }

@@ -10,7 +10,7 @@ mod allow;
 mod feed;
 mod labels;
 
-pub use allow::{Allowlist, Refusal};
+pub use allow::{Allowlist, OwnListeners, Refusal};
 pub use feed::{merge, Feed};
 
 use std::borrow::Borrow;
@@ -444,12 +444,14 @@ impl RouteTable {
             .parse()
             .map_err(|_| Refusal::NotAnIp(instance.ip_addr.clone()))?;
         self.allow.check(ip)?;
-        match (instance.port, instance.secure_port) {
-            (Some(port), _) => Ok(SocketAddr::new(ip, port)),
+        let addr = match (instance.port, instance.secure_port) {
+            (Some(port), _) => SocketAddr::new(ip, port),
             // Reached over TLS (`Target::tls`).
-            (None, Some(secure)) => Ok(SocketAddr::new(ip, secure)),
-            (None, None) => Err(Refusal::NoPort),
-        }
+            (None, Some(secure)) => SocketAddr::new(ip, secure),
+            (None, None) => return Err(Refusal::NoPort),
+        };
+        self.allow.check_upstream(addr)?;
+        Ok(addr)
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Plan<'a> {
     /// The client's X-Forwarded-For, when it sent one (as sent: [`rules::forwarded_for`]
     /// decides what of it goes on).
     pub xff: Option<&'a [u8]>,
+    /// The client's Via, when it sent one (the edge's own entry in it is a loop:
+    /// [`rules::looped`]).
+    pub via: Option<&'a [u8]>,
     /// The client asked to close the connection after this response.
     pub close: bool,
     pub has_origin: bool,
@@ -61,7 +64,7 @@ fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Decides what to do with the bytes at the start of `buf`, in one pass. When the request
 /// is taken, `out` holds the start of the request head for the upstream: the client's
-/// request line and headers (Host unchanged) without hop-by-hop and X-Forwarded-* ones;
+/// request line and headers (Host unchanged) without hop-by-hop and forwarding ones;
 /// [`finish_upstream_request`] completes it. Otherwise `out` is left empty.
 pub fn parse_request<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
     out.clear();
@@ -94,6 +97,7 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut host = None;
     let mut xff = None;
+    let mut via = None;
     let mut close = false;
     let mut seen_connection = false;
     let mut has_origin = false;
@@ -135,6 +139,12 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
                 return Parsed::Handoff;
             }
             xff = Some(h.value);
+        } else if is(n, "via") {
+            // As for X-Forwarded-For: Pingora's path joins several.
+            if via.is_some() {
+                return Parsed::Handoff;
+            }
+            via = Some(h.value);
         } else if is(n, "origin") {
             has_origin = true;
         }
@@ -148,6 +158,7 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
             method,
             host,
             xff,
+            via,
             close,
             has_origin,
         }),
@@ -186,10 +197,15 @@ pub struct Forwarded<'a> {
     pub port: Option<&'a str>,
     /// The client connection is TLS.
     pub tls: bool,
+    /// The client's Via.
+    pub via: Option<&'a [u8]>,
+    /// The edge's own Via entry ([`rules::pseudonym`]).
+    pub pseudonym: &'a str,
 }
 
-/// Completes the upstream request head [`parse_request`] started: X-Forwarded-For extended
-/// with the client, X-Forwarded-Proto/Host/Port set, as the Pingora path does.
+/// Completes the upstream request head [`parse_request`] started: X-Forwarded-For and Via
+/// extended with the client and the edge, X-Forwarded-Proto/Host/Port set, as the Pingora
+/// path does.
 pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
     if let Some(ip) = fwd.client {
         out.extend_from_slice(b"x-forwarded-for: ");
@@ -205,7 +221,10 @@ pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
     if let Some(port) = fwd.port {
         put_header(out, b"x-forwarded-port", port.as_bytes());
     }
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(b"via: ");
+    // The fast path takes HTTP/1.1 requests only.
+    rules::via_into(out, fwd.via, "1.1", fwd.pseudonym);
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// How the body of a response ends.

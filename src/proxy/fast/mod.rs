@@ -141,7 +141,10 @@ impl FastPath {
                 }
             };
 
-            // 2. Route it, or leave it to Pingora.
+            // 2. Route it, or leave it to Pingora (which answers a looped request: 508).
+            if rules::looped(plan.via, rules::pseudonym()) {
+                return handoff(stream, &buf);
+            }
             let started = Instant::now();
             let generation = self.shared.table.generation();
             let hit = cached
@@ -181,6 +184,8 @@ impl FastPath {
                     host: &c.host,
                     port: port_text.as_deref(),
                     tls,
+                    via: plan.via,
+                    pseudonym: rules::pseudonym(),
                 },
                 &mut upstream_req,
             );

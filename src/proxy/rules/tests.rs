@@ -401,7 +401,10 @@ fn via_extends_the_chain_with_the_edge() {
     };
     assert_eq!(via(&[], "1.1"), "1.1 xipgate-1");
     assert_eq!(via(&[b"1.0 fred"], "1.1"), "1.0 fred, 1.1 xipgate-1");
-    assert_eq!(via(&[b"1.0 a", b" ", b"2 b"], "2"), "1.0 a, 2 b, 2 xipgate-1");
+    assert_eq!(
+        via(&[b"1.0 a", b" ", b"2 b"], "2"),
+        "1.0 a, 2 b, 2 xipgate-1"
+    );
     assert_eq!(via(&[b"1.1 \x01bad"], "1.0"), "1.0 xipgate-1");
     for (v, want) in [
         (http::Version::HTTP_10, "1.0"),
@@ -413,6 +416,9 @@ fn via_extends_the_chain_with_the_edge() {
     // One pseudonym per process, a valid Via received-by token.
     let me = pseudonym();
     assert_eq!(me, pseudonym());
-    assert!(me.starts_with("xipgate-") && me.len() == "xipgate-".len() + 16, "{me}");
+    assert!(
+        me.starts_with("xipgate-") && me.len() == "xipgate-".len() + 16,
+        "{me}"
+    );
     assert!(looped([format!("1.1 {me}").as_bytes()], me));
 }

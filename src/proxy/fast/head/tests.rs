@@ -154,7 +154,10 @@ fn forged_forwarding_headers_are_dropped_and_via_is_kept_for_the_chain() {
         panic!("not taken: {p:?}")
     };
     assert_eq!(out, "GET / HTTP/1.1\r\nHost: x.d\r\nAccept: */*\r\n");
-    assert_eq!(plan.xff, None, "an `_` spelling is not the client's X-Forwarded-For");
+    assert_eq!(
+        plan.xff, None,
+        "an `_` spelling is not the client's X-Forwarded-For"
+    );
     assert_eq!(plan.via, Some(&b"1.0 fred"[..]));
     // Two Via headers: joined by Pingora's path, as two X-Forwarded-For are.
     let mut out = Vec::new();
