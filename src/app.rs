@@ -276,9 +276,13 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         server.add_service(console);
     }
 
-    // The DNS server answers the ACME challenges from the store every replica shares.
+    // The DNS server answers the ACME challenges from memory, kept current from the store
+    // every replica shares by a service of its own (never read on the DNS thread).
     let txt: Arc<dyn TxtRecords> = match &parts.acme {
-        Some(acme) => Arc::new(acme.store()),
+        Some(acme) => {
+            server.add_service(background_service("acme challenges", acme.refresher()));
+            acme.txt_records()
+        }
         None => Arc::new(NoTxt),
     };
     if let Some(dns) = &cfg.dns {

@@ -14,6 +14,7 @@ mod pki;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Output;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -249,9 +250,14 @@ async fn two_replicas_share_one_store_one_orders_the_other_answers_and_both_serv
         &eureka.url(),
         &acme_yaml(dns_a, &dead, &pebble.https_ca, &store),
     );
+    // B asks both replicas' DNS before telling pebble the challenge is ready: A answers
+    // from values it reads from the store every second, and pebble asks only A.
     let b = Xipgate::start(
         &eureka.url(),
-        &acme_yaml(dns_b, &pebble.directory, &pebble.https_ca, &store),
+        &format!(
+            "{}    self_check: [\"{dns_a}\", \"{dns_b}\"]\n",
+            acme_yaml(dns_b, &pebble.directory, &pebble.https_ca, &store)
+        ),
     );
     wait_tls(
         &b,
@@ -281,4 +287,135 @@ async fn two_replicas_share_one_store_one_orders_the_other_answers_and_both_serv
         .filter(|e| e.as_ref().is_ok_and(|e| e.file_name() == "account.json"))
         .count();
     assert_eq!(accounts, 1);
+}
+
+/// `dig +short` for `name`/`rtype` at `server`, one try of at most 2 s.
+fn dig_short(server: SocketAddr, name: &str, rtype: &str) -> Output {
+    Command::new("dig")
+        .args(["+short", "+tries=1", "+time=2", "-p"])
+        .arg(server.port().to_string())
+        .arg(format!("@{}", server.ip()))
+        .args([name, rtype])
+        .output()
+        .expect("dig (apt-get install bind9-dnsutils)")
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo reads a NUL-terminated path and nothing else.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_answers_challenges_from_memory_while_the_store_hangs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[]).await;
+    let dns: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let store = dir.path().join("store");
+    // No CA is reachable: nothing orders; the values are published by hand, as the
+    // ordering replica would.
+    let dead = format!("https://127.0.0.1:{}/dir", free_port());
+    let ca = pki::Ca::new(dir.path(), "unused");
+    let x = Xipgate::start(&eureka.url(), &acme_yaml(dns, &dead, &ca.file, &store));
+    let name = format!("_acme-challenge.{DOMAIN}");
+    std::fs::write(store.join("challenges").join(&name), "value-1\n").expect("publish");
+    eventually(
+        Duration::from_secs(10),
+        "the published value answered",
+        || String::from_utf8_lossy(&dig_short(dns, &name, "TXT").stdout).contains("value-1"),
+    );
+
+    // A read of the store that never returns (a FIFO nobody writes, as a hung NFS read).
+    let stalled = format!("_acme-challenge.stalled.{DOMAIN}");
+    mkfifo(&store.join("challenges").join(&stalled));
+    for _ in 0..3 {
+        for (qname, rtype, want) in [
+            (stalled.as_str(), "TXT", ""),
+            (name.as_str(), "TXT", "\"value-1\""),
+            (&*format!("order-service.{DOMAIN}"), "A", "127.0.0.1"),
+        ] {
+            let out = dig_short(dns, qname, rtype);
+            assert!(
+                out.status.success(),
+                "{qname} {rtype} unanswered while the store hangs: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                x.log()
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "{qname}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_ca_fails_the_order_at_its_deadline_and_the_lock_holder_is_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("shared-store");
+    let dns_a: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let dns_b: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let pebble = Pebble::start(dir.path(), dns_a, Duration::from_secs(3600));
+    // A CA that accepts connections and never answers.
+    pebble.pause();
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[]).await;
+    let a = Xipgate::start(
+        &eureka.url(),
+        &format!(
+            "{}    order_timeout: 4s\n",
+            acme_yaml(dns_a, &pebble.directory, &pebble.https_ca, &store)
+        ),
+    );
+    let body = wait_tls(&a, Duration::from_secs(30), "a failed order", |b| {
+        b["acme"][0]["orders_failed"].as_u64().unwrap_or(0) > 0
+    });
+    let error = body["acme"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("order_timeout"), "{body}");
+
+    // Replica B (its CA unreachable, so its own orders fail at once) sees A's lock.
+    let dead = format!("https://127.0.0.1:{}/dir", free_port());
+    let b = Xipgate::start(
+        &eureka.url(),
+        &format!(
+            "{}    order_timeout: 4s\n",
+            acme_yaml(dns_b, &dead, &pebble.https_ca, &store)
+        ),
+    );
+    let body = wait_tls(&b, Duration::from_secs(30), "A's lock shown by B", |b| {
+        let lock = &b["acme"][0]["lock"];
+        lock["holder"]
+            .as_str()
+            .is_some_and(|h| h.ends_with(&format!("pid {}", a.child.id())))
+            && lock["age_seconds"].is_u64()
+    });
+    assert!(body["acme"][0]["lock"]["since"].is_u64(), "{body}");
+
+    // A stuck while it holds the lock (SIGSTOP): B says so once the lock outlives an
+    // order and a check. The holder empties the lock file before it lets go, so a file
+    // that still names A after the stop means A is stopped holding it.
+    let names_a = || {
+        std::fs::read_to_string(store.join("lock"))
+            .is_ok_and(|t| t.contains(&format!("pid {}\"", a.child.id())))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if names_a() {
+            pebble::signal(&a.child, libc::SIGSTOP);
+            if names_a() {
+                break;
+            }
+            pebble::signal(&a.child, libc::SIGCONT);
+        }
+        assert!(Instant::now() < deadline, "A never held the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = wait_tls(&b, Duration::from_secs(30), "B says A is stuck", |b| {
+        b["acme"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stuck"))
+    });
+    let error = body["acme"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains(&format!("pid {}", a.child.id())), "{body}");
+    pebble::signal(&a.child, libc::SIGCONT);
+    pebble.resume();
 }

@@ -2,33 +2,44 @@
 //! directory for one process), so only one replica orders and every replica serves.
 //!
 //! ```text
-//! <store>/account.json                  the ACME account (key and URL)
-//! <store>/lock                          flock(2): held by the replica placing an order
-//! <store>/certs/<domain>/fullchain.pem  the certificate, leaf first
-//! <store>/certs/<domain>/privkey.pem    its key
+//! <store>/account.json                      the ACME account (key and URL)
+//! <store>/lock                              flock(2): held by the replica placing an order;
+//!                                           its content names that replica and since when
+//! <store>/certs/<domain>/certificate.pem    the chain (leaf first) and its key, one file
 //! <store>/challenges/_acme-challenge.<domain>   pending DNS-01 values, one per line
 //! ```
 //!
 //! Files are written to a temporary name and renamed into place, so a reader sees the old
-//! file or the new one, never half of one. Every replica's DNS server reads the challenge
-//! files on each TXT query, so whichever replica the CA's resolver reaches answers.
+//! file or the new one, never half of one. The chain and its key are one file for the same
+//! reason: two files renamed one after the other leave a mismatched pair when the writer
+//! dies between the renames. Stores written before that (`fullchain.pem` + `privkey.pem`)
+//! are migrated at start ([`Store::migrate_legacy`]).
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
-use crate::dns::TxtRecords;
+use serde::{Deserialize, Serialize};
+
+use crate::tls::CertKey;
 
 /// What went wrong with the store itself.
 #[derive(Debug, thiserror::Error)]
-#[error("ACME store {path}: {source}")]
-pub struct StoreError {
-    path: PathBuf,
-    source: std::io::Error,
+pub enum StoreError {
+    #[error("ACME store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ACME store {path}: flock(2) on it does not exclude a second holder, so replicas sharing the store would all order at once (mount it with lock support, e.g. NFSv4 without `nolock`)")]
+    LockNotExclusive { path: PathBuf },
 }
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, StoreError> {
-    r.map_err(|source| StoreError {
+    r.map_err(|source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -39,9 +50,50 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// Who holds the order lock, as it wrote into the lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// Host name (the pod's name in Kubernetes) and process id.
+    pub holder: String,
+    /// Unix seconds when it took the lock.
+    pub since: u64,
+}
+
+/// The outcome of [`Store::try_lock`].
+pub enum LockAttempt {
+    Taken(OrderLock),
+    /// Another replica holds it; who, if it has said so yet.
+    Held(Option<LockHolder>),
+}
+
 /// Held while this replica places an order; released when dropped.
 pub struct OrderLock {
-    _file: File,
+    file: File,
+    pub holder: LockHolder,
+}
+
+impl Drop for OrderLock {
+    fn drop(&mut self) {
+        // Emptied before the kernel releases the flock with the file, so a name in the
+        // file means a current holder (or one that died, whose lock is free anyway).
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// This process, as other replicas see it in the lock file.
+fn who_am_i() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("{host} pid {}", std::process::id())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Store {
@@ -53,46 +105,97 @@ impl Store {
         &self.root
     }
 
-    pub fn cert_file(&self, domain: &str) -> PathBuf {
-        self.root.join("certs").join(domain).join("fullchain.pem")
+    fn domain_dir(&self, domain: &str) -> PathBuf {
+        self.root.join("certs").join(domain)
     }
 
-    pub fn key_file(&self, domain: &str) -> PathBuf {
-        self.root.join("certs").join(domain).join("privkey.pem")
+    /// The certificate's chain and key, in one file (both halves of a [`CertSource`]).
+    ///
+    /// [`CertSource`]: crate::tls::CertSource
+    pub fn cert_file(&self, domain: &str) -> PathBuf {
+        self.domain_dir(domain).join("certificate.pem")
     }
 
     fn account_file(&self) -> PathBuf {
         self.root.join("account.json")
     }
 
-    fn challenge_file(&self, name: &str) -> PathBuf {
-        self.root.join("challenges").join(name)
+    fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
     }
 
-    /// Creates the directories (at start, so a read-only or missing volume is said early).
+    fn challenges_dir(&self) -> PathBuf {
+        self.root.join("challenges")
+    }
+
+    fn challenge_file(&self, name: &str) -> PathBuf {
+        self.challenges_dir().join(name)
+    }
+
+    /// Creates the directories and tests the lock (at start, so a read-only or missing
+    /// volume, or one without working locks, is said early).
     pub fn prepare(&self) -> Result<(), StoreError> {
-        for d in [self.root.join("certs"), self.root.join("challenges")] {
+        for d in [self.root.join("certs"), self.challenges_dir()] {
             io(&d, std::fs::create_dir_all(&d))?;
         }
-        Ok(())
+        self.lock_self_test()
     }
 
-    /// The order lock, if no other replica holds it.
-    pub fn try_lock(&self) -> Result<Option<OrderLock>, StoreError> {
-        let path = self.root.join("lock");
-        let file = io(
+    fn open_lock(&self) -> Result<File, StoreError> {
+        let path = self.lock_file();
+        io(
             &path,
             OpenOptions::new()
                 .create(true)
                 .truncate(false)
+                .read(true)
                 .write(true)
                 .open(&path),
-        )?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(OrderLock { _file: file })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(StoreError { path, source: e }),
+        )
+    }
+
+    /// Takes the lock through one open file and tries it through a second: the second
+    /// must be refused (flock is per open file, so this holds within one process too).
+    fn lock_self_test(&self) -> Result<(), StoreError> {
+        let path = self.lock_file();
+        let first = self.open_lock()?;
+        match first.try_lock() {
+            Ok(()) => {}
+            // Another replica is ordering right now: the lock excludes, which is the test.
+            Err(TryLockError::WouldBlock) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(StoreError::Io { path, source: e }),
         }
+        let second = self.open_lock()?;
+        match second.try_lock() {
+            Err(TryLockError::WouldBlock) => Ok(()),
+            Ok(()) => Err(StoreError::LockNotExclusive { path }),
+            Err(TryLockError::Error(e)) => Err(StoreError::Io { path, source: e }),
+        }
+    }
+
+    /// The order lock, if no other replica holds it; else who does.
+    pub fn try_lock(&self) -> Result<LockAttempt, StoreError> {
+        let path = self.lock_file();
+        let mut file = self.open_lock()?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(LockAttempt::Held(read_holder(&mut file))),
+            Err(TryLockError::Error(e)) => return Err(StoreError::Io { path, source: e }),
+        }
+        let holder = LockHolder {
+            holder: who_am_i(),
+            since: unix_now(),
+        };
+        let text = serde_json::to_vec(&holder).unwrap_or_default();
+        // Synced so replicas on other hosts (NFS) read it while the lock is held.
+        io(
+            &path,
+            file.set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| file.write_all(&text))
+                .and_then(|_| file.sync_data()),
+        )?;
+        Ok(LockAttempt::Taken(OrderLock { file, holder }))
     }
 
     pub fn read_account(&self) -> Result<Option<String>, StoreError> {
@@ -100,7 +203,7 @@ impl Store {
         match std::fs::read_to_string(&path) {
             Ok(s) => Ok(Some(s)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError { path, source: e }),
+            Err(e) => Err(StoreError::Io { path, source: e }),
         }
     }
 
@@ -108,18 +211,45 @@ impl Store {
         write_atomic(&self.account_file(), json.as_bytes(), true)
     }
 
-    /// Writes a new certificate: the key first, then the chain, each renamed into place
-    /// (a reader between the two sees a mismatched pair, refuses it and keeps the old).
+    /// Writes a new certificate: chain and key in one file, renamed into place at once.
     pub fn write_cert(
         &self,
         domain: &str,
         chain_pem: &str,
         key_pem: &str,
     ) -> Result<(), StoreError> {
-        let dir = self.root.join("certs").join(domain);
+        let dir = self.domain_dir(domain);
         io(&dir, std::fs::create_dir_all(&dir))?;
-        write_atomic(&self.key_file(domain), key_pem.as_bytes(), true)?;
-        write_atomic(&self.cert_file(domain), chain_pem.as_bytes(), false)
+        let mut text = chain_pem.trim_end().to_string();
+        text.push('\n');
+        text.push_str(key_pem);
+        write_atomic(&self.cert_file(domain), text.as_bytes(), true)
+    }
+
+    /// Stores of the first layout keep the chain and the key in two files
+    /// (`fullchain.pem`, `privkey.pem`). When `domain` has no `certificate.pem` yet, a
+    /// matching pair is copied into one; a mismatched pair (a writer that died between
+    /// the two renames) is left alone, so a new certificate is ordered. Returns whether
+    /// it migrated. The old files stay (an older replica may still read them).
+    pub fn migrate_legacy(&self, domain: &str) -> Result<bool, StoreError> {
+        let target = self.cert_file(domain);
+        if target.exists() {
+            return Ok(false);
+        }
+        let dir = self.domain_dir(domain);
+        let (chain, key) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
+        let (Ok(chain_pem), Ok(key_pem)) = (
+            std::fs::read_to_string(&chain),
+            std::fs::read_to_string(&key),
+        ) else {
+            return Ok(false);
+        };
+        if let Err(e) = CertKey::from_pem(chain_pem.as_bytes(), key_pem.as_bytes(), &chain, &key) {
+            log::warn!("acme: not migrating {}: {e}", dir.display());
+            return Ok(false);
+        }
+        self.write_cert(domain, &chain_pem, &key_pem)?;
+        Ok(true)
     }
 
     /// Publishes the DNS-01 values for one name (`_acme-challenge.<domain>`).
@@ -133,68 +263,206 @@ impl Store {
     pub fn withdraw(&self, name: &str) {
         let _ = std::fs::remove_file(self.challenge_file(name));
     }
+
+    /// Every published challenge: name → values. Reads the shared volume, so it is called
+    /// off the DNS server's thread ([`super::challenges`]).
+    pub fn read_challenges(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let dir = self.challenges_dir();
+        let mut out = Vec::new();
+        for entry in io(&dir, std::fs::read_dir(&dir))? {
+            let entry = io(&dir, entry)?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // Temporary files of a write in progress, and anything else, are not names.
+            if !name.starts_with("_acme-challenge.") || name.contains(".tmp.") {
+                continue;
+            }
+            let text = match std::fs::read_to_string(entry.path()) {
+                Ok(t) => t,
+                // Withdrawn between the listing and the read.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        path: entry.path(),
+                        source: e,
+                    })
+                }
+            };
+            let values: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            out.push((name.to_ascii_lowercase(), values));
+        }
+        Ok(out)
+    }
 }
 
-impl TxtRecords for Store {
-    fn txt(&self, name: &str) -> Vec<String> {
-        // Only challenge names, and never a path: a query name cannot leave the directory.
-        if !name.starts_with("_acme-challenge.") || name.contains('/') || name.contains("..") {
-            return Vec::new();
-        }
-        std::fs::read_to_string(self.challenge_file(name))
-            .map(|s| {
-                s.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+fn read_holder(file: &mut File) -> Option<LockHolder> {
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// `<file>.tmp.<random>`: every container runs as PID 1, so a pid would give two replicas
+/// the same name on a shared volume.
+fn temp_name(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState's keys come from the OS's random source; hashing a counter and the clock
+    // with them gives a name no other process or call picks (without a dependency for it).
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{:016x}", h.finish()));
+    path.with_file_name(name)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let tmp = temp_name(path);
     let mut opts = OpenOptions::new();
-    opts.create(true).truncate(true).write(true);
+    opts.create_new(true).write(true);
     if private {
         opts.mode(0o600);
     }
     let mut f = io(&tmp, opts.open(&tmp))?;
-    io(&tmp, f.write_all(bytes).and_then(|_| f.sync_all()))?;
-    io(path, std::fs::rename(&tmp, path))
+    let written = io(&tmp, f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| io(path, std::fs::rename(&tmp, path)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn published_values_are_answered_until_withdrawn_and_nothing_else_is_read() {
+    fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::new(dir.path());
         store.prepare().expect("prepare");
+        (dir, store)
+    }
+
+    /// A self-signed certificate and its key, PEM.
+    fn pair(name: &str) -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn published_values_are_read_back_until_withdrawn() {
+        let (_dir, store) = store();
         let name = "_acme-challenge.10-0-0-5.example.com";
         store
             .publish(name, &["v1".into(), "v2".into()])
             .expect("publish");
-        assert_eq!(store.txt(name), ["v1", "v2"]);
-        assert!(store.txt("other.example.com").is_empty());
-        assert!(store.txt("_acme-challenge.../../account.json").is_empty());
+        let all = store.read_challenges().expect("read");
+        assert_eq!(all, [(name.to_string(), vec!["v1".into(), "v2".into()])]);
         store.withdraw(name);
-        assert!(store.txt(name).is_empty());
+        assert!(store.read_challenges().expect("read").is_empty());
     }
 
     #[test]
-    fn only_one_holder_of_the_order_lock_at_a_time() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let a = Store::new(dir.path());
+    fn only_one_holder_of_the_order_lock_at_a_time_and_the_others_see_who() {
+        let (dir, a) = store();
         let b = Store::new(dir.path());
-        a.prepare().expect("prepare");
-        let held = a.try_lock().expect("lock").expect("free");
-        assert!(b.try_lock().expect("lock").is_none(), "taken by a");
+        let LockAttempt::Taken(held) = a.try_lock().expect("lock") else {
+            panic!("free at first");
+        };
+        match b.try_lock().expect("lock") {
+            LockAttempt::Held(Some(h)) => {
+                assert_eq!(h, held.holder);
+                assert!(
+                    h.holder.contains(&format!("pid {}", std::process::id())),
+                    "{h:?}"
+                );
+                assert!(h.since.abs_diff(unix_now()) < 60, "{h:?}");
+            }
+            LockAttempt::Held(None) => panic!("the holder did not say who it is"),
+            LockAttempt::Taken(_) => panic!("taken twice"),
+        }
         drop(held);
-        assert!(b.try_lock().expect("lock").is_some(), "free again");
+        assert!(
+            matches!(b.try_lock().expect("lock"), LockAttempt::Taken(_)),
+            "free again"
+        );
+    }
+
+    #[test]
+    fn a_certificate_and_its_key_are_one_file_renamed_into_place_at_once() {
+        let (dir, store) = store();
+        let (chain, key) = pair("a.example.com");
+        store
+            .write_cert("example.com", &chain, &key)
+            .expect("write");
+        let file = store.cert_file("example.com");
+        let ck = CertKey::load(&file, &file).expect("chain and key load from the one file");
+        assert_eq!(ck.names, ["a.example.com"]);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("certs/example.com"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["certificate.pem"], "one file, no temporary left");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "it holds the key");
+    }
+
+    #[test]
+    fn temporary_names_differ_between_writes_of_the_same_process() {
+        let path = Path::new("/store/account.json");
+        let (a, b) = (temp_name(path), temp_name(path));
+        assert_ne!(a, b);
+        for t in [a, b] {
+            let name = t.to_string_lossy().to_string();
+            assert!(name.starts_with("/store/account.json.tmp."), "{name}");
+            assert!(
+                !name.ends_with(&format!(".tmp.{}", std::process::id())),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_pairs_are_migrated_when_they_match_and_left_when_they_do_not() {
+        let (dir, store) = store();
+        let (chain, key) = pair("a.example.com");
+        let (_, other_key) = pair("b.example.com");
+        for (domain, key) in [("good.example.com", &key), ("torn.example.com", &other_key)] {
+            let d = dir.path().join("certs").join(domain);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("fullchain.pem"), &chain).expect("chain");
+            std::fs::write(d.join("privkey.pem"), key).expect("key");
+        }
+        assert!(store.migrate_legacy("good.example.com").expect("migrate"));
+        let file = store.cert_file("good.example.com");
+        CertKey::load(&file, &file).expect("the migrated pair loads");
+        assert!(
+            !store.migrate_legacy("good.example.com").expect("again"),
+            "done once"
+        );
+        assert!(!store.migrate_legacy("torn.example.com").expect("migrate"));
+        assert!(!store.cert_file("torn.example.com").exists());
+        assert!(!store
+            .migrate_legacy("none.example.com")
+            .expect("nothing to migrate"));
+    }
+
+    #[test]
+    fn a_store_whose_lock_cannot_be_taken_is_refused_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("lock")).expect("a directory where the lock goes");
+        let err = Store::new(dir.path()).prepare().expect_err("refused");
+        assert!(err.to_string().contains("lock"), "{err}");
     }
 }

@@ -88,6 +88,15 @@ pub struct AcmeFile {
     pub check_interval: Option<String>,
     /// Agree to the CA's terms of service (required by public CAs).
     pub terms_agreed: Option<bool>,
+    /// Bound on each HTTP request to the CA (connecting, waiting, reading the body).
+    pub request_timeout: Option<String>,
+    /// Bound on a whole order, from the account to the stored certificate.
+    pub order_timeout: Option<String>,
+    /// DNS servers (`ip:port`) that must answer a challenge before the CA is told it is
+    /// ready (default: xipgate.dns.listen; `[]` turns the check off).
+    pub self_check: Option<Vec<String>>,
+    /// How long the self-check waits for them.
+    pub self_check_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,6 +18,14 @@ pub const DEFAULT_TLS_H2: bool = true;
 pub const DEFAULT_ACME_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 /// Where the ACME account, certificates and pending challenges are kept.
 pub const DEFAULT_ACME_STORE: &str = "/var/lib/xipgate/acme";
+/// Bound on each HTTP request to the CA: a CA that accepts and never answers fails the
+/// order instead of holding it (and the store's lock) forever.
+pub const DEFAULT_ACME_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a whole order. Let's Encrypt validates within seconds; this leaves room for a
+/// slow CA and the self-check, and keeps a stuck order from outliving a check interval.
+pub const DEFAULT_ACME_ORDER_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the self-check waits for every listed DNS server to answer a challenge.
+pub const DEFAULT_ACME_SELF_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `xipgate.tls`.
 #[derive(Debug, Clone)]
@@ -49,6 +57,11 @@ pub struct AcmeConfig {
     pub store: PathBuf,
     pub directory_ca: Option<PathBuf>,
     pub check_interval: Duration,
+    pub request_timeout: Duration,
+    pub order_timeout: Duration,
+    /// DNS servers asked for a challenge before the CA is told it is ready.
+    pub self_check: Vec<SocketAddr>,
+    pub self_check_timeout: Duration,
 }
 
 fn path(c: &mut Checker, key: &str, raw: Option<&String>) -> Option<PathBuf> {
@@ -156,9 +169,10 @@ pub(super) fn check_acme(
     c: &mut Checker,
     a: &AcmeFile,
     domains: &[String],
-    dns_zones: Option<&[String]>,
+    dns: Option<&crate::dns::DnsConfig>,
     tls: bool,
 ) -> AcmeConfig {
+    let dns_zones = dns.map(|d| d.zones.as_slice());
     let directory = a.directory.clone().unwrap_or_default().trim().to_string();
     match url::Url::parse(&directory) {
         Ok(u) if u.scheme() == "https" && u.host_str().is_some() => {}
@@ -245,5 +259,41 @@ pub(super) fn check_acme(
             a.check_interval.as_ref(),
             DEFAULT_ACME_CHECK_INTERVAL,
         ),
+        request_timeout: c.duration(
+            "xipgate.acme.request_timeout",
+            a.request_timeout.as_ref(),
+            DEFAULT_ACME_REQUEST_TIMEOUT,
+        ),
+        order_timeout: c.duration(
+            "xipgate.acme.order_timeout",
+            a.order_timeout.as_ref(),
+            DEFAULT_ACME_ORDER_TIMEOUT,
+        ),
+        self_check: match &a.self_check {
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| c.addr(&format!("xipgate.acme.self_check[{i}]"), s))
+                .collect(),
+            None => dns
+                .map(|d| d.listen.iter().copied().map(reachable).collect())
+                .unwrap_or_default(),
+        },
+        self_check_timeout: c.duration(
+            "xipgate.acme.self_check_timeout",
+            a.self_check_timeout.as_ref(),
+            DEFAULT_ACME_SELF_CHECK_TIMEOUT,
+        ),
     }
+}
+
+/// A listen address as this process can ask it: `0.0.0.0` and `[::]` on loopback.
+fn reachable(mut a: SocketAddr) -> SocketAddr {
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    a
 }

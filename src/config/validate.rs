@@ -395,15 +395,10 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         .tls
         .as_ref()
         .map(|t| super::tls::check_tls(&mut c, t, x.acme.is_some()));
-    let acme = x.acme.as_ref().map(|a| {
-        super::tls::check_acme(
-            &mut c,
-            a,
-            &domains,
-            dns.as_ref().map(|d| d.zones.as_slice()),
-            tls.is_some(),
-        )
-    });
+    let acme = x
+        .acme
+        .as_ref()
+        .map(|a| super::tls::check_acme(&mut c, a, &domains, dns.as_ref(), tls.is_some()));
 
     // After `tls`: whether the console host is public depends on every proxy listener.
     let proxy_listeners: Vec<SocketAddr> = listen

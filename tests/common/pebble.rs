@@ -109,6 +109,16 @@ impl Pebble {
         }
     }
 
+    /// SIGSTOP: pebble keeps its sockets, the kernel accepts connections, nothing answers
+    /// (a CA that hangs). [`Pebble::resume`] undoes it.
+    pub fn pause(&self) {
+        signal(&self.child, libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        signal(&self.child, libc::SIGCONT);
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -117,4 +127,17 @@ impl Pebble {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Sends `sig` to a child process (SIGSTOP/SIGCONT for fault injection).
+pub fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
 }
