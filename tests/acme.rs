@@ -105,12 +105,10 @@ async fn acme_issues_renews_and_keeps_a_wildcard_certificate_through_its_own_dns
         ),
     );
 
-    let body = wait_tls(
-        &x,
-        Duration::from_secs(60),
-        "the first certificate",
-        acme_cert_loaded,
-    );
+    // The reloader may load the file before the order's outcome is recorded: wait for both.
+    let body = wait_tls(&x, Duration::from_secs(60), "the first certificate", |b| {
+        acme_cert_loaded(b) && b["acme"][0]["orders_ok"].as_u64().unwrap_or(0) > 0
+    });
     let acme = &body["acme"][0];
     assert_eq!(acme["domain"], "127-0-0-1.sslip.io");
     assert_eq!(acme["orders_ok"], 1, "{body}");
@@ -177,7 +175,9 @@ async fn acme_issues_renews_and_keeps_a_wildcard_certificate_through_its_own_dns
         );
         std::thread::sleep(Duration::from_millis(250));
     };
-    assert_eq!(acme_state(&x)["orders_ok"], 2);
+    wait_tls(&x, Duration::from_secs(10), "the renewal recorded", |b| {
+        b["acme"][0]["orders_ok"] == 2
+    });
 
     // The CA gone: the next renewal fails, is said, and the certificate stays.
     pebble.stop();
@@ -259,12 +259,9 @@ async fn two_replicas_share_one_store_one_orders_the_other_answers_and_both_serv
             acme_yaml(dns_b, &pebble.directory, &pebble.https_ca, &store)
         ),
     );
-    wait_tls(
-        &b,
-        Duration::from_secs(60),
-        "B's certificate",
-        acme_cert_loaded,
-    );
+    wait_tls(&b, Duration::from_secs(60), "B's certificate", |b| {
+        acme_cert_loaded(b) && b["acme"][0]["orders_ok"] == 1
+    });
     wait_tls(
         &a,
         Duration::from_secs(20),
