@@ -172,6 +172,14 @@ pub fn forwarded_for_into<'a>(
     client_values: impl IntoIterator<Item = &'a [u8]>,
     client: &str,
 ) {
+    client_list_into(out, client_values);
+    out.extend_from_slice(client.as_bytes());
+}
+
+/// A list header's client values as they go on upstream (X-Forwarded-For, Via): every
+/// value in order, each followed by `, ` for the edge's own entry that comes next; empty
+/// and unsafe values are left out.
+fn client_list_into<'a>(out: &mut Vec<u8>, client_values: impl IntoIterator<Item = &'a [u8]>) {
     for v in client_values {
         let v = trim_ows(v);
         if v.is_empty() || !header_safe(v) {
@@ -180,7 +188,6 @@ pub fn forwarded_for_into<'a>(
         out.extend_from_slice(v);
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(client.as_bytes());
 }
 
 /// This process's name in the Via header (RFC 9110 §7.6.3): `xipgate-` and 16 random hex
@@ -229,14 +236,7 @@ pub fn via_into<'a>(
     protocol: &str,
     me: &str,
 ) {
-    for v in client_values {
-        let v = trim_ows(v);
-        if v.is_empty() || !header_safe(v) {
-            continue;
-        }
-        out.extend_from_slice(v);
-        out.extend_from_slice(b", ");
-    }
+    client_list_into(out, client_values);
     out.extend_from_slice(protocol.as_bytes());
     out.push(b' ');
     out.extend_from_slice(me.as_bytes());
