@@ -26,7 +26,7 @@ use crate::proxy::{
 };
 use crate::registry::{EurekaClient, NacosSource, RegistrySync, SyncState};
 use crate::routes::{Allowlist, Feed, OwnListeners, RouteTable};
-use crate::tls::{CertSource, CertStore, Origin, Reloader, TlsError};
+use crate::tls::{CertSource, CertStore, Handshake, Origin, Reloader, TlsError};
 use crate::traffic::Traffic;
 
 /// Why the server could not be assembled.
@@ -205,22 +205,31 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     // With redirect_http every plain request is answered by Pingora's path (the redirect
     // rule lives there), so the fast path would only add a handoff.
     let redirect = shared.settings.https_redirect.is_some();
-    let fast = (cfg.fast_path && !redirect)
-        .then(|| FastPath::new(shared.clone(), conf.upstream_keepalive_pool_size));
-    if let Some(f) = &fast {
-        server.add_service(background_service("fast path pool sweep", f.sweeper()));
+    let fast = FastPath::new(
+        shared.clone(),
+        conf.upstream_keepalive_pool_size,
+        cfg.fast_path && !redirect,
+    );
+    if fast.takes() {
+        server.add_service(background_service("fast path pool sweep", fast.sweeper()));
     }
     let mut app = pingora_proxy::http_proxy(
         &conf,
         PingoraProxy::new(shared.clone(), Some(parts.console.clone())),
     );
-    // HTTP/2 over cleartext for clients that ask with prior knowledge.
+    // HTTP/2 over cleartext for clients that ask with prior knowledge: ProxyApp decides
+    // (with a deadline) and hands Pingora only connections that start with the preface.
     let mut opts = HttpServerOptions::default();
     opts.h2c = true;
     app.server_options = Some(opts);
     let mut proxy = Service::new(
         "xipgate proxy".to_string(),
-        Limited::new(ProxyApp::new(fast, app), cfg.max_client_connections),
+        Limited::new(
+            ProxyApp::new(fast, app),
+            cfg.max_client_connections,
+            cfg.client_ipv6_prefix,
+            true,
+        ),
     );
     for addr in &cfg.listen {
         proxy.add_tcp(&addr.to_string());
@@ -236,22 +245,36 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
             PingoraProxy::new(shared.clone(), Some(parts.console.clone())),
         );
         // The fast path takes HTTP/1.1 over TLS too (HTTP/2 goes to Pingora's engine).
-        let fast = cfg
-            .fast_path
-            .then(|| FastPath::new(shared.clone(), conf.upstream_keepalive_pool_size));
-        if let Some(f) = &fast {
+        let fast = FastPath::new(
+            shared.clone(),
+            conf.upstream_keepalive_pool_size,
+            cfg.fast_path,
+        );
+        if fast.takes() {
             server.add_service(background_service(
                 "https fast path pool sweep",
-                f.sweeper(),
+                fast.sweeper(),
             ));
         }
+        // The TLS handshake is the application's first step (`tls::Handshake`), after the
+        // per-client limit: the listener itself is plain TCP.
+        let handshake = Handshake::new(
+            store.clone(),
+            tls.h2,
+            cfg.header_timeout,
+            ProxyApp::new(fast, app),
+        )?;
         let mut https = Service::new(
             "xipgate https".to_string(),
-            Limited::new(ProxyApp::new(fast, app), cfg.max_client_connections),
+            Limited::new(
+                handshake,
+                cfg.max_client_connections,
+                cfg.client_ipv6_prefix,
+                false,
+            ),
         );
         for addr in &tls.listen {
-            let settings = crate::tls::listener_settings(store.clone(), tls.h2)?;
-            https.add_tls_with_settings(&addr.to_string(), None, settings);
+            https.add_tcp(&addr.to_string());
         }
         let https_handle = server.add_service(https);
         for h in &source_handles {

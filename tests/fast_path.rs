@@ -518,10 +518,11 @@ async fn a_request_with_a_body_is_handed_to_pingora_on_the_same_connection() {
         seen.ends_with(&format!("\r\n\r\n{posted}")),
         "the backend got: {seen}"
     );
-    // The connection goes on (with Pingora).
+    // The connection goes on (back on the fast path after Pingora's answer).
     for path in ["/len", "/chunked"] {
         let r = c.call("GET", &e.host, path);
         assert_eq!(r.status, 200, "GET {path} after the POST: {r:?}");
+        assert!(r.fast(), "GET {path} after the POST: {r:?}");
     }
     assert_eq!(e.backend.get().1, 4);
 }

@@ -1,13 +1,19 @@
 //! Hostile requests: a table of Host/authority cases that must each get the documented
-//! 4xx and never reach a backend, and connection floods bounded by configured limits.
+//! 4xx and never reach a backend, connection floods bounded by configured limits, and
+//! slow clients (heads that never end, responses never read, TLS handshakes never made)
+//! bounded in time.
 
 mod common;
+#[path = "common/pki.rs"]
+mod pki;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends one raw request (Connection: close is up to the case) and returns the status.
 fn status_of(addr: SocketAddr, request: &[u8]) -> (u16, String) {
@@ -305,4 +311,311 @@ async fn slow_and_idle_clients_are_bounded_and_do_not_stop_others() {
         "closed after {waited:?}"
     );
     drop((slow, idle));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openings_shorter_than_the_h2_preface_are_answered_and_h2c_still_works() {
+    let backend = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    eureka
+        .serve(&[Inst::up("svc", "svc-1", backend.addr)])
+        .await;
+    let x = Xipgate::start(&eureka.url(), "");
+    // Fewer bytes than the 24 of the h2c preface, and then nothing: Pingora's h2c check
+    // waited for the rest with no deadline, so these were never answered.
+    for (name, bytes) in [
+        ("one NUL", &b"\0"[..]),
+        ("HAProxy's health check", b"OPTIONS / HTTP/1.0\r\n\r\n"),
+    ] {
+        let mut s = TcpStream::connect(x.proxy).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(bytes).expect("write");
+        let mut out = Vec::new();
+        let read = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).to_string();
+        assert!(
+            read.is_ok(),
+            "{name}: not answered and closed within 5 s ({read:?}), got {text:?}"
+        );
+        // Pingora's HTTP/1 answer to a head it cannot parse or use.
+        let (status, _, _) = parse_response(&text);
+        assert_eq!(status, 400, "{name}: {text}");
+    }
+    // A client with prior knowledge still gets HTTP/2 over cleartext.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--http2-prior-knowledge"])
+        .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg(format!("http://svc.{DOMAIN}:{}/", x.proxy.port()))
+        .args([
+            "--resolve",
+            &format!("svc.{DOMAIN}:{}:127.0.0.1", x.proxy.port()),
+        ])
+        .output()
+        .expect("run curl (Debian package curl)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2 200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends `first`, then `drip` every 250 ms (when given) without ever ending the head,
+/// until the server answers and closes or `within` passes: how long after `first` the
+/// connection was closed, and what was answered.
+fn trickle(
+    addr: SocketAddr,
+    first: &[u8],
+    drip: Option<&[u8]>,
+    within: Duration,
+) -> (Duration, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(250)))
+        .expect("timeout");
+    s.write_all(first).expect("write");
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        match s.read(&mut buf) {
+            Ok(0) => return (started.elapsed(), String::from_utf8_lossy(&out).into()),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return (started.elapsed(), String::from_utf8_lossy(&out).into()),
+        }
+        if let Some(d) = drip {
+            let _ = s.write_all(d);
+        }
+    }
+    (started.elapsed(), String::from_utf8_lossy(&out).into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_must_arrive_within_header_timeout() {
+    let backend = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    eureka
+        .serve(&[Inst::up("svc", "svc-1", backend.addr)])
+        .await;
+    let x = Xipgate::start(
+        &eureka.url(),
+        "  downstream:\n    header_timeout: 2s\n  log:\n    access: false\n",
+    );
+    let host = format!("svc.{DOMAIN}");
+    let start = format!("GET / HTTP/1.1\r\nHost: {host}\r\n");
+    let long = format!("{start}X-Pad: {}\r\n", "p".repeat(20 * 1024));
+    // Each read comes well within Pingora's 60 s per read; the head never ends.
+    // (name, first bytes, dripped bytes, answered with a 408)
+    type Case<'a> = (&'a str, &'a [u8], Option<&'a [u8]>, bool);
+    let cases: [Case; 4] = [
+        (
+            "a header line every 250 ms",
+            start.as_bytes(),
+            Some(b"X-Drip: 1\r\n"),
+            true,
+        ),
+        (
+            "a head over the fast path's 16 KiB, then drips",
+            long.as_bytes(),
+            Some(b"X-Drip: 1\r\n"),
+            true,
+        ),
+        ("a byte every 250 ms", b"G", Some(b"E"), true),
+        (
+            "part of the h2c preface, then silence",
+            b"PRI * HTTP/2.0\r\n",
+            None,
+            false,
+        ),
+    ];
+    for (name, first, drip, answered) in cases {
+        let (after, text) = trickle(x.proxy, first, drip, Duration::from_secs(10));
+        assert!(
+            after >= Duration::from_millis(1500) && after < Duration::from_secs(2 + 3),
+            "{name}: closed after {after:?}, want about header_timeout (2 s): {text:?}"
+        );
+        if answered {
+            let (status, _, body) = parse_response(&text);
+            assert_eq!(status, 408, "{name}: {text:?}");
+            assert!(body.contains("header_timeout"), "{name}: {body}");
+        }
+    }
+    // A client that sends its head promptly is served as before.
+    let (s, _, body) = http_get(x.proxy, &host, "/").expect("get");
+    assert_eq!(s, 200, "{body}");
+}
+
+/// A backend that answers every request with `size` bytes and reports, for each
+/// connection, when it ended and whether the whole body was written.
+async fn big_backend(
+    size: usize,
+) -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<(Instant, bool)>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                let body = vec![b'x'; 64 * 1024];
+                let mut left = size;
+                let mut ok = sock.write_all(resp.as_bytes()).await.is_ok();
+                while ok && left > 0 {
+                    let n = left.min(body.len());
+                    ok = sock.write_all(&body[..n]).await.is_ok();
+                    left -= n;
+                }
+                let _ = tx.send((Instant::now(), ok && left == 0));
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_and_its_upstream_released() {
+    const SIZE: usize = 50 * 1024 * 1024;
+    let (addr, mut ended) = big_backend(SIZE).await;
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[Inst::up("big", "big-1", addr)]).await;
+    let x = Xipgate::start(
+        &eureka.url(),
+        "  upstream:\n    write_timeout: 1s\n  log:\n    access: false\n",
+    );
+    let write_timeout = Duration::from_secs(1);
+    // A plain GET (the fast path's, unless the suite runs on Pingora's engine) and one
+    // with an Origin header, which Pingora's engine serves in both runs.
+    for (name, extra) in [
+        ("plain GET", ""),
+        ("GET with Origin", "Origin: http://a.example\r\n"),
+    ] {
+        let mut client = TcpStream::connect(x.proxy).expect("connect");
+        client
+            .write_all(format!("GET /big HTTP/1.1\r\nHost: big.{DOMAIN}\r\n{extra}\r\n").as_bytes())
+            .expect("write");
+        let sent = Instant::now();
+        let end = tokio::time::timeout(write_timeout + Duration::from_secs(5), ended.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{name}: the upstream connection was still open after write_timeout + 5 s")
+            })
+            .expect("the backend reports");
+        assert!(
+            !end.1,
+            "{name}: the whole 50 MB went out to a client that reads nothing"
+        );
+        assert!(
+            end.0 - sent < write_timeout + Duration::from_secs(5),
+            "{name}"
+        );
+        // And the client's connection is closed: what is buffered, then the end.
+        client
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let closed = loop {
+            match client.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+        assert!(
+            closed,
+            "{name}: the client connection is still open ({got} bytes read)"
+        );
+        assert!(got < SIZE, "{name}: {got} bytes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_count_against_the_client_limit_and_have_a_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = pki::Ca::new(dir.path(), "edge-ca");
+    let wild = format!("*.{DOMAIN}");
+    let edge = ca.leaf(dir.path(), "edge", &[wild.as_str(), DOMAIN], 1);
+    let backend = Backend::start("a").await;
+    let eureka = StubEureka::start().await;
+    eureka
+        .serve(&[Inst::up("svc", "svc-1", backend.addr)])
+        .await;
+    let x = Xipgate::start(
+        &eureka.url(),
+        &pki::tls_yaml(
+            &[&edge],
+            "  downstream:\n    max_client_connections: 3\n    header_timeout: 2s\n",
+        ),
+    );
+    // Five connections to the HTTPS listener that never start a handshake.
+    let mut idle: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(x.https).expect("connect"))
+        .collect();
+    let opened = Instant::now();
+    let is_closed = |s: &mut TcpStream, wait: Duration| {
+        s.set_read_timeout(Some(wait)).expect("timeout");
+        let mut b = [0u8; 16];
+        // Nothing is ever sent on these: any read that returns is the end (0) or a reset.
+        match s.read(&mut b) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        }
+    };
+    let closed_at_once = idle
+        .iter_mut()
+        .filter_map(|s| is_closed(s, Duration::from_millis(200)).then_some(()))
+        .count();
+    assert!(opened.elapsed() < Duration::from_millis(1500));
+    assert_eq!(
+        closed_at_once, 2,
+        "the two over max_client_connections are closed at once"
+    );
+    // The three within the limit are closed at header_timeout.
+    for s in &mut idle {
+        assert!(
+            is_closed(s, Duration::from_secs(5)),
+            "open after {:?}",
+            opened.elapsed()
+        );
+    }
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(2 + 3),
+        "closed after {waited:?}, want about header_timeout (2 s)"
+    );
+    // Real clients are served.
+    let port = x.https.port();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&ca.file)
+        .arg("--resolve")
+        .arg(format!("svc.{DOMAIN}:{port}:127.0.0.1"))
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://svc.{DOMAIN}:{port}/"))
+        .output()
+        .expect("run curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -176,6 +176,11 @@ pub struct DownstreamFile {
     pub max_client_connections: Option<usize>,
     /// Plain HTTP/1.1 requests without a body bypass Pingora's HTTP/1 proxy (default on).
     pub fast_path: Option<bool>,
+    /// Longest time a request head (and a TLS handshake) may take from its first byte.
+    pub header_timeout: Option<String>,
+    /// IPv6 clients are counted per network of this prefix length for
+    /// `max_client_connections` (one host usually holds a whole /64).
+    pub client_ipv6_prefix: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -68,6 +68,13 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 2000;
 /// Plain HTTP/1.1 requests without a body take the fast path (see `proxy::fast`).
 pub const DEFAULT_FAST_PATH: bool = true;
+/// A request head (or a TLS handshake) must be complete this long after it started: a
+/// client that trickles it (slowloris) holds its connection no longer. Pingora's own limit
+/// is per read (60 s), which a byte a minute never meets.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// IPv6 clients share `max_client_connections` per /64: one host is usually given a
+/// whole /64 and can pick any address in it.
+pub const DEFAULT_CLIENT_IPV6_PREFIX: u8 = 64;
 /// `xipgate.log.access`: one access-log record per request.
 pub const DEFAULT_ACCESS_LOG: bool = true;
 pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
@@ -97,6 +104,10 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub keepalive_timeout: Duration,
     pub max_client_connections: usize,
+    /// `xipgate.downstream.header_timeout`: the most a request head or TLS handshake takes.
+    pub header_timeout: Duration,
+    /// `xipgate.downstream.client_ipv6_prefix`: IPv6 clients are counted per network.
+    pub client_ipv6_prefix: u8,
     /// Plain requests skip Pingora's HTTP/1 proxy machinery (`xipgate.downstream.fast_path`).
     pub fast_path: bool,
     pub cors: CorsConfig,

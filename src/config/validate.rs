@@ -324,6 +324,21 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
             "must be at least 1",
         );
     }
+    let header_timeout = c.duration(
+        "xipgate.downstream.header_timeout",
+        x.downstream.header_timeout.as_ref(),
+        DEFAULT_HEADER_TIMEOUT,
+    );
+    let client_ipv6_prefix = x
+        .downstream
+        .client_ipv6_prefix
+        .unwrap_or(DEFAULT_CLIENT_IPV6_PREFIX);
+    if !(1..=128).contains(&client_ipv6_prefix) {
+        c.err(
+            "xipgate.downstream.client_ipv6_prefix",
+            format!("{client_ipv6_prefix} is out of range 1..=128 (a prefix length)"),
+        );
+    }
     let cors = cors_config(&mut c, &x.cors, &domains);
 
     let dns = x.dns.as_ref().and_then(|d| {
@@ -439,6 +454,8 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         upstream,
         keepalive_timeout,
         max_client_connections,
+        header_timeout,
+        client_ipv6_prefix,
         fast_path: x.downstream.fast_path.unwrap_or(DEFAULT_FAST_PATH),
         cors,
         console,

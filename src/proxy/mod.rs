@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp`: Host label → instance or service → upstream peer.
 
 mod access;
+mod connection;
 mod fast;
 mod host;
 mod limit;
@@ -11,7 +12,8 @@ mod upstream_cert;
 
 use crate::answer::{cors_decide, Answer, Cors};
 pub use access::{AccessEntry, AccessLog, AccessLogError};
-pub use fast::{FastPath, ProxyApp};
+pub use connection::ProxyApp;
+pub use fast::FastPath;
 pub use host::request_host;
 pub use limit::Limited;
 pub use loop_guard::ConsoleListener;
@@ -49,6 +51,8 @@ pub struct ProxySettings {
     pub write_timeout: Duration,
     pub max_tries: u32,
     pub keepalive_secs: u64,
+    /// The most a request head may take from its first byte (and a TLS handshake).
+    pub header_timeout: Duration,
     pub cors: CorsConfig,
     /// TLS to instances that enable only their securePort.
     pub upstream_tls: UpstreamTls,
@@ -106,6 +110,7 @@ impl ProxySettings {
             write_timeout: cfg.upstream.write_timeout,
             max_tries: cfg.upstream.max_tries,
             keepalive_secs: cfg.keepalive_timeout.as_secs().max(1),
+            header_timeout: cfg.header_timeout,
             cors: cfg.cors.clone(),
             upstream_tls: UpstreamTls::from_config(&cfg.upstream.tls)?,
             https_redirect: cfg
@@ -319,8 +324,17 @@ impl ProxyHttp for PingoraProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Pingora keeps idle client connections open forever unless told otherwise.
-        session.set_keepalive(Some(self.shared.settings.keepalive_secs));
+        // Pingora keeps idle client connections open forever unless told otherwise. A
+        // client that did not ask for keep-alive (HTTP/1.0 without it, `Connection: close`;
+        // Pingora has read that from the head) is not kept: an HTTP/1.0 health check would
+        // otherwise hold its connection until keepalive_timeout.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.shared.settings.keepalive_secs));
+        }
+        // Nor does it bound a write to the client: one that never reads would hold the
+        // connection, and its upstream one, for ever. HTTP/1 sessions have it already
+        // (`connection`); HTTP/2 streams get it here.
+        session.set_write_timeout(Some(self.shared.settings.write_timeout));
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         ctx.origin = req.headers.get(ORIGIN).cloned();

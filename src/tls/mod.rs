@@ -1,5 +1,5 @@
-//! TLS at the edge: the certificates served by SNI ([`CertStore`]), the Pingora listener
-//! settings that use them (HTTP/2 by ALPN), and their reload when files change.
+//! TLS at the edge: the certificates served by SNI ([`CertStore`]), the handshake that uses
+//! them (HTTP/2 by ALPN, [`Handshake`]), and their reload when files change.
 //!
 //! Built on Pingora's OpenSSL backend (Cargo.toml says why): OpenSSL pauses the handshake
 //! in its certificate callback, Pingora runs [`SniCallbacks::certificate_callback`], which
@@ -13,13 +13,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::apps::ServerApp;
 use pingora_core::listeners::TlsAccept;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::tls::server::handshake_with_callback;
 use pingora_core::protocols::tls::TlsRef;
+use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use pingora_core::tls::ext;
-use pingora_core::tls::ssl::NameType;
+use pingora_core::tls::ssl::{
+    select_next_proto, AlpnError, NameType, SslAcceptor, SslMethod, SslRef,
+};
 use pingora_core::tls::x509::X509;
 
 pub use cert::{CertError, CertKey};
@@ -58,15 +63,86 @@ impl TlsAccept for SniCallbacks {
     }
 }
 
-/// Pingora listener settings: certificates by SNI, TLS 1.2 and 1.3 (Mozilla's
-/// intermediate profile, Pingora's default), and HTTP/2 offered by ALPN when `h2`.
-pub fn listener_settings(store: Arc<CertStore>, h2: bool) -> Result<TlsSettings, TlsError> {
-    let mut settings = TlsSettings::with_callbacks(Box::new(SniCallbacks(store)))
-        .map_err(|e| TlsError::Settings(e.to_string()))?;
-    if h2 {
-        settings.enable_h2();
+/// ALPN protocols offered with `h2`, in the wire format, most preferred first.
+const ALPN_H2_H1: &[u8] = b"\x02h2\x08http/1.1";
+
+/// The HTTPS listener's TLS handshake, run as the first step of the connection's
+/// application instead of by Pingora's listener: Pingora's listener handshakes before any
+/// application sees the connection, with no deadline, so a client could hold any number
+/// of connections that never finish one. Here it runs after the per-client limit
+/// (`proxy::Limited` wraps this) and within `timeout` (`downstream.header_timeout`).
+/// Certificates by SNI, TLS 1.2 and 1.3 (Mozilla's intermediate profile, as Pingora's
+/// `TlsSettings`), and HTTP/2 offered by ALPN when `h2`.
+pub struct Handshake<A> {
+    acceptor: SslAcceptor,
+    callbacks: SniCallbacks,
+    timeout: Duration,
+    inner: Arc<A>,
+}
+
+impl<A> Handshake<A> {
+    pub fn new(
+        store: Arc<CertStore>,
+        h2: bool,
+        timeout: Duration,
+        inner: A,
+    ) -> Result<Self, TlsError> {
+        let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
+            .map_err(|e| TlsError::Settings(e.to_string()))?;
+        if h2 {
+            // As Pingora's `TlsSettings::enable_h2`: h2 preferred, HTTP/1.1 allowed, and
+            // no ALPN answer to a client that offers neither (it falls back to HTTP/1.1).
+            builder.set_alpn_select_callback(prefer_h2);
+        }
+        Ok(Handshake {
+            acceptor: builder.build(),
+            callbacks: SniCallbacks(store),
+            timeout,
+            inner: Arc::new(inner),
+        })
     }
-    Ok(settings)
+}
+
+fn prefer_h2<'a>(_: &mut SslRef, offered: &'a [u8]) -> Result<&'a [u8], AlpnError> {
+    select_next_proto(ALPN_H2_H1, offered).ok_or(AlpnError::NOACK)
+}
+
+#[async_trait]
+impl<A> ServerApp for Handshake<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // The listener's own stream type, as Pingora's listener handshakes it.
+        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+            log::warn!("tls: a connection that is not a TCP stream, closed");
+            return None;
+        };
+        let handshake = handshake_with_callback(&self.acceptor, *l4, &self.callbacks);
+        let tls = match pingora_timeout::timeout(self.timeout, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                log::debug!("tls: handshake failed: {e}");
+                return None;
+            }
+            Err(_) => {
+                log::debug!(
+                    "tls: handshake not done within {:?} (downstream.header_timeout)",
+                    self.timeout
+                );
+                return None;
+            }
+        };
+        self.inner.process_new(Box::new(tls), shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
 }
 
 /// A PEM bundle of CA certificates, to verify upstream instances with.

@@ -12,14 +12,17 @@
 //! read put back on the stream: requests with a body, upgrades, HTTP/1.0 and HTTP/2, heads
 //! it cannot parse, console hosts, CORS requests, and every request whose route is an error
 //! answer (400/403/404/503). So those answers, and Pingora's limits, stay exactly as they
-//! were. Listeners, the connection limit, the upgrade handoff and graceful shutdown stay
-//! Pingora's too. `xipgate.downstream.fast_path: false` turns it off.
+//! were. After Pingora's engine has answered, the connection comes back here for its next
+//! request (`proxy::connection`). Heads are read here for both engines ([`reading`]): with
+//! `xipgate.downstream.fast_path: false` every request is handed to Pingora once its head
+//! is in.
 
 mod chunked;
 mod exchange;
 mod head;
 mod io;
 mod pool;
+mod reading;
 mod rewound;
 mod sweep;
 
@@ -27,32 +30,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::protocols::ALPN;
 use pingora_core::server::ShutdownWatch;
-use pingora_timeout::fast_timeout::fast_timeout;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::rules::{self, RouteKind};
 use super::{pick_target, resolve_host, AccessEntry, ProxySettings, ProxyShared};
+use crate::answer::Answer;
 use crate::metrics::ServiceMetrics;
 use crate::routes::{Route, Target};
 use exchange::{Exchange, Failure, Scratch};
 use head::{parse_request, Parsed};
 pub use pool::Pool;
+use reading::{More, Preface, LONGEST_HEAD, READ_BUF};
 pub use sweep::PoolSweep;
 
-/// Largest request head the fast path reads before handing the request to Pingora.
+/// Largest request head the fast path parses; a longer one goes to Pingora once it is in.
 const MAX_HEAD: usize = 16 * 1024;
-/// Read buffer per client connection.
-const READ_BUF: usize = 4096;
-/// Longest wait for the rest of a request head that has started (Pingora's is the same).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often an idle client connection looks for a graceful shutdown.
-const SHUTDOWN_CHECK: Duration = Duration::from_secs(1);
 /// How long an idle upstream connection is kept for reuse.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,23 +56,35 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct FastPath {
     shared: ProxyShared,
     pool: Arc<Pool>,
+    /// Proxy the requests it can (`downstream.fast_path`); when false every head is read
+    /// here and handed to Pingora's engine.
+    take: bool,
 }
 
 /// How a connection left the fast path.
 pub enum Served {
     Closed,
-    /// A request the fast path does not take: the stream, with everything read put back.
+    /// One HTTP/1 request for Pingora's engine: the stream, with everything read put back.
     Handoff(Stream),
+    /// HTTP/2 (by ALPN, or the h2c preface, put back): Pingora's engine from now on.
+    H2(Stream),
 }
 
 impl FastPath {
     /// `pool_size` bounds the idle upstream connections in all, as Pingora's
-    /// `upstream_keepalive_pool_size` bounds its own pool.
-    pub fn new(shared: ProxyShared, pool_size: usize) -> Self {
+    /// `upstream_keepalive_pool_size` bounds its own pool. `take`: proxy the requests it
+    /// can; when false it only reads heads for Pingora's engine.
+    pub fn new(shared: ProxyShared, pool_size: usize, take: bool) -> Self {
         FastPath {
             shared,
             pool: Arc::new(Pool::new(pool_size, POOL_IDLE_TIMEOUT)),
+            take,
         }
+    }
+
+    /// Whether it proxies requests itself (and so has a pool to sweep).
+    pub fn takes(&self) -> bool {
+        self.take
     }
 
     /// The background service that keeps this fast path's pool clean (`sweep`).
@@ -87,18 +95,17 @@ impl FastPath {
         }
     }
 
-    fn settings(&self) -> &ProxySettings {
+    pub fn settings(&self) -> &ProxySettings {
         &self.shared.settings
     }
 
-    /// Serves requests on one client connection until it closes or a request needs Pingora.
-    pub async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) -> Served {
+    /// Serves requests on one client connection until it closes or a request needs
+    /// Pingora. `fresh`: nothing was read from the connection yet (only then can it be h2c).
+    pub async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch, fresh: bool) -> Served {
         // Plain TCP, or TLS that negotiated HTTP/1.1 (or no ALPN); HTTP/2 is Pingora's.
         let tls = stream.get_ssl_digest().is_some();
-        if (!tls && !stream.as_any().is::<L4Stream>())
-            || stream.selected_alpn_proto() == Some(ALPN::H2)
-        {
-            return Served::Handoff(stream);
+        if stream.selected_alpn_proto() == Some(ALPN::H2) {
+            return Served::H2(stream);
         }
         let digest = stream.get_socket_digest();
         let client: Option<SocketAddr> = digest
@@ -118,26 +125,76 @@ impl FastPath {
         let mut upstream_req: Vec<u8> = Vec::with_capacity(1024);
         let mut scratch = Scratch::default();
         let mut cached: Option<Cached> = None;
-        let mut served: u64 = 0;
+        let mut served: u64 = u64::from(!fresh);
+        // Only a connection's first bytes can be the h2c preface (and not over TLS).
+        let mut h2c = fresh && !tls;
 
         loop {
-            // 1. A whole request head.
+            // 1. A whole request head, within header_timeout of its first byte.
+            let mut deadline: Option<Instant> = None;
+            // How much of a head longer than MAX_HEAD was looked at for its end.
+            let mut scanned = 0;
             let plan = loop {
-                match parse_request(&buf, &mut upstream_req) {
-                    Parsed::Take(plan) => break plan,
-                    Parsed::Handoff => return handoff(stream, &buf),
-                    Parsed::Partial if buf.len() >= MAX_HEAD => return handoff(stream, &buf),
-                    Parsed::Partial => {}
+                if !buf.is_empty() && h2c {
+                    match reading::preface(&buf) {
+                        Preface::Whole => return Served::H2(put_back(stream, &buf)),
+                        Preface::Part => {}
+                        Preface::Not => h2c = false,
+                    }
                 }
-                let more = if buf.is_empty() {
-                    wait_for_request(&mut stream, &mut buf, keepalive, served > 0, shutdown).await
-                } else {
-                    read_more(&mut stream, &mut buf, HEAD_TIMEOUT).await
-                };
-                if !more {
-                    // Closed, failed, timed out or shutting down: nothing to answer (Pingora
-                    // does the same for an idle connection; a half-sent head gets no answer).
-                    return Served::Closed;
+                if !buf.is_empty() && !h2c {
+                    if buf.len() >= MAX_HEAD {
+                        // Longer than the fast path parses: Pingora's engine answers it
+                        // once it is all in (or at Pingora's own limit).
+                        if reading::head_ends(&buf, scanned) || buf.len() >= LONGEST_HEAD {
+                            return handoff(stream, &buf);
+                        }
+                        scanned = buf.len();
+                    } else {
+                        match parse_request(&buf, &mut upstream_req) {
+                            Parsed::Take(plan) if self.take => break plan,
+                            Parsed::Take(_) | Parsed::Handoff => return handoff(stream, &buf),
+                            Parsed::Partial => {}
+                        }
+                    }
+                }
+                if buf.is_empty() {
+                    if !reading::wait_for_request(
+                        &mut stream,
+                        &mut buf,
+                        keepalive,
+                        served > 0,
+                        shutdown,
+                    )
+                    .await
+                    {
+                        // Closed, failed, idle too long or shutting down: nothing to answer
+                        // (Pingora does the same for an idle connection).
+                        return Served::Closed;
+                    }
+                    continue;
+                }
+                let until =
+                    *deadline.get_or_insert_with(|| Instant::now() + settings.header_timeout);
+                match reading::read_more(&mut stream, &mut buf, until).await {
+                    More::Read => {}
+                    More::Closed => return Served::Closed,
+                    More::TimedOut => {
+                        let answer = Answer::text(
+                            408,
+                            format!(
+                                "the request head did not arrive within {} (xipgate.downstream.header_timeout)",
+                                humantime::format_duration(settings.header_timeout)
+                            ),
+                        );
+                        reading::answer_and_close(
+                            &mut stream,
+                            &answer.to_http1(false),
+                            settings.write_timeout,
+                        )
+                        .await;
+                        return Served::Closed;
+                    }
                 }
             };
 
@@ -284,8 +341,14 @@ impl FastPath {
                             target.as_deref(),
                             tried.len(),
                         );
-                        let _ = stream.write_all(&answer.to_http1(head_req)).await;
-                        let _ = stream.flush().await;
+                        // Within write_timeout, as every write to the client: the
+                        // connection closes after it anyway.
+                        reading::answer_and_close(
+                            &mut stream,
+                            &answer.to_http1(head_req),
+                            settings.write_timeout,
+                        )
+                        .await;
                         (answer.status, None, target, Some(f.etype))
                     }
                 }
@@ -336,95 +399,32 @@ struct Cached {
     tls_upstream: bool,
 }
 
-/// Waits for the next request on an idle connection: up to `keepalive`. Once the
-/// connection has `served` a request, a graceful shutdown (checked every
-/// [`SHUTDOWN_CHECK`]) closes it while idle, so its client connects to the process that
-/// took over. A new connection's first request is always read and answered: its client
-/// may have sent it already, and closing would fail it (tests/upgrade.rs caught that).
-/// `false`: close the connection.
-async fn wait_for_request(
-    stream: &mut Stream,
-    buf: &mut Vec<u8>,
-    keepalive: Duration,
-    served: bool,
-    shutdown: &ShutdownWatch,
-) -> bool {
-    let mut left = keepalive;
-    loop {
-        if served && *shutdown.borrow() {
-            return false;
-        }
-        let wait = left.min(SHUTDOWN_CHECK);
-        buf.reserve(READ_BUF);
-        match io::read_within(stream, buf, wait).await {
-            Some(Ok(n)) => return n > 0,
-            Some(Err(_)) => return false,
-            None if left > wait => left -= wait,
-            None => return false,
-        }
-    }
-}
-
-/// Reads more of a request head that has started.
-async fn read_more(stream: &mut Stream, buf: &mut Vec<u8>, wait: Duration) -> bool {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_BUF);
-    }
-    matches!(fast_timeout(wait, stream.read_buf(buf)).await, Ok(Ok(n)) if n > 0)
+/// Hands one request to Pingora's engine, with the bytes read so far put back.
+fn handoff(stream: Stream, buf: &[u8]) -> Served {
+    Served::Handoff(put_back(stream, buf))
 }
 
 /// Puts the bytes read so far back on the stream, for Pingora to read them again.
-fn handoff(stream: Stream, buf: &[u8]) -> Served {
+fn put_back(stream: Stream, buf: &[u8]) -> Stream {
     if buf.is_empty() {
-        return Served::Handoff(stream);
+        return stream;
     }
+    // (`into_any` loses the stream type on a failed downcast: check first.)
     if stream.as_any().is::<L4Stream>() {
         if let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() {
             l4.rewind(buf);
-            return Served::Handoff(l4);
+            return l4;
         }
-        return Served::Closed; // unreachable: the type was just checked
+        unreachable!("the type was just checked");
     }
-    // A TLS stream cannot take bytes back itself.
-    Served::Handoff(Box::new(rewound::Rewound::new(buf, stream)))
-}
-
-/// The proxy service's application: the fast path first, Pingora's proxy for the rest.
-pub struct ProxyApp<A> {
-    fast: Option<FastPath>,
-    inner: Arc<A>,
-}
-
-impl<A> ProxyApp<A> {
-    pub fn new(fast: Option<FastPath>, inner: A) -> Self {
-        ProxyApp {
-            fast,
-            inner: Arc::new(inner),
+    // A TLS stream cannot take bytes back itself; one that came back from Pingora may be
+    // wrapped already, and takes them in front of what it still holds.
+    if stream.as_any().is::<rewound::Rewound>() {
+        if let Ok(mut r) = stream.into_any().downcast::<rewound::Rewound>() {
+            r.put_back(buf);
+            return r;
         }
+        unreachable!("the type was just checked");
     }
-}
-
-#[async_trait]
-impl<A> ServerApp for ProxyApp<A>
-where
-    A: ServerApp + Send + Sync + 'static,
-{
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let stream = match &self.fast {
-            None => stream,
-            Some(fast) => match fast.serve(stream, shutdown).await {
-                Served::Closed => return None,
-                Served::Handoff(s) => s,
-            },
-        };
-        self.inner.process_new(stream, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        self.inner.cleanup().await
-    }
+    Box::new(rewound::Rewound::new(buf, stream))
 }

@@ -35,6 +35,16 @@ impl Rewound {
             inner,
         }
     }
+
+    /// Puts more bytes back, in front of any not read yet (a connection handed to
+    /// Pingora's engine again keeps one wrapper).
+    pub fn put_back(&mut self, bytes: &[u8]) {
+        let mut pre = Vec::with_capacity(bytes.len() + self.pre.len() - self.at);
+        pre.extend_from_slice(bytes);
+        pre.extend_from_slice(&self.pre[self.at..]);
+        self.pre = pre;
+        self.at = 0;
+    }
 }
 
 impl AsyncRead for Rewound {
@@ -171,5 +181,18 @@ mod tests {
         let mut got = String::new();
         r.read_to_string(&mut got).await.expect("read");
         assert_eq!(got, "hello world");
+    }
+
+    #[tokio::test]
+    async fn bytes_put_back_again_come_before_the_rest() {
+        let (client, server) = tokio::io::duplex(64);
+        drop(client);
+        let mut r = Rewound::new(b"abcdef", Box::new(server));
+        let mut two = [0u8; 2];
+        r.read_exact(&mut two).await.expect("read");
+        r.put_back(b"xy");
+        let mut got = String::new();
+        r.read_to_string(&mut got).await.expect("read");
+        assert_eq!(got, "xycdef");
     }
 }
