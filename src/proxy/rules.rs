@@ -260,6 +260,24 @@ pub const UNASKED_UPGRADE: &str =
     "answered 101 Switching Protocols to a request that asked for no upgrade";
 
 /// `X-Forwarded-Proto`: the scheme the client used to reach the edge.
+/// Whether the client asked to close its connection after this response: a `close` token
+/// in `Connection`, or HTTP/1.0 (or 0.9) without a `keep-alive` token. Pingora's engine
+/// keeps every other connection for `downstream.keepalive_timeout` (the fast path hands
+/// HTTP/1.0 to it and reads `close` itself). An upgrade (`Connection: Upgrade`) is neither.
+pub fn client_closes<'a>(
+    version: http::Version,
+    connection: impl IntoIterator<Item = &'a [u8]>,
+) -> bool {
+    let (mut close, mut keep) = (false, false);
+    for value in connection {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    close || (version < http::Version::HTTP_11 && !keep)
+}
+
 pub fn forwarded_proto(tls: bool) -> &'static str {
     if tls {
         "https"

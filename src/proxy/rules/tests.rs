@@ -422,3 +422,30 @@ fn via_extends_the_chain_with_the_edge() {
     );
     assert!(looped([format!("1.1 {me}").as_bytes()], me));
 }
+
+#[test]
+fn which_clients_asked_to_close() {
+    use http::Version;
+    for (version, connection, want) in [
+        (Version::HTTP_11, &[][..], false),
+        (Version::HTTP_11, &[&b"keep-alive"[..]][..], false),
+        (Version::HTTP_11, &[&b"close"[..]][..], true),
+        (Version::HTTP_11, &[&b"Keep-Alive, Close"[..]][..], true),
+        (Version::HTTP_11, &[&b"Upgrade"[..]][..], false),
+        (
+            Version::HTTP_11,
+            &[&b"upgrade"[..], &b" close "[..]][..],
+            true,
+        ),
+        (Version::HTTP_10, &[][..], true),
+        (Version::HTTP_10, &[&b"keep-alive"[..]][..], false),
+        (Version::HTTP_10, &[&b"Upgrade"[..]][..], true),
+        (Version::HTTP_09, &[][..], true),
+    ] {
+        assert_eq!(
+            client_closes(version, connection.iter().copied()),
+            want,
+            "{version:?} {connection:?}"
+        );
+    }
+}
