@@ -6,8 +6,10 @@ mod fast;
 mod host;
 mod limit;
 mod loop_guard;
+mod resolve;
 mod respond;
 mod rules;
+mod settings;
 mod upstream_cert;
 
 use crate::answer::{cors_decide, Answer, Cors};
@@ -17,6 +19,9 @@ pub use fast::FastPath;
 pub use host::request_host;
 pub use limit::Limited;
 pub use loop_guard::ConsoleListener;
+use resolve::host_answer;
+pub use resolve::{pick_target, resolve_host};
+pub use settings::{ProxySettings, ProxyShared, UpstreamTls};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,110 +34,10 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::config::{Config, CorsConfig, UpstreamTlsConfig};
 use crate::console::Console;
-use crate::instance::Instance;
-use crate::metrics::Metrics;
-use crate::names::{self, HostError};
-use crate::registry::{Status, SyncState};
-use crate::routes::{Route, RouteTable, Target};
-use crate::tls::{load_ca_bundle, TlsError};
-use crate::traffic::Traffic;
-use pingora_core::tls::x509::X509;
+use crate::names;
+use crate::routes::{Route, Target};
 use respond::respond;
-
-/// What the proxy needs from the configuration, copied once at start.
-#[derive(Debug, Clone)]
-pub struct ProxySettings {
-    pub domains: Vec<String>,
-    pub console_host: Option<String>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub max_tries: u32,
-    pub keepalive_secs: u64,
-    /// The most a request head may take from its first byte (and a TLS handshake).
-    pub header_timeout: Duration,
-    pub cors: CorsConfig,
-    /// TLS to instances that enable only their securePort.
-    pub upstream_tls: UpstreamTls,
-    /// With `xipgate.tls.redirect_http`: the HTTPS port plain requests are sent to.
-    pub https_redirect: Option<u16>,
-}
-
-/// How instances are reached over TLS (`xipgate.upstream.tls`).
-#[derive(Debug, Clone)]
-pub struct UpstreamTls {
-    pub verify: bool,
-    /// Replaces the system's CAs when set.
-    pub ca: Option<Arc<Box<[X509]>>>,
-    /// The name sent and verified; by default the instance's hostName.
-    pub server_name: Option<String>,
-    /// Why instances' certificates were refused, recently.
-    verdicts: Arc<upstream_cert::Verdicts>,
-}
-
-impl UpstreamTls {
-    pub fn from_config(cfg: &UpstreamTlsConfig) -> Result<Self, TlsError> {
-        Ok(UpstreamTls {
-            verify: cfg.verify,
-            ca: cfg.ca_file.as_deref().map(load_ca_bundle).transpose()?,
-            server_name: cfg.server_name.clone(),
-            verdicts: Arc::default(),
-        })
-    }
-
-    /// The name sent (SNI) and verified for an instance.
-    fn name(&self, instance: &Instance) -> String {
-        self.server_name
-            .clone()
-            .unwrap_or_else(|| instance.host_name.to_ascii_lowercase())
-    }
-
-    /// The peer for one try at an instance's securePort.
-    fn peer(&self, addr: SocketAddr, instance: &Instance) -> HttpPeer {
-        let sni = self.name(instance);
-        let mut peer = HttpPeer::new(addr, true, sni);
-        peer.options.verify_cert = self.verify;
-        peer.options.verify_hostname = self.verify;
-        peer.options.ca = self.ca.clone();
-        peer
-    }
-}
-
-impl ProxySettings {
-    pub fn from_config(cfg: &Config) -> Result<Self, TlsError> {
-        Ok(ProxySettings {
-            domains: cfg.domains.clone(),
-            console_host: cfg.console.host.clone(),
-            connect_timeout: cfg.upstream.connect_timeout,
-            read_timeout: cfg.upstream.read_timeout,
-            write_timeout: cfg.upstream.write_timeout,
-            max_tries: cfg.upstream.max_tries,
-            keepalive_secs: cfg.keepalive_timeout.as_secs().max(1),
-            header_timeout: cfg.header_timeout,
-            cors: cfg.cors.clone(),
-            upstream_tls: UpstreamTls::from_config(&cfg.upstream.tls)?,
-            https_redirect: cfg
-                .tls
-                .as_ref()
-                .filter(|t| t.redirect_http)
-                .map(|t| t.https_port().unwrap_or(443)),
-        })
-    }
-}
-
-/// What both engines share: settings, the routing table, the sync state and the metrics
-/// (used by [`PingoraProxy`], Pingora's `ProxyHttp`, and by the fast path).
-#[derive(Clone)]
-pub struct ProxyShared {
-    pub settings: ProxySettings,
-    pub table: Arc<RouteTable>,
-    pub sync: Arc<SyncState>,
-    pub metrics: Arc<Metrics>,
-    pub traffic: Arc<Traffic>,
-    pub access: Arc<AccessLog>,
-}
 
 /// Pingora's `ProxyHttp`: the engine for every request the fast path does not take.
 pub struct PingoraProxy {
@@ -191,111 +96,6 @@ fn route_kind(ctx: &Ctx) -> rules::RouteKind {
     ctx.route
         .as_ref()
         .map_or(rules::RouteKind::Service, rules::RouteKind::of)
-}
-
-/// The answer before the first registry has been loaded.
-const NOT_LOADED: &str = "the registry is not loaded yet (the console's /api/v1/registry says why)";
-
-/// Resolves a raw Host value to (normalised host, label, route), or to the answer the edge
-/// gives instead: 400 malformed, 404 outside the domains or unknown, 503 not loaded or no
-/// UP instance, 403 a refused instance.
-pub fn resolve_host(shared: &ProxyShared, raw: &str) -> Result<(String, String, Route), Answer> {
-    if raw.trim().is_empty() {
-        return Err(host_answer(HostError::Missing));
-    }
-    let host = names::normalize_host(raw).map_err(host_answer)?;
-    let (raw_label, _) = names::split_host(&host, &shared.settings.domains).map_err(host_answer)?;
-    let label = names::normalize_request_label(raw_label).ok_or_else(|| {
-        Answer::text(
-            400,
-            format!(
-                "invalid Host: label '{}' names nothing",
-                names::printable(raw_label)
-            ),
-        )
-    })?;
-    if !shared.table.is_loaded() {
-        // Any client gets this answer: the registry's error (its URLs, hosts and ports)
-        // stays on the console, which can be restricted.
-        return Err(Answer::text(503, NOT_LOADED).retry_after(5));
-    }
-    let route = shared.table.lookup(&label).ok_or_else(|| {
-        Answer::text(
-            404,
-            format!(
-                "no service or instance is called '{label}'. List what exists with GET /api/v1/services on the console{}",
-                shared.settings.console_host.as_deref().map(|h| format!(" (http://{h}/)")).unwrap_or_default()
-            ),
-        )
-    })?;
-    match &route {
-        Route::Instance(t) => {
-            if let Err(refusal) = &t.upstream {
-                return Err(Answer::text(
-                    403,
-                    format!(
-                        "instance '{}' is not proxied: {refusal}",
-                        t.instance.instance_id
-                    ),
-                ));
-            }
-        }
-        Route::Service(s) => {
-            if !s.has_eligible() {
-                return Err(Answer::text(
-                    503,
-                    format!(
-                        "service '{}' has no UP instance that may be proxied ({} registered)",
-                        s.app,
-                        s.instances.len()
-                    ),
-                )
-                .retry_after(5));
-            }
-        }
-    }
-    Ok((host, label, route))
-}
-
-/// The instance for the next try of a request on `route`, given the addresses tried.
-pub fn pick_target(route: &Route, tried: &[SocketAddr]) -> Option<Arc<Target>> {
-    let s = match route {
-        Route::Instance(t) => return Some(t.clone()),
-        Route::Service(s) => s,
-    };
-    match tried.last() {
-        // The first try follows the service's weighted round robin.
-        None => s.next(|_| false),
-        // A retry leaves the round robin alone: if it advanced the shared cursor too, a
-        // failing instance would fall in step with it and get every request's first try
-        // (tests/backend_faults.rs). It takes the next UP instance after the one that
-        // failed, in instanceId order, preferring one not tried yet; when all were, any UP
-        // one.
-        Some(last) => {
-            let n = s.instances.len();
-            let from = s
-                .instances
-                .iter()
-                .position(|t| t.upstream.as_ref() == Ok(last))
-                .map_or(0, |i| i + 1);
-            let ring = || {
-                (0..n)
-                    .map(|i| &s.instances[(from + i) % n])
-                    .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
-            };
-            ring()
-                .find(|t| t.upstream.as_ref().is_ok_and(|a| !tried.contains(a)))
-                .or_else(|| ring().next())
-                .cloned()
-        }
-    }
-}
-
-fn host_answer(e: HostError) -> Answer {
-    match e {
-        HostError::OutsideDomains(_) => Answer::text(404, e.to_string()),
-        _ => Answer::text(400, e.to_string()),
-    }
 }
 
 #[async_trait]

@@ -1,0 +1,116 @@
+//! From a request's Host to a route, or to the answer the edge gives instead, and the
+//! instance each try of a route goes to: decided here for both engines.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::ProxyShared;
+use crate::answer::Answer;
+use crate::names::{self, HostError};
+use crate::registry::Status;
+use crate::routes::{Route, Target};
+
+/// The answer before the first registry has been loaded.
+const NOT_LOADED: &str = "the registry is not loaded yet (the console's /api/v1/registry says why)";
+
+/// Resolves a raw Host value to (normalised host, label, route), or to the answer the edge
+/// gives instead: 400 malformed, 404 outside the domains or unknown, 503 not loaded or no
+/// UP instance, 403 a refused instance.
+pub fn resolve_host(shared: &ProxyShared, raw: &str) -> Result<(String, String, Route), Answer> {
+    if raw.trim().is_empty() {
+        return Err(host_answer(HostError::Missing));
+    }
+    let host = names::normalize_host(raw).map_err(host_answer)?;
+    let (raw_label, _) = names::split_host(&host, &shared.settings.domains).map_err(host_answer)?;
+    let label = names::normalize_request_label(raw_label).ok_or_else(|| {
+        Answer::text(
+            400,
+            format!(
+                "invalid Host: label '{}' names nothing",
+                names::printable(raw_label)
+            ),
+        )
+    })?;
+    if !shared.table.is_loaded() {
+        // Any client gets this answer: the registry's error (its URLs, hosts and ports)
+        // stays on the console, which can be restricted.
+        return Err(Answer::text(503, NOT_LOADED).retry_after(5));
+    }
+    let route = shared.table.lookup(&label).ok_or_else(|| {
+        Answer::text(
+            404,
+            format!(
+                "no service or instance is called '{label}'. List what exists with GET /api/v1/services on the console{}",
+                shared.settings.console_host.as_deref().map(|h| format!(" (http://{h}/)")).unwrap_or_default()
+            ),
+        )
+    })?;
+    match &route {
+        Route::Instance(t) => {
+            if let Err(refusal) = &t.upstream {
+                return Err(Answer::text(
+                    403,
+                    format!(
+                        "instance '{}' is not proxied: {refusal}",
+                        t.instance.instance_id
+                    ),
+                ));
+            }
+        }
+        Route::Service(s) => {
+            if !s.has_eligible() {
+                return Err(Answer::text(
+                    503,
+                    format!(
+                        "service '{}' has no UP instance that may be proxied ({} registered)",
+                        s.app,
+                        s.instances.len()
+                    ),
+                )
+                .retry_after(5));
+            }
+        }
+    }
+    Ok((host, label, route))
+}
+
+/// The instance for the next try of a request on `route`, given the addresses tried.
+pub fn pick_target(route: &Route, tried: &[SocketAddr]) -> Option<Arc<Target>> {
+    let s = match route {
+        Route::Instance(t) => return Some(t.clone()),
+        Route::Service(s) => s,
+    };
+    match tried.last() {
+        // The first try follows the service's weighted round robin.
+        None => s.next(|_| false),
+        // A retry leaves the round robin alone: if it advanced the shared cursor too, a
+        // failing instance would fall in step with it and get every request's first try
+        // (tests/backend_faults.rs). It takes the next UP instance after the one that
+        // failed, in instanceId order, preferring one not tried yet; when all were, any UP
+        // one.
+        Some(last) => {
+            let n = s.instances.len();
+            let from = s
+                .instances
+                .iter()
+                .position(|t| t.upstream.as_ref() == Ok(last))
+                .map_or(0, |i| i + 1);
+            let ring = || {
+                (0..n)
+                    .map(|i| &s.instances[(from + i) % n])
+                    .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
+            };
+            ring()
+                .find(|t| t.upstream.as_ref().is_ok_and(|a| !tried.contains(a)))
+                .or_else(|| ring().next())
+                .cloned()
+        }
+    }
+}
+
+pub(super) fn host_answer(e: HostError) -> Answer {
+    match e {
+        HostError::OutsideDomains(_) => Answer::text(404, e.to_string()),
+        _ => Answer::text(400, e.to_string()),
+    }
+}
