@@ -19,6 +19,9 @@
 //! - [`tls`] serves certificates by SNI (HTTP/2 by ALPN) and reloads them; [`acme`] orders
 //!   wildcard certificates over ACME DNS-01, answered by the built-in [`dns`] server, which
 //!   also answers for the edge's own names.
+//! - [`access`] decides who may reach which service, instance and path (`xipgate.access`):
+//!   rules, the built-in actuator policy, and the identities a login, a bearer token or
+//!   basic credentials show; one decision for both engines.
 //! - [`console`] is the registry page, the JSON API, health endpoints and the Prometheus
 //!   [`metrics`]; [`traffic`] keeps live requests per second, errors and latency per service
 //!   and instance for it.
@@ -27,6 +30,7 @@
 //!
 //! docs/development.md has the module table (who imports whom, kept true by tests/docs.rs).
 
+pub mod access;
 mod acme;
 mod answer;
 pub mod app;

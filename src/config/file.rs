@@ -32,6 +32,8 @@ pub struct XipgateFile {
     pub tls: Option<TlsFile>,
     /// Certificates issued automatically over ACME DNS-01, answered by the built-in DNS.
     pub acme: Option<AcmeFile>,
+    /// Who may reach which service, instance and path.
+    pub access: Option<super::access::AccessFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

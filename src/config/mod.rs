@@ -6,6 +6,7 @@
 //! and [`validate`] turns them into the typed [`Config`], collecting every problem with its
 //! key path instead of stopping at the first.
 
+pub mod access;
 mod console;
 pub mod file;
 mod nacos;
@@ -20,6 +21,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use pingora_core::server::configuration::ServerConf;
 
+pub use access::{
+    AccessConfig, ActuatorConfig, BasicConfig, BearerConfig, IdentityConfig, LoginConfig,
+};
 pub use file::XipgateFile;
 pub use nacos::{NacosApi, NacosConfig, DEFAULT_NACOS_GROUP, DEFAULT_POD_NAME_KEYS};
 pub use tls::{
@@ -119,6 +123,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Automatic certificates (`xipgate.acme`).
     pub acme: Option<AcmeConfig>,
+    /// Who may reach which service, instance and path (`xipgate.access`).
+    pub access: AccessConfig,
 }
 
 /// `xipgate.log`: whether each request is recorded, and where.

@@ -340,6 +340,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         );
     }
     let cors = cors_config(&mut c, &x.cors, &domains);
+    let access = access::check_access(&mut c, x.access.as_ref(), &listen);
 
     let dns = x.dns.as_ref().and_then(|d| {
         let listen: Vec<SocketAddr> = d
@@ -462,6 +463,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         dns,
         tls,
         acme,
+        access,
         access_log: AccessLogConfig {
             enabled: x.log.access.unwrap_or(DEFAULT_ACCESS_LOG),
             file: x

@@ -1,6 +1,6 @@
 //! The Pingora `ProxyHttp`: Host label → instance or service → upstream peer.
 
-mod access;
+mod access_log;
 mod connection;
 mod fast;
 mod host;
@@ -13,7 +13,7 @@ mod settings;
 mod upstream_cert;
 
 use crate::answer::{cors_decide, Answer, Cors};
-pub use access::{AccessEntry, AccessLog, AccessLogError};
+pub use access_log::{AccessEntry, AccessLog, AccessLogError};
 pub use connection::ProxyApp;
 pub use fast::FastPath;
 pub use host::request_host;

@@ -1,0 +1,201 @@
+use super::*;
+use crate::access::{Matcher, PathPattern, Via};
+
+fn rule(name: &str, matcher: Matcher, grant: Grant) -> Rule {
+    Rule {
+        name: name.into(),
+        matcher,
+        grant,
+    }
+}
+
+fn facts<'a>(service: &'a str, path: &'a str, method: &'a str, page_load: bool) -> Facts<'a> {
+    Facts {
+        domain: "example.test",
+        service,
+        instance: None,
+        path,
+        method,
+        client: "198.51.100.7".parse().unwrap(),
+        page_load,
+        actuator_bases: &["/actuator"],
+    }
+}
+
+fn alice(via: Via, groups: &[&str]) -> Presented {
+    Presented::Identity(Identity {
+        user: "alice".into(),
+        email: None,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        via,
+    })
+}
+
+fn policy() -> Policy {
+    Policy {
+        rules: vec![
+            rule(
+                "public-docs",
+                Matcher {
+                    paths: vec![PathPattern::parse("/docs").unwrap()],
+                    ..Default::default()
+                },
+                Grant {
+                    public: true,
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "office",
+                Matcher {
+                    services: vec!["billing".into()],
+                    ..Default::default()
+                },
+                Grant {
+                    clients: vec!["198.51.100.0/24".parse().unwrap()],
+                    ..Default::default()
+                },
+            ),
+            rule(
+                "devs",
+                Matcher::default(),
+                Grant {
+                    groups: vec!["devs".into()],
+                    bearer: true,
+                    ..Default::default()
+                },
+            ),
+        ],
+        actuator_operators: Some(vec!["ops".into()]),
+        login: true,
+        basic_realm: None,
+        bearer: true,
+    }
+}
+
+fn outcome(d: &Decision) -> String {
+    match d {
+        Decision::Open => "open".into(),
+        Decision::Allow { rule, .. } => format!("allow {}", rule.name()),
+        Decision::Deny { rule, .. } => format!("deny {}", rule.name()),
+        Decision::BadPath { .. } => "400".into(),
+        Decision::SignIn { rule } => format!("login {}", rule.name()),
+        Decision::Unauthorized { rule, .. } => format!("401 {}", rule.name()),
+    }
+}
+
+#[test]
+fn the_first_matching_rule_decides() {
+    let p = policy();
+    let cases: Vec<(Facts, Presented, &str)> = vec![
+        (
+            facts("orders", "/docs/x", "GET", true),
+            Presented::Nothing,
+            "allow public-docs",
+        ),
+        (
+            facts("billing", "/", "GET", true),
+            Presented::Nothing,
+            "allow office",
+        ),
+        (
+            facts("orders", "/", "GET", true),
+            Presented::Nothing,
+            "login devs",
+        ),
+        (
+            facts("orders", "/", "GET", false),
+            Presented::Nothing,
+            "401 devs",
+        ),
+        (
+            facts("orders", "/", "GET", true),
+            alice(Via::Session, &["devs"]),
+            "allow devs",
+        ),
+        (
+            facts("orders", "/", "GET", true),
+            alice(Via::Session, &["sales"]),
+            "deny devs",
+        ),
+        (
+            facts("orders", "/", "GET", true),
+            alice(Via::Basic, &["devs"]),
+            "401 devs",
+        ),
+        (
+            facts("orders", "/", "GET", true),
+            Presented::Refused("expired".into()),
+            "401 devs",
+        ),
+        (
+            facts("orders", "/actuator/health", "GET", false),
+            Presented::Nothing,
+            "allow actuator:health",
+        ),
+        (
+            facts("orders", "/actuator/heapdump", "GET", false),
+            alice(Via::Session, &["ops"]),
+            "deny actuator:heapdump",
+        ),
+        (
+            facts("orders", "/actuator/env", "GET", false),
+            alice(Via::Session, &["devs"]),
+            "deny actuator:env",
+        ),
+        (
+            facts("orders", "/actuator/env", "GET", false),
+            alice(Via::Session, &["ops"]),
+            "allow actuator:env",
+        ),
+        (
+            facts("orders", "/actuator/%65nv", "POST", false),
+            alice(Via::Session, &["ops"]),
+            "deny actuator:env",
+        ),
+        (
+            facts("orders", "/actuator;/env", "GET", false),
+            Presented::Nothing,
+            "400",
+        ),
+        (
+            facts("orders", "//actuator/env", "GET", false),
+            Presented::Nothing,
+            "400",
+        ),
+    ];
+    for (f, presented, want) in cases {
+        let got = decide(&p, &f, || presented.clone());
+        assert_eq!(
+            outcome(&got),
+            want,
+            "{} {} {:?}",
+            f.method,
+            f.path,
+            presented
+        );
+    }
+}
+
+#[test]
+fn an_edge_without_rules_is_open() {
+    let p = Policy::default();
+    let d = decide(
+        &p,
+        &facts("orders", "/actuator/heapdump", "GET", false),
+        || Presented::Nothing,
+    );
+    assert_eq!(d, Decision::Open);
+}
+
+#[test]
+fn a_client_outside_the_rules_clients_is_refused() {
+    let mut p = policy();
+    p.rules.truncate(2);
+    let mut f = facts("billing", "/", "GET", true);
+    f.client = "203.0.113.1".parse().unwrap();
+    assert_eq!(
+        outcome(&decide(&p, &f, || Presented::Nothing)),
+        "deny office"
+    );
+}

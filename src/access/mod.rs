@@ -1,0 +1,50 @@
+//! Who may reach which service, instance and path (`xipgate.access`).
+//!
+//! One decision for both engines ([`decide`]): the first configured rule matching the
+//! request's domain, service, instance label, path and method decides, after the built-in
+//! actuator policy for actuator paths no rule names. A rule allows everyone, some client
+//! addresses, or signed-in identities; identities come from the one login for every host
+//! (a sealed session cookie), a bearer token, or basic credentials. An edge without rules
+//! is open, as before rules existed, and says so.
+
+mod actuator;
+mod client;
+mod decide;
+mod path;
+mod rules;
+
+pub use client::client_address;
+pub use decide::{begin, decide, finish, Decision, Facts, Policy, Presented, RuleRef, Step};
+pub use rules::{Grant, Matcher, PathPattern, Rule};
+
+/// How an identity was shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The login's session cookie.
+    Session,
+    /// `Authorization: Bearer` with a JWT.
+    Bearer,
+    /// `Authorization: Basic` checked against htpasswd.
+    Basic,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Session => "a session",
+            Via::Bearer => "bearer tokens",
+            Via::Basic => "basic credentials",
+        }
+    }
+}
+
+/// Who is asking: what the edge tells backends and rules match on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user claim (`preferred_username`, else `sub`), the htpasswd user, or a token's
+    /// `sub` (a client id for `client_credentials`).
+    pub user: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub via: Via,
+}

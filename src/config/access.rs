@@ -1,0 +1,491 @@
+//! `xipgate.access`: who may reach which service, instance and path. The file's shape
+//! ([`AccessFile`]) and its checked form ([`AccessConfig`]); the rules themselves are
+//! [`crate::access`]'s types, made here once so the proxy never sees an unchecked one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::validate::Checker;
+use crate::access::{Grant, Matcher, PathPattern, Rule};
+
+/// A session lasts this long after the login, then the browser signs in again.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+/// The session cookie's name (one cookie, for `Domain=<domain>`).
+pub const DEFAULT_SESSION_COOKIE: &str = "_xipgate";
+/// The label of the login host under each domain: `login.<domain>` takes the callback.
+pub const DEFAULT_LOGIN_LABEL: &str = "login";
+pub const DEFAULT_USER_CLAIM: &str = "preferred_username";
+pub const DEFAULT_GROUPS_CLAIM: &str = "groups";
+/// `exp`/`nbf` of a bearer token are checked with this much clock difference allowed.
+pub const DEFAULT_TOKEN_LEEWAY: Duration = Duration::from_secs(30);
+/// Algorithms a bearer token may be signed with (never `none`, never HMAC).
+pub const DEFAULT_TOKEN_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "PS256"];
+pub const DEFAULT_BASIC_REALM: &str = "xipgate";
+pub const DEFAULT_USER_HEADER: &str = "X-Forwarded-User";
+pub const DEFAULT_EMAIL_HEADER: &str = "X-Forwarded-Email";
+pub const DEFAULT_GROUPS_HEADER: &str = "X-Forwarded-Groups";
+/// The group whose members may use an instance's actuator beyond health, info, prometheus.
+pub const DEFAULT_OPERATORS_GROUP: &str = "operators";
+/// The methods a rule means when it names none.
+pub const ANY_METHOD: &str = "*";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessFile {
+    /// Peers whose X-Forwarded-For is believed (read right to left past them).
+    pub trusted_proxies: Option<Vec<String>>,
+    /// First match wins; a request no rule matches is refused once any rule exists.
+    pub rules: Option<Vec<RuleFile>>,
+    /// One login for every host (OpenID Connect).
+    pub login: Option<LoginFile>,
+    /// JWT bearer tokens for programs.
+    pub bearer: Option<BearerFile>,
+    /// Basic auth from an htpasswd file (bcrypt).
+    pub basic: Option<BasicFile>,
+    /// What backends learn about who asked.
+    pub identity: Option<IdentityFile>,
+    /// The built-in actuator policy (on by default when rules exist).
+    pub actuator: Option<ActuatorFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// Shown in the console, the explain API, metrics and the access log.
+    pub name: Option<String>,
+    // What it matches; a missing key matches everything.
+    pub domains: Option<Vec<String>>,
+    pub services: Option<Vec<String>>,
+    pub instances: Option<Vec<String>>,
+    /// `/api/` (a prefix at a segment boundary) or a glob with `*` (one segment) and `**`.
+    pub paths: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    // What it allows.
+    pub public: Option<bool>,
+    pub deny: Option<bool>,
+    pub clients: Option<Vec<String>>,
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    /// Any signed-in identity.
+    pub authenticated: Option<bool>,
+    /// Accept htpasswd credentials for this rule.
+    pub basic: Option<bool>,
+    /// Accept bearer tokens for this rule.
+    pub bearer: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFile {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    /// The client secret, in a file (a mounted Secret) or env XIPGATE_OIDC_CLIENT_SECRET.
+    pub client_secret_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    /// Label of the login host under each domain (default `login`).
+    pub host: Option<String>,
+    pub cookie: Option<String>,
+    pub session_ttl: Option<String>,
+    /// Cookie keys, one per line (base64 of 32 bytes): the first seals, all open.
+    pub keys_file: Option<String>,
+    pub user_claim: Option<String>,
+    pub groups_claim: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerFile {
+    pub issuer: Option<String>,
+    /// Default: the issuer's discovery document's `jwks_uri`.
+    pub jwks_url: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicFile {
+    pub htpasswd: Option<String>,
+    pub realm: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    pub user_header: Option<String>,
+    pub email_header: Option<String>,
+    pub groups_header: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActuatorFile {
+    pub enabled: Option<bool>,
+    pub operators: Option<Vec<String>>,
+}
+
+/// `xipgate.access`, checked.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    pub trusted_proxies: Vec<IpNet>,
+    pub rules: Vec<Rule>,
+    pub login: Option<LoginConfig>,
+    pub bearer: Option<BearerConfig>,
+    pub basic: Option<BasicConfig>,
+    pub identity: IdentityConfig,
+    /// `None`: the built-in actuator policy is off.
+    pub actuator: Option<ActuatorConfig>,
+}
+
+impl AccessConfig {
+    /// No rules: every request is let through, as before access rules existed.
+    pub fn is_open(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_file: Option<PathBuf>,
+    pub scopes: Vec<String>,
+    pub host_label: String,
+    pub cookie: String,
+    pub session_ttl: Duration,
+    pub keys_file: PathBuf,
+    pub user_claim: String,
+    pub groups_claim: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct BearerConfig {
+    pub issuer: String,
+    pub jwks_url: Option<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BasicConfig {
+    pub htpasswd: PathBuf,
+    pub realm: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub user_header: String,
+    pub email_header: String,
+    pub groups_header: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            user_header: DEFAULT_USER_HEADER.into(),
+            email_header: DEFAULT_EMAIL_HEADER.into(),
+            groups_header: DEFAULT_GROUPS_HEADER.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ActuatorConfig {
+    pub operators: Vec<String>,
+}
+
+/// `xipgate.access`, checked; `_listen` is kept for checks that need the listeners.
+pub(super) fn check_access(
+    c: &mut Checker,
+    f: Option<&AccessFile>,
+    _listen: &[SocketAddr],
+) -> AccessConfig {
+    let Some(f) = f else {
+        return AccessConfig::default();
+    };
+    let trusted_proxies = f
+        .trusted_proxies
+        .as_deref()
+        .map(|t| c.cidrs("xipgate.access.trusted_proxies", t))
+        .unwrap_or_default();
+    let rules: Vec<Rule> = f
+        .rules
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, r)| check_rule(c, i, r))
+        .collect();
+    let login = f.login.as_ref().and_then(|l| check_login(c, l));
+    let bearer = f.bearer.as_ref().and_then(|b| check_bearer(c, b));
+    let basic = f.basic.as_ref().and_then(|b| {
+        let Some(path) = b.htpasswd.as_deref().filter(|p| !p.trim().is_empty()) else {
+            c.err("xipgate.access.basic.htpasswd", "is required");
+            return None;
+        };
+        Some(BasicConfig {
+            htpasswd: PathBuf::from(path),
+            realm: b
+                .realm
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASIC_REALM.into()),
+        })
+    });
+    let identity = f
+        .identity
+        .as_ref()
+        .map(|i| IdentityConfig {
+            user_header: header_name(
+                c,
+                "user_header",
+                i.user_header.as_deref(),
+                DEFAULT_USER_HEADER,
+            ),
+            email_header: header_name(
+                c,
+                "email_header",
+                i.email_header.as_deref(),
+                DEFAULT_EMAIL_HEADER,
+            ),
+            groups_header: header_name(
+                c,
+                "groups_header",
+                i.groups_header.as_deref(),
+                DEFAULT_GROUPS_HEADER,
+            ),
+        })
+        .unwrap_or_default();
+    let actuator_on = f.actuator.as_ref().and_then(|a| a.enabled).unwrap_or(true);
+    let actuator = (actuator_on && !rules.is_empty()).then(|| ActuatorConfig {
+        operators: f
+            .actuator
+            .as_ref()
+            .and_then(|a| a.operators.clone())
+            .unwrap_or_else(|| vec![DEFAULT_OPERATORS_GROUP.into()]),
+    });
+    for (i, r) in rules.iter().enumerate() {
+        let key = format!("xipgate.access.rules[{i}]");
+        if r.grant.needs_identity_from_login() && login.is_none() && bearer.is_none() {
+            c.err(&key, "names users, groups or authenticated, but neither xipgate.access.login nor xipgate.access.bearer is configured to say who anyone is");
+        }
+        if r.grant.basic && basic.is_none() {
+            c.err(
+                &key,
+                "accepts basic credentials, but xipgate.access.basic is not configured",
+            );
+        }
+        if r.grant.bearer && bearer.is_none() {
+            c.err(
+                &key,
+                "accepts bearer tokens, but xipgate.access.bearer is not configured",
+            );
+        }
+        if let Some(j) = rules[..i]
+            .iter()
+            .position(|earlier| earlier.matcher.covers(&r.matcher))
+        {
+            c.err(&key, format!("no request can reach it: rules[{j}] matches every request it matches, and the first match wins"));
+        }
+    }
+    AccessConfig {
+        trusted_proxies,
+        rules,
+        login,
+        bearer,
+        basic,
+        identity,
+        actuator,
+    }
+}
+
+fn header_name(c: &mut Checker, key: &str, raw: Option<&str>, default: &str) -> String {
+    let v = raw.unwrap_or(default).trim();
+    if http::header::HeaderName::from_bytes(v.as_bytes()).is_err() {
+        c.err(
+            &format!("xipgate.access.identity.{key}"),
+            format!("'{v}' is not a header name"),
+        );
+    }
+    v.to_string()
+}
+
+fn check_rule(c: &mut Checker, i: usize, r: &RuleFile) -> Option<Rule> {
+    let key = format!("xipgate.access.rules[{i}]");
+    let name = r.name.clone().unwrap_or_else(|| format!("rules[{i}]"));
+    let lower = |v: &Option<Vec<String>>| -> Vec<String> {
+        v.iter()
+            .flatten()
+            .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
+            .collect()
+    };
+    let mut paths = Vec::new();
+    for (j, p) in r.paths.iter().flatten().enumerate() {
+        match PathPattern::parse(p) {
+            Ok(pat) => paths.push(pat),
+            Err(why) => c.err(&format!("{key}.paths[{j}]"), format!("'{p}': {why}")),
+        }
+    }
+    let mut methods = Vec::new();
+    for (j, m) in r.methods.iter().flatten().enumerate() {
+        let m = m.trim().to_ascii_uppercase();
+        if m == ANY_METHOD {
+            continue;
+        }
+        if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
+            c.err(
+                &format!("{key}.methods[{j}]"),
+                format!("'{m}' is not a method"),
+            );
+        }
+        methods.push(m);
+    }
+    let clients = r
+        .clients
+        .as_deref()
+        .map(|cl| c.cidrs(&format!("{key}.clients"), cl))
+        .unwrap_or_default();
+    let grant = Grant {
+        public: r.public.unwrap_or(false),
+        deny: r.deny.unwrap_or(false),
+        clients,
+        users: r.users.clone().unwrap_or_default(),
+        groups: r.groups.clone().unwrap_or_default(),
+        authenticated: r.authenticated.unwrap_or(false),
+        basic: r.basic.unwrap_or(false),
+        bearer: r.bearer.unwrap_or(false),
+    };
+    if grant.deny && (grant.public || grant.needs_identity() || !grant.clients.is_empty()) {
+        c.err(&key, "deny: true cannot also allow (public, clients, users, groups, authenticated, basic, bearer)");
+    }
+    if grant.public && (grant.needs_identity() || !grant.clients.is_empty()) {
+        c.err(&key, "public: true allows everyone; clients, users, groups, authenticated, basic and bearer would mean nothing");
+    }
+    if !grant.deny && !grant.public && !grant.needs_identity() && grant.clients.is_empty() {
+        c.err(&key, "allows nobody: give public, deny, clients, users, groups, authenticated, basic or bearer");
+    }
+    Some(Rule {
+        name,
+        matcher: Matcher {
+            domains: lower(&r.domains),
+            services: lower(&r.services),
+            instances: lower(&r.instances),
+            paths,
+            methods,
+        },
+        grant,
+    })
+}
+
+fn check_login(c: &mut Checker, l: &LoginFile) -> Option<LoginConfig> {
+    let key = "xipgate.access.login";
+    let issuer = required_url(c, &format!("{key}.issuer"), l.issuer.as_deref());
+    let client_id = l.client_id.clone().filter(|s| !s.trim().is_empty());
+    if client_id.is_none() {
+        c.err(&format!("{key}.client_id"), "is required");
+    }
+    let keys_file = l.keys_file.clone().filter(|s| !s.trim().is_empty());
+    if keys_file.is_none() {
+        c.err(
+            &format!("{key}.keys_file"),
+            "is required: every replica must seal and open sessions with the same key (a mounted Secret)",
+        );
+    }
+    let session_ttl = c.duration(
+        &format!("{key}.session_ttl"),
+        l.session_ttl.as_ref(),
+        DEFAULT_SESSION_TTL,
+    );
+    let host_label = l.host.clone().unwrap_or_else(|| DEFAULT_LOGIN_LABEL.into());
+    if crate::names::normalize_request_label(&host_label).as_deref() != Some(host_label.as_str()) {
+        c.err(
+            &format!("{key}.host"),
+            format!("'{host_label}' is not one DNS label"),
+        );
+    }
+    Some(LoginConfig {
+        issuer: issuer?,
+        client_id: client_id?,
+        client_secret_file: l.client_secret_file.as_ref().map(PathBuf::from),
+        scopes: l
+            .scopes
+            .clone()
+            .unwrap_or_else(|| ["openid", "profile", "email"].map(String::from).to_vec()),
+        host_label,
+        cookie: l
+            .cookie
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SESSION_COOKIE.into()),
+        session_ttl,
+        keys_file: PathBuf::from(keys_file?),
+        user_claim: l
+            .user_claim
+            .clone()
+            .unwrap_or_else(|| DEFAULT_USER_CLAIM.into()),
+        groups_claim: l
+            .groups_claim
+            .clone()
+            .unwrap_or_else(|| DEFAULT_GROUPS_CLAIM.into()),
+    })
+}
+
+fn check_bearer(c: &mut Checker, b: &BearerFile) -> Option<BearerConfig> {
+    let key = "xipgate.access.bearer";
+    let issuer = required_url(c, &format!("{key}.issuer"), b.issuer.as_deref());
+    let algorithms: Vec<String> = b
+        .algorithms
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TOKEN_ALGORITHMS.map(String::from).to_vec());
+    for (i, a) in algorithms.iter().enumerate() {
+        if !DEFAULT_TOKEN_ALGORITHMS.contains(&a.as_str())
+            && a != "ES384"
+            && a != "RS384"
+            && a != "RS512"
+            && a != "PS384"
+            && a != "PS512"
+        {
+            c.err(
+                &format!("{key}.algorithms[{i}]"),
+                format!("'{a}' is not allowed: only RS*, PS* and ES* (never none, never HMAC)"),
+            );
+        }
+    }
+    let audiences = b.audiences.clone().unwrap_or_default();
+    if audiences.is_empty() {
+        c.err(
+            &format!("{key}.audiences"),
+            "is required: a token meant for another program must not open this edge",
+        );
+    }
+    Some(BearerConfig {
+        issuer: issuer?,
+        jwks_url: b.jwks_url.clone(),
+        audiences,
+        algorithms,
+        leeway: c.duration(
+            &format!("{key}.leeway"),
+            b.leeway.as_ref(),
+            DEFAULT_TOKEN_LEEWAY,
+        ),
+    })
+}
+
+fn required_url(c: &mut Checker, key: &str, raw: Option<&str>) -> Option<String> {
+    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+        c.err(key, "is required");
+        return None;
+    };
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Some(raw.trim_end_matches('/').to_string())
+        }
+        _ => {
+            c.err(key, format!("'{raw}' must be an http:// or https:// URL"));
+            None
+        }
+    }
+}
