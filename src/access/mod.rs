@@ -9,12 +9,16 @@
 
 mod actuator;
 mod client;
+pub mod cookie;
 mod decide;
+mod gate;
 mod path;
 mod rules;
+pub mod session;
 
 pub use client::client_address;
 pub use decide::{begin, decide, finish, Decision, Facts, Policy, Presented, RuleRef, Step};
+pub use gate::{page_load, Gate, GateError, SessionCookie};
 pub use rules::{Grant, Matcher, PathPattern, Rule};
 
 /// How an identity was shown.

@@ -489,3 +489,37 @@ fn required_url(c: &mut Checker, key: &str, raw: Option<&str>) -> Option<String>
         }
     }
 }
+
+impl AccessConfig {
+    /// The gate the engines hold; reads the session keys.
+    pub fn gate(&self) -> Result<crate::access::Gate, crate::access::GateError> {
+        let session = match &self.login {
+            Some(l) => Some(crate::access::SessionCookie {
+                name: l.cookie.clone(),
+                sealer: crate::access::session::Sealer::from_file(&l.keys_file)?,
+            }),
+            None => None,
+        };
+        Ok(crate::access::Gate::new(
+            self.policy(),
+            self.trusted_proxies.clone(),
+            [
+                &self.identity.user_header,
+                &self.identity.email_header,
+                &self.identity.groups_header,
+            ],
+            session,
+        ))
+    }
+
+    /// The decision's view of this config (see [`crate::access::decide`]).
+    pub fn policy(&self) -> crate::access::Policy {
+        crate::access::Policy {
+            rules: self.rules.clone(),
+            actuator_operators: self.actuator.as_ref().map(|a| a.operators.clone()),
+            login: self.login.is_some(),
+            basic_realm: self.basic.as_ref().map(|b| b.realm.clone()),
+            bearer: self.bearer.is_some(),
+        }
+    }
+}
