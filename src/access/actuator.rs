@@ -41,16 +41,173 @@ pub fn need(endpoint: &str, method: &str) -> Need {
 }
 
 /// The endpoint part of `path` when it lies under one of `bases` (each like `/actuator`,
-/// no trailing slash), or `None`.
-pub fn endpoint<'p>(path: &'p str, bases: &[&str]) -> Option<&'p str> {
+/// no trailing slash; `""` for an actuator at the root), or `None`. Under a root base only
+/// Spring's own endpoint ids are actuator paths: the application's pages share that space.
+pub fn endpoint<'p, B: AsRef<str>>(path: &'p str, bases: &[B]) -> Option<&'p str> {
     bases.iter().find_map(|base| {
+        let base = base.as_ref();
         let rest = path.strip_prefix(base)?;
+        if base.is_empty() {
+            let e = rest.strip_prefix('/')?;
+            let id = e.split('/').next().unwrap_or("");
+            return KNOWN.contains(&id).then_some(e);
+        }
         if rest.is_empty() {
             Some("")
         } else {
             rest.strip_prefix('/')
         }
     })
+}
+
+/// Endpoint ids of Spring Boot (1.x to 4), Spring Cloud and common libraries: under an
+/// actuator served at the root (`base-path=/`) only these are actuator paths.
+const KNOWN: [&str; 44] = [
+    "actuator",
+    "auditevents",
+    "autoconfig",
+    "beans",
+    "bus-env",
+    "bus-refresh",
+    "busenv",
+    "busrefresh",
+    "caches",
+    "conditions",
+    "configprops",
+    "dump",
+    "env",
+    "features",
+    "flyway",
+    "gateway",
+    "health",
+    "heapdump",
+    "httpexchanges",
+    "httptrace",
+    "info",
+    "integrationgraph",
+    "jolokia",
+    "liquibase",
+    "logfile",
+    "loggers",
+    "mappings",
+    "metrics",
+    "nacos-config",
+    "nacos-discovery",
+    "nacosconfig",
+    "nacosdiscovery",
+    "pause",
+    "prometheus",
+    "quartz",
+    "refresh",
+    "restart",
+    "resume",
+    "sbom",
+    "scheduledtasks",
+    "serviceregistry",
+    "sessions",
+    "shutdown",
+    "threaddump",
+];
+
+/// Where Spring Boot 2 and later serve the actuator unless told otherwise.
+pub const DEFAULT_BASE: &str = "/actuator";
+/// Metadata Spring Cloud Alibaba's Nacos registration (`NacosRegistration.init`) writes:
+/// `management.endpoints.web.base-path` when set, and with a separate management port
+/// `management.port` and the management server's `management.server.servlet.context-path`
+/// as `management.context-path`.
+const META_BASE_PATH: &str = "management.endpoints.web.base-path";
+const META_CONTEXT_PATH: &str = "management.context-path";
+/// A published base longer than this is not believed (the default is kept).
+const MAX_BASE_LEN: usize = 256;
+
+/// The actuator base paths of one instance (usually one; `""` is the root), from what its
+/// registration publishes:
+/// - Eureka's `healthCheckUrl` and `statusPageUrl`, which Spring Cloud sets to
+///   `<base>/health` and `<base>/info` (with the management port when that differs: the
+///   base is kept anyway, so the path stays protected if it is reachable on this port);
+/// - the Nacos metadata Spring Cloud Alibaba writes ([`META_BASE_PATH`], under
+///   [`META_CONTEXT_PATH`] when given);
+/// - else [`DEFAULT_BASE`].
+///
+/// Every source that names a base adds it: two sources disagreeing protect both paths.
+pub fn bases(
+    health_check_url: Option<&str>,
+    status_page_url: Option<&str>,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |b: Option<String>| {
+        if let Some(b) = b {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+    };
+    add(health_check_url.and_then(|u| base_before(u, "health")));
+    add(status_page_url.and_then(|u| base_before(u, "info")));
+    add(from_metadata(metadata));
+    if out.is_empty() {
+        out.push(DEFAULT_BASE.to_string());
+    }
+    out
+}
+
+/// `http://h:8081/manage/health` → `/manage`: the URL's path up to its last `endpoint`
+/// segment (`/actuator/health/liveness` → `/actuator`). `None` when the path has no such
+/// segment (a custom health page is no evidence of where the actuator is).
+fn base_before(url: &str, endpoint: &str) -> Option<String> {
+    let url = url.trim();
+    let path = if url.starts_with('/') {
+        url.to_string()
+    } else {
+        url::Url::parse(url).ok()?.path().to_string()
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let segments: Vec<&str> = path.split('/').collect();
+    let at = segments.iter().rposition(|s| *s == endpoint)?;
+    clean(&segments[..at].join("/"))
+}
+
+fn from_metadata(metadata: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    let base = metadata.get(META_BASE_PATH).map(|s| s.trim());
+    let context = metadata
+        .get(META_CONTEXT_PATH)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty());
+    if base.is_none() && context.is_none() {
+        return None;
+    }
+    let base = base.filter(|b| !b.is_empty()).unwrap_or(DEFAULT_BASE);
+    let joined = match context {
+        Some(c) => format!(
+            "{}/{}",
+            c.trim_end_matches('/'),
+            base.trim_start_matches('/')
+        ),
+        None => base.to_string(),
+    };
+    let joined = if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
+    };
+    clean(&joined)
+}
+
+/// A base as [`endpoint`] compares it: decoded, no trailing `/` (`""` for the root);
+/// `None` when a backend could read it differently or it is too long.
+fn clean(raw: &str) -> Option<String> {
+    if raw.len() > MAX_BASE_LEN {
+        return None;
+    }
+    let trimmed = raw.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Some(String::new());
+    }
+    if super::path::ambiguous(trimmed).is_some() {
+        return None;
+    }
+    Some(super::path::decoded(trimmed).into_owned())
 }
 
 #[cfg(test)]
@@ -88,5 +245,118 @@ mod tests {
             endpoint("/manage/health", &["/actuator", "/manage"]),
             Some("health")
         );
+        // At the root only Spring's endpoint ids are actuator paths.
+        assert_eq!(endpoint("/env", &[""]), Some("env"));
+        assert_eq!(endpoint("/health/liveness", &[""]), Some("health/liveness"));
+        assert_eq!(endpoint("/orders/1", &[""]), None);
+        assert_eq!(endpoint("/", &[""]), None);
+    }
+
+    fn meta(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn each_instance_s_base_comes_from_what_it_registered() {
+        let none = meta(&[]);
+        let nacos_manage = meta(&[("management.endpoints.web.base-path", "/manage")]);
+        let nacos_port = meta(&[
+            ("management.port", "9001"),
+            ("management.context-path", "/mgmt/"),
+        ]);
+        let nacos_both = meta(&[
+            ("management.port", "9001"),
+            ("management.context-path", "/mgmt"),
+            ("management.endpoints.web.base-path", "ops"),
+        ]);
+        let eureka_port_only = meta(&[("management.port", "8080")]);
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a std::collections::BTreeMap<String, String>,
+            &'a [&'a str],
+        );
+        let cases: [Case; 16] = [
+            // Spring Cloud Netflix's defaults.
+            (
+                Some("http://10.0.0.5:8080/actuator/health"),
+                Some("http://10.0.0.5:8080/actuator/info"),
+                &eureka_port_only,
+                &["/actuator"],
+            ),
+            // management.endpoints.web.base-path=/manage (with the url paths set to it).
+            (
+                Some("http://10.0.0.5:8080/manage/health"),
+                Some("http://10.0.0.5:8080/manage/info"),
+                &none,
+                &["/manage"],
+            ),
+            // management.server.port=9001: another port, the base kept all the same.
+            (
+                Some("http://10.0.0.5:9001/actuator/health"),
+                Some("http://10.0.0.5:9001/actuator/info"),
+                &none,
+                &["/actuator"],
+            ),
+            // server.servlet.context-path=/app.
+            (
+                Some("http://h:8080/app/actuator/health"),
+                None,
+                &none,
+                &["/app/actuator"],
+            ),
+            // A probe-group URL.
+            (
+                Some("https://h:8443/actuator/health/readiness?x=1"),
+                None,
+                &none,
+                &["/actuator"],
+            ),
+            // Spring Boot 1.x: the actuator at the root.
+            (
+                Some("http://h:8080/health"),
+                Some("http://h:8080/info"),
+                &none,
+                &[""],
+            ),
+            // A custom health page says nothing of the actuator; the status page does.
+            (
+                Some("http://h:8080/healthz"),
+                Some("http://h:8080/ops/info"),
+                &none,
+                &["/ops"],
+            ),
+            // Sources disagreeing: both are protected.
+            (
+                Some("http://h:8080/actuator/health"),
+                Some("http://h:8080/manage/info"),
+                &none,
+                &["/actuator", "/manage"],
+            ),
+            // Relative paths, trailing slashes.
+            (Some("/manage/health/"), None, &none, &["/manage"]),
+            // Escapes decoded as requests are; ambiguous ones not believed.
+            (Some("http://h/m%61nage/health"), None, &none, &["/manage"]),
+            (Some("http://h/a/..;/x/health"), None, &none, &["/actuator"]),
+            // Nothing published: the default.
+            (None, None, &none, &["/actuator"]),
+            (Some("not a url"), Some(""), &none, &["/actuator"]),
+            // Nacos metadata (Spring Cloud Alibaba).
+            (None, None, &nacos_manage, &["/manage"]),
+            (None, None, &nacos_port, &["/mgmt/actuator"]),
+            (None, None, &nacos_both, &["/mgmt/ops"]),
+        ];
+        for (health, status, metadata, want) in cases {
+            assert_eq!(
+                bases(health, status, metadata),
+                want.to_vec(),
+                "{health:?} {status:?} {metadata:?}"
+            );
+        }
+        let long = format!("http://h/{}/health", "a".repeat(MAX_BASE_LEN));
+        assert_eq!(bases(Some(&long), None, &none), ["/actuator"]);
     }
 }

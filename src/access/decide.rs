@@ -37,8 +37,9 @@ pub struct Facts<'a> {
     pub client: IpAddr,
     /// A browser loading a page (may be sent to the login rather than answered 401).
     pub page_load: bool,
-    /// The actuator base paths of the route's instances (`/actuator` when not published).
-    pub actuator_bases: &'a [&'a str],
+    /// The actuator base paths of the route's instances (see [`super::actuator_bases`];
+    /// `routes::Route::actuator_bases` lists them).
+    pub actuator_bases: &'a [String],
 }
 
 /// The credentials a request showed, looked at only when its rule needs an identity.

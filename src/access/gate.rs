@@ -87,7 +87,7 @@ impl Gate {
         if authorization.is_some() {
             return None;
         }
-        Some(self.from_cookie(cookies, now))
+        Some(self.session_in(cookies, now))
     }
 
     /// What the request's credentials say.
@@ -100,10 +100,10 @@ impl Gate {
         // Bearer and basic credentials are judged by `xipgate.access.bearer` and `.basic`
         // (not configured here yet: the session decides).
         let _ = authorization;
-        self.from_cookie(cookies, now)
+        self.session_in(cookies, now)
     }
 
-    fn from_cookie<'h>(&self, cookies: impl IntoIterator<Item = &'h [u8]>, now: u64) -> Presented {
+    fn session_in<'h>(&self, cookies: impl IntoIterator<Item = &'h [u8]>, now: u64) -> Presented {
         let Some(s) = &self.session else {
             return Presented::Nothing;
         };

@@ -16,6 +16,7 @@ mod path;
 mod rules;
 pub mod session;
 
+pub use actuator::{bases as actuator_bases, DEFAULT_BASE as DEFAULT_ACTUATOR_BASE};
 pub use client::client_address;
 pub use decide::{begin, decide, finish, Decision, Facts, Policy, Presented, RuleRef, Step};
 pub use gate::{page_load, Gate, GateError, SessionCookie};

@@ -36,6 +36,9 @@ pub struct Target {
     /// Lease renewals change every 30 s without changing the route: kept apart so a
     /// renewal does not replace the entry.
     pub last_renewal_ms: AtomicU64,
+    /// Where this instance serves its actuator (see [`crate::access::actuator_bases`]):
+    /// worked out once here, from the registration, not per request.
+    pub actuator_bases: Vec<String>,
 }
 
 impl Target {
@@ -124,6 +127,11 @@ impl<T: IntoInstance> Planned<T> {
     fn into_target(self) -> Target {
         let instance = self.instance.into_instance();
         Target {
+            actuator_bases: crate::access::actuator_bases(
+                instance.health_check_url.as_deref(),
+                instance.status_page_url.as_deref(),
+                &instance.metadata,
+            ),
             last_renewal_ms: AtomicU64::new(instance.last_renewal_ms.unwrap_or(0)),
             instance,
             label: self.label,
@@ -142,6 +150,9 @@ pub struct Service {
     pub instances: Vec<Arc<Target>>,
     /// UP and routable instances, each repeated by its weight, interleaved.
     rotation: Vec<Arc<Target>>,
+    /// Every instance's actuator bases, once each: a request to the service host may
+    /// reach any of them.
+    actuator_bases: Vec<String>,
     cursor: AtomicUsize,
 }
 
@@ -222,6 +233,15 @@ impl Route {
             Route::Instance(t) => &t.instance.app,
         };
         format!("service '{app}' has no UP instance")
+    }
+
+    /// The actuator base paths of the instances this route may reach (the access
+    /// decision's `Facts::actuator_bases`).
+    pub fn actuator_bases(&self) -> &[String] {
+        match self {
+            Route::Instance(t) => &t.actuator_bases,
+            Route::Service(s) => &s.actuator_bases,
+        }
     }
 
     /// True when a try on this route may go over TLS (only Pingora's engine does TLS
@@ -480,11 +500,18 @@ fn build_service(label: String, instances: Vec<Arc<Target>>) -> Service {
                 .map(|t| (*t).clone()),
         );
     }
+    let mut actuator_bases: Vec<String> = instances
+        .iter()
+        .flat_map(|t| t.actuator_bases.iter().cloned())
+        .collect();
+    actuator_bases.sort_unstable();
+    actuator_bases.dedup();
     Service {
         app,
         label,
         instances,
         rotation,
+        actuator_bases,
         cursor: AtomicUsize::new(0),
     }
 }

@@ -204,3 +204,37 @@ fn a_newcomer_that_cannot_have_its_name_is_still_reachable() {
     assert!(s.label.starts_with("pod-8080-"), "{}", s.label);
     assert_eq!(reaches(&t, &s.label), "s:POD-8080");
 }
+
+#[test]
+fn routes_list_the_actuator_bases_of_the_instances_they_reach() {
+    let t = table();
+    let mut custom = inst("A", "a1", "10.0.0.1", Status::Up);
+    custom.health_check_url = Some("http://10.0.0.1:8080/manage/health".into());
+    custom.status_page_url = Some("http://10.0.0.1:8080/manage/info".into());
+    let plain = inst("A", "a2", "10.0.0.2", Status::Up);
+    let mut nacos = inst("B", "b1", "10.0.0.3", Status::Up);
+    nacos
+        .metadata
+        .insert("management.endpoints.web.base-path".into(), "/ops".into());
+    t.apply(vec![custom.clone(), plain.clone(), nacos]);
+    let bases = |label: &str| t.lookup(label).map(|r| r.actuator_bases().to_vec());
+    assert_eq!(bases("a1"), Some(vec!["/manage".to_string()]));
+    assert_eq!(bases("a2"), Some(vec!["/actuator".to_string()]));
+    assert_eq!(bases("b1"), Some(vec!["/ops".to_string()]));
+    // The service host may reach either instance of A: both bases.
+    assert_eq!(
+        bases("a"),
+        Some(vec!["/actuator".to_string(), "/manage".to_string()])
+    );
+
+    // A re-registration with another base is a changed route.
+    custom.health_check_url = Some("http://10.0.0.1:8080/admin/health".into());
+    custom.status_page_url = None;
+    let r = t.apply(vec![custom, plain]);
+    assert_eq!(r.changed, 1);
+    assert_eq!(bases("a1"), Some(vec!["/admin".to_string()]));
+    assert_eq!(
+        bases("a"),
+        Some(vec!["/actuator".to_string(), "/admin".to_string()])
+    );
+}

@@ -10,6 +10,8 @@ fn rule(name: &str, matcher: Matcher, grant: Grant) -> Rule {
 }
 
 fn facts<'a>(service: &'a str, path: &'a str, method: &'a str, page_load: bool) -> Facts<'a> {
+    static BASES: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| vec!["/actuator".to_string()]);
     Facts {
         domain: "example.test",
         service,
@@ -18,7 +20,7 @@ fn facts<'a>(service: &'a str, path: &'a str, method: &'a str, page_load: bool) 
         method,
         client: "198.51.100.7".parse().unwrap(),
         page_load,
-        actuator_bases: &["/actuator"],
+        actuator_bases: &BASES,
     }
 }
 
@@ -198,4 +200,27 @@ fn a_client_outside_the_rules_clients_is_refused() {
         outcome(&decide(&p, &f, || Presented::Nothing)),
         "deny office"
     );
+}
+
+#[test]
+fn the_actuator_policy_holds_at_each_instance_s_own_base() {
+    let p = policy();
+    let manage = vec!["/manage".to_string()];
+    let root = vec![String::new()];
+    let at = |bases: &'static str, path: &'static str| {
+        let mut f = facts("orders", path, "GET", false);
+        f.actuator_bases = match bases {
+            "manage" => &manage,
+            _ => &root,
+        };
+        outcome(&decide(&p, &f, || alice(Via::Session, &["devs"])))
+    };
+    // A custom base is protected; /actuator there is an ordinary path for the rules.
+    assert_eq!(at("manage", "/manage/health"), "allow actuator:health");
+    assert_eq!(at("manage", "/manage/heapdump"), "deny actuator:heapdump");
+    assert_eq!(at("manage", "/manage/env"), "deny actuator:env");
+    assert_eq!(at("manage", "/actuator/heapdump"), "allow devs");
+    // An actuator at the root: its endpoint ids are, the application's paths are not.
+    assert_eq!(at("root", "/shutdown"), "deny actuator:shutdown");
+    assert_eq!(at("root", "/orders"), "allow devs");
 }
