@@ -50,7 +50,7 @@ pub fn endpoint<'p, B: AsRef<str>>(path: &'p str, bases: &[B]) -> Option<&'p str
         if base.is_empty() {
             let e = rest.strip_prefix('/')?;
             let id = e.split('/').next().unwrap_or("");
-            return KNOWN.contains(&id).then_some(e);
+            return ENDPOINT_IDS.contains(&id).then_some(e);
         }
         if rest.is_empty() {
             Some("")
@@ -62,7 +62,7 @@ pub fn endpoint<'p, B: AsRef<str>>(path: &'p str, bases: &[B]) -> Option<&'p str
 
 /// Endpoint ids of Spring Boot (1.x to 4), Spring Cloud and common libraries: under an
 /// actuator served at the root (`base-path=/`) only these are actuator paths.
-const KNOWN: [&str; 44] = [
+const ENDPOINT_IDS: [&str; 44] = [
     "actuator",
     "auditevents",
     "autoconfig",
