@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod handover;
+pub mod idp;
 pub mod real;
 pub mod wire;
 

@@ -29,13 +29,16 @@ fn it_dir() -> PathBuf {
 fn build_it() {
     static BUILT: std::sync::Mutex<Option<Result<(), String>>> = std::sync::Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    let ready = ["eureka-server", "spring-client"].iter().all(|m| {
-        it_dir()
-            .join(m)
-            .join("target")
-            .join(format!("{m}.jar"))
-            .exists()
-    }) && it_dir().join(".venv/bin/python").exists();
+    let ready = ["eureka-server", "spring-client", "auth-server"]
+        .iter()
+        .all(|m| {
+            it_dir()
+                .join(m)
+                .join("target")
+                .join(format!("{m}.jar"))
+                .exists()
+        })
+        && it_dir().join(".venv/bin/python").exists();
     if ready {
         return;
     }
@@ -56,7 +59,7 @@ fn build_it() {
 }
 
 /// A built jar under `it/` (built first if missing).
-fn jar(module: &str) -> PathBuf {
+pub fn jar(module: &str) -> PathBuf {
     build_it();
     let path = it_dir()
         .join(module)
@@ -71,7 +74,7 @@ fn jar(module: &str) -> PathBuf {
 }
 
 /// JVM flags for a fast start on a small machine: C1 only, serial GC, a small heap.
-const JVM_FLAGS: &[&str] = &[
+pub const JVM_FLAGS: &[&str] = &[
     "-XX:TieredStopAtLevel=1",
     "-XX:+UseSerialGC",
     "-Xss512k",
