@@ -72,6 +72,12 @@ fn robots(idp: &Idp) {
     assert_eq!(aud(&claims), vec![json!("somebody-else")]);
     assert_eq!(claims["sub"], "other");
 
+    // Several audiences come as a JSON array.
+    let fleet = idp.client_credentials("fleet", "fleet-secret");
+    let (_, claims) = jwt_parts(&fleet);
+    assert_eq!(claims["aud"], json!(["somebody-else", "xipgate"]));
+    assert_eq!(claims["groups"], json!(["robots", "fleet"]));
+
     let (status, body) = idp.token(
         "robot",
         "wrong-secret",
@@ -110,7 +116,8 @@ fn key_rotation(idp: &Idp) {
 
 fn login(idp: &Idp) {
     let nonce = random_b64(16);
-    let tokens = idp.login("alice", "alice-pw", CALLBACK, &nonce);
+    let mut browser = Session::default();
+    let tokens = idp.login_in(&mut browser, "alice", "alice-pw", CALLBACK, &nonce);
     let id_token = tokens["id_token"].as_str().expect("an id_token");
     assert!(verifies(id_token, &idp.jwks()), "id_token verifies");
     let (_, id) = jwt_parts(id_token);
@@ -153,6 +160,29 @@ fn login(idp: &Idp) {
         &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
     );
     assert_eq!(status, 200, "refresh: {body}");
+
+    // Single sign-on: the same browser gets a second code without the form (a wrong
+    // password proves the form was not used).
+    let again = idp.login_in(&mut browser, "alice", "not-the-password", CALLBACK, "n3");
+    let again = again["id_token"].as_str().unwrap_or_default();
+    assert_eq!(jwt_parts(again).1["sub"], "alice");
+
+    // RP-initiated logout ends the provider's session and returns to the client. (The
+    // hint must be the newest id token of its authorization: a refresh replaces it.)
+    let post_logout = "http://login.127-0-0-1.sslip.io:4180/";
+    let (status, headers, body) = idp.logout(&mut browser, again, post_logout, "bye");
+    assert_eq!(status, 302, "logout: {body}");
+    let to = common::header(&headers, "location").unwrap_or_default();
+    assert_eq!(to, format!("{post_logout}?state=bye"));
+    let url = idp.authorize_url(CALLBACK, "n", "s", &pkce_challenge(&random_b64(32)));
+    let (status, headers, _) = browser.get(idp.addr(), &url);
+    assert_eq!(status, 302);
+    let to = common::header(&headers, "location").unwrap_or_default();
+    assert_eq!(
+        to,
+        format!("{}/login", idp.issuer()),
+        "logged out: the form again"
+    );
 
     // Bob gets his own groups.
     let bob = idp.login("bob", "bob-pw", CALLBACK, "n2");

@@ -198,9 +198,20 @@ impl Idp {
     /// to `redirect_uri` with the code → the token exchange. Returns the token response
     /// (`id_token`, `access_token`, `refresh_token`).
     pub fn login(&self, user: &str, password: &str, redirect_uri: &str, nonce: &str) -> Value {
-        let verifier = random_b64(32);
-        let state = random_b64(16);
-        let code = self.authorize_code(user, password, redirect_uri, nonce, &state, &verifier);
+        self.login_in(&mut Session::default(), user, password, redirect_uri, nonce)
+    }
+
+    /// As [`Idp::login`] in a browser `session` of the provider's: one already logged in
+    /// gets its code without the login form (single sign-on).
+    pub fn login_in(
+        &self,
+        session: &mut Session,
+        user: &str,
+        password: &str,
+        redirect_uri: &str,
+        nonce: &str,
+    ) -> Value {
+        let (code, verifier) = self.authorize_code(session, user, password, redirect_uri, nonce);
         let (status, body) = self.token(
             CLIENT,
             CLIENT_SECRET,
@@ -215,51 +226,81 @@ impl Idp {
         body
     }
 
-    /// The front-channel half of [`Idp::login`]: the authorization code that the
-    /// provider redirects to `redirect_uri` with (its `state` checked).
+    /// The front-channel half of [`Idp::login_in`]: the authorization code the provider
+    /// redirects to `redirect_uri` with (its `state` checked), and the PKCE verifier the
+    /// token exchange needs. Logs in with the form when `session` is not logged in yet.
     pub fn authorize_code(
         &self,
+        session: &mut Session,
         user: &str,
         password: &str,
         redirect_uri: &str,
         nonce: &str,
-        state: &str,
-        verifier: &str,
-    ) -> String {
-        let mut session = Session::default();
-        let authorize = self.authorize_url(redirect_uri, nonce, state, &pkce_challenge(verifier));
+    ) -> (String, String) {
+        let verifier = random_b64(32);
+        let state = random_b64(16);
+        let authorize = self.authorize_url(redirect_uri, nonce, &state, &pkce_challenge(&verifier));
         let (status, headers, body) = session.get(self.addr(), &authorize);
-        assert_eq!(status, 302, "authorize without a session: {body}");
-        let login = header(&headers, "location").expect("a redirect to the login form");
-        let (status, _, page) = session.get(self.addr(), login);
-        assert_eq!(status, 200, "login form");
-        let csrf = hidden_input(&page, "_csrf").expect("a CSRF token in the login form");
-        let (status, headers, body) = session.post_form(
-            self.addr(),
-            "/login",
-            &[("username", user), ("password", password), ("_csrf", &csrf)],
-        );
-        assert_eq!(status, 302, "login as {user}: {body}");
-        let back = header(&headers, "location").expect("a redirect after login");
-        assert!(
-            !back.contains("error"),
-            "login as {user} failed: redirected to {back}"
-        );
-        let (status, headers, body) = session.get(self.addr(), back);
-        assert_eq!(status, 302, "authorize with a session: {body}");
-        let to = header(&headers, "location").expect("a redirect to the client");
+        assert_eq!(status, 302, "authorize: {body}");
+        let mut to = header(&headers, "location")
+            .expect("a redirect")
+            .to_string();
+        if !to.starts_with(redirect_uri) {
+            let (status, _, page) = session.get(self.addr(), &to);
+            assert_eq!(status, 200, "login form at {to}");
+            let csrf = hidden_input(&page, "_csrf").expect("a CSRF token in the login form");
+            let (status, headers, body) = session.post_form(
+                self.addr(),
+                "/login",
+                &[("username", user), ("password", password), ("_csrf", &csrf)],
+            );
+            assert_eq!(status, 302, "login as {user}: {body}");
+            let back = header(&headers, "location").expect("a redirect after login");
+            assert!(
+                !back.contains("error"),
+                "login as {user} failed: redirected to {back}"
+            );
+            let (status, headers, body) = session.get(self.addr(), back);
+            assert_eq!(status, 302, "authorize with a session: {body}");
+            to = header(&headers, "location")
+                .expect("a redirect to the client")
+                .to_string();
+        }
         assert!(
             to.starts_with(redirect_uri),
             "redirected to {to}, not {redirect_uri}"
         );
-        let to = url::Url::parse(to).expect("redirect URL");
+        let to = url::Url::parse(&to).expect("redirect URL");
         let param = |name: &str| {
             to.query_pairs()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.into_owned())
         };
-        assert_eq!(param("state").as_deref(), Some(state), "state in {to}");
-        param("code").unwrap_or_else(|| panic!("no code in {to}"))
+        assert_eq!(
+            param("state").as_deref(),
+            Some(state.as_str()),
+            "state in {to}"
+        );
+        let code = param("code").unwrap_or_else(|| panic!("no code in {to}"));
+        (code, verifier)
+    }
+
+    /// RP-initiated logout (the discovery document's `end_session_endpoint`) in
+    /// `session`: the provider's answer (a 302 to `post_logout_redirect_uri` with
+    /// `state` when it accepts).
+    pub fn logout(
+        &self,
+        session: &mut Session,
+        id_token: &str,
+        post_logout_redirect_uri: &str,
+        state: &str,
+    ) -> Response {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("id_token_hint", id_token)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+            .append_pair("state", state)
+            .finish();
+        session.get(self.addr(), &format!("/connect/logout?{query}"))
     }
 
     /// The authorization request URL for `xipgate` (scopes openid profile email).

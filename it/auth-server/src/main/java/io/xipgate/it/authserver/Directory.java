@@ -27,7 +27,9 @@ final class Directory {
 
     static final List<Robot> ROBOTS = List.of(
             new Robot("robot", "robot-secret", List.of("xipgate"), List.of("robots")),
-            new Robot("other", "other-secret", List.of("somebody-else"), List.of("others")));
+            new Robot("other", "other-secret", List.of("somebody-else"), List.of("others")),
+            // Several audiences: `aud` is a JSON array (one alone is a string).
+            new Robot("fleet", "fleet-secret", List.of("somebody-else", "xipgate"), List.of("robots", "fleet")));
 
     static Person person(String username) {
         return PEOPLE.stream().filter(p -> p.username().equals(username)).findFirst().orElse(null);
