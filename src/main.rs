@@ -44,6 +44,7 @@ fn main() -> ExitCode {
     };
     if cli.pingora.test {
         println!("xipgate: configuration {} is valid", cfg.source);
+        println!("xipgate: access: {}", cfg.access.summary());
         return ExitCode::SUCCESS;
     }
     match xipgate::app::build_server(cli.pingora, cfg) {

@@ -322,6 +322,103 @@ fn broken_files_name_key_and_problem() {
     }
 }
 
+/// `xipgate.access`: each check names the rule (and its key) and says what is wrong.
+#[test]
+fn access_rules_are_checked_naming_the_rule() {
+    let rules = |r: &str| format!("xipgate:\n  access:\n    rules:\n{r}");
+    for (yaml, key, words) in [
+        (
+            rules("      - public: true\n        pahts: [\"/x\"]\n"),
+            "xipgate.access.rules[0].pahts",
+            "unknown field `pahts`",
+        ),
+        (
+            rules("      - public: true\n      - services: [orders]\n        deny: true\n"),
+            "xipgate.access.rules[1]",
+            "no request can reach it: rules[0]",
+        ),
+        (
+            rules("      - services: [orders]\n        paths: [/api]\n        public: true\n      - services: [orders]\n        paths: [/api/v1]\n        deny: true\n"),
+            "xipgate.access.rules[1]",
+            "no request can reach it",
+        ),
+        (
+            rules("      - groups: [devs]\n"),
+            "xipgate.access.rules[0]",
+            "neither xipgate.access.login nor xipgate.access.bearer",
+        ),
+        (
+            rules("      - authenticated: true\n"),
+            "xipgate.access.rules[0]",
+            "neither xipgate.access.login nor xipgate.access.bearer",
+        ),
+        (
+            rules("      - deny: true\n        public: true\n"),
+            "xipgate.access.rules[0]",
+            "deny: true cannot also allow",
+        ),
+        (
+            rules("      - public: true\n        clients: [10.0.0.0/8]\n"),
+            "xipgate.access.rules[0]",
+            "public: true allows everyone",
+        ),
+        (
+            rules("      - services: [orders]\n"),
+            "xipgate.access.rules[0]",
+            "allows nobody",
+        ),
+        (
+            rules("      - paths: [\"/a/../b\"]\n        public: true\n"),
+            "xipgate.access.rules[0].paths[0]",
+            "written decoded",
+        ),
+        (
+            rules("      - paths: [api]\n        public: true\n"),
+            "xipgate.access.rules[0].paths[0]",
+            "starts with /",
+        ),
+        (
+            rules("      - clients: [10.0.0.0/33]\n"),
+            "xipgate.access.rules[0].clients[0]",
+            "not a CIDR",
+        ),
+        (
+            rules("      - methods: [\"GE T\"]\n        public: true\n"),
+            "xipgate.access.rules[0].methods[0]",
+            "not a method",
+        ),
+        (
+            rules("      - basic: true\n"),
+            "xipgate.access.rules[0]",
+            "xipgate.access.basic is not configured",
+        ),
+        (
+            rules("      - name: office\n        services: [a]\n        public: true\n      - name: office\n        services: [b]\n        public: true\n"),
+            "xipgate.access.rules[1].name",
+            "rules[0]'s name too",
+        ),
+        (
+            rules("      - name: \"actuator:env\"\n        public: true\n"),
+            "xipgate.access.rules[0].name",
+            "built-in rule",
+        ),
+        (
+            "xipgate:\n  access:\n    trusted_proxies: [10.0.0.300/8]\n".to_string(),
+            "xipgate.access.trusted_proxies[0]",
+            "not a CIDR",
+        ),
+    ] {
+        let err = check(&yaml).expect_err(&yaml);
+        let hit = err.errors.iter().find(|e| e.key == key);
+        let e = hit.unwrap_or_else(|| panic!("{yaml}: no error for key {key}: {err}"));
+        assert!(
+            e.message.contains(words),
+            "{yaml}: '{}' should contain '{words}'",
+            e.message
+        );
+    }
+}
+
 #[test]
 fn every_problem_is_reported_at_once() {
     let yaml = "xipgate:\n  listen: [\"nope\"]\n  domains: [\"-bad-\"]\n  upstream:\n    allow: [\"x\"]\n    connect_timeout: forever\n";
@@ -386,6 +483,29 @@ fn dash_t_checks_files_and_exits_non_zero() {
 
     let (code, out) = xipgate(&["-t"]);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("access: open: no rules, anyone who reaches the edge reaches every pod"),
+        "{out}"
+    );
+
+    // With rules, the one line says how many, how identities are shown and the actuator
+    // policy.
+    let ruled = dir.path().join("ruled.yaml");
+    std::fs::write(
+        &ruled,
+        "xipgate:\n  access:\n    rules:\n      - services: [batch]\n        basic: true\n      - name: office\n        clients: [10.0.0.0/8]\n    basic:\n      htpasswd: /etc/xipgate/htpasswd\n",
+    )
+    .unwrap();
+    let (code, out) = xipgate(&["-t", "-c", ruled.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("xipgate: access: "))
+        .unwrap_or_else(|| panic!("no access line: {out}"));
+    assert_eq!(
+        line,
+        "xipgate: access: 2 rules; basic credentials from /etc/xipgate/htpasswd; actuator policy on (operators: operators)"
+    );
 }
 
 #[test]

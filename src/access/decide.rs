@@ -138,24 +138,41 @@ pub fn begin<'p>(policy: &'p Policy, f: &Facts<'_>) -> Step<'p> {
             );
         }
     }
-    if let (Some(endpoint), Some(operators)) = (endpoint, &policy.actuator_operators) {
+    if let Some(endpoint) = endpoint {
         let rule = RuleRef::Actuator(endpoint.split('/').next().unwrap_or("").to_string());
-        let grant = match actuator::need(endpoint, f.method) {
-            Need::Public => Grant { public: true, ..Default::default() },
-            Need::SignedIn => Grant { authenticated: true, bearer: policy.bearer, ..Default::default() },
-            Need::Operators => Grant { groups: operators.clone(), bearer: policy.bearer, ..Default::default() },
-            Need::Refused => {
-                return Step::Done(Decision::Deny {
-                    rule,
-                    why: format!("actuator endpoint '{endpoint}' is refused at the edge unless a rule in xipgate.access.rules names its path"),
-                })
-            }
+        let Some(grant) = actuator_grant(policy, actuator::need(endpoint, f.method)) else {
+            return Step::Done(Decision::Deny {
+                rule,
+                why: format!("actuator endpoint '{endpoint}' is refused at the edge unless a rule in xipgate.access.rules names its path"),
+            });
         };
         return grant_step(rule, std::borrow::Cow::Owned(grant), f);
     }
     Step::Done(Decision::Deny {
         rule: RuleRef::NoMatch,
         why: "no rule in xipgate.access.rules allows this request".into(),
+    })
+}
+
+/// What the built-in actuator policy grants for `need`; `None`: refused.
+pub(super) fn actuator_grant(policy: &Policy, need: Need) -> Option<Grant> {
+    let operators = policy.actuator_operators.as_ref()?;
+    Some(match need {
+        Need::Public => Grant {
+            public: true,
+            ..Default::default()
+        },
+        Need::SignedIn => Grant {
+            authenticated: true,
+            bearer: policy.bearer,
+            ..Default::default()
+        },
+        Need::Operators => Grant {
+            groups: operators.clone(),
+            bearer: policy.bearer,
+            ..Default::default()
+        },
+        Need::Refused => return None,
     })
 }
 

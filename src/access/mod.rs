@@ -11,6 +11,7 @@ mod actuator;
 mod client;
 pub mod cookie;
 mod decide;
+mod explain;
 mod gate;
 mod path;
 mod rules;
@@ -19,6 +20,7 @@ pub mod session;
 pub use actuator::{bases as actuator_bases, DEFAULT_BASE as DEFAULT_ACTUATOR_BASE};
 pub use client::client_address;
 pub use decide::{begin, decide, finish, Decision, Facts, Policy, Presented, RuleRef, Step};
+pub use explain::{explain, lock, Explanation, Simulated, NEUTRAL_CLIENT};
 pub use gate::{page_load, Gate, GateError, SessionCookie};
 pub use rules::{Grant, Matcher, PathPattern, Rule};
 

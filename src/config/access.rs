@@ -147,7 +147,47 @@ impl AccessConfig {
     pub fn is_open(&self) -> bool {
         self.rules.is_empty()
     }
+
+    /// The policy in one line, as `xipgate -t` prints it and the console shows it.
+    pub fn summary(&self) -> String {
+        if self.is_open() {
+            return OPEN_SUMMARY.to_string();
+        }
+        let n = self.rules.len();
+        let mut parts = vec![format!("{n} rule{}", if n == 1 { "" } else { "s" })];
+        let mut ways = Vec::new();
+        if let Some(l) = &self.login {
+            ways.push(format!("login at {} (cookie {})", l.issuer, l.cookie));
+        }
+        if let Some(b) = &self.bearer {
+            ways.push(format!("bearer tokens from {}", b.issuer));
+        }
+        if let Some(b) = &self.basic {
+            ways.push(format!("basic credentials from {}", b.htpasswd.display()));
+        }
+        parts.push(if ways.is_empty() {
+            "no login, bearer or basic configured (rules allow by client address only)".into()
+        } else {
+            ways.join(", ")
+        });
+        parts.push(match &self.actuator {
+            Some(a) => format!("actuator policy on (operators: {})", a.operators.join(", ")),
+            None => "actuator policy off".into(),
+        });
+        if !self.trusted_proxies.is_empty() {
+            let t: Vec<String> = self
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            parts.push(format!("X-Forwarded-For believed from {}", t.join(", ")));
+        }
+        parts.join("; ")
+    }
 }
+
+/// What an edge without rules is, in words (start, `xipgate -t`, the console, the API).
+pub const OPEN_SUMMARY: &str = "open: no rules, anyone who reaches the edge reaches every pod";
 
 #[derive(Debug, Clone)]
 pub struct LoginConfig {
@@ -270,6 +310,12 @@ pub(super) fn check_access(
     });
     for (i, r) in rules.iter().enumerate() {
         let key = format!("xipgate.access.rules[{i}]");
+        if let Some(j) = rules[..i].iter().position(|earlier| earlier.name == r.name) {
+            c.err(&format!("{key}.name"), format!("'{}' is rules[{j}]'s name too: a name says which rule decided (console, access log, metrics)", r.name));
+        }
+        if r.name.starts_with("actuator:") || r.name == "no-rule" || r.name == "ambiguous-path" {
+            c.err(&format!("{key}.name"), format!("'{}' is the name of a built-in rule (actuator:<endpoint>, no-rule, ambiguous-path)", r.name));
+        }
         if r.grant.needs_identity_from_login() && login.is_none() && bearer.is_none() {
             c.err(&key, "names users, groups or authenticated, but neither xipgate.access.login nor xipgate.access.bearer is configured to say who anyone is");
         }
