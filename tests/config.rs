@@ -600,3 +600,71 @@ fn every_shipped_key_is_documented() {
         "not in docs/configuration.md: {missing:?}"
     );
 }
+
+#[test]
+fn bearer_and_basic_settings_name_key_and_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let md5 = dir.path().join("md5.htpasswd");
+    std::fs::write(&md5, "# users\nann:$apr1$x$y\n").expect("write");
+    let rule = "    rules: [{name: r, bearer: true}]\n";
+    let bearer = |extra: &str| {
+        format!(
+            "xipgate:\n  access:\n{rule}    bearer:\n      issuer: https://idp.example\n{extra}"
+        )
+    };
+    for (yaml, key, words) in [
+        (
+            bearer("      audiences: [xipgate]\n      algorithms: [RS256, HS256]\n"),
+            "xipgate.access.bearer.algorithms[1]",
+            "'HS256' is not allowed",
+        ),
+        (
+            bearer("      audiences: [xipgate]\n      algorithms: [none]\n"),
+            "xipgate.access.bearer.algorithms[0]",
+            "never none",
+        ),
+        (
+            bearer("      audiences: [xipgate]\n      jwks_url: file:///etc/jwks\n"),
+            "xipgate.access.bearer.jwks_url",
+            "must be an http:// or https:// URL",
+        ),
+        (bearer(""), "xipgate.access.bearer.audiences", "is required"),
+        (
+            bearer("      audiences: [xipgate]\n      jwks_max_age: soon\n"),
+            "xipgate.access.bearer.jwks_max_age",
+            "",
+        ),
+        (
+            bearer("      audiences: [xipgate]\n      groups_claim: \" \"\n"),
+            "xipgate.access.bearer.groups_claim",
+            "is empty",
+        ),
+        (
+            format!(
+                "xipgate:\n  access:\n    rules: [{{name: r, basic: true}}]\n    basic:\n      htpasswd: {}\n",
+                md5.display()
+            ),
+            "xipgate.access.basic.htpasswd",
+            "line 2: user 'ann': Apache MD5 ($apr1$); only bcrypt is accepted",
+        ),
+        (
+            "xipgate:\n  access:\n    rules: [{name: r, basic: true}]\n    basic:\n      htpasswd: /nonexistent/htpasswd\n".to_string(),
+            "xipgate.access.basic.htpasswd",
+            "/nonexistent/htpasswd: No such file",
+        ),
+    ] {
+        let err = check(&yaml).expect_err(&yaml);
+        let hit = err.errors.iter().find(|e| e.key == key);
+        let e = hit.unwrap_or_else(|| panic!("{yaml}: no error for key {key}: {err}"));
+        assert!(e.message.contains(words), "{yaml}: '{}' should contain '{words}'", e.message);
+    }
+    let good = bearer("      audiences: [xipgate]\n      user_claim: sub\n");
+    let cfg = check(&good).expect("a good bearer config");
+    let b = cfg.access.bearer.expect("bearer");
+    assert_eq!(b.user_claim, "sub");
+    assert_eq!(b.groups_claim, config::access::DEFAULT_GROUPS_CLAIM);
+    assert_eq!(
+        b.jwks_max_age,
+        xipgate::access::bearer::DEFAULT_JWKS_MAX_AGE
+    );
+}

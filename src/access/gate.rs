@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::basic::{Basic, HtpasswdError};
+use super::bearer::Bearer;
 use super::session::{self, Sealer};
 use super::{client_address, cookie, Policy, Presented};
 
@@ -12,6 +14,29 @@ use super::{client_address, cookie, Policy, Presented};
 pub enum GateError {
     #[error("xipgate.access.login.keys_file: {0}")]
     Keys(#[from] session::KeyError),
+    #[error("xipgate.access.basic.htpasswd: {0}")]
+    Htpasswd(#[from] HtpasswdError),
+}
+
+/// The credentials of an `Authorization` header the edge checks itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown<'a> {
+    Bearer(&'a str),
+    Basic(&'a str),
+}
+
+/// `Bearer x` / `Basic x` (the scheme in any case, RFC 9110 11.1).
+fn shown(authorization: &[u8]) -> Option<Shown<'_>> {
+    let v = std::str::from_utf8(authorization).ok()?.trim();
+    let (scheme, rest) = v.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(Shown::Bearer(rest))
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        Some(Shown::Basic(rest))
+    } else {
+        None
+    }
 }
 
 /// The login's session cookie: its name and the keys that seal it.
@@ -26,6 +51,8 @@ pub struct Gate {
     /// Lower-case names of the identity headers: deleted from every request, then set.
     identity_headers: [String; 3],
     session: Option<SessionCookie>,
+    bearer: Option<Bearer>,
+    basic: Option<Basic>,
 }
 
 impl Gate {
@@ -41,6 +68,34 @@ impl Gate {
             trusted_proxies,
             identity_headers: identity_headers.map(str::to_ascii_lowercase),
             session,
+            bearer: None,
+            basic: None,
+        }
+    }
+
+    /// Bearer tokens are checked (`xipgate.access.bearer`).
+    pub fn with_bearer(mut self, bearer: Bearer) -> Self {
+        self.bearer = Some(bearer);
+        self
+    }
+
+    /// Basic credentials are checked (`xipgate.access.basic`).
+    pub fn with_basic(mut self, basic: Basic) -> Self {
+        self.basic = Some(basic);
+        self
+    }
+
+    /// The basic check's counters (bcrypt runs, cache answers, refusals).
+    pub fn basic_stats(&self) -> Option<&super::basic::BasicStats> {
+        self.basic.as_ref().map(|b| &b.stats)
+    }
+
+    /// The credentials in `authorization` that this edge checks, if any.
+    fn checked<'a>(&self, authorization: Option<&'a [u8]>) -> Option<Shown<'a>> {
+        match shown(authorization?)? {
+            s @ Shown::Bearer(_) if self.bearer.is_some() => Some(s),
+            s @ Shown::Basic(_) if self.basic.is_some() => Some(s),
+            _ => None,
         }
     }
 
@@ -77,30 +132,40 @@ impl Gate {
 
     /// What the request's credentials say, when that needs no I/O: the session cookie.
     /// `None` when the request carries credentials only an asynchronous check can judge
-    /// (a bearer token or basic credentials); the engine then calls [`Gate::present`].
+    /// (a bearer token or basic credentials this edge checks); the engine then calls
+    /// [`Gate::present`].
     pub fn present_local<'h>(
         &self,
         authorization: Option<&[u8]>,
         cookies: impl IntoIterator<Item = &'h [u8]>,
         now: u64,
     ) -> Option<Presented> {
-        if authorization.is_some() {
+        if self.checked(authorization).is_some() {
             return None;
         }
         Some(self.session_in(cookies, now))
     }
 
-    /// What the request's credentials say.
+    /// What the request's credentials say: a bearer token or basic credentials when this
+    /// edge checks that kind, else the session cookie (an `Authorization` of another kind
+    /// is the backend's business).
     pub async fn present<'h>(
         &self,
         authorization: Option<&[u8]>,
         cookies: impl IntoIterator<Item = &'h [u8]>,
         now: u64,
     ) -> Presented {
-        // Bearer and basic credentials are judged by `xipgate.access.bearer` and `.basic`
-        // (not configured here yet: the session decides).
-        let _ = authorization;
-        self.session_in(cookies, now)
+        let verdict = match (self.checked(authorization), &self.bearer, &self.basic) {
+            (Some(Shown::Bearer(t)), Some(b), _) => {
+                b.check(t, now).await.map_err(|e| e.to_string())
+            }
+            (Some(Shown::Basic(c)), _, Some(b)) => b.check(c).await.map_err(|e| e.to_string()),
+            _ => return self.session_in(cookies, now),
+        };
+        match verdict {
+            Ok(who) => Presented::Identity(who),
+            Err(why) => Presented::Refused(why),
+        }
     }
 
     fn session_in<'h>(&self, cookies: impl IntoIterator<Item = &'h [u8]>, now: u64) -> Presented {
@@ -151,5 +216,55 @@ mod tests {
         assert!(!page_load("GET", None, false, false));
         assert!(!page_load("GET", Some(html), true, false));
         assert!(!page_load("GET", Some(html), false, true));
+    }
+
+    #[test]
+    fn only_the_schemes_this_edge_checks_are_taken_from_authorization() {
+        assert_eq!(shown(b"Bearer abc"), Some(Shown::Bearer("abc")));
+        assert_eq!(shown(b"bearer  abc "), Some(Shown::Bearer("abc")));
+        assert_eq!(shown(b"BASIC YTpi"), Some(Shown::Basic("YTpi")));
+        assert_eq!(shown(b"Digest x"), None);
+        assert_eq!(shown(b"Bearer"), None);
+        assert_eq!(shown(&[0xff, b' ', b'x']), None);
+    }
+
+    #[tokio::test]
+    async fn basic_credentials_are_judged_and_other_authorization_is_left_to_the_cookie() {
+        use base64::Engine;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let line = format!("ann:{}\n", bcrypt::hash("pw", 4).unwrap());
+        std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
+        let gate = Gate::new(Policy::default(), Vec::new(), ["a", "b", "c"], None)
+            .with_basic(Basic::load(f.path()).unwrap());
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ann:pw")
+        );
+        let bad = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ann:no")
+        );
+        let none: [&[u8]; 0] = [];
+        assert!(gate.present_local(Some(good.as_bytes()), none, 0).is_none());
+        match gate.present(Some(good.as_bytes()), none, 0).await {
+            Presented::Identity(who) => assert_eq!(
+                (who.user.as_str(), who.via),
+                ("ann", super::super::Via::Basic)
+            ),
+            other => panic!("{other:?}"),
+        }
+        match gate.present(Some(bad.as_bytes()), none, 0).await {
+            Presented::Refused(why) => assert_eq!(why, "wrong user or password"),
+            other => panic!("{other:?}"),
+        }
+        // Bearer is not configured here: the header is the backend's, the cookie decides.
+        assert!(matches!(
+            gate.present_local(Some(b"Bearer x"), none, 0),
+            Some(Presented::Nothing)
+        ));
+        assert!(matches!(
+            gate.present(Some(b"Bearer x"), none, 0).await,
+            Presented::Nothing
+        ));
     }
 }

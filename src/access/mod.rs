@@ -8,14 +8,20 @@
 //! is open, as before rules existed, and says so.
 
 mod actuator;
+pub mod basic;
+pub mod bearer;
 mod client;
 pub mod cookie;
 mod decide;
 mod explain;
 mod gate;
+mod jwks;
+pub mod jwt;
 mod path;
 mod rules;
 pub mod session;
+#[cfg(test)]
+mod testkeys;
 
 pub use actuator::{bases as actuator_bases, DEFAULT_BASE as DEFAULT_ACTUATOR_BASE};
 pub use client::client_address;

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::validate::Checker;
+use crate::access::jwt::Alg;
 use crate::access::{Grant, Matcher, PathPattern, Rule};
 
 /// A session lasts this long after the login, then the browser signs in again.
@@ -105,6 +106,12 @@ pub struct BearerFile {
     pub audiences: Option<Vec<String>>,
     pub algorithms: Option<Vec<String>>,
     pub leeway: Option<String>,
+    /// The claim naming the user (default `preferred_username`, else `sub`).
+    pub user_claim: Option<String>,
+    /// The claim listing the groups (an array, or names separated by spaces or commas).
+    pub groups_claim: Option<String>,
+    /// The issuer's keys are fetched again when the cached copy is older than this.
+    pub jwks_max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,8 +215,11 @@ pub struct BearerConfig {
     pub issuer: String,
     pub jwks_url: Option<String>,
     pub audiences: Vec<String>,
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<Alg>,
     pub leeway: Duration,
+    pub user_claim: String,
+    pub groups_claim: String,
+    pub jwks_max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +278,10 @@ pub(super) fn check_access(
             c.err("xipgate.access.basic.htpasswd", "is required");
             return None;
         };
+        // Read now too, so `xipgate -t` reports a file the edge could not start with.
+        if let Err(e) = crate::access::basic::Basic::load(std::path::Path::new(path)) {
+            c.err("xipgate.access.basic.htpasswd", e.to_string());
+        }
         Some(BasicConfig {
             htpasswd: PathBuf::from(path),
             realm: b
@@ -482,23 +496,25 @@ fn check_login(c: &mut Checker, l: &LoginFile) -> Option<LoginConfig> {
 fn check_bearer(c: &mut Checker, b: &BearerFile) -> Option<BearerConfig> {
     let key = "xipgate.access.bearer";
     let issuer = required_url(c, &format!("{key}.issuer"), b.issuer.as_deref());
-    let algorithms: Vec<String> = b
+    let mut algorithms = Vec::new();
+    let names = b
         .algorithms
         .clone()
         .unwrap_or_else(|| DEFAULT_TOKEN_ALGORITHMS.map(String::from).to_vec());
-    for (i, a) in algorithms.iter().enumerate() {
-        if !DEFAULT_TOKEN_ALGORITHMS.contains(&a.as_str())
-            && a != "ES384"
-            && a != "RS384"
-            && a != "RS512"
-            && a != "PS384"
-            && a != "PS512"
-        {
-            c.err(
+    for (i, a) in names.iter().enumerate() {
+        match Alg::parse(a.trim()) {
+            Some(alg) => algorithms.push(alg),
+            None => c.err(
                 &format!("{key}.algorithms[{i}]"),
-                format!("'{a}' is not allowed: only RS*, PS* and ES* (never none, never HMAC)"),
-            );
+                format!("'{a}' is not allowed: only RS256/384/512, PS256/384/512, ES256 and ES384 (never none, never HMAC)"),
+            ),
         }
+    }
+    if names.is_empty() {
+        c.err(
+            &format!("{key}.algorithms"),
+            "is empty: no token could be verified",
+        );
     }
     let audiences = b.audiences.clone().unwrap_or_default();
     if audiences.is_empty() {
@@ -509,7 +525,23 @@ fn check_bearer(c: &mut Checker, b: &BearerFile) -> Option<BearerConfig> {
     }
     Some(BearerConfig {
         issuer: issuer?,
-        jwks_url: b.jwks_url.clone(),
+        jwks_url: b
+            .jwks_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| {
+                let ok = url::Url::parse(u).is_ok_and(|p| {
+                    matches!(p.scheme(), "http" | "https") && p.host_str().is_some()
+                });
+                if !ok {
+                    c.err(
+                        &format!("{key}.jwks_url"),
+                        format!("'{u}' must be an http:// or https:// URL"),
+                    );
+                }
+                ok
+            })
+            .map(String::from),
         audiences,
         algorithms,
         leeway: c.duration(
@@ -517,7 +549,32 @@ fn check_bearer(c: &mut Checker, b: &BearerFile) -> Option<BearerConfig> {
             b.leeway.as_ref(),
             DEFAULT_TOKEN_LEEWAY,
         ),
+        user_claim: claim(
+            c,
+            &format!("{key}.user_claim"),
+            b.user_claim.as_deref(),
+            DEFAULT_USER_CLAIM,
+        ),
+        groups_claim: claim(
+            c,
+            &format!("{key}.groups_claim"),
+            b.groups_claim.as_deref(),
+            DEFAULT_GROUPS_CLAIM,
+        ),
+        jwks_max_age: c.duration(
+            &format!("{key}.jwks_max_age"),
+            b.jwks_max_age.as_ref(),
+            crate::access::bearer::DEFAULT_JWKS_MAX_AGE,
+        ),
     })
+}
+
+fn claim(c: &mut Checker, key: &str, raw: Option<&str>, default: &str) -> String {
+    let v = raw.unwrap_or(default).trim();
+    if v.is_empty() {
+        c.err(key, "is empty: name a claim");
+    }
+    v.to_string()
 }
 
 fn required_url(c: &mut Checker, key: &str, raw: Option<&str>) -> Option<String> {
@@ -546,7 +603,7 @@ impl AccessConfig {
             }),
             None => None,
         };
-        Ok(crate::access::Gate::new(
+        let mut gate = crate::access::Gate::new(
             self.policy(),
             self.trusted_proxies.clone(),
             [
@@ -555,7 +612,27 @@ impl AccessConfig {
                 &self.identity.groups_header,
             ],
             session,
-        ))
+        );
+        if let Some(b) = &self.bearer {
+            let bearer = crate::access::bearer::Bearer::new(
+                crate::access::jwt::Expect {
+                    issuer: b.issuer.clone(),
+                    audiences: b.audiences.clone(),
+                    algorithms: b.algorithms.clone(),
+                    leeway: b.leeway.as_secs(),
+                    user_claim: b.user_claim.clone(),
+                    groups_claim: b.groups_claim.clone(),
+                },
+                b.jwks_url.clone(),
+                b.jwks_max_age,
+            );
+            bearer.fetch_in_background();
+            gate = gate.with_bearer(bearer);
+        }
+        if let Some(b) = &self.basic {
+            gate = gate.with_basic(crate::access::basic::Basic::load(&b.htpasswd)?);
+        }
+        Ok(gate)
     }
 
     /// The decision's view of this config (see [`crate::access::decide`]).
