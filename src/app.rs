@@ -40,6 +40,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Acme(#[from] AcmeError),
+    #[error(transparent)]
+    Login(#[from] crate::access::LoginError),
 }
 
 /// The shared state every part reads, built once.
@@ -194,6 +196,17 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     }
 
     let access = Arc::new(AccessLog::new(&cfg.access_log, parts.metrics.clone())?);
+    let login = match &cfg.access.login {
+        Some(l) => {
+            let login = Arc::new(l.login(&cfg.domains, edge_ports(&cfg))?);
+            server.add_service(background_service(
+                "oidc discovery",
+                Discovery(login.clone()),
+            ));
+            Some(login)
+        }
+        None => None,
+    };
     let shared = ProxyShared {
         settings: ProxySettings::from_config(&cfg)?,
         table: parts.table.clone(),
@@ -201,6 +214,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         metrics: parts.metrics.clone(),
         traffic: parts.traffic.clone(),
         access,
+        login,
     };
     // With redirect_http every plain request is answered by Pingora's path (the redirect
     // rule lives there), so the fast path would only add a handoff.
@@ -324,6 +338,31 @@ fn server_conf(cfg: &Config) -> pingora_core::server::configuration::ServerConf 
     // ServerConf is not Clone; round-trip through YAML, which it is built for.
     serde_yaml::from_value(serde_yaml::to_value(&cfg.server).expect("ServerConf serialises"))
         .expect("a serialised ServerConf parses back")
+}
+
+/// The ports browsers reach the proxy on (plain and HTTPS, public ones included): the
+/// only ones a post-login redirect may name.
+fn edge_ports(cfg: &Config) -> Vec<u16> {
+    let tls = cfg.tls.iter();
+    cfg.listen
+        .iter()
+        .chain(tls.clone().flat_map(|t| &t.listen))
+        .map(|a| a.port())
+        .chain(tls.filter_map(|t| t.https_port()))
+        .collect()
+}
+
+/// Keeps the login's discovery document fresh (fetched at start, not at the first login).
+struct Discovery(Arc<crate::access::Login>);
+
+#[async_trait]
+impl BackgroundService for Discovery {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            () = self.0.keep_discovered() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }
 
 /// The DNS server as a Pingora background service.

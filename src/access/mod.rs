@@ -17,7 +17,10 @@ mod explain;
 mod gate;
 mod jwks;
 pub mod jwt;
+mod login;
+mod oidc;
 mod path;
+mod redirect;
 mod rules;
 pub mod session;
 #[cfg(test)]
@@ -28,6 +31,7 @@ pub use client::client_address;
 pub use decide::{begin, decide, finish, Decision, Facts, Policy, Presented, RuleRef, Step};
 pub use explain::{explain, lock, Explanation, Simulated, NEUTRAL_CLIENT};
 pub use gate::{page_load, Gate, GateError, SessionCookie};
+pub use login::{Login, LoginError, LoginRequest, LoginSettings, Reply};
 pub use rules::{Grant, Matcher, PathPattern, Rule};
 
 /// How an identity was shown.

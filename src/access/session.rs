@@ -13,6 +13,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{Identity, Via};
@@ -136,7 +137,17 @@ impl Sealer {
     /// The cookie value for `session`; `name` (the cookie's name) is bound into it, so a
     /// value sealed for one cookie does not open as another.
     pub fn seal(&self, name: &str, session: &Session) -> Result<String, SessionError> {
-        let mut data = serde_json::to_vec(session).map_err(|_| SessionError::Malformed)?;
+        self.seal_value(name, session, MAX_SEALED)
+    }
+
+    /// Seals any value (the login's state cookie, say) the same way, in at most `max` bytes.
+    pub fn seal_value<T: Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        max: usize,
+    ) -> Result<String, SessionError> {
+        let mut data = serde_json::to_vec(value).map_err(|_| SessionError::Malformed)?;
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
@@ -151,7 +162,7 @@ impl Sealer {
         let mut raw = nonce.to_vec();
         raw.extend_from_slice(&data);
         let sealed = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
-        if sealed.len() > MAX_SEALED {
+        if sealed.len() > max {
             return Err(SessionError::TooLarge(sealed.len()));
         }
         Ok(sealed)
@@ -159,7 +170,21 @@ impl Sealer {
 
     /// The session in `value`, if one of the keys sealed it and it has not expired at `now`.
     pub fn open(&self, name: &str, value: &str, now: u64) -> Result<Session, SessionError> {
-        if value.len() > MAX_SEALED {
+        let session: Session = self.open_value(name, value, MAX_SEALED)?;
+        if session.expires <= now {
+            return Err(SessionError::Expired);
+        }
+        Ok(session)
+    }
+
+    /// The value [`Sealer::seal_value`] sealed as `name`, if one of the keys sealed it.
+    pub fn open_value<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        value: &str,
+        max: usize,
+    ) -> Result<T, SessionError> {
+        if value.len() > max {
             return Err(SessionError::Malformed);
         }
         let body = value.strip_prefix(PREFIX).ok_or(SessionError::Malformed)?;
@@ -176,12 +201,7 @@ impl Sealer {
                 return Err(SessionError::Malformed);
             };
             if let Ok(plain) = key.open_in_place(nonce, Aad::from(name.as_bytes()), &mut buf) {
-                let session: Session =
-                    serde_json::from_slice(plain).map_err(|_| SessionError::Malformed)?;
-                if session.expires <= now {
-                    return Err(SessionError::Expired);
-                }
-                return Ok(session);
+                return serde_json::from_slice(plain).map_err(|_| SessionError::Malformed);
             }
         }
         Err(SessionError::Foreign)

@@ -31,6 +31,8 @@ pub const DEFAULT_EMAIL_HEADER: &str = "X-Forwarded-Email";
 pub const DEFAULT_GROUPS_HEADER: &str = "X-Forwarded-Groups";
 /// The group whose members may use an instance's actuator beyond health, info, prometheus.
 pub const DEFAULT_OPERATORS_GROUP: &str = "operators";
+/// Where the login's client secret is read from when no `client_secret_file` is given.
+pub const CLIENT_SECRET_ENV: &str = "XIPGATE_OIDC_CLIENT_SECRET";
 /// The methods a rule means when it names none.
 pub const ANY_METHOD: &str = "*";
 
@@ -590,6 +592,47 @@ fn required_url(c: &mut Checker, key: &str, raw: Option<&str>) -> Option<String>
             c.err(key, format!("'{raw}' must be an http:// or https:// URL"));
             None
         }
+    }
+}
+
+impl LoginConfig {
+    /// The login host's handler; reads the session keys and the client secret (from
+    /// `client_secret_file`, else env [`CLIENT_SECRET_ENV`]; neither: a public client).
+    /// `ports`: the ones the edge serves (redirect targets may name only those).
+    pub fn login(
+        &self,
+        domains: &[String],
+        ports: Vec<u16>,
+    ) -> Result<crate::access::Login, crate::access::LoginError> {
+        use crate::access::{session::Sealer, Login, LoginError, LoginSettings};
+        let client_secret = match &self.client_secret_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| LoginError::Secret {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var(CLIENT_SECRET_ENV).ok(),
+        }
+        .filter(|s| !s.is_empty());
+        let settings = LoginSettings {
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            client_secret,
+            scopes: self.scopes.clone(),
+            host_label: self.host_label.clone(),
+            cookie: self.cookie.clone(),
+            session_ttl: self.session_ttl,
+            user_claim: self.user_claim.clone(),
+            groups_claim: self.groups_claim.clone(),
+            domains: domains.to_vec(),
+            ports,
+        };
+        let sealer = Sealer::from_file(&self.keys_file)?;
+        Login::new(settings, std::sync::Arc::new(sealer))
     }
 }
 

@@ -5,6 +5,7 @@ mod connection;
 mod fast;
 mod host;
 mod limit;
+mod login;
 mod loop_guard;
 mod resolve;
 mod respond;
@@ -186,6 +187,15 @@ impl ProxyHttp for PingoraProxy {
                 let answer = console
                     .handle(session.req_header(), client, port, ctx.tls)
                     .await;
+                ctx.answered = Some(answer.status);
+                respond(session, answer).await?;
+                return Ok(true);
+            }
+        }
+
+        // The login host (with xipgate.access.login) wins over a service of its label.
+        if let Some(login) = &self.shared.login {
+            if let Some(answer) = login::login_answer(login, session.req_header(), ctx.tls).await {
                 ctx.answered = Some(answer.status);
                 respond(session, answer).await?;
                 return Ok(true);

@@ -108,4 +108,6 @@ pub struct ProxyShared {
     pub metrics: Arc<Metrics>,
     pub traffic: Arc<Traffic>,
     pub access: Arc<AccessLog>,
+    /// The login host's handler (`xipgate.access.login`).
+    pub login: Option<Arc<crate::access::Login>>,
 }

@@ -212,7 +212,13 @@ impl FastPath {
                     return handoff(stream, &buf);
                 };
                 let service = route.service_label();
-                let console = settings.console_host.as_deref() == Some(host.as_str());
+                // The login host (a service may carry its label) is Pingora's to answer.
+                let console = settings.console_host.as_deref() == Some(host.as_str())
+                    || self
+                        .shared
+                        .login
+                        .as_ref()
+                        .is_some_and(|l| l.is_login_label(&label));
                 let tls_upstream = route.may_use_tls();
                 cached = Some(Cached {
                     raw_host: plan.host.to_string(),

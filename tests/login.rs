@@ -1,0 +1,420 @@
+//! The login host over plain HTTP, against a stub provider (wiremock) whose token
+//! endpoint answers with an `id_token` the test builds: the redirect to the provider
+//! (PKCE, state, nonce), the callback's checks (forged, tampered and replayed state, a
+//! foreign redirect target), the session cookie it sets, sign-out, and the login host
+//! winning over a service of its label on both engines. The real provider and a real
+//! browser are in tests/login_browser.rs.
+
+mod common;
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use common::{header, parse_response, raw, Backend, Inst, Response, StubEureka, Xipgate, DOMAIN};
+use serde_json::{json, Value};
+use wiremock::matchers::{header as has_header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const SECRET: &str = "s3cret";
+
+struct Setup {
+    x: Xipgate,
+    idp: MockServer,
+    _keys: tempfile::TempDir,
+}
+
+/// A provider that publishes its discovery document (the token endpoint is mounted per
+/// test, once the nonce is known).
+async fn stub_idp() -> MockServer {
+    let idp = MockServer::start().await;
+    let uri = idp.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": uri,
+            "authorization_endpoint": format!("{uri}/authorize"),
+            "token_endpoint": format!("{uri}/token"),
+            "end_session_endpoint": format!("{uri}/logout"),
+            "jwks_uri": format!("{uri}/jwks"),
+        })))
+        .mount(&idp)
+        .await;
+    idp
+}
+
+async fn setup(issuer: Option<&str>, extra: &str) -> (Setup, StubEureka) {
+    let idp = stub_idp().await;
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("keys"), KEY).unwrap();
+    std::fs::write(keys.path().join("secret"), SECRET).unwrap();
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[]).await;
+    let issuer = issuer.map_or_else(|| idp.uri(), str::to_string);
+    let d = keys.path().display();
+    let x = Xipgate::start(
+        &eureka.url(),
+        &format!(
+            "  access:\n    login:\n      issuer: \"{issuer}\"\n      client_id: xipgate\n      client_secret_file: {d}/secret\n      keys_file: {d}/keys\n      session_ttl: 1h\n{extra}"
+        ),
+    );
+    (
+        Setup {
+            x,
+            idp,
+            _keys: keys,
+        },
+        eureka,
+    )
+}
+
+/// The login host as a browser names it (with the proxy's port).
+fn login_host(s: &Setup) -> String {
+    format!("login.{DOMAIN}:{}", s.x.proxy.port())
+}
+
+fn get(s: &Setup, host: &str, target: &str, cookies: &[&str]) -> Response {
+    let cookie = if cookies.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {}\r\n", cookies.join("; "))
+    };
+    let text = raw(
+        s.x.proxy,
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .expect("request through xipgate");
+    parse_response(&text)
+}
+
+fn set_cookies(h: &[(String, String)]) -> Vec<&str> {
+    h.iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// `name=value` of the Set-Cookie for `name`.
+fn cookie_pair<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
+    set_cookies(h)
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no Set-Cookie for {name} in {h:?}"))
+}
+
+fn query(location: &str) -> HashMap<String, String> {
+    url::Url::parse(location)
+        .expect("a URL")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn id_token(issuer: &str, nonce: &str) -> String {
+    let part = |v: Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    format!(
+        "{}.{}.c2ln",
+        part(json!({"alg": "RS256", "kid": "k"})),
+        part(json!({"iss": issuer, "aud": "xipgate", "sub": "alice-id",
+                    "preferred_username": "alice", "email": "alice@example.test",
+                    "groups": ["devs"], "exp": now + 300, "iat": now, "nonce": nonce}))
+    )
+}
+
+/// Starts a login for `rd`: the provider's authorization URL's parameters and the state
+/// cookie (`name=value`).
+fn start(s: &Setup, rd: &str) -> (HashMap<String, String>, String) {
+    let (status, h, body) = get(
+        s,
+        &login_host(s),
+        &format!("/oauth2/start?rd={}", enc(rd)),
+        &[],
+    );
+    assert_eq!(status, 302, "{body}");
+    let location = header(&h, "location").unwrap();
+    assert!(
+        location.starts_with(&format!("{}/authorize?", s.idp.uri())),
+        "{location}"
+    );
+    (
+        query(location),
+        cookie_pair(&h, "_xipgate_login").to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_ends_in_the_session_cookie_for_the_domain_and_sign_out_ends_it() {
+    let (s, _e) = setup(None, "").await;
+    let port = s.x.proxy.port();
+    let rd = format!("http://app.{DOMAIN}:{port}/page?x=1");
+    let (status, h, _) = get(
+        &s,
+        &login_host(&s),
+        &format!("/oauth2/start?rd={}", enc(&rd)),
+        &[],
+    );
+    assert_eq!(status, 302);
+    let q = query(header(&h, "location").unwrap());
+    let callback = format!("http://login.{DOMAIN}:{port}/oauth2/callback");
+    for (k, v) in [
+        ("response_type", "code"),
+        ("client_id", "xipgate"),
+        ("redirect_uri", callback.as_str()),
+        ("scope", "openid profile email"),
+        ("code_challenge_method", "S256"),
+    ] {
+        assert_eq!(q.get(k).map(String::as_str), Some(v), "{k} in {q:?}");
+    }
+    for k in ["state", "nonce", "code_challenge"] {
+        assert_eq!(q[k].len(), 43, "{k}");
+    }
+    // The state cookie: host-only (no Domain), short-lived.
+    let state_cookie = set_cookies(&h)[0];
+    assert!(!state_cookie.contains("Domain="), "{state_cookie}");
+    for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Max-Age=600"] {
+        assert!(state_cookie.contains(attr), "{attr}: {state_cookie}");
+    }
+    let state = cookie_pair(&h, "_xipgate_login").to_string();
+
+    let token = id_token(&s.idp.uri(), &q["nonce"]);
+    let basic = format!("Basic {}", STANDARD.encode(format!("xipgate:{SECRET}")));
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(has_header("authorization", basic.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "at", "token_type": "Bearer", "id_token": token}),
+        ))
+        .expect(1)
+        .mount(&s.idp)
+        .await;
+    let cb = format!("/oauth2/callback?code=c0de&state={}", q["state"]);
+    let (status, h, body) = get(&s, &login_host(&s), &cb, &[&state]);
+    assert_eq!(status, 302, "{body}");
+    assert_eq!(header(&h, "location"), Some(rd.as_str()));
+    let session = set_cookies(&h)
+        .into_iter()
+        .find(|c| c.starts_with("_xipgate="))
+        .expect("the session cookie")
+        .to_string();
+    for attr in [
+        format!("Domain={DOMAIN}"),
+        "Path=/".into(),
+        "HttpOnly".into(),
+        "SameSite=Lax".into(),
+        "Max-Age=3600".into(),
+    ] {
+        assert!(session.contains(&attr), "{attr}: {session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: {session}");
+    let value = session.split(';').next().unwrap();
+    assert!(value.len() < 1024 + 9, "{} bytes", value.len());
+    assert!(
+        set_cookies(&h).contains(&"_xipgate_login=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        "the state cookie is cleared: {h:?}"
+    );
+
+    // The code went with its PKCE verifier.
+    let token_req = s
+        .idp
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.url.path() == "/token")
+        .unwrap();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&token_req.body)
+        .into_owned()
+        .collect();
+    assert_eq!(form["grant_type"], "authorization_code");
+    assert_eq!(form["code"], "c0de");
+    assert_eq!(form["redirect_uri"], callback);
+    let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        form["code_verifier"].as_bytes(),
+    ));
+    assert_eq!(challenge, q["code_challenge"]);
+
+    // Who is signed in.
+    let (status, _, body) = get(&s, &login_host(&s), "/oauth2/userinfo", &[value]);
+    assert_eq!(status, 200, "{body}");
+    let who: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(who["user"], "alice");
+    assert_eq!(who["email"], "alice@example.test");
+    assert_eq!(who["groups"], json!(["devs"]));
+    let (status, _, _) = get(&s, &login_host(&s), "/oauth2/userinfo", &[]);
+    assert_eq!(status, 401);
+
+    // The callback again, its state cookie gone (a replay): refused before the provider.
+    let (status, _, body) = get(&s, &login_host(&s), &cb, &[]);
+    assert_eq!(status, 400);
+    assert!(body.contains("_xipgate_login is missing"), "{body}");
+
+    // Sign-out: the session cookie cleared for the domain, then the provider's sign-out
+    // with the id_token as hint, coming back to the login host with rd as its state.
+    let id_cookie = cookie_pair(&h, "_xipgate_id").to_string();
+    let out = format!("/oauth2/sign_out?rd={}", enc(&rd));
+    let (status, h, body) = get(&s, &login_host(&s), &out, &[value, &id_cookie]);
+    assert_eq!(status, 302, "{body}");
+    let cleared = format!("_xipgate=; Domain={DOMAIN}; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    assert!(set_cookies(&h).contains(&cleared.as_str()), "{h:?}");
+    let location = header(&h, "location").unwrap();
+    assert!(
+        location.starts_with(&format!("{}/logout?", s.idp.uri())),
+        "{location}"
+    );
+    let q = query(location);
+    assert_eq!(q["client_id"], "xipgate");
+    assert_eq!(
+        q["post_logout_redirect_uri"],
+        format!("http://login.{DOMAIN}:{port}/oauth2/signed_out")
+    );
+    assert_eq!(q["state"], rd);
+    assert_eq!(q["id_token_hint"], token);
+    // Back from the provider: on to rd, checked again.
+    let (status, h, _) = get(
+        &s,
+        &login_host(&s),
+        &format!("/oauth2/signed_out?state={}", enc(&rd)),
+        &[],
+    );
+    assert_eq!((status, header(&h, "location")), (302, Some(rd.as_str())));
+    let (status, h, _) = get(
+        &s,
+        &login_host(&s),
+        "/oauth2/signed_out?state=https%3A%2F%2Fevil.test%2F",
+        &[],
+    );
+    assert_eq!((status, header(&h, "location")), (200, None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_tampered_and_crossed_state_is_refused_before_the_provider() {
+    let (s, _e) = setup(None, "").await;
+    let rd = format!("http://app.{DOMAIN}/");
+    let (q, state) = start(&s, &rd);
+    let cb = |st: &str| format!("/oauth2/callback?code=c0de&state={st}");
+    // A state parameter that is not this browser's.
+    let (status, _, body) = get(&s, &login_host(&s), &cb("AAAA"), &[&state]);
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("'state' parameter is not this browser's login"),
+        "{body}"
+    );
+    // A tampered cookie.
+    let mut bytes = state.clone().into_bytes();
+    let i = bytes.len() - 3;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    let (status, _, body) = get(&s, &login_host(&s), &cb(&q["state"]), &[&tampered]);
+    assert_eq!(status, 400);
+    assert!(body.contains("not sealed by this edge"), "{body}");
+    // A forged one, and a session cookie's value passed off as the state cookie.
+    let (status, _, _) = get(
+        &s,
+        &login_host(&s),
+        &cb(&q["state"]),
+        &["_xipgate_login=v1.Zm9yZ2Vk"],
+    );
+    assert_eq!(status, 400);
+    // No state cookie at all.
+    let (status, _, body) = get(&s, &login_host(&s), &cb(&q["state"]), &[]);
+    assert_eq!(status, 400);
+    assert!(body.contains("missing"), "{body}");
+    // The provider's own refusal is named.
+    let (status, _, body) = get(
+        &s,
+        &login_host(&s),
+        "/oauth2/callback?error=access_denied&state=x",
+        &[&state],
+    );
+    assert_eq!(status, 403);
+    assert!(body.contains("access_denied"), "{body}");
+    // Nothing of it reached the token endpoint.
+    let reqs = s.idp.received_requests().await.unwrap();
+    assert!(reqs.iter().all(|r| r.url.path() != "/token"), "{reqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_targets_outside_the_domain_are_refused() {
+    let (s, _e) = setup(None, "").await;
+    let port = s.x.proxy.port();
+    for rd in [
+        "https://evil.test/".to_string(),
+        "//evil.test/".into(),
+        "/\\evil.test/".into(),
+        format!("https://app.{DOMAIN}\t.evil.test/"),
+        format!("https://evil-{DOMAIN}/"),
+        format!("https://{DOMAIN}.evil.test/"),
+        format!("https://app.{DOMAIN}:1/"),
+        format!("https://user@app.{DOMAIN}/"),
+        format!("javascript://app.{DOMAIN}/%0aalert(1)"),
+    ] {
+        let (status, h, body) = get(
+            &s,
+            &login_host(&s),
+            &format!("/oauth2/start?rd={}", enc(&rd)),
+            &[],
+        );
+        assert_eq!(status, 400, "{rd}: {body}");
+        assert!(body.contains("redirect target rd"), "{rd}: {body}");
+        assert!(header(&h, "location").is_none());
+        let (status, _, _) = get(
+            &s,
+            &login_host(&s),
+            &format!("/oauth2/sign_out?rd={}", enc(&rd)),
+            &[],
+        );
+        assert_eq!(status, 400, "sign_out {rd}");
+    }
+    // The edge's own port, and none, are fine.
+    start(&s, &format!("http://app.{DOMAIN}:{port}/"));
+    start(&s, &format!("https://{DOMAIN}/"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_provider_is_a_503_naming_it() {
+    let issuer = format!("http://127.0.0.1:{}", common::free_port());
+    let (s, _e) = setup(Some(&issuer), "").await;
+    let (status, h, body) = get(&s, &login_host(&s), "/oauth2/start", &[]);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!("identity provider {issuer} cannot be reached")),
+        "{body}"
+    );
+    assert!(header(&h, "retry-after").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_login_host_wins_over_a_service_of_its_label_on_both_engines() {
+    for fast in [true, false] {
+        let backend = Backend::start("login-service").await;
+        let (s, e) = setup(None, &format!("  downstream:\n    fast_path: {fast}\n")).await;
+        let inst = Inst::up("LOGIN", "pod", backend.addr);
+        let label = inst.label();
+        e.serve(&[inst]).await;
+        common::eventually(
+            std::time::Duration::from_secs(10),
+            "the instance is routed",
+            || get(&s, &format!("{label}.{DOMAIN}"), "/", &[]).0 == 200,
+        );
+        let (status, _, body) = get(&s, &login_host(&s), "/", &[]);
+        assert_eq!(status, 200);
+        assert!(body.contains("Not signed in"), "fast_path {fast}: {body}");
+        assert_eq!(
+            backend.hits(),
+            1,
+            "fast_path {fast}: only the instance host reached it"
+        );
+    }
+}
