@@ -213,7 +213,10 @@ pub fn finish(
     let unauthorized = |rule: RuleRef, why: String| {
         let bearer = policy.bearer && (grant.bearer || !grant.basic);
         let basic_realm = policy.basic_realm.clone().filter(|_| grant.basic);
-        if f.page_load && policy.login && why.is_empty() {
+        // Only a rule a session can satisfy sends a browser to the login.
+        let takes_session =
+            grant.authenticated || !grant.users.is_empty() || !grant.groups.is_empty();
+        if f.page_load && policy.login && takes_session && why.is_empty() {
             Decision::SignIn { rule }
         } else {
             Decision::Unauthorized {

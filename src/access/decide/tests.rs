@@ -224,3 +224,82 @@ fn the_actuator_policy_holds_at_each_instance_s_own_base() {
     assert_eq!(at("root", "/shutdown"), "deny actuator:shutdown");
     assert_eq!(at("root", "/orders"), "allow devs");
 }
+
+/// A session cannot satisfy a rule that takes only tokens or basic credentials, so a
+/// browser is answered 401 there rather than sent to a login that could not help.
+#[test]
+fn rules_only_for_programs_never_send_a_browser_to_the_login() {
+    let only = |name: &str, service: &str, grant: Grant| {
+        rule(
+            name,
+            Matcher {
+                services: vec![service.into()],
+                ..Default::default()
+            },
+            grant,
+        )
+    };
+    let p = Policy {
+        rules: vec![
+            only(
+                "robots",
+                "api",
+                Grant {
+                    bearer: true,
+                    ..Default::default()
+                },
+            ),
+            only(
+                "ci",
+                "builds",
+                Grant {
+                    basic: true,
+                    ..Default::default()
+                },
+            ),
+            only(
+                "team",
+                "wiki",
+                Grant {
+                    authenticated: true,
+                    basic: true,
+                    ..Default::default()
+                },
+            ),
+        ],
+        actuator_operators: None,
+        login: true,
+        basic_realm: Some("builds".into()),
+        bearer: true,
+    };
+    for (service, want) in [
+        ("api", "401 robots"),
+        ("builds", "401 ci"),
+        ("wiki", "login team"),
+    ] {
+        let got = decide(&p, &facts(service, "/", "GET", true), || Presented::Nothing);
+        assert_eq!(outcome(&got), want, "{service}");
+    }
+    // The 401 challenges what the rule takes.
+    match decide(&p, &facts("api", "/", "GET", true), || Presented::Nothing) {
+        Decision::Unauthorized {
+            bearer,
+            basic_realm,
+            ..
+        } => assert!(bearer && basic_realm.is_none()),
+        d => panic!("{d:?}"),
+    }
+    match decide(&p, &facts("builds", "/", "GET", true), || {
+        Presented::Nothing
+    }) {
+        Decision::Unauthorized {
+            bearer,
+            basic_realm,
+            ..
+        } => {
+            assert!(!bearer);
+            assert_eq!(basic_realm.as_deref(), Some("builds"));
+        }
+        d => panic!("{d:?}"),
+    }
+}
