@@ -134,6 +134,9 @@ impl Parts {
             eureka: cfg.registry.eureka,
             nacos: nacos.iter().map(NacosSource::state).collect(),
             feed: feed.clone(),
+            policy: Arc::new(cfg.access.policy()),
+            access_summary: cfg.access.summary(),
+            domains: cfg.domains.clone(),
         });
         Ok(Parts {
             table,

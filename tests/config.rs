@@ -491,9 +491,11 @@ fn dash_t_checks_files_and_exits_non_zero() {
     // With rules, the one line says how many, how identities are shown and the actuator
     // policy.
     let ruled = dir.path().join("ruled.yaml");
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, "").unwrap();
     std::fs::write(
         &ruled,
-        "xipgate:\n  access:\n    rules:\n      - services: [batch]\n        basic: true\n      - name: office\n        clients: [10.0.0.0/8]\n    basic:\n      htpasswd: /etc/xipgate/htpasswd\n",
+        format!("xipgate:\n  access:\n    rules:\n      - services: [batch]\n        basic: true\n      - name: office\n        clients: [10.0.0.0/8]\n    basic:\n      htpasswd: {}\n", htpasswd.display()),
     )
     .unwrap();
     let (code, out) = xipgate(&["-t", "-c", ruled.to_str().unwrap()]);
@@ -504,7 +506,7 @@ fn dash_t_checks_files_and_exits_non_zero() {
         .unwrap_or_else(|| panic!("no access line: {out}"));
     assert_eq!(
         line,
-        "xipgate: access: 2 rules; basic credentials from /etc/xipgate/htpasswd; actuator policy on (operators: operators)"
+        format!("xipgate: access: 2 rules; basic credentials from {}; actuator policy on (operators: operators)", htpasswd.display())
     );
 }
 

@@ -99,7 +99,7 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
         },
         ["api", "v1", "instances", label] => match find_instance(console, label) {
             Some(t) => {
-                let mut v = instance_json(&t, links);
+                let mut v = instance_json(console, &t, links);
                 v["traffic"] = json!(console.traffic.view(Kind::Instance, &t.label));
                 json_answer(200, &v)
             }
@@ -124,6 +124,8 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             body["shadowed"] = json!(console.feed.shadowed());
             json_answer(200, &body)
         }
+        ["api", "v1", "access"] => json_answer(200, &super::locks::summary_json(console)),
+        ["api", "v1", "access", "explain"] => super::locks::explain(console, query),
         ["api", "v1", "tls"] => json_answer(
             200,
             &json!({
@@ -296,8 +298,9 @@ fn counts_json<'a>(targets: impl Iterator<Item = &'a std::sync::Arc<Target>>) ->
     json!(counts)
 }
 
-fn service_json(s: &Service, links: &Links) -> Value {
+fn service_json(console: &Console, s: &Service, links: &Links) -> Value {
     json!({
+        "access": super::locks::lock_json(&super::locks::service_lock(console, s)),
         "name": s.app,
         "label": s.label,
         "url": links.url(&s.label),
@@ -306,10 +309,12 @@ fn service_json(s: &Service, links: &Links) -> Value {
     })
 }
 
-pub fn instance_json(t: &Target, links: &Links) -> Value {
+pub fn instance_json(console: &Console, t: &Target, links: &Links) -> Value {
     let i = &t.instance;
     let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
     json!({
+        "access": super::locks::lock_json(&super::locks::instance_lock(console, t)),
+        "actuator_bases": t.actuator_bases,
         "instance_id": i.instance_id,
         "source": &*i.source,
         "label": t.label,

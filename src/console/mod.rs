@@ -6,6 +6,7 @@
 mod api;
 mod links;
 mod listing;
+mod locks;
 mod page;
 
 pub use links::Links;
@@ -54,6 +55,12 @@ pub struct Console {
     pub nacos: Vec<Arc<crate::registry::NacosState>>,
     /// Where the sources meet (instances shadowed by a higher-ranked source).
     pub feed: Arc<crate::routes::Feed>,
+    /// `xipgate.access` as the proxy decides with it: the locks and the explain API use it.
+    pub policy: Arc<crate::access::Policy>,
+    /// `xipgate.access` in one line ([`crate::config::AccessConfig::summary`]).
+    pub access_summary: String,
+    /// `xipgate.domains`: the explain API reads a Host as the proxy does.
+    pub domains: Vec<String>,
 }
 
 impl Console {

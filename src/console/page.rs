@@ -21,7 +21,7 @@ use super::{Console, Links};
 use crate::answer::Answer;
 use crate::registry::{Status, SyncStatus};
 use crate::routes::Target;
-use crate::traffic::{Kind, SeriesView, Traffic};
+use crate::traffic::{Kind, SeriesView};
 
 /// Seconds between the script's in-place refreshes of the whole page (a page is small
 /// whatever the registry holds).
@@ -71,6 +71,36 @@ struct Page {
     eureka: bool,
     /// One line per Nacos source.
     nacos: Vec<NacosView>,
+    /// `xipgate.access` in one line; `open` marks an edge without rules.
+    access: String,
+    open: bool,
+}
+
+/// Which rule applies to `GET /` on a host, shown as a lock beside it.
+struct LockView {
+    rule: String,
+    /// The decision's word (a CSS class): `allow`, `deny`, `unauthorized`, ...
+    decision: &'static str,
+    /// The whole explanation, on hover.
+    title: String,
+}
+
+/// The lock of a host; `None` on an open edge (the header says so once).
+fn lock_view(e: crate::access::Explanation) -> Option<LockView> {
+    let rule = e.rule?;
+    let mut title = format!(
+        "GET / from an unknown client without credentials: {} ({}). {}",
+        e.decision, e.status, e.why
+    );
+    if !e.needs.is_empty() {
+        title.push_str(". Needs: ");
+        title.push_str(&e.needs.join("; "));
+    }
+    Some(LockView {
+        rule,
+        decision: e.decision,
+        title,
+    })
 }
 
 struct NacosView {
@@ -127,6 +157,7 @@ struct ServiceView {
     more: Option<More>,
     traffic: SeriesView,
     instances: Vec<InstanceView>,
+    lock: Option<LockView>,
 }
 
 struct InstanceView {
@@ -148,6 +179,7 @@ struct InstanceView {
     health_check: Option<String>,
     blocked: Option<String>,
     traffic: SeriesView,
+    lock: Option<LockView>,
 }
 
 fn age(t: SystemTime) -> String {
@@ -183,7 +215,8 @@ fn bare(url: &str) -> String {
         .to_string()
 }
 
-fn instance_view(t: &Target, links: &Links, traffic: &Traffic) -> InstanceView {
+fn instance_view(console: &Console, t: &Target, links: &Links) -> InstanceView {
+    let traffic = &console.traffic;
     let i = &t.instance;
     let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
     let renewed =
@@ -208,11 +241,13 @@ fn instance_view(t: &Target, links: &Links, traffic: &Traffic) -> InstanceView {
         health_check: edge(&i.health_check_url),
         blocked: t.upstream.as_ref().err().map(ToString::to_string),
         traffic: traffic.view(Kind::Instance, &t.label),
+        lock: lock_view(super::locks::instance_lock(console, t)),
     }
 }
 
-fn service_view(l: &Listed, links: &Links, traffic: &Traffic, query: &Query) -> ServiceView {
+fn service_view(console: &Console, l: &Listed, links: &Links, query: &Query) -> ServiceView {
     let s = &l.service;
+    let traffic = &console.traffic;
     let url = links.url(&s.label);
     let mut toggled = query.clone();
     if !toggled.open.remove(&s.label) {
@@ -243,8 +278,9 @@ fn service_view(l: &Listed, links: &Links, traffic: &Traffic, query: &Query) -> 
         instances: l
             .rows
             .iter()
-            .map(|t| instance_view(t, links, traffic))
+            .map(|t| instance_view(console, t, links))
             .collect(),
+        lock: lock_view(super::locks::service_lock(console, s)),
     }
 }
 
@@ -403,7 +439,7 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
     let services: Vec<ServiceView> = listing
         .services
         .iter()
-        .map(|l| service_view(l, links, &console.traffic, &q))
+        .map(|l| service_view(console, l, links, &q))
         .collect();
     let sorts = Sort::ALL
         .iter()
@@ -468,6 +504,8 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         tls_certs: tls_certs(console),
         tls_notes: tls_notes(console),
         eureka: console.eureka,
+        access: console.access_summary.clone(),
+        open: console.policy.rules.is_empty(),
         nacos: console
             .nacos
             .iter()

@@ -170,6 +170,11 @@ impl Service {
             .cloned()
     }
 
+    /// Every instance's actuator bases, once each.
+    pub fn actuator_bases(&self) -> &[String] {
+        &self.actuator_bases
+    }
+
     /// True when at least one instance may receive requests.
     pub fn has_eligible(&self) -> bool {
         !self.rotation.is_empty()
@@ -240,7 +245,7 @@ impl Route {
     pub fn actuator_bases(&self) -> &[String] {
         match self {
             Route::Instance(t) => &t.actuator_bases,
-            Route::Service(s) => &s.actuator_bases,
+            Route::Service(s) => s.actuator_bases(),
         }
     }
 

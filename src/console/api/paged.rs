@@ -56,7 +56,7 @@ pub fn services(console: &Console, links: &Links, query: &Query) -> Answer {
         .services
         .iter()
         .map(|s| {
-            let mut v = service_json(&s.service, links);
+            let mut v = service_json(console, &s.service, links);
             if !q.terms.is_empty() {
                 v["instances_matching"] = json!(s.matching);
             }
@@ -78,12 +78,17 @@ pub fn service(console: &Console, links: &Links, s: &Service, query: &Query) -> 
     q.service = Some(s.label.clone());
     let table = console.table.services();
     let l = listing::list(&table, &console.traffic, &q);
-    let mut body = service_json(s, links);
+    let mut body = service_json(console, s, links);
     body["traffic"] = json!(console.traffic.summary(Kind::Service, &s.label));
     let listed = l.services.first();
     body["instances"] = Value::Array(
         listed
-            .map(|l| l.rows.iter().map(|t| instance_json(t, links)).collect())
+            .map(|l| {
+                l.rows
+                    .iter()
+                    .map(|t| instance_json(console, t, links))
+                    .collect()
+            })
             .unwrap_or_default(),
     );
     let path = format!("/api/v1/services/{}", s.label);
@@ -100,7 +105,7 @@ pub fn instances(console: &Console, links: &Links, query: &Query) -> Answer {
     let instances: Vec<Value> = rows
         .iter()
         .map(|t| {
-            let mut v = instance_json(t, links);
+            let mut v = instance_json(console, t, links);
             v["traffic"] = json!(console.traffic.summary(Kind::Instance, &t.label));
             v
         })

@@ -63,6 +63,9 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
             table.clone(),
             vec!["eureka".into()],
         )),
+        policy: Arc::new(crate::access::Policy::default()),
+        access_summary: crate::config::AccessConfig::default().summary(),
+        domains: vec!["edge.test".into()],
     }
 }
 

@@ -215,3 +215,38 @@ fn links_keep_only_the_open_services_on_the_page() {
     // The pager's next page does not carry this page's open services.
     assert!(page.contains(r#"<a href="/?page=2" rel="next">"#), "{page}");
 }
+
+#[test]
+fn the_page_says_open_or_shows_a_lock_per_service_and_instance() {
+    let open = html(&sample(), "");
+    assert!(
+        open.contains("open: no rules, anyone who reaches the edge reaches every pod"),
+        "{open}"
+    );
+    assert!(!open.contains("class=\"lock"), "an open edge has no locks");
+
+    let mut c = sample();
+    c.policy = std::sync::Arc::new(crate::access::Policy {
+        rules: vec![crate::access::Rule {
+            name: "staff-only".into(),
+            matcher: Default::default(),
+            grant: crate::access::Grant {
+                authenticated: true,
+                ..Default::default()
+            },
+        }],
+        login: true,
+        ..Default::default()
+    });
+    c.access_summary = "1 rule; login at https://idp.test (cookie _xipgate)".into();
+    let page = html(&c, "");
+    assert!(page.contains("1 rule; login at https://idp.test"), "{page}");
+    // Two services and four instances, each with its lock naming the rule.
+    assert_eq!(
+        page.matches("<span class=\"lock unauthorized\"").count(),
+        6,
+        "{page}"
+    );
+    assert!(page.contains(">staff-only</span>"));
+    assert!(page.contains("Needs: an identity shown by a session from the login"));
+}
