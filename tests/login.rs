@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use common::{header, parse_response, raw, Backend, Inst, Response, StubEureka, Xipgate, DOMAIN};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use wiremock::matchers::{header as has_header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -22,14 +24,32 @@ const SECRET: &str = "s3cret";
 struct Setup {
     x: Xipgate,
     idp: MockServer,
+    key: EcdsaKeyPair,
     _keys: tempfile::TempDir,
 }
 
-/// A provider that publishes its discovery document (the token endpoint is mounted per
-/// test, once the nonce is known).
-async fn stub_idp() -> MockServer {
+/// The stub provider's signing key (ES256: ring makes P-256 keys, not RSA ones).
+fn signing_key() -> EcdsaKeyPair {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap()
+}
+
+/// A provider that publishes its discovery document and `key` as its JWKS (the token
+/// endpoint is mounted per test, once the nonce is known).
+async fn stub_idp(key: &EcdsaKeyPair) -> MockServer {
     let idp = MockServer::start().await;
     let uri = idp.uri();
+    let point = key.public_key().as_ref();
+    Mock::given(method("GET"))
+        .and(path("/jwks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }]})))
+        .mount(&idp)
+        .await;
     Mock::given(method("GET"))
         .and(path("/.well-known/openid-configuration"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -45,7 +65,8 @@ async fn stub_idp() -> MockServer {
 }
 
 async fn setup(issuer: Option<&str>, extra: &str) -> (Setup, StubEureka) {
-    let idp = stub_idp().await;
+    let key = signing_key();
+    let idp = stub_idp(&key).await;
     let keys = tempfile::tempdir().unwrap();
     std::fs::write(keys.path().join("keys"), KEY).unwrap();
     std::fs::write(keys.path().join("secret"), SECRET).unwrap();
@@ -63,6 +84,7 @@ async fn setup(issuer: Option<&str>, extra: &str) -> (Setup, StubEureka) {
         Setup {
             x,
             idp,
+            key,
             _keys: keys,
         },
         eureka,
@@ -117,19 +139,22 @@ fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn id_token(issuer: &str, nonce: &str) -> String {
+/// An id_token signed with `key` (`kid` names it in the JWKS, or not).
+fn id_token(key: &EcdsaKeyPair, kid: &str, issuer: &str, nonce: &str) -> String {
     let part = |v: Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    format!(
-        "{}.{}.c2ln",
-        part(json!({"alg": "RS256", "kid": "k"})),
+    let input = format!(
+        "{}.{}",
+        part(json!({"alg": "ES256", "kid": kid, "typ": "JWT"})),
         part(json!({"iss": issuer, "aud": "xipgate", "sub": "alice-id",
                     "preferred_username": "alice", "email": "alice@example.test",
                     "groups": ["devs"], "exp": now + 300, "iat": now, "nonce": nonce}))
-    )
+    );
+    let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }
 
 /// Starts a login for `rd`: the provider's authorization URL's parameters and the state
@@ -187,7 +212,7 @@ async fn a_login_ends_in_the_session_cookie_for_the_domain_and_sign_out_ends_it(
     }
     let state = cookie_pair(&h, "_xipgate_login").to_string();
 
-    let token = id_token(&s.idp.uri(), &q["nonce"]);
+    let token = id_token(&s.key, "k1", &s.idp.uri(), &q["nonce"]);
     let basic = format!("Basic {}", STANDARD.encode(format!("xipgate:{SECRET}")));
     Mock::given(method("POST"))
         .and(path("/token"))
@@ -296,6 +321,37 @@ async fn a_login_ends_in_the_session_cookie_for_the_domain_and_sign_out_ends_it(
         &[],
     );
     assert_eq!((status, header(&h, "location")), (200, None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_token_the_provider_did_not_sign_is_refused() {
+    let (s, _e) = setup(None, "").await;
+    let rd = format!("http://app.{DOMAIN}/");
+    let other = signing_key();
+    for (key, kid, why) in [
+        (&other, "k1", "bad signature"),
+        (&other, "k9", "unknown key id 'k9'"),
+    ] {
+        let (q, state) = start(&s, &rd);
+        let token = id_token(key, kid, &s.idp.uri(), &q["nonce"]);
+        token_answer(&token).up_to_n_times(1).mount(&s.idp).await;
+        let cb = format!("/oauth2/callback?code=c0de&state={}", q["state"]);
+        let (status, h, body) = get(&s, &login_host(&s), &cb, &[&state]);
+        assert_eq!(status, 502, "{body}");
+        assert!(body.contains(why), "{body}");
+        assert!(
+            !set_cookies(&h).iter().any(|c| c.starts_with("_xipgate=v1")),
+            "{h:?}"
+        );
+    }
+}
+
+fn token_answer(token: &str) -> Mock {
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "at", "token_type": "Bearer", "id_token": token}),
+        ))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -382,6 +382,9 @@ impl Login {
             nonce: &kept.nonce,
             now,
         };
+        if let Err(e) = self.provider.verify_signature(&id_token).await {
+            return refuse(502, OidcError::from(e).to_string());
+        }
         let claims = match oidc::check_id_token(&id_token, &expect) {
             Ok(c) => c,
             Err(e @ IdTokenError::Nonce) => return refuse(400, OidcError::from(e).to_string()),
