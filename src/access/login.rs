@@ -158,14 +158,6 @@ impl Login {
         label == self.s.host_label
     }
 
-    /// Where a browser on `domain` is sent to sign in, coming back to `rd` afterwards
-    /// (`port`: the one the browser used, when it named one).
-    pub fn sign_in_location(&self, domain: &str, tls: bool, port: Option<u16>, rd: &str) -> String {
-        let o = Origin { tls, domain, port };
-        let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
-        format!("{}/oauth2/start?rd={rd}", self.origin(&o))
-    }
-
     /// Keeps the discovery document fresh: at start, again after a failure (backing off)
     /// and before it grows old. Runs until the process ends.
     pub async fn keep_discovered(&self) {
