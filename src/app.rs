@@ -42,6 +42,8 @@ pub enum AppError {
     Acme(#[from] AcmeError),
     #[error(transparent)]
     Login(#[from] crate::access::LoginError),
+    #[error(transparent)]
+    Access(#[from] crate::access::GateError),
 }
 
 /// The shared state every part reads, built once.
@@ -198,6 +200,15 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         source_handles.push(server.add_service(background_service("nacos sync", n)));
     }
 
+    let gate = Arc::new(cfg.access.gate()?);
+    if gate.is_open() {
+        log::warn!("xipgate.access: no rules, the edge is open: every service and instance (actuator endpoints included) answers whoever reaches the edge (docs/access.md)");
+    } else {
+        log::info!(
+            "xipgate.access: {} rule(s); a request no rule allows is refused",
+            gate.policy().rules.len()
+        );
+    }
     let access = Arc::new(AccessLog::new(&cfg.access_log, parts.metrics.clone())?);
     let login = match &cfg.access.login {
         Some(l) => {
@@ -218,6 +229,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         traffic: parts.traffic.clone(),
         access,
         login,
+        gate,
     };
     // With redirect_http every plain request is answered by Pingora's path (the redirect
     // rule lives there), so the fast path would only add a handoff.

@@ -86,6 +86,7 @@ pub struct Metrics {
     source_instances: IntGaugeVec,
     source_held: IntGaugeVec,
     source_syncs: IntCounterVec,
+    access_decisions: IntCounterVec,
     /// One scrape at a time: its refresh and its reading are one step.
     scrape: Mutex<()>,
 }
@@ -244,8 +245,17 @@ impl Metrics {
             &["source", "result"],
         )
         .expect("static metric definition");
+        let access_decisions = IntCounterVec::new(
+            Opts::new(
+                "access_decisions_total",
+                "xipgate.access decisions by rule and outcome (allow, deny, unauthorized, login, bad_path)",
+            ),
+            &["rule", "outcome"],
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(access_log_dropped.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(access_decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(access_log_dropped.clone()),
             Box::new(source_instances.clone()),
             Box::new(source_syncs.clone()),
             Box::new(source_held.clone()),
@@ -282,6 +292,7 @@ impl Metrics {
             source_instances,
             source_held,
             source_syncs,
+            access_decisions,
             scrape: Mutex::new(()),
         }
     }
@@ -294,6 +305,13 @@ impl Metrics {
                 .with_label_values(&[service])
                 .observe(d.as_secs_f64());
         }
+    }
+
+    /// One `xipgate.access` decision (`rule`: a label bounded by the configuration).
+    pub fn count_access(&self, rule: &str, outcome: &str) {
+        self.access_decisions
+            .with_label_values(&[rule, outcome])
+            .inc();
     }
 
     /// One more try of a request to `service` after a failed one.

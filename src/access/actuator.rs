@@ -26,6 +26,47 @@ const REFUSED: [&str; 6] = [
 /// Endpoints whose writes (anything but GET/HEAD) are refused.
 const READ_ONLY: [&str; 4] = ["env", "gateway", "loggers", "configprops"];
 
+/// Spring Boot's (and Spring Cloud's) actuator endpoints, and the base itself (empty).
+const KNOWN: [&str; 32] = [
+    "",
+    "auditevents",
+    "beans",
+    "caches",
+    "conditions",
+    "configprops",
+    "env",
+    "flyway",
+    "gateway",
+    "health",
+    "heapdump",
+    "httpexchanges",
+    "info",
+    "integrationgraph",
+    "jolokia",
+    "liquibase",
+    "logfile",
+    "loggers",
+    "mappings",
+    "metrics",
+    "prometheus",
+    "quartz",
+    "refresh",
+    "restart",
+    "sbom",
+    "scheduledtasks",
+    "serviceregistry",
+    "sessions",
+    "shutdown",
+    "startup",
+    "threaddump",
+    "features",
+];
+
+/// An endpoint name Spring defines (metric labels stay bounded; a client names the rest).
+pub fn known(endpoint: &str) -> bool {
+    KNOWN.contains(&endpoint)
+}
+
 /// `endpoint`: the path under the instance's actuator base (`env`, `health/liveness`, or
 /// empty for the base itself).
 pub fn need(endpoint: &str, method: &str) -> Need {

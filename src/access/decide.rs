@@ -72,7 +72,20 @@ impl RuleRef {
             RuleRef::Path => "ambiguous-path".into(),
         }
     }
+
+    /// [`RuleRef::name`] as a metric label: bounded by the configuration (an actuator
+    /// endpoint Spring Boot does not define, which any client can name, is `actuator:other`).
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            RuleRef::Configured(n) => std::borrow::Cow::Borrowed(n),
+            RuleRef::Actuator(e) if !actuator::known(e) => "actuator:other".into(),
+            other => other.name().into(),
+        }
+    }
 }
+
+/// The rule of a [`Decision::BadPath`].
+static PATH_RULE: RuleRef = RuleRef::Path;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -95,6 +108,32 @@ pub enum Decision {
         basic_realm: Option<String>,
         bearer: bool,
     },
+}
+
+impl Decision {
+    /// The outcome's word in the access log and the metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Decision::Open => "open",
+            Decision::Allow { .. } => "allow",
+            Decision::Deny { .. } => "deny",
+            Decision::BadPath { .. } => "bad_path",
+            Decision::SignIn { .. } => "login",
+            Decision::Unauthorized { .. } => "unauthorized",
+        }
+    }
+
+    /// The rule that decided (`None` on an open edge).
+    pub fn rule(&self) -> Option<&RuleRef> {
+        match self {
+            Decision::Open => None,
+            Decision::BadPath { .. } => Some(&PATH_RULE),
+            Decision::Allow { rule, .. }
+            | Decision::Deny { rule, .. }
+            | Decision::SignIn { rule }
+            | Decision::Unauthorized { rule, .. } => Some(rule),
+        }
+    }
 }
 
 /// What a rule asks for, before any credential is looked at.

@@ -53,6 +53,8 @@ pub struct Gate {
     session: Option<SessionCookie>,
     bearer: Option<Bearer>,
     basic: Option<Basic>,
+    /// The login host's label under each domain, when a login is configured.
+    login_label: Option<String>,
 }
 
 impl Gate {
@@ -70,6 +72,7 @@ impl Gate {
             session,
             bearer: None,
             basic: None,
+            login_label: None,
         }
     }
 
@@ -99,6 +102,17 @@ impl Gate {
         }
     }
 
+    /// Browsers without a session are sent to `<label>.<domain>` (the login host).
+    pub fn with_login_label(mut self, label: &str) -> Self {
+        self.login_label = Some(label.to_ascii_lowercase());
+        self
+    }
+
+    /// The login host's label, when a login is configured.
+    pub fn login_label(&self) -> Option<&str> {
+        self.login_label.as_deref()
+    }
+
     /// No rules: every request passes, as before rules existed.
     pub fn is_open(&self) -> bool {
         self.policy.rules.is_empty()
@@ -123,11 +137,15 @@ impl Gate {
         &self.identity_headers
     }
 
-    /// A header the edge sets itself, so the client's copy is deleted.
+    /// A header the edge sets itself, so the client's copy is deleted: in any spelling
+    /// that reads as one (`_` counts as `-`, as CGI-style servers read both alike).
     pub fn is_identity_header(&self, name: &str) -> bool {
-        self.identity_headers
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(name))
+        self.identity_headers.iter().any(|h| {
+            h.len() == name.len()
+                && h.bytes()
+                    .zip(name.bytes())
+                    .all(|(h, n)| h == n.to_ascii_lowercase() || (h == b'-' && n == b'_'))
+        })
     }
 
     /// What the request's credentials say, when that needs no I/O: the session cookie.
@@ -206,6 +224,27 @@ pub fn page_load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_headers_are_known_in_every_spelling() {
+        let g = Gate::new(
+            Policy::default(),
+            Vec::new(),
+            ["X-Forwarded-User", "X-Forwarded-Email", "X-Auth-Groups"],
+            None,
+        );
+        for name in [
+            "x-forwarded-user",
+            "X_Forwarded_User",
+            "X-FORWARDED-EMAIL",
+            "x_auth-groups",
+        ] {
+            assert!(g.is_identity_header(name), "{name}");
+        }
+        for name in ["x-forwarded-users", "x-forwarded-for", "x-forwarded"] {
+            assert!(!g.is_identity_header(name), "{name}");
+        }
+    }
 
     #[test]
     fn only_a_browser_page_load_is_sent_to_the_login() {

@@ -21,6 +21,7 @@ mod login;
 mod oidc;
 mod path;
 mod redirect;
+mod sign_in;
 mod rules;
 pub mod session;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use explain::{explain, lock, Explanation, Simulated, NEUTRAL_CLIENT};
 pub use gate::{page_load, Gate, GateError, SessionCookie};
 pub use login::{Login, LoginError, LoginRequest, LoginSettings, Reply};
 pub use rules::{Grant, Matcher, PathPattern, Rule};
+pub use sign_in::sign_in_location;
 
 /// How an identity was shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -675,6 +675,9 @@ impl AccessConfig {
         if let Some(b) = &self.basic {
             gate = gate.with_basic(crate::access::basic::Basic::load(&b.htpasswd)?);
         }
+        if let Some(l) = &self.login {
+            gate = gate.with_login_label(&l.host_label);
+        }
         Ok(gate)
     }
 

@@ -39,6 +39,13 @@ pub struct AccessEntry<'a> {
     pub started: Instant,
     pub tries: usize,
     pub error: Option<&'a str>,
+    /// Who asked, when `xipgate.access` knew (a session, token or basic credentials).
+    pub user: Option<&'a str>,
+    /// The `xipgate.access` rule that decided.
+    pub rule: Option<&'a str>,
+    /// `open`, `allow`, `deny`, `unauthorized`, `login` or `bad_path`; `None` when no
+    /// decision was taken (the request ended before: a bad Host, an unknown label).
+    pub decision: Option<&'a str>,
 }
 
 /// The JSON form of one record (`xipgate.log.access_file`).
@@ -56,6 +63,9 @@ struct JsonRecord<'a> {
     total_ms: f64,
     tries: usize,
     error: Option<&'a str>,
+    user: Option<&'a str>,
+    rule: Option<&'a str>,
+    decision: Option<&'a str>,
 }
 
 /// Why the access-log file could not be opened.
@@ -127,10 +137,11 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
-/// The text form: `client METHOD URI host= label= instance= status= upstream_ms= total_ms= tries= [error=]`.
+/// The text form: `client METHOD URI host= label= instance= status= upstream_ms= total_ms= tries=
+/// user= rule= decision= [error=]`.
 pub fn text_line(e: &AccessEntry<'_>) -> String {
     format!(
-        "{} {} host={} label={} instance={} status={} upstream_ms={} total_ms={:.1} tries={}{}",
+        "{} {} host={} label={} instance={} status={} upstream_ms={} total_ms={:.1} tries={} user={} rule={} decision={}{}",
         e.client.map(|a| a.to_string()).unwrap_or_default(),
         names::printable(e.request_line),
         e.host,
@@ -142,6 +153,10 @@ pub fn text_line(e: &AccessEntry<'_>) -> String {
             .map_or("-".to_string(), |d| format!("{:.1}", ms(d))),
         ms(e.started.elapsed()),
         e.tries,
+        // Identity claims and rule names: quoted-printable like the request line.
+        names::printable(e.user.unwrap_or("-")),
+        names::printable(e.rule.unwrap_or("-")),
+        e.decision.unwrap_or("-"),
         e.error.map(|e| format!(" error={e}")).unwrap_or_default(),
     )
 }
@@ -163,6 +178,9 @@ pub fn json_line(e: &AccessEntry<'_>) -> String {
         total_ms: ms(e.started.elapsed()),
         tries: e.tries,
         error: e.error,
+        user: e.user,
+        rule: e.rule,
+        decision: e.decision,
     };
     // Serialising a struct of strings and numbers cannot fail.
     serde_json::to_string(&rec).unwrap_or_default()
@@ -249,6 +267,9 @@ mod tests {
             started,
             tries: 2,
             error: Some("ConnectRefused"),
+            user: Some("alice"),
+            rule: Some("team"),
+            decision: Some("allow"),
         }
     }
 
@@ -263,13 +284,21 @@ mod tests {
         assert_eq!(v["upstream_ms"], 1.3);
         assert_eq!(v["error"], "ConnectRefused");
         assert_eq!(v["client"], "127.0.0.1:5000");
+        assert_eq!(
+            (&v["user"], &v["rule"], &v["decision"]),
+            (&"alice".into(), &"team".into(), &"allow".into())
+        );
         let request = v["request"].as_str().expect("request");
         assert!(
             !request.contains('\u{1}'),
             "control bytes escaped: {request}"
         );
         let text = text_line(&e);
-        assert!(text.contains(" status=502 ") && text.contains(" tries=2 error=ConnectRefused"));
+        assert!(text.contains(" status=502 ") && text.contains(" error=ConnectRefused"));
+        assert!(
+            text.contains(" tries=2 user=alice rule=team decision=allow "),
+            "{text}"
+        );
         assert!(text.contains(&format!("GET {}", &request[4..])), "{text}");
     }
 

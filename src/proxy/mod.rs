@@ -3,6 +3,7 @@
 mod access_log;
 mod connection;
 mod fast;
+mod guard;
 mod host;
 mod limit;
 mod login;
@@ -62,6 +63,8 @@ pub struct Ctx {
     answered: Option<u16>,
     /// The client connection is TLS.
     tls: bool,
+    /// What `xipgate.access` decided.
+    access: guard::Passed,
 }
 
 impl PingoraProxy {
@@ -121,6 +124,7 @@ impl ProxyHttp for PingoraProxy {
             origin: None,
             answered: None,
             tls: false,
+            access: guard::Passed::default(),
         }
     }
 
@@ -257,6 +261,22 @@ impl ProxyHttp for PingoraProxy {
             ));
             ctx.answered = Some(204);
             respond(session, answer).await?;
+            return Ok(true);
+        }
+
+        // Who may reach it (`xipgate.access`): after the preflight, which carries no
+        // credentials.
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if let Some(answer) = guard::check(&self.shared, session.req_header(), peer, ctx).await {
+            ctx.answered = Some(answer.status);
+            respond(
+                session,
+                answer.cors(&self.shared.settings.cors, ctx.origin.as_ref()),
+            )
+            .await?;
             return Ok(true);
         }
         Ok(false)
@@ -407,6 +427,9 @@ impl ProxyHttp for PingoraProxy {
         if let Some(xff) = xff {
             upstream.insert_header("x-forwarded-for", xff)?;
         }
+        // After Connection processing, so a Connection naming them cannot take the edge's
+        // own away (Traefik CVE-2024-45410).
+        guard::to_backend(&self.shared.gate, upstream, ctx.access.who.as_ref())?;
         upstream.insert_header(http::header::VIA, via)?;
         upstream.insert_header("x-forwarded-proto", rules::forwarded_proto(ctx.tls))?;
         if let Some(host) = &ctx.host {
@@ -472,6 +495,7 @@ impl ProxyHttp for PingoraProxy {
                 resp.insert_header("x-xipgate-instance-status", s)?;
             }
         }
+        guard::from_backend(&self.shared.gate, resp)?;
         if self.shared.settings.cors.enabled {
             respond::apply_cors(resp, &self.shared.settings.cors, ctx.origin.as_ref())?;
         }
@@ -564,6 +588,9 @@ impl ProxyHttp for PingoraProxy {
             started: ctx.started,
             tries: ctx.tried.len(),
             error: e.map(|e| e.etype().as_str()),
+            user: ctx.access.who.as_ref().map(|w| w.user.as_str()),
+            rule: ctx.access.rule.as_deref(),
+            decision: ctx.access.outcome,
         });
     }
 }

@@ -9,6 +9,7 @@ use pingora_core::tls::x509::X509;
 use pingora_core::upstreams::peer::HttpPeer;
 
 use super::{upstream_cert, AccessLog};
+use crate::access::Gate;
 use crate::config::{Config, CorsConfig, UpstreamTlsConfig};
 use crate::instance::Instance;
 use crate::metrics::Metrics;
@@ -110,4 +111,6 @@ pub struct ProxyShared {
     pub access: Arc<AccessLog>,
     /// The login host's handler (`xipgate.access.login`).
     pub login: Option<Arc<crate::access::Login>>,
+    /// `xipgate.access`: who may reach what, decided for both engines.
+    pub gate: Arc<Gate>,
 }

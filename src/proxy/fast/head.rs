@@ -4,7 +4,8 @@
 
 use std::mem::MaybeUninit;
 
-use crate::proxy::rules;
+use crate::access::{cookie, Gate, Identity};
+use crate::proxy::{guard, rules};
 
 /// Most headers a request or response head may have on the fast path. A request with more
 /// goes to Pingora (which allows more); a response with more is a 502.
@@ -36,6 +37,14 @@ pub struct Plan<'a> {
     /// The client asked to close the connection after this response.
     pub close: bool,
     pub has_origin: bool,
+    /// The request target (origin-form: path and query).
+    pub target: &'a str,
+    /// What `xipgate.access` looks at (when rules exist): `Accept`, `Authorization`,
+    /// whether `X-Requested-With` was sent, and the `Cookie` header (one at most).
+    pub accept: Option<&'a [u8]>,
+    pub authorization: Option<&'a [u8]>,
+    pub x_requested_with: bool,
+    pub cookie: Option<&'a [u8]>,
 }
 
 /// What the request buffer holds.
@@ -66,16 +75,19 @@ fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// is taken, `out` holds the start of the request head for the upstream: the client's
 /// request line and headers (Host unchanged) without hop-by-hop and forwarding ones;
 /// [`finish_upstream_request`] completes it. Otherwise `out` is left empty.
-pub fn parse_request<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
+///
+/// `gate`'s identity headers are deleted in every spelling (the edge sets its own), and
+/// its session cookie is taken out of `Cookie`, whether rules exist or not.
+pub fn parse_request<'a>(buf: &'a [u8], out: &mut Vec<u8>, gate: &Gate) -> Parsed<'a> {
     out.clear();
-    let parsed = parse_request_into(buf, out);
+    let parsed = parse_request_into(buf, out, gate);
     if !matches!(parsed, Parsed::Take(_)) {
         out.clear();
     }
     parsed
 }
 
-fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
+fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>, gate: &Gate) -> Parsed<'a> {
     let mut slots: Slots<'a> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut slots) {
@@ -101,6 +113,9 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
     let mut close = false;
     let mut seen_connection = false;
     let mut has_origin = false;
+    let (mut accept, mut authorization, mut cookie_header) = (None, None, None);
+    let mut x_requested_with = false;
+    let session_cookie = gate.session_cookie().map(|s| s.name.as_str());
     for h in req.headers.iter() {
         let n = h.name;
         if is(n, "host") {
@@ -147,6 +162,26 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
             via = Some(h.value);
         } else if is(n, "origin") {
             has_origin = true;
+        } else if is(n, "accept") {
+            accept.get_or_insert(h.value);
+        } else if is(n, "authorization") {
+            authorization.get_or_insert(h.value);
+        } else if is(n, "x-requested-with") {
+            x_requested_with = true;
+        } else if is(n, "cookie") {
+            if let Some(name) = session_cookie {
+                // Several Cookie headers (HTTP/1.1 clients send one): Pingora's path.
+                if cookie_header.is_some() {
+                    return Parsed::Handoff;
+                }
+                cookie_header = Some(h.value);
+                if let Some(kept) = cookie::without(h.value, name) {
+                    put_header(out, n.as_bytes(), &kept);
+                }
+                continue;
+            }
+        } else if gate.is_identity_header(n) {
+            continue;
         }
         if !rules::dropped_upstream(n) {
             put_header(out, n.as_bytes(), h.value);
@@ -161,6 +196,11 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>) -> Parsed<'a> {
             via,
             close,
             has_origin,
+            target: path,
+            accept,
+            authorization,
+            x_requested_with,
+            cookie: cookie_header,
         }),
         None => Parsed::Handoff,
     }
@@ -201,6 +241,8 @@ pub struct Forwarded<'a> {
     pub via: Option<&'a [u8]>,
     /// The edge's own Via entry ([`rules::pseudonym`]).
     pub pseudonym: &'a str,
+    /// Who asked, as `xipgate.access` decided, and the headers that say so.
+    pub identity: Option<(&'a [String; 3], &'a Identity)>,
 }
 
 /// Completes the upstream request head [`parse_request`] started: X-Forwarded-For and Via
@@ -220,6 +262,13 @@ pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
     put_header(out, b"x-forwarded-host", fwd.host.as_bytes());
     if let Some(port) = fwd.port {
         put_header(out, b"x-forwarded-port", port.as_bytes());
+    }
+    if let Some((names, who)) = fwd.identity {
+        for (name, value) in names.iter().zip(guard::identity_values(who)) {
+            if let Some(v) = value {
+                put_header(out, name.as_bytes(), v.as_bytes());
+            }
+        }
     }
     out.extend_from_slice(b"via: ");
     // The fast path takes HTTP/1.1 requests only.
@@ -269,6 +318,8 @@ pub struct Stamp<'a> {
     pub instance_status: Option<&'a str>,
     /// The client connection closes after this response.
     pub close: bool,
+    /// The edge's session cookie: a backend's `Set-Cookie` of it is dropped.
+    pub session_cookie: Option<&'a str>,
 }
 
 /// Parses the head of the upstream's response and, in the same pass, writes the head for
@@ -341,6 +392,13 @@ pub fn parse_response<'b>(
                     keep_alive = true;
                 }
             }
+        }
+        if is(h.name, "set-cookie")
+            && stamp
+                .session_cookie
+                .is_some_and(|name| cookie::sets(h.value, name))
+        {
+            continue;
         }
         if !rules::dropped_downstream(h.name) {
             if h.value.iter().any(|&b| b == b'\r' || b == b'\n') {

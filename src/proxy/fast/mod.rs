@@ -37,7 +37,8 @@ use pingora_core::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
 use super::rules::{self, RouteKind};
-use super::{pick_target, resolve_host, AccessEntry, ProxySettings, ProxyShared};
+use super::{guard, pick_target, resolve_host, AccessEntry, ProxySettings, ProxyShared};
+use crate::access::Decision;
 use crate::answer::Answer;
 use crate::metrics::ServiceMetrics;
 use crate::routes::{Route, Target};
@@ -151,7 +152,7 @@ impl FastPath {
                         }
                         scanned = buf.len();
                     } else {
-                        match parse_request(&buf, &mut upstream_req) {
+                        match parse_request(&buf, &mut upstream_req, &self.shared.gate) {
                             Parsed::Take(plan) if self.take => break plan,
                             Parsed::Take(_) | Parsed::Handoff => return handoff(stream, &buf),
                             Parsed::Partial => {}
@@ -235,6 +236,34 @@ impl FastPath {
             if c.console || c.tls_upstream || (plan.has_origin && settings.cors.enabled) {
                 return handoff(stream, &buf);
             }
+            // `xipgate.access`: what the decision allows without I/O is served here; every
+            // other request (refused, or with credentials to check) goes to Pingora's
+            // engine, which decides again and answers.
+            let gate = &*self.shared.gate;
+            let mut passed: Option<guard::Passed> = None;
+            if !gate.is_open() {
+                let Some(peer) = client else {
+                    return handoff(stream, &buf);
+                };
+                let asked = guard::Asked {
+                    host: &c.host,
+                    port: guard::host_port(plan.host),
+                    tls,
+                    route: &c.route,
+                    target: plan.target,
+                    method: plan.method,
+                    client: gate.client(peer.ip(), plan.xff),
+                    accept: plan.accept,
+                    authorization: plan.authorization,
+                    x_requested_with: plan.x_requested_with,
+                };
+                match guard::decide_local(gate, &settings.domains, &asked, plan.cookie) {
+                    Some(d @ Decision::Allow { .. }) => {
+                        passed = Some(guard::Passed::record(&self.shared, d).0);
+                    }
+                    _ => return handoff(stream, &buf),
+                }
+            }
             let head_req = plan.method == "HEAD";
             // The same rule as the Pingora path's `Method::is_idempotent`.
             let idempotent =
@@ -249,6 +278,10 @@ impl FastPath {
                     tls,
                     via: plan.via,
                     pseudonym: rules::pseudonym(),
+                    identity: passed
+                        .as_ref()
+                        .and_then(|p| p.who.as_ref())
+                        .map(|w| (gate.identity_headers(), w)),
                 },
                 &mut upstream_req,
             );
@@ -297,6 +330,7 @@ impl FastPath {
                             target.instance.status,
                         ),
                         close,
+                        session_cookie: gate.session_cookie().map(|s| s.name.as_str()),
                     },
                     // This try's start: the upstream time is the successful try's alone,
                     // from choosing its instance, as on the Pingora path.
@@ -379,6 +413,12 @@ impl FastPath {
                     started,
                     tries: tried.len(),
                     error: error.as_ref().map(|e| e.as_str()),
+                    user: passed
+                        .as_ref()
+                        .and_then(|p| p.who.as_ref())
+                        .map(|w| w.user.as_str()),
+                    rule: passed.as_ref().and_then(|p| p.rule.as_deref()),
+                    decision: Some(passed.as_ref().and_then(|p| p.outcome).unwrap_or("open")),
                 });
             }
             if close {

@@ -1,9 +1,31 @@
 use super::*;
 use proptest::prelude::*;
 
+/// An open edge with the default identity headers and a session cookie `_xipgate`.
+fn gate() -> Gate {
+    let sealer = crate::access::session::Sealer::from_text(
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "test",
+    )
+    .expect("key");
+    Gate::new(
+        crate::access::Policy::default(),
+        Vec::new(),
+        [
+            "X-Forwarded-User",
+            "X-Forwarded-Email",
+            "X-Forwarded-Groups",
+        ],
+        Some(crate::access::SessionCookie {
+            name: "_xipgate".into(),
+            sealer,
+        }),
+    )
+}
+
 fn req(raw: &str) -> (Parsed<'_>, String) {
     let mut out = Vec::new();
-    let p = parse_request(raw.as_bytes(), &mut out);
+    let p = parse_request(raw.as_bytes(), &mut out, &gate());
     (p, String::from_utf8(out).expect("ascii"))
 }
 
@@ -57,7 +79,7 @@ fn everything_else_goes_to_pingora_with_nothing_written() {
     let latin1: &[u8] = b"GET / HTTP/1.1\r\nHost: \xff.d\r\n\r\n";
     for raw in cases.iter().map(|c| c.as_bytes()).chain([latin1]) {
         let mut out = Vec::new();
-        let p = parse_request(raw, &mut out);
+        let p = parse_request(raw, &mut out, &gate());
         assert_eq!(p, Parsed::Handoff, "{raw:?}");
         assert!(out.is_empty(), "{raw:?} left {out:?}");
     }
@@ -125,6 +147,7 @@ fn forwarded_headers_extend_the_chain() {
                 tls: false,
                 via,
                 pseudonym: "xipgate-1",
+                identity: None,
             },
             &mut out,
         );
@@ -139,6 +162,7 @@ fn forwarded_headers_extend_the_chain() {
         tls: true,
         via: None,
         pseudonym: "xipgate-1",
+        identity: None,
     };
     finish_upstream_request(&tls, &mut out);
     assert!(String::from_utf8(out)
@@ -162,13 +186,14 @@ fn forged_forwarding_headers_are_dropped_and_via_is_kept_for_the_chain() {
     // Two Via headers: joined by Pingora's path, as two X-Forwarded-For are.
     let mut out = Vec::new();
     let two = b"GET / HTTP/1.1\r\nHost: x.d\r\nVia: 1.0 a\r\nVia: 1.0 b\r\n\r\n";
-    assert_eq!(parse_request(two, &mut out), Parsed::Handoff);
+    assert_eq!(parse_request(two, &mut out, &gate()), Parsed::Handoff);
 }
 
 const STAMP: Stamp<'static> = Stamp {
     served_by: "pod-1",
     instance_status: None,
     close: false,
+    session_cookie: Some("_xipgate"),
 };
 
 fn resp(raw: &str, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
@@ -314,6 +339,7 @@ fn the_client_gets_the_head_without_hop_by_hop_headers_and_with_the_stamp() {
         served_by: "bad\r\nx-injected: 1",
         instance_status: Some("DOWN"),
         close: true,
+        session_cookie: None,
     };
     let mut out = Vec::new();
     parse_response(
@@ -340,7 +366,7 @@ proptest! {
     #[test]
     fn request_parsing_never_panics_and_stays_in_bounds(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let mut out = Vec::new();
-        if let Parsed::Take(p) = parse_request(&bytes, &mut out) {
+        if let Parsed::Take(p) = parse_request(&bytes, &mut out, &gate()) {
             prop_assert!(p.head_len <= bytes.len());
             prop_assert!(out.starts_with(p.method.as_bytes()));
         } else {
@@ -405,4 +431,66 @@ fn the_logged_request_line_skips_leading_empty_lines() {
             String::from_utf8_lossy(raw)
         );
     }
+}
+
+#[test]
+fn identity_headers_and_the_session_cookie_never_go_upstream() {
+    let raw = "GET /a HTTP/1.1\r\nHost: x.d\r\nX-Forwarded-User: admin\r\nX_Forwarded_Groups: ops\r\nx-forwarded-email: a@b\r\nCookie: a=1; _xipgate=v1.x; b=2\r\nAccept: text/html\r\nX-Requested-With: XMLHttpRequest\r\n\r\n";
+    let (p, out) = req(raw);
+    let Parsed::Take(plan) = p else {
+        panic!("not taken: {p:?}")
+    };
+    assert_eq!(
+        out,
+        "GET /a HTTP/1.1\r\nHost: x.d\r\nCookie: a=1; b=2\r\nAccept: text/html\r\nX-Requested-With: XMLHttpRequest\r\n"
+    );
+    assert_eq!(plan.cookie, Some(&b"a=1; _xipgate=v1.x; b=2"[..]));
+    assert_eq!(plan.accept, Some(&b"text/html"[..]));
+    assert!(plan.x_requested_with && plan.authorization.is_none());
+    // Only the session cookie: no Cookie header at all. Two Cookie headers: Pingora's.
+    let (_, out) = req("GET / HTTP/1.1\r\nHost: x.d\r\nCookie: _xipgate=v1.x\r\n\r\n");
+    assert_eq!(out, "GET / HTTP/1.1\r\nHost: x.d\r\n");
+    let two = "GET / HTTP/1.1\r\nHost: x.d\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n";
+    assert_eq!(req(two).0, Parsed::Handoff);
+    // The edge's own identity headers come after the client's are gone.
+    let who = Identity {
+        user: "alice".into(),
+        email: None,
+        groups: vec!["a".into(), "b".into()],
+        via: crate::access::Via::Session,
+    };
+    let names = [
+        "x-forwarded-user".to_string(),
+        "x-forwarded-email".into(),
+        "x-forwarded-groups".into(),
+    ];
+    let mut out = Vec::new();
+    finish_upstream_request(
+        &Forwarded {
+            client: None,
+            prev: None,
+            host: "a.d",
+            port: None,
+            tls: false,
+            via: None,
+            pseudonym: "xipgate-1",
+            identity: Some((&names, &who)),
+        },
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8(out).expect("ascii"),
+        "x-forwarded-proto: http\r\nx-forwarded-host: a.d\r\nx-forwarded-user: alice\r\nx-forwarded-groups: a,b\r\nvia: 1.1 xipgate-1\r\n\r\n"
+    );
+}
+
+#[test]
+fn a_backend_cannot_set_the_edge_s_cookie() {
+    let raw = "HTTP/1.1 200 OK\r\nSet-Cookie: _xipgate=evil; Path=/\r\nSet-Cookie: app=1\r\nContent-Length: 0\r\n\r\n";
+    let mut out = Vec::new();
+    parse_response(raw.as_bytes(), false, &STAMP, &mut out).expect("valid");
+    assert_eq!(
+        String::from_utf8(out).expect("ascii"),
+        "HTTP/1.1 200 OK\r\nSet-Cookie: app=1\r\nContent-Length: 0\r\nx-served-by: pod-1\r\n\r\n"
+    );
 }
