@@ -12,7 +12,6 @@ use http::header::{HeaderValue, COOKIE, SET_COOKIE, UPGRADE};
 use pingora_core::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use super::resolve::actuator_bases;
 use super::{rules, Ctx, ProxyShared};
 use crate::access::{self, cookie, Decision, Facts, Gate, Identity, Presented, Step};
 use crate::answer::{cors_decide, Answer, Cors};
@@ -87,7 +86,7 @@ pub fn host_port(raw: &str) -> Option<u16> {
     port.parse().ok()
 }
 
-fn facts<'a>(a: &'a Asked<'a>, domains: &'a [String], bases: &'a [&'a str]) -> Facts<'a> {
+fn facts<'a>(a: &'a Asked<'a>, domains: &'a [String]) -> Facts<'a> {
     Facts {
         domain: a.domain(domains),
         service: a.route.service_label(),
@@ -104,7 +103,7 @@ fn facts<'a>(a: &'a Asked<'a>, domains: &'a [String], bases: &'a [&'a str]) -> F
             a.authorization.is_some(),
             a.x_requested_with,
         ),
-        actuator_bases: bases,
+        actuator_bases: a.route.actuator_bases(),
     }
 }
 
@@ -115,8 +114,7 @@ pub async fn decide<'h>(
     a: &Asked<'_>,
     cookies: impl IntoIterator<Item = &'h [u8]>,
 ) -> Decision {
-    let bases = actuator_bases(a.route);
-    let f = facts(a, domains, &bases);
+    let f = facts(a, domains);
     match access::begin(gate.policy(), &f) {
         Step::Done(d) => d,
         Step::NeedsIdentity { rule, grant } => {
@@ -136,8 +134,7 @@ pub fn decide_local<'h>(
     a: &Asked<'_>,
     cookies: impl IntoIterator<Item = &'h [u8]>,
 ) -> Option<Decision> {
-    let bases = actuator_bases(a.route);
-    let f = facts(a, domains, &bases);
+    let f = facts(a, domains);
     Some(match access::begin(gate.policy(), &f) {
         Step::Done(d) => d,
         Step::NeedsIdentity { rule, grant } => {

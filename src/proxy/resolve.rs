@@ -108,12 +108,6 @@ pub fn pick_target(route: &Route, tried: &[SocketAddr]) -> Option<Arc<Target>> {
     }
 }
 
-/// The actuator base paths of a route's instances, for the built-in actuator policy.
-pub fn actuator_bases(route: &Route) -> Vec<&str> {
-    let _ = route;
-    vec!["/actuator"]
-}
-
 pub(super) fn host_answer(e: HostError) -> Answer {
     match e {
         HostError::OutsideDomains(_) => Answer::text(404, e.to_string()),
