@@ -21,9 +21,9 @@ mod login;
 mod oidc;
 mod path;
 mod redirect;
-mod sign_in;
 mod rules;
 pub mod session;
+mod sign_in;
 #[cfg(test)]
 mod testkeys;
 

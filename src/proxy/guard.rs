@@ -159,13 +159,8 @@ pub fn refusal(gate: &Gate, domains: &[String], d: &Decision, a: &Asked<'_>) -> 
             let login = gate.login_label().unwrap_or("login");
             let port = a.port.map(|p| format!(":{p}")).unwrap_or_default();
             let original = format!("{scheme}://{}{port}{}", a.host, a.target);
-            let location = access::sign_in_location(
-                scheme,
-                login,
-                a.domain(domains),
-                a.port,
-                &original,
-            );
+            let location =
+                access::sign_in_location(scheme, login, a.domain(domains), a.port, &original);
             let answer = Answer::text(
                 302,
                 format!(
