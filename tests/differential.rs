@@ -729,3 +729,141 @@ fn a_backend_close_wins_over_a_later_keep_alive() {
         );
     }
 }
+
+/// `xipgate.access` on both engines: every answer (allowed, refused, sent to the login,
+/// 401) and what the backend got are the same; the fast path serves what it may itself
+/// and hands the rest to Pingora's engine, so a difference here is one engine deciding
+/// or answering differently.
+#[test]
+fn both_engines_decide_access_alike() {
+    use xipgate::access::session::{unix_now, Sealer, Session};
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    const OTHER: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let backend = Recorder::start(vec![(
+        "/sets-cookie".to_string(),
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: _xipgate=planted; Path=/\r\nSet-Cookie: app=1\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    )]);
+    let eureka = rt.block_on(StubEureka::start());
+    let inst = Inst::up("diff-svc", "diff-1", backend.addr);
+    rt.block_on(eureka.serve(std::slice::from_ref(&inst)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, KEY).expect("keys");
+    let seal = |key: &str, user: &str, groups: &[&str], expires: u64| {
+        let s = Session {
+            user: user.into(),
+            email: Some(format!("{user}@example.test")),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            expires,
+        };
+        Sealer::from_text(key, "k")
+            .expect("key")
+            .seal("_xipgate", &s)
+            .expect("seal")
+    };
+    let alice = seal(KEY, "alice", &["devs"], unix_now() + 3600);
+    let olga = seal(KEY, "olga", &["operators"], unix_now() + 3600);
+    let expired = seal(KEY, "alice", &[], unix_now() - 5);
+    let foreign = seal(OTHER, "alice", &[], unix_now() + 3600);
+    let access = format!(
+        "  access:\n    trusted_proxies: [\"127.0.0.1/32\"]\n    login:\n      issuer: \"http://127.0.0.1:9/issuer\"\n      client_id: xipgate\n      keys_file: \"{}\"\n    rules:\n      - name: docs\n        paths: [/public]\n        public: true\n      - name: office\n        paths: [/office]\n        clients: [\"10.9.9.0/24\"]\n      - name: no-admin\n        paths: [/admin]\n        deny: true\n      - name: team\n        services: [diff-svc]\n        authenticated: true\n",
+        keys.display()
+    );
+    let fast = Xipgate::start(
+        &eureka.url(),
+        &format!("  downstream:\n    fast_path: true\n{access}"),
+    );
+    let pingora = Xipgate::start(
+        &eureka.url(),
+        &format!("  downstream:\n    fast_path: false\n{access}"),
+    );
+    let page = "Accept: text/html\r\n";
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("public", "GET /public/x HTTP/1.1\r\n".into(), "200"),
+        ("deny", "GET /admin HTTP/1.1\r\n".into(), "403"),
+        ("client-trusted-xff", "GET /office HTTP/1.1\r\nX-Forwarded-For: 10.9.9.9\r\n".into(), "200"),
+        ("client-spoofed-xff", "GET /office HTTP/1.1\r\nX-Forwarded-For: 10.9.9.9, 192.0.2.1\r\n".into(), "403"),
+        ("no-session-page", format!("GET /p?q=1 HTTP/1.1\r\n{page}"), "302"),
+        ("no-session-xhr", "GET /p HTTP/1.1\r\nX-Requested-With: XMLHttpRequest\r\n".into(), "401"),
+        ("no-session-json", "GET /p HTTP/1.1\r\nAccept: application/json\r\n".into(), "401"),
+        ("session", format!("GET /p HTTP/1.1\r\nCookie: a=1; _xipgate={alice}\r\n"), "200"),
+        ("session-forged-identity", format!("GET /p HTTP/1.1\r\nCookie: _xipgate={alice}\r\nX-Forwarded-User: root\r\nX_Forwarded_Groups: operators\r\n"), "200"),
+        ("session-head", format!("HEAD /p HTTP/1.1\r\nCookie: _xipgate={alice}\r\n"), "200"),
+        ("session-sets-cookie", format!("GET /sets-cookie HTTP/1.1\r\nCookie: _xipgate={alice}\r\n"), "200"),
+        ("expired", format!("GET /p HTTP/1.1\r\n{page}Cookie: _xipgate={expired}\r\n"), "302"),
+        ("foreign", format!("GET /p HTTP/1.1\r\n{page}Cookie: _xipgate={foreign}\r\n"), "401"),
+        ("oversized", format!("GET /p HTTP/1.1\r\nCookie: _xipgate=v1.{}\r\n", "A".repeat(5000)), "401"),
+        ("actuator-semicolon", format!("GET /actuator;/env HTTP/1.1\r\nCookie: _xipgate={olga}\r\n"), "400"),
+        ("actuator-encoded", format!("GET /actuator/%65nv HTTP/1.1\r\nCookie: _xipgate={alice}\r\n"), "403"),
+        ("actuator-double-slash", format!("GET //actuator/env HTTP/1.1\r\nCookie: _xipgate={olga}\r\n"), "400"),
+        ("actuator-dotdot", format!("GET /x/..;/actuator/env HTTP/1.1\r\nCookie: _xipgate={olga}\r\n"), "400"),
+        ("actuator-heapdump", format!("GET /actuator/heapdump HTTP/1.1\r\nCookie: _xipgate={olga}\r\n"), "403"),
+        ("actuator-env-operator", format!("GET /actuator/env HTTP/1.1\r\nCookie: _xipgate={olga}\r\n"), "200"),
+        ("actuator-health", "GET /actuator/health HTTP/1.1\r\n".into(), "200"),
+    ];
+    let mut differences = Vec::new();
+    for (name, head, expected) in &cases {
+        let answer = |x: &Xipgate| {
+            let port = x.proxy.port();
+            let request = format!("{head}Host: diff-svc.{DOMAIN}:{port}\r\n\r\n");
+            let a = send(x.proxy, &request).replace(&port.to_string(), "PORT");
+            let seen: Vec<_> = backend
+                .take()
+                .iter()
+                .map(|r| normalise_request(r, port))
+                .collect();
+            (normalise_response(&a), seen)
+        };
+        backend.take();
+        let (a, seen_a) = answer(&fast);
+        let (b, seen_b) = answer(&pingora);
+        if a != b {
+            differences.push(format!(
+                "{name}: client saw\n  fast:    {a:?}\n  pingora: {b:?}"
+            ));
+        }
+        if seen_a != seen_b {
+            differences.push(format!(
+                "{name}: backend got\n  fast:    {seen_a:?}\n  pingora: {seen_b:?}"
+            ));
+        }
+        assert_eq!(
+            a.0.split_whitespace().nth(1),
+            Some(*expected),
+            "{name}: {a:?}"
+        );
+        // A refused request reaches no backend; an allowed one carries no session cookie
+        // and no identity header but the edge's own.
+        if *expected != "200" {
+            assert!(seen_a.is_empty() && seen_b.is_empty(), "{name}: {seen_a:?}");
+        }
+        for (_, headers) in seen_a.iter().chain(&seen_b) {
+            assert!(
+                !headers.iter().any(|h| h.contains("_xipgate")),
+                "{name}: {headers:?}"
+            );
+            assert!(
+                !headers.iter().any(|h| h.starts_with("x_forwarded")),
+                "{name}: {headers:?}"
+            );
+            let users: Vec<&String> = headers
+                .iter()
+                .filter(|h| h.starts_with("x-forwarded-user:"))
+                .collect();
+            assert!(users.len() <= 1, "{name}: {headers:?}");
+            if name.starts_with("session") {
+                assert_eq!(users, ["x-forwarded-user: alice"], "{name}");
+            }
+        }
+        if *name == "session-sets-cookie" {
+            assert!(!a.1.iter().any(|h| h.contains("_xipgate")), "{a:?}");
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} difference(s):\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}
