@@ -1,4 +1,4 @@
-//! Property tests: label making, Host parsing and the Eureka parser.
+//! Property tests: label making, Host parsing, the Eureka parser and the access decision.
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -169,4 +169,192 @@ fn regression_cut_label_next_to_suffix() {
     let d = names::disambiguate(&label, id);
     assert!(is_dns_label(&label) && !has_dashed_ipv4(&label), "{label}");
     assert!(is_dns_label(&d) && !has_dashed_ipv4(&d), "{d}");
+}
+
+mod access_decision {
+    //! The access decision (`xipgate::access::decide`) over generated policies and requests.
+
+    use proptest::prelude::*;
+    use xipgate::access::{
+        decide, Decision, Facts, Grant, Identity, Matcher, PathPattern, Policy, Presented, Rule,
+        RuleRef, Via,
+    };
+
+    const SERVICES: [&str; 3] = ["orders", "billing", "users"];
+
+    fn grant() -> impl Strategy<Value = Grant> {
+        prop_oneof![
+            Just(Grant {
+                public: true,
+                ..Default::default()
+            }),
+            Just(Grant {
+                deny: true,
+                ..Default::default()
+            }),
+            Just(Grant {
+                clients: vec!["10.0.0.0/8".parse().expect("cidr")],
+                ..Default::default()
+            }),
+            Just(Grant {
+                authenticated: true,
+                ..Default::default()
+            }),
+            Just(Grant {
+                groups: vec!["devs".into()],
+                ..Default::default()
+            }),
+        ]
+    }
+
+    /// Rules that name only `orders` and `billing`: `users` is matched by none.
+    fn rule() -> impl Strategy<Value = Rule> {
+        (
+            prop::sample::select(&SERVICES[..2]),
+            prop::option::of(prop::sample::select(
+                &["/api", "/admin", "/actuator/env"][..],
+            )),
+            grant(),
+            "[a-z]{1,8}",
+        )
+            .prop_map(|(service, path, grant, name)| Rule {
+                name,
+                matcher: Matcher {
+                    services: vec![service.to_string()],
+                    paths: path
+                        .map(|p| PathPattern::parse(p).expect("pattern"))
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                },
+                grant,
+            })
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "/[a-z]{0,6}(/[a-z]{1,6}){0,2}",
+            prop::sample::select(
+                &[
+                    "/actuator/health",
+                    "/actuator/env",
+                    "/actuator/heapdump",
+                    "/actuator",
+                    "/actuator;/env",
+                    "//actuator/env",
+                    "/actuator/%65nv",
+                    "/x/..;/actuator/env",
+                    "/api/%2e%2e/admin",
+                    "/api\\x",
+                ][..]
+            )
+            .prop_map(String::from),
+            "/[ -~]{0,20}",
+        ]
+    }
+
+    fn shown() -> impl Strategy<Value = Presented> {
+        prop_oneof![
+            Just(Presented::Nothing),
+            Just(Presented::Refused("tampered".into())),
+            prop::collection::vec(prop::sample::select(&["devs", "operators", "x"][..]), 0..3)
+                .prop_map(|groups| Presented::Identity(Identity {
+                    user: "u".into(),
+                    email: None,
+                    groups: groups.into_iter().map(String::from).collect(),
+                    via: Via::Session,
+                })),
+        ]
+    }
+
+    fn policy(rules: Vec<Rule>) -> Policy {
+        Policy {
+            rules,
+            actuator_operators: Some(vec!["operators".into()]),
+            login: true,
+            basic_realm: None,
+            bearer: false,
+        }
+    }
+
+    fn facts<'a>(
+        service: &'a str,
+        path: &'a str,
+        method: &'a str,
+        bases: &'a [String],
+    ) -> Facts<'a> {
+        Facts {
+            domain: "xip.test",
+            service,
+            instance: None,
+            path,
+            method,
+            client: "192.0.2.1".parse().expect("ip"),
+            page_load: false,
+            actuator_bases: bases,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// A request no rule matches is refused, unless the built-in actuator policy
+        /// (which only ever allows its own endpoints) takes it.
+        #[test]
+        fn what_no_rule_matches_is_never_allowed_but_by_the_actuator_policy(
+            rules in prop::collection::vec(rule(), 1..5),
+            path in path(),
+            method in prop::sample::select(&["GET", "POST"][..]),
+            presented in shown(),
+        ) {
+            let bases = vec!["/actuator".to_string()];
+            let p = policy(rules);
+            let d = decide(&p, &facts("users", &path, method, &bases), || presented);
+            if let Decision::Allow { rule, .. } = &d {
+                prop_assert!(matches!(rule, RuleRef::Actuator(_)), "{path}: {d:?}");
+            }
+            prop_assert!(!matches!(d, Decision::Open));
+        }
+
+        /// A deny rule first, for every path, denies everything (an ambiguous path gets
+        /// its 400 first), whatever follows it and whoever asks.
+        #[test]
+        fn a_deny_rule_first_denies_everything(
+            rules in prop::collection::vec(rule(), 0..5),
+            service in prop::sample::select(&SERVICES[..]),
+            path in path(),
+            method in prop::sample::select(&["GET", "POST", "DELETE"][..]),
+            presented in shown(),
+        ) {
+            let deny = Rule {
+                name: "nobody".into(),
+                matcher: Matcher {
+                    paths: vec![PathPattern::parse("/").expect("pattern")],
+                    ..Default::default()
+                },
+                grant: Grant { deny: true, ..Default::default() },
+            };
+            let p = policy(std::iter::once(deny).chain(rules).collect());
+            let bases = vec!["/actuator".to_string()];
+            let d = decide(&p, &facts(service, &path, method, &bases), || presented);
+            prop_assert!(
+                matches!(d, Decision::Deny { .. } | Decision::BadPath { .. }),
+                "{service} {path}: {d:?}"
+            );
+        }
+
+        /// An ambiguous path is never allowed where rules exist.
+        #[test]
+        fn an_ambiguous_path_is_never_allowed(
+            rules in prop::collection::vec(rule(), 1..5),
+            service in prop::sample::select(&SERVICES[..]),
+            path in prop::sample::select(&["/a;b", "//a", "/a/../b", "/a/%2f", "/a\\b", "/./a"][..]),
+            presented in shown(),
+        ) {
+            let bases = vec!["/actuator".to_string()];
+            let p = policy(rules);
+            let d = decide(&p, &facts(service, path, "GET", &bases), || presented);
+            prop_assert!(matches!(d, Decision::BadPath { .. }), "{path}: {d:?}");
+        }
+    }
 }
