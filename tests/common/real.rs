@@ -551,10 +551,16 @@ pub struct SpringClient {
 
 impl SpringClient {
     pub fn start(eureka: &EurekaServer, name: &str) -> Self {
-        let args = vec![
+        Self::start_with(eureka, name, &[])
+    }
+
+    /// Like [`SpringClient::start`], with more Spring properties (`--key=value`).
+    pub fn start_with(eureka: &EurekaServer, name: &str, more: &[&str]) -> Self {
+        let mut args = vec![
             format!("--spring.application.name={name}"),
             format!("--eureka.client.service-url.defaultZone={}/", eureka.url()),
         ];
+        args.extend(more.iter().map(|a| a.to_string()));
         SpringClient {
             app: SpringApp::start("spring-client", args, 0),
         }

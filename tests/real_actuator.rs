@@ -1,0 +1,199 @@
+//! The built-in actuator policy against the real Spring Boot client (`it/spring-client`,
+//! every actuator endpoint exposed, shutdown and heapdump included) registered in Spring
+//! Cloud's own Eureka server: each instance's actuator base is read from its registration,
+//! so the policy holds at `/actuator` and, for an application that moved its actuator, at
+//! `/manage`, where `/actuator` is then an ordinary path. Both engines.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::real::*;
+use common::*;
+
+/// Every endpoint the client has, exposed over HTTP (Boot 3.4+ gives heapdump and
+/// shutdown no access unless asked).
+const EVERY_ENDPOINT: [&str; 3] = [
+    "--management.endpoints.web.exposure.include=*",
+    "--management.endpoint.heapdump.access=unrestricted",
+    "--management.endpoint.shutdown.access=unrestricted",
+];
+
+/// Spring Cloud Netflix registers `eureka.instance.*-url-path`, not the actuator's
+/// base-path: an application that moves its actuator sets both.
+const MANAGE: [&str; 3] = [
+    "--management.endpoints.web.base-path=/manage",
+    "--eureka.instance.health-check-url-path=/manage/health",
+    "--eureka.instance.status-page-url-path=/manage/info",
+];
+
+/// One rule for everything else: loopback clients (the test) may reach the pods.
+const RULES: &str =
+    "  access:\n    rules:\n      - name: loopback\n        clients: [127.0.0.0/8]\n";
+
+/// Status and body of one request through the proxy.
+fn send(x: &Xipgate, label: &str, method: &str, path: &str) -> (u16, String) {
+    let text = raw(
+        x.proxy,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {label}.{DOMAIN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("request through xipgate");
+    let (status, _, body) = parse_response(&text);
+    (status, body)
+}
+
+/// The endpoints the app's actuator lists at `base`, asked directly (not through the edge).
+fn listed(app: &SpringClient, base: &str) -> BTreeSet<String> {
+    let (s, body) = request(app.addr(), "GET", base, None).expect("the app's actuator");
+    assert_eq!(s, 200, "{base}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("actuator JSON");
+    v["_links"]
+        .as_object()
+        .map(|l| l.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The label of the one instance of `service`, from the console's API.
+fn instance_label(x: &Xipgate, service: &str) -> String {
+    let (_, v) = x.api(&format!("/api/v1/services/{service}"));
+    v["instances"][0]["label"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{service} has an instance: {v}"))
+        .to_string()
+}
+
+#[test]
+fn the_actuator_policy_holds_at_each_instance_s_real_base() {
+    let eureka = EurekaServer::start(&[], 200);
+    let plain = SpringClient::start_with(&eureka, "act-svc", &EVERY_ENDPOINT);
+    let managed =
+        SpringClient::start_with(&eureka, "manage-svc", &[EVERY_ENDPOINT, MANAGE].concat());
+    // The endpoints are really there: whatever the edge refuses, it refuses for itself.
+    for (app, base) in [(&plain, "/actuator"), (&managed, "/manage")] {
+        let links = listed(app, base);
+        for e in [
+            "health",
+            "info",
+            "env",
+            "heapdump",
+            "shutdown",
+            "threaddump",
+            "refresh",
+        ] {
+            assert!(links.contains(e), "{base}/{e} is exposed: {links:?}");
+        }
+    }
+    let registered = eureka.instances("MANAGE-SVC");
+    assert!(
+        registered.iter().any(|i| i["healthCheckUrl"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/manage/health"))),
+        "the registration names the custom base: {registered:?}"
+    );
+
+    for fast_path in [true, false] {
+        let x = Xipgate::start(
+            &eureka.url(),
+            &format!("{RULES}  downstream:\n    fast_path: {fast_path}\n"),
+        );
+        let engine = if fast_path { "fast path" } else { "Pingora" };
+        eventually(Duration::from_secs(60), "both apps routed", || {
+            x.get("act-svc", "/whoami").0 == 200 && x.get("manage-svc", "/whoami").0 == 200
+        });
+        let plain_label = instance_label(&x, "act-svc");
+        let managed_label = instance_label(&x, "manage-svc");
+        let (_, v) = x.api(&format!("/api/v1/instances/{managed_label}"));
+        assert_eq!(v["actuator_bases"], serde_json::json!(["/manage"]), "{v}");
+
+        let mut refused = 0;
+        for (label, base, other) in [
+            ("act-svc", "/actuator", "/manage"),
+            (plain_label.as_str(), "/actuator", "/manage"),
+            ("manage-svc", "/manage", "/actuator"),
+            (managed_label.as_str(), "/manage", "/actuator"),
+        ] {
+            let cases: Vec<(&str, String, u16)> = vec![
+                // Probes need health: public, and it reaches the app.
+                ("GET", format!("{base}/health"), 200),
+                // Signed in (none is configured here: nobody).
+                ("GET", format!("{base}/info"), 401),
+                ("GET", base.to_string(), 401),
+                // The operators' group.
+                ("GET", format!("{base}/env"), 401),
+                ("GET", format!("{base}/beans"), 401),
+                // Refused unless a rule names them.
+                ("POST", format!("{base}/env"), 403),
+                ("GET", format!("{base}/heapdump"), 403),
+                ("GET", format!("{base}/threaddump"), 403),
+                ("POST", format!("{base}/shutdown"), 403),
+                ("POST", format!("{base}/refresh"), 403),
+                ("GET", format!("{base}/%68eapdump"), 403),
+                // Paths Tomcat reads as the actuator's.
+                ("GET", format!("{base};/heapdump"), 400),
+                ("GET", format!("/{base}/heapdump"), 400),
+                ("GET", format!("/x/..;{base}/heapdump"), 400),
+                // The other base is an ordinary path here: the loopback rule lets it
+                // through, and the app has nothing there.
+                ("GET", format!("{other}/env"), 404),
+                ("POST", format!("{other}/shutdown"), 404),
+                // The application itself.
+                ("GET", "/whoami".to_string(), 200),
+            ];
+            for (method, path, want) in cases {
+                let (status, body) = send(&x, label, method, &path);
+                assert_eq!(status, want, "{engine}: {method} {path} on {label}: {body}");
+                if matches!(want, 400 | 401 | 403) {
+                    refused += 1;
+                }
+                if path.ends_with("/health") {
+                    assert!(body.contains("UP"), "{engine}: health from the app: {body}");
+                }
+            }
+        }
+
+        // Refused at the edge: no try reached an app, and the log names the rule.
+        eventually(Duration::from_secs(5), "every refusal logged", || {
+            x.access()
+                .iter()
+                .filter(|r| matches!(r["status"].as_u64(), Some(400 | 401 | 403)))
+                .count()
+                >= refused
+        });
+        for r in x.access() {
+            if matches!(r["status"].as_u64(), Some(400 | 401 | 403)) {
+                assert_eq!(r["tries"], 0, "{engine}: refused, yet tried: {r}");
+                assert!(r["rule"].is_string(), "{engine}: {r}");
+            }
+        }
+
+        // The console explains the same decisions from the same registrations.
+        let (s, e) = x.api(&format!(
+            "/api/v1/access/explain?host=manage-svc.{DOMAIN}&path=/manage/heapdump"
+        ));
+        assert_eq!(s, 200, "{e}");
+        assert_eq!(
+            (e["rule"].as_str(), e["status"].as_u64()),
+            (Some("actuator:heapdump"), Some(403)),
+            "{e}"
+        );
+        let (_, e) = x.api(&format!(
+            "/api/v1/access/explain?host=manage-svc.{DOMAIN}&path=/actuator/env&client=127.0.0.1"
+        ));
+        assert_eq!(
+            (e["rule"].as_str(), e["decision"].as_str()),
+            (Some("loopback"), Some("allow")),
+            "{e}"
+        );
+    }
+
+    // Neither shutdown reached an app.
+    for (app, base) in [(&plain, "/actuator"), (&managed, "/manage")] {
+        let (s, body) = request(app.addr(), "GET", &format!("{base}/health"), None)
+            .expect("the app still answers");
+        assert_eq!(s, 200, "{body}");
+    }
+}
