@@ -650,6 +650,21 @@ fn bearer_and_basic_settings_name_key_and_problem() {
             "line 2: user 'ann': Apache MD5 ($apr1$); only bcrypt is accepted",
         ),
         (
+            "xipgate:\n  access:\n    identity:\n      jwt: {ttl: 1m}\n".to_string(),
+            "xipgate.access.identity.jwt.key_file",
+            "is required",
+        ),
+        (
+            format!("xipgate:\n  access:\n    identity:\n      jwt: {{key_file: {}}}\n", md5.display()),
+            "xipgate.access.identity.jwt.key_file",
+            "no PEM 'PRIVATE KEY' block",
+        ),
+        (
+            "xipgate:\n  access:\n    identity:\n      jwt: {key_file: /k, header: \"a b\"}\n".to_string(),
+            "xipgate.access.identity.jwt.header",
+            "is not a header name",
+        ),
+        (
             "xipgate:\n  access:\n    rules: [{name: r, basic: true}]\n    basic:\n      htpasswd: /nonexistent/htpasswd\n".to_string(),
             "xipgate.access.basic.htpasswd",
             "/nonexistent/htpasswd: No such file",

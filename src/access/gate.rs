@@ -16,6 +16,8 @@ pub enum GateError {
     Keys(#[from] session::KeyError),
     #[error("xipgate.access.basic.htpasswd: {0}")]
     Htpasswd(#[from] HtpasswdError),
+    #[error("xipgate.access.identity.jwt.key_file: {0}")]
+    IdentityKey(#[from] super::signed::SignerError),
 }
 
 /// The credentials of an `Authorization` header the edge checks itself.
@@ -55,6 +57,8 @@ pub struct Gate {
     basic: Option<Basic>,
     /// The login host's label under each domain, when a login is configured.
     login_label: Option<String>,
+    /// The identity as a JWT the edge signs, and its header (lower-case).
+    signer: Option<(super::signed::Signer, String)>,
 }
 
 impl Gate {
@@ -73,7 +77,31 @@ impl Gate {
             bearer: None,
             basic: None,
             login_label: None,
+            signer: None,
         }
+    }
+
+    /// Backends get the identity as a JWT the edge signs, in `header`.
+    pub fn with_signer(mut self, signer: super::signed::Signer, header: &str) -> Self {
+        self.signer = Some((signer, header.to_ascii_lowercase()));
+        self
+    }
+
+    /// The signed identity header for `who` asking for `host`: (lower-case name, token).
+    /// The client's own copy of that header is deleted like the other identity headers.
+    pub fn identity_token(
+        &self,
+        who: &super::Identity,
+        host: &str,
+        now: u64,
+    ) -> Option<(&str, String)> {
+        let (signer, header) = self.signer.as_ref()?;
+        Some((header.as_str(), signer.sign(who, host, now)?))
+    }
+
+    /// The JWKS backends verify the signed identity with, when the edge signs one.
+    pub fn identity_jwks(&self) -> Option<&str> {
+        self.signer.as_ref().map(|(s, _)| s.jwks())
     }
 
     /// Bearer tokens are checked (`xipgate.access.bearer`).
@@ -140,12 +168,15 @@ impl Gate {
     /// A header the edge sets itself, so the client's copy is deleted: in any spelling
     /// that reads as one (`_` counts as `-`, as CGI-style servers read both alike).
     pub fn is_identity_header(&self, name: &str) -> bool {
-        self.identity_headers.iter().any(|h| {
-            h.len() == name.len()
-                && h.bytes()
-                    .zip(name.bytes())
-                    .all(|(h, n)| h == n.to_ascii_lowercase() || (h == b'-' && n == b'_'))
-        })
+        self.identity_headers
+            .iter()
+            .chain(self.signer.as_ref().map(|(_, h)| h))
+            .any(|h| {
+                h.len() == name.len()
+                    && h.bytes()
+                        .zip(name.bytes())
+                        .all(|(h, n)| h == n.to_ascii_lowercase() || (h == b'-' && n == b'_'))
+            })
     }
 
     /// What the request's credentials say, when that needs no I/O: the session cookie.

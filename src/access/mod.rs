@@ -24,6 +24,7 @@ mod redirect;
 mod rules;
 pub mod session;
 mod sign_in;
+pub mod signed;
 #[cfg(test)]
 mod testkeys;
 

@@ -29,6 +29,10 @@ pub const DEFAULT_BASIC_REALM: &str = "xipgate";
 pub const DEFAULT_USER_HEADER: &str = "X-Forwarded-User";
 pub const DEFAULT_EMAIL_HEADER: &str = "X-Forwarded-Email";
 pub const DEFAULT_GROUPS_HEADER: &str = "X-Forwarded-Groups";
+/// The header carrying the identity as a JWT the edge signed.
+pub const DEFAULT_IDENTITY_JWT_HEADER: &str = "X-Xipgate-Identity";
+/// An identity token the edge signs is valid this long.
+pub const DEFAULT_IDENTITY_JWT_TTL: Duration = Duration::from_secs(60);
 /// The group whose members may use an instance's actuator beyond health, info, prometheus.
 pub const DEFAULT_OPERATORS_GROUP: &str = "operators";
 /// Where the login's client secret is read from when no `client_secret_file` is given.
@@ -129,6 +133,17 @@ pub struct IdentityFile {
     pub user_header: Option<String>,
     pub email_header: Option<String>,
     pub groups_header: Option<String>,
+    /// The identity as a short-lived JWT the edge signs, for backends to verify.
+    pub jwt: Option<IdentityJwtFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityJwtFile {
+    pub header: Option<String>,
+    pub ttl: Option<String>,
+    /// P-256 PKCS#8 PEM keys: the first signs, all are published.
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +250,14 @@ pub struct IdentityConfig {
     pub user_header: String,
     pub email_header: String,
     pub groups_header: String,
+    pub jwt: Option<IdentityJwtConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityJwtConfig {
+    pub header: String,
+    pub ttl: Duration,
+    pub key_file: PathBuf,
 }
 
 impl Default for IdentityConfig {
@@ -243,6 +266,7 @@ impl Default for IdentityConfig {
             user_header: DEFAULT_USER_HEADER.into(),
             email_header: DEFAULT_EMAIL_HEADER.into(),
             groups_header: DEFAULT_GROUPS_HEADER.into(),
+            jwt: None,
         }
     }
 }
@@ -314,6 +338,7 @@ pub(super) fn check_access(
                 i.groups_header.as_deref(),
                 DEFAULT_GROUPS_HEADER,
             ),
+            jwt: i.jwt.as_ref().and_then(|j| check_identity_jwt(c, j)),
         })
         .unwrap_or_default();
     let actuator_on = f.actuator.as_ref().and_then(|a| a.enabled).unwrap_or(true);
@@ -363,6 +388,36 @@ pub(super) fn check_access(
         identity,
         actuator,
     }
+}
+
+fn check_identity_jwt(c: &mut Checker, j: &IdentityJwtFile) -> Option<IdentityJwtConfig> {
+    let key = "xipgate.access.identity.jwt";
+    let header = header_name(
+        c,
+        "jwt.header",
+        j.header.as_deref(),
+        DEFAULT_IDENTITY_JWT_HEADER,
+    );
+    let ttl = c.duration(
+        &format!("{key}.ttl"),
+        j.ttl.as_ref(),
+        DEFAULT_IDENTITY_JWT_TTL,
+    );
+    let Some(file) = j.key_file.as_deref().filter(|f| !f.trim().is_empty()) else {
+        c.err(&format!("{key}.key_file"), "is required: the P-256 key the edge signs with (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256)");
+        return None;
+    };
+    // Read now too, so `xipgate -t` reports a key the edge could not start with.
+    if let Err(e) =
+        crate::access::signed::Signer::from_file(std::path::Path::new(file), ttl.as_secs())
+    {
+        c.err(&format!("{key}.key_file"), e.to_string());
+    }
+    Some(IdentityJwtConfig {
+        header,
+        ttl,
+        key_file: PathBuf::from(file),
+    })
 }
 
 fn header_name(c: &mut Checker, key: &str, raw: Option<&str>, default: &str) -> String {
@@ -677,6 +732,10 @@ impl AccessConfig {
         }
         if let Some(l) = &self.login {
             gate = gate.with_login_label(&l.host_label);
+        }
+        if let Some(j) = &self.identity.jwt {
+            let signer = crate::access::signed::Signer::from_file(&j.key_file, j.ttl.as_secs())?;
+            gate = gate.with_signer(signer, &j.header);
         }
         Ok(gate)
     }
