@@ -2,9 +2,12 @@
 //! every actuator endpoint exposed, shutdown and heapdump included) registered in Spring
 //! Cloud's own Eureka server: each instance's actuator base is read from its registration,
 //! so the policy holds at `/actuator` and, for an application that moved its actuator, at
-//! `/manage`, where `/actuator` is then an ordinary path. Both engines.
+//! `/manage`, where `/actuator` is then an ordinary path. Both engines. And the base a Nacos
+//! registration carries in the metadata Spring Cloud Alibaba writes, against rnacos.
 
 mod common;
+#[path = "common/rnacos.rs"]
+mod rnacos;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -195,5 +198,91 @@ fn the_actuator_policy_holds_at_each_instance_s_real_base() {
         let (s, body) = request(app.addr(), "GET", &format!("{base}/health"), None)
             .expect("the app still answers");
         assert_eq!(s, 200, "{body}");
+    }
+}
+
+/// Spring Cloud Alibaba's Nacos discovery writes `management.endpoints.web.base-path`
+/// into the instance's metadata when the application sets it, and with a management port
+/// of its own `management.port` and `management.context-path`: the policy follows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actuator_base_comes_from_nacos_metadata() {
+    let nacos = rnacos::Rnacos::start(None).await;
+    let manage = Backend::start("manage").await;
+    let mgmt = Backend::start("mgmt").await;
+    let register = |b: &Backend, metadata: &'static str| {
+        let port = b.addr.port().to_string();
+        let nacos = &nacos;
+        async move {
+            nacos
+                .instance(
+                    reqwest::Method::POST,
+                    &[
+                        ("serviceName", "orders"),
+                        ("ip", "127.0.0.1"),
+                        ("port", &port),
+                        ("ephemeral", "false"),
+                        ("metadata", metadata),
+                    ],
+                )
+                .await
+        }
+    };
+    register(
+        &manage,
+        r#"{"pod-name":"orders-a","management.endpoints.web.base-path":"/manage"}"#,
+    )
+    .await;
+    register(
+        &mgmt,
+        r#"{"pod-name":"orders-b","management.port":"9001","management.context-path":"/mgmt"}"#,
+    )
+    .await;
+    let x = Xipgate::start(
+        &nacos.url(),
+        &format!(
+            "  registry:\n    eureka:\n      enabled: false\n    nacos:\n      - urls: [\"{}\"]\n        interval: 300ms\n{RULES}",
+            nacos.url()
+        ),
+    );
+    let a = format!("orders-a-{}", manage.addr.port());
+    let b = format!("orders-b-{}", mgmt.addr.port());
+    eventually(Duration::from_secs(20), "both instances routed", || {
+        x.get(&a, "/").0 == 200 && x.get(&b, "/").0 == 200
+    });
+    let bases =
+        |label: &str| x.api(&format!("/api/v1/instances/{label}")).1["actuator_bases"].clone();
+    assert_eq!(bases(&a), serde_json::json!(["/manage"]));
+    assert_eq!(bases(&b), serde_json::json!(["/mgmt/actuator"]));
+
+    let before = (
+        manage.hits.load(std::sync::atomic::Ordering::SeqCst),
+        mgmt.hits.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    for (label, path, want) in [
+        (a.as_str(), "/manage/heapdump", 403),
+        (a.as_str(), "/manage/env", 401),
+        (b.as_str(), "/mgmt/actuator/heapdump", 403),
+        (b.as_str(), "/mgmt/actuator/env", 401),
+        // The service host reaches either instance: both bases are protected.
+        ("orders", "/manage/heapdump", 403),
+        ("orders", "/mgmt/actuator/shutdown", 403),
+    ] {
+        let (status, body) = send(&x, label, "GET", path);
+        assert_eq!(status, want, "GET {path} on {label}: {body}");
+    }
+    let after = (
+        manage.hits.load(std::sync::atomic::Ordering::SeqCst),
+        mgmt.hits.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert_eq!(before, after, "no refused request reached a backend");
+    // Health is public and reaches the instance; /actuator on `orders-a` is an ordinary
+    // path there (the loopback rule lets it through).
+    for (label, path) in [
+        (a.as_str(), "/manage/health"),
+        (b.as_str(), "/mgmt/actuator/health"),
+        (a.as_str(), "/actuator/heapdump"),
+    ] {
+        let (status, body) = send(&x, label, "GET", path);
+        assert_eq!(status, 200, "GET {path} on {label}: {body}");
     }
 }
