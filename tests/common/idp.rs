@@ -53,6 +53,17 @@ impl Idp {
         post_logout_redirect_uris: &[String],
         token_ttl: Duration,
     ) -> Idp {
+        Self::start_on(0, redirect_uris, post_logout_redirect_uris, token_ttl)
+    }
+
+    /// As [`Idp::start_with`], on `port` (0: any), for a client configured with the
+    /// issuer before the provider can start (its redirect URIs name the client's port).
+    pub fn start_on(
+        port: u16,
+        redirect_uris: &[String],
+        post_logout_redirect_uris: &[String],
+        token_ttl: Duration,
+    ) -> Idp {
         let dir = tempfile::tempdir().expect("tempdir");
         let port_file = dir.path().join("port");
         let log = dir.path().join("auth-server.log");
@@ -61,7 +72,7 @@ impl Idp {
             .args(JVM_FLAGS)
             .arg("-jar")
             .arg(jar("auth-server"))
-            .arg("--server.port=0")
+            .arg(format!("--server.port={port}"))
             .arg(format!("--xipgate.it.port-file={}", port_file.display()))
             .arg(format!(
                 "--xipgate.redirect-uris={}",
