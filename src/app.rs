@@ -201,6 +201,9 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     }
 
     let gate = Arc::new(cfg.access.gate()?);
+    if let Some(stats) = gate.basic_stats() {
+        parts.metrics.follow_basic(stats);
+    }
     if gate.is_open() {
         log::warn!("xipgate.access: no rules, the edge is open: every service and instance (actuator endpoints included) answers whoever reaches the edge (docs/access.md)");
     } else {

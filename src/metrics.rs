@@ -87,6 +87,9 @@ pub struct Metrics {
     source_held: IntGaugeVec,
     source_syncs: IntCounterVec,
     access_decisions: IntCounterVec,
+    access_basic: IntCounterVec,
+    /// The basic check's counters, followed at each scrape (`xipgate.access.basic`).
+    basic_stats: OnceLock<std::sync::Arc<crate::access::basic::BasicStats>>,
     /// One scrape at a time: its refresh and its reading are one step.
     scrape: Mutex<()>,
 }
@@ -253,8 +256,17 @@ impl Metrics {
             &["rule", "outcome"],
         )
         .expect("static metric definition");
+        let access_basic = IntCounterVec::new(
+            Opts::new(
+                "access_basic_checks_total",
+                "basic credentials checked (xipgate.access.basic): bcrypt run, answered from the cache of successful checks, refused",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(access_decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(access_basic.clone()),
             Box::new(access_log_dropped.clone()),
             Box::new(source_instances.clone()),
             Box::new(source_syncs.clone()),
@@ -293,6 +305,8 @@ impl Metrics {
             source_held,
             source_syncs,
             access_decisions,
+            access_basic,
+            basic_stats: OnceLock::new(),
             scrape: Mutex::new(()),
         }
     }
@@ -308,6 +322,11 @@ impl Metrics {
     }
 
     /// One `xipgate.access` decision (`rule`: a label bounded by the configuration).
+    /// `xipgate_access_basic_checks_total` follows these counters from now on.
+    pub fn follow_basic(&self, stats: std::sync::Arc<crate::access::basic::BasicStats>) {
+        let _ = self.basic_stats.set(stats);
+    }
+
     pub fn count_access(&self, rule: &str, outcome: &str) {
         self.access_decisions
             .with_label_values(&[rule, outcome])
@@ -333,6 +352,19 @@ impl Metrics {
     /// counters that follow the status, and the series of services that left.
     pub fn render(&self, table: &RouteTable, scrape: &Scrape) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = self.basic_stats.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (result, n) in [
+                ("bcrypt", &b.bcrypt),
+                ("cached", &b.cached),
+                ("refused", &b.refused),
+            ] {
+                follow(
+                    &self.access_basic.with_label_values(&[result]),
+                    n.load(Relaxed),
+                );
+            }
+        }
         let sync = scrape.sync;
         let mut counts = [0i64; 5];
         for t in table.instances() {

@@ -362,6 +362,21 @@ async fn basic_credentials_from_an_htpasswd_file() {
         let g = basic("ci", "s3cret");
         assert_eq!(g.status, 200, "{engine}: {}", g.body);
         assert_eq!(g.backend_header("x-forwarded-user"), ["ci"], "{engine}");
+        // bcrypt is paid once for the same credentials: 100 requests, one bcrypt.
+        for _ in 1..100 {
+            assert_eq!(basic("ci", "s3cret").status, 200, "{engine}");
+        }
+        let m = metrics(&e);
+        assert_eq!(
+            metric(&m, "xipgate_access_basic_checks_total{result=\"bcrypt\"}"),
+            1,
+            "{engine}"
+        );
+        assert_eq!(
+            metric(&m, "xipgate_access_basic_checks_total{result=\"cached\"}"),
+            99,
+            "{engine}"
+        );
         for (user, pw) in [("ci", "wrong"), ("nobody", "s3cret")] {
             let g = basic(user, pw);
             assert_eq!(g.status, 401, "{engine}");
@@ -373,6 +388,18 @@ async fn basic_credentials_from_an_htpasswd_file() {
             );
             assert!(g.seen.is_empty(), "{engine}");
         }
+        // A wrong password is never remembered: each one costs a bcrypt.
+        let m = metrics(&e);
+        assert_eq!(
+            metric(&m, "xipgate_access_basic_checks_total{result=\"bcrypt\"}"),
+            2,
+            "{engine}"
+        );
+        assert_eq!(
+            metric(&m, "xipgate_access_basic_checks_total{result=\"refused\"}"),
+            2,
+            "{engine}"
+        );
         let g = e.get("");
         assert_eq!(g.status, 401, "{engine}");
         assert_eq!(g.challenges(), ["Basic realm=\"builds\""], "{engine}");
@@ -394,4 +421,16 @@ async fn basic_credentials_from_an_htpasswd_file() {
         }
         assert_eq!(basic("ci", "n3w").status, 200, "{engine}");
     }
+}
+
+fn metrics(e: &Edge) -> String {
+    common::http_get(e.x.console, "localhost", "/metrics")
+        .expect("metrics")
+        .2
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
 }

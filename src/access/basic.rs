@@ -166,7 +166,7 @@ pub struct Basic {
     /// Checks running now, so the same credentials arriving together pay bcrypt once.
     in_flight: Mutex<HashMap<(Tag, u64), Running>>,
     bcrypt_slots: tokio::sync::Semaphore,
-    pub stats: BasicStats,
+    pub stats: Arc<BasicStats>,
 }
 
 fn read(path: &Path) -> Result<(HashMap<String, String>, Stamp), HtpasswdError> {
@@ -205,7 +205,7 @@ impl Basic {
             cache: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             bcrypt_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_BCRYPT),
-            stats: BasicStats::default(),
+            stats: Arc::default(),
         })
     }
 

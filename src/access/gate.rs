@@ -117,8 +117,8 @@ impl Gate {
     }
 
     /// The basic check's counters (bcrypt runs, cache answers, refusals).
-    pub fn basic_stats(&self) -> Option<&super::basic::BasicStats> {
-        self.basic.as_ref().map(|b| &b.stats)
+    pub fn basic_stats(&self) -> Option<std::sync::Arc<super::basic::BasicStats>> {
+        self.basic.as_ref().map(|b| b.stats.clone())
     }
 
     /// The credentials in `authorization` that this edge checks, if any.
