@@ -2,7 +2,8 @@
 //! every actuator endpoint exposed, shutdown and heapdump included) registered in Spring
 //! Cloud's own Eureka server: each instance's actuator base is read from its registration,
 //! so the policy holds at `/actuator` and, for an application that moved its actuator, at
-//! `/manage`, where `/actuator` is then an ordinary path. Both engines. And the base a Nacos
+//! `/manage`, where `/actuator` is then an ordinary path; signed in with a bearer token of
+//! the real OpenID provider (`it/auth-server`) where the policy asks for it. Both engines. And the base a Nacos
 //! registration carries in the metadata Spring Cloud Alibaba writes, against rnacos.
 
 mod common;
@@ -35,12 +36,15 @@ const MANAGE: [&str; 3] = [
 const RULES: &str =
     "  access:\n    rules:\n      - name: loopback\n        clients: [127.0.0.0/8]\n";
 
-/// Status and body of one request through the proxy.
-fn send(x: &Xipgate, label: &str, method: &str, path: &str) -> (u16, String) {
+/// Status and body of one request through the proxy, with a bearer token if given.
+fn send(x: &Xipgate, label: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let text = raw(
         x.proxy,
         format!(
-            "{method} {path} HTTP/1.1\r\nHost: {label}.{DOMAIN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {label}.{DOMAIN}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .as_bytes(),
     )
@@ -98,10 +102,22 @@ fn the_actuator_policy_holds_at_each_instance_s_real_base() {
         "the registration names the custom base: {registered:?}"
     );
 
+    // Signed in: a client-credentials token of the real provider, for `robot`, whose
+    // group `robots` is made the operators' group here.
+    // (The login client is not used here; the provider needs a redirect URI for it.)
+    let idp = common::idp::Idp::start(
+        &["http://127.0.0.1/unused".to_string()],
+        Duration::from_secs(600),
+    );
+    let robot = idp.client_credentials("robot", "robot-secret");
+    let bearer = format!(
+        "    bearer:\n      issuer: {}\n      audiences: [xipgate]\n    actuator:\n      operators: [robots]\n",
+        idp.issuer()
+    );
     for fast_path in [true, false] {
         let x = Xipgate::start(
             &eureka.url(),
-            &format!("{RULES}  downstream:\n    fast_path: {fast_path}\n"),
+            &format!("{RULES}{bearer}  downstream:\n    fast_path: {fast_path}\n"),
         );
         let engine = if fast_path { "fast path" } else { "Pingora" };
         eventually(Duration::from_secs(60), "both apps routed", || {
@@ -119,36 +135,45 @@ fn the_actuator_policy_holds_at_each_instance_s_real_base() {
             ("manage-svc", "/manage", "/actuator"),
             (managed_label.as_str(), "/manage", "/actuator"),
         ] {
-            let cases: Vec<(&str, String, u16)> = vec![
+            let t = Some(robot.as_str());
+            let cases: Vec<(&str, String, Option<&str>, u16)> = vec![
                 // Probes need health: public, and it reaches the app.
-                ("GET", format!("{base}/health"), 200),
-                // Signed in (none is configured here: nobody).
-                ("GET", format!("{base}/info"), 401),
-                ("GET", base.to_string(), 401),
+                ("GET", format!("{base}/health"), None, 200),
+                // Signed in.
+                ("GET", format!("{base}/info"), None, 401),
+                ("GET", format!("{base}/info"), t, 200),
+                ("GET", base.to_string(), None, 401),
+                ("GET", base.to_string(), t, 200),
                 // The operators' group.
-                ("GET", format!("{base}/env"), 401),
-                ("GET", format!("{base}/beans"), 401),
-                // Refused unless a rule names them.
-                ("POST", format!("{base}/env"), 403),
-                ("GET", format!("{base}/heapdump"), 403),
-                ("GET", format!("{base}/threaddump"), 403),
-                ("POST", format!("{base}/shutdown"), 403),
-                ("POST", format!("{base}/refresh"), 403),
-                ("GET", format!("{base}/%68eapdump"), 403),
+                ("GET", format!("{base}/env"), None, 401),
+                ("GET", format!("{base}/env"), t, 200),
+                ("GET", format!("{base}/beans"), t, 200),
+                // Refused unless a rule names them, operators or not.
+                ("POST", format!("{base}/env"), t, 403),
+                ("GET", format!("{base}/heapdump"), t, 403),
+                ("GET", format!("{base}/heapdump"), None, 403),
+                ("GET", format!("{base}/threaddump"), t, 403),
+                ("POST", format!("{base}/shutdown"), t, 403),
+                ("POST", format!("{base}/refresh"), t, 403),
+                ("GET", format!("{base}/%68eapdump"), t, 403),
                 // Paths Tomcat reads as the actuator's.
-                ("GET", format!("{base};/heapdump"), 400),
-                ("GET", format!("/{base}/heapdump"), 400),
-                ("GET", format!("/x/..;{base}/heapdump"), 400),
+                ("GET", format!("{base};/heapdump"), t, 400),
+                ("GET", format!("/{base}/heapdump"), t, 400),
+                ("GET", format!("/x/..;{base}/heapdump"), t, 400),
                 // The other base is an ordinary path here: the loopback rule lets it
                 // through, and the app has nothing there.
-                ("GET", format!("{other}/env"), 404),
-                ("POST", format!("{other}/shutdown"), 404),
+                ("GET", format!("{other}/env"), None, 404),
+                ("POST", format!("{other}/shutdown"), None, 404),
                 // The application itself.
-                ("GET", "/whoami".to_string(), 200),
+                ("GET", "/whoami".to_string(), None, 200),
             ];
-            for (method, path, want) in cases {
-                let (status, body) = send(&x, label, method, &path);
-                assert_eq!(status, want, "{engine}: {method} {path} on {label}: {body}");
+            for (method, path, token, want) in cases {
+                let (status, body) = send(&x, label, method, &path, token);
+                let who = if token.is_some() { "robot" } else { "nobody" };
+                assert_eq!(
+                    status, want,
+                    "{engine}: {method} {path} on {label} by {who}: {body}"
+                );
                 if matches!(want, 400 | 401 | 403) {
                     refused += 1;
                 }
@@ -267,7 +292,7 @@ async fn the_actuator_base_comes_from_nacos_metadata() {
         ("orders", "/manage/heapdump", 403),
         ("orders", "/mgmt/actuator/shutdown", 403),
     ] {
-        let (status, body) = send(&x, label, "GET", path);
+        let (status, body) = send(&x, label, "GET", path, None);
         assert_eq!(status, want, "GET {path} on {label}: {body}");
     }
     let after = (
@@ -282,7 +307,7 @@ async fn the_actuator_base_comes_from_nacos_metadata() {
         (b.as_str(), "/mgmt/actuator/health"),
         (a.as_str(), "/actuator/heapdump"),
     ] {
-        let (status, body) = send(&x, label, "GET", path);
+        let (status, body) = send(&x, label, "GET", path, None);
         assert_eq!(status, 200, "GET {path} on {label}: {body}");
     }
 }
