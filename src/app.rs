@@ -138,6 +138,7 @@ impl Parts {
             feed: feed.clone(),
             policy: Arc::new(cfg.access.policy()),
             access_summary: cfg.access.summary(),
+            identity_jwks: cfg.access.identity_jwks(),
             domains: cfg.domains.clone(),
         });
         Ok(Parts {
@@ -215,7 +216,10 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     let access = Arc::new(AccessLog::new(&cfg.access_log, parts.metrics.clone())?);
     let login = match &cfg.access.login {
         Some(l) => {
-            let login = Arc::new(l.login(&cfg.domains, edge_ports(&cfg))?);
+            let login = Arc::new(
+                l.login(&cfg.domains, edge_ports(&cfg))?
+                    .with_identity_jwks(cfg.access.identity_jwks()),
+            );
             server.add_service(background_service(
                 "oidc discovery",
                 Discovery(login.clone()),

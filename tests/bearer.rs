@@ -434,3 +434,86 @@ fn metric(text: &str, series: &str) -> u64 {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// `xipgate.access.identity.jwt`: the backend gets the identity as an ES256 JWT the edge
+/// signed (a client's own copy of the header never reaches it), verifiable with the JWKS
+/// the console publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_signs_the_identity_for_backends() {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("identity.pem");
+    // As docs/access.md says to make one.
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    std::fs::write(
+        dir.path().join("htpasswd"),
+        format!("ci:{}\n", bcrypt::hash("pw", 4).expect("hash")),
+    )
+    .expect("write");
+    let access = format!(
+        "    basic:\n      htpasswd: {d}/htpasswd\n    identity:\n      jwt:\n        key_file: {d}/identity.pem\n        ttl: 60s\n    rules:\n      - name: ci\n        services: [api]\n        basic: true\n",
+        d = dir.path().display()
+    );
+    for fast in [true, false] {
+        let e = edge(fast, &access).await;
+        let engine = e.engine;
+        let creds = STANDARD.encode("ci:pw");
+        let g = e.get(&format!(
+            "Authorization: Basic {creds}\r\nX-Xipgate-Identity: forged\r\nX_Xipgate_Identity: forged\r\n"
+        ));
+        assert_eq!(g.status, 200, "{engine}: {}", g.body);
+        let tokens = g.backend_header("x-xipgate-identity");
+        assert_eq!(tokens.len(), 1, "{engine}: {tokens:?}");
+        assert!(
+            g.backend_header("x_xipgate_identity").is_empty(),
+            "{engine}"
+        );
+        let token = &tokens[0];
+
+        let (status, _, jwks) =
+            common::http_get(e.x.console, "localhost", "/api/v1/access/jwks.json").expect("jwks");
+        assert_eq!(status, 200, "{engine}: {jwks}");
+        let jwks: serde_json::Value = serde_json::from_str(&jwks).expect("json");
+        let (header, claims) = common::idp::jwt_parts(token);
+        assert_eq!(header["alg"], "ES256", "{engine}");
+        let jwk = jwks["keys"]
+            .as_array()
+            .and_then(|ks| ks.iter().find(|k| k["kid"] == header["kid"]))
+            .expect("the token's kid is published");
+        let b = |v: &serde_json::Value| {
+            URL_SAFE_NO_PAD
+                .decode(v.as_str().unwrap_or_default())
+                .expect("b64")
+        };
+        let point = [vec![4u8], b(&jwk["x"]), b(&jwk["y"])].concat();
+        let (signed, sig) = token.rsplit_once('.').expect("three parts");
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &point)
+            .verify(
+                signed.as_bytes(),
+                &URL_SAFE_NO_PAD.decode(sig).expect("b64"),
+            )
+            .expect("the edge's signature verifies");
+        assert_eq!(claims["iss"], "xipgate", "{engine}");
+        assert_eq!(claims["sub"], "ci", "{engine}");
+        assert_eq!(claims["via"], "basic", "{engine}");
+        assert_eq!(claims["aud"], format!("{}.{DOMAIN}", e.label), "{engine}");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            60,
+            "{engine}"
+        );
+    }
+}

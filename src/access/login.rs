@@ -126,6 +126,8 @@ pub struct Login {
     provider: Provider,
     sealer: Arc<Sealer>,
     rng: SystemRandom,
+    /// The JWKS of the identity tokens the edge signs, at `/.well-known/jwks.json`.
+    identity_jwks: Option<String>,
 }
 
 /// Where one request to the login host came in: scheme, domain and port.
@@ -142,7 +144,14 @@ impl Login {
             s,
             sealer,
             rng: SystemRandom::new(),
+            identity_jwks: None,
         })
+    }
+
+    /// Publishes the JWKS of the identity tokens the edge signs, for backends.
+    pub fn with_identity_jwks(mut self, jwks: Option<String>) -> Self {
+        self.identity_jwks = jwks;
+        self
     }
 
     /// The domain whose login host `host` (lower-case, no port) is.
@@ -209,6 +218,15 @@ impl Login {
                 _ => Reply::text(200, "signed out"),
             },
             "/oauth2/userinfo" => self.userinfo(req),
+            "/.well-known/jwks.json" => match &self.identity_jwks {
+                Some(jwks) => Reply {
+                    status: 200,
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                    body: jwks.clone(),
+                },
+                None => Reply::text(404, "the edge signs no identity token (xipgate.access.identity.jwt is not configured)"),
+            },
             "/" => self.page(&o, req),
             _ => Reply::text(
                 404,

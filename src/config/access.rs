@@ -740,6 +740,16 @@ impl AccessConfig {
         Ok(gate)
     }
 
+    /// The JWKS of the identity tokens the edge signs, published for backends (the same
+    /// keys [`AccessConfig::gate`] signs with; `None` when not configured or unreadable,
+    /// which `gate` reports).
+    pub fn identity_jwks(&self) -> Option<String> {
+        let j = self.identity.jwt.as_ref()?;
+        crate::access::signed::Signer::from_file(&j.key_file, j.ttl.as_secs())
+            .ok()
+            .map(|s| s.jwks().to_string())
+    }
+
     /// The decision's view of this config (see [`crate::access::decide`]).
     pub fn policy(&self) -> crate::access::Policy {
         crate::access::Policy {

@@ -126,6 +126,13 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
         }
         ["api", "v1", "access"] => json_answer(200, &super::locks::summary_json(console)),
         ["api", "v1", "access", "explain"] => super::locks::explain(console, query),
+        ["api", "v1", "access", "jwks.json"] => match &console.identity_jwks {
+            Some(jwks) => Answer::bytes(200, "application/json", bytes::Bytes::from(jwks.clone())),
+            None => error(
+                404,
+                "the edge signs no identity token (xipgate.access.identity.jwt is not configured)",
+            ),
+        },
         ["api", "v1", "tls"] => json_answer(
             200,
             &json!({

@@ -59,6 +59,8 @@ pub struct Console {
     pub policy: Arc<crate::access::Policy>,
     /// `xipgate.access` in one line ([`crate::config::AccessConfig::summary`]).
     pub access_summary: String,
+    /// The JWKS of the identity tokens the edge signs (`xipgate.access.identity.jwt`).
+    pub identity_jwks: Option<String>,
     /// `xipgate.domains`: the explain API reads a Host as the proxy does.
     pub domains: Vec<String>,
 }

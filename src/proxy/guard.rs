@@ -284,10 +284,25 @@ pub fn identity_values(who: &Identity) -> [Option<std::borrow::Cow<'_, str>>; 3]
     ]
 }
 
+/// The identity as a JWT the edge signs for the backend of `host` (`xipgate.access.identity.jwt`):
+/// the header's name and the token.
+pub fn signed_identity<'g>(
+    gate: &'g Gate,
+    who: &Identity,
+    host: Option<&str>,
+) -> Option<(&'g str, String)> {
+    gate.identity_token(who, host?, access::session::unix_now())
+}
+
 /// Pingora's engine, after the hop-by-hop headers (and those `Connection` names) are gone:
 /// every spelling of the identity headers deleted, the edge's own set, and the session
 /// cookie taken out of `Cookie`.
-pub fn to_backend(gate: &Gate, upstream: &mut RequestHeader, who: Option<&Identity>) -> Result<()> {
+pub fn to_backend(
+    gate: &Gate,
+    upstream: &mut RequestHeader,
+    who: Option<&Identity>,
+    host: Option<&str>,
+) -> Result<()> {
     let forged: Vec<http::header::HeaderName> = upstream
         .headers
         .keys()
@@ -302,6 +317,9 @@ pub fn to_backend(gate: &Gate, upstream: &mut RequestHeader, who: Option<&Identi
             if let Some(v) = value {
                 upstream.insert_header(name.clone(), v.as_ref())?;
             }
+        }
+        if let Some((name, token)) = signed_identity(gate, who, host) {
+            upstream.insert_header(name.to_string(), token)?;
         }
     }
     if let Some(s) = gate.session_cookie() {

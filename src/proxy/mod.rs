@@ -429,7 +429,12 @@ impl ProxyHttp for PingoraProxy {
         }
         // After Connection processing, so a Connection naming them cannot take the edge's
         // own away (Traefik CVE-2024-45410).
-        guard::to_backend(&self.shared.gate, upstream, ctx.access.who.as_ref())?;
+        guard::to_backend(
+            &self.shared.gate,
+            upstream,
+            ctx.access.who.as_ref(),
+            ctx.host.as_deref(),
+        )?;
         upstream.insert_header(http::header::VIA, via)?;
         upstream.insert_header("x-forwarded-proto", rules::forwarded_proto(ctx.tls))?;
         if let Some(host) = &ctx.host {

@@ -65,6 +65,7 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
         )),
         policy: Arc::new(crate::access::Policy::default()),
         access_summary: crate::config::AccessConfig::default().summary(),
+        identity_jwks: None,
         domains: vec!["edge.test".into()],
     }
 }

@@ -243,6 +243,8 @@ pub struct Forwarded<'a> {
     pub pseudonym: &'a str,
     /// Who asked, as `xipgate.access` decided, and the headers that say so.
     pub identity: Option<(&'a [String; 3], &'a Identity)>,
+    /// The identity as a JWT the edge signed: header name and token.
+    pub signed: Option<(&'a str, &'a str)>,
 }
 
 /// Completes the upstream request head [`parse_request`] started: X-Forwarded-For and Via
@@ -269,6 +271,9 @@ pub fn finish_upstream_request(fwd: &Forwarded<'_>, out: &mut Vec<u8>) {
                 put_header(out, name.as_bytes(), v.as_bytes());
             }
         }
+    }
+    if let Some((name, token)) = fwd.signed {
+        put_header(out, name.as_bytes(), token.as_bytes());
     }
     out.extend_from_slice(b"via: ");
     // The fast path takes HTTP/1.1 requests only.

@@ -269,6 +269,10 @@ impl FastPath {
             let idempotent =
                 http::Method::from_bytes(plan.method.as_bytes()).is_ok_and(|m| m.is_idempotent());
             let mut close = plan.close || *shutdown.borrow();
+            let signed = passed
+                .as_ref()
+                .and_then(|p| p.who.as_ref())
+                .and_then(|w| guard::signed_identity(gate, w, Some(&c.host)));
             head::finish_upstream_request(
                 &head::Forwarded {
                     client: client_ip.as_deref(),
@@ -282,6 +286,7 @@ impl FastPath {
                         .as_ref()
                         .and_then(|p| p.who.as_ref())
                         .map(|w| (gate.identity_headers(), w)),
+                    signed: signed.as_ref().map(|(n, t)| (*n, t.as_str())),
                 },
                 &mut upstream_req,
             );

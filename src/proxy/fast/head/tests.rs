@@ -148,6 +148,7 @@ fn forwarded_headers_extend_the_chain() {
                 via,
                 pseudonym: "xipgate-1",
                 identity: None,
+                signed: None,
             },
             &mut out,
         );
@@ -163,6 +164,7 @@ fn forwarded_headers_extend_the_chain() {
         via: None,
         pseudonym: "xipgate-1",
         identity: None,
+        signed: None,
     };
     finish_upstream_request(&tls, &mut out);
     assert!(String::from_utf8(out)
@@ -475,6 +477,7 @@ fn identity_headers_and_the_session_cookie_never_go_upstream() {
             via: None,
             pseudonym: "xipgate-1",
             identity: Some((&names, &who)),
+            signed: None,
         },
         &mut out,
     );
