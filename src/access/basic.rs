@@ -275,6 +275,12 @@ impl Basic {
         let (users, generation) = self.users();
         let users = users.ok_or(BasicError::Broken)?;
         let Some(hash) = users.get(user).cloned() else {
+            // An unknown user costs what a wrong password does, so the time of the answer
+            // does not tell which users exist: a bcrypt against another user's hash, whose
+            // result is ignored.
+            if let Some(other) = users.values().next().cloned() {
+                self.bcrypt(password, other).await;
+            }
             return Err(BasicError::Wrong);
         };
         let tag: Tag = hmac::sign(&self.key, &raw)
@@ -298,15 +304,7 @@ impl Basic {
                 if self.remembered(&tag, generation) {
                     return true;
                 }
-                let Ok(_slot) = self.bcrypt_slots.acquire().await else {
-                    return false;
-                };
-                self.stats.bcrypt.fetch_add(1, Ordering::Relaxed);
-                tokio::task::spawn_blocking(move || {
-                    bcrypt::verify(password, &hash).unwrap_or(false)
-                })
-                .await
-                .unwrap_or(false)
+                self.bcrypt(password, hash).await
             })
             .await;
         if ok {
@@ -321,6 +319,17 @@ impl Basic {
         } else {
             Err(BasicError::Wrong)
         }
+    }
+
+    /// One bcrypt check on a blocking thread, at most [`MAX_CONCURRENT_BCRYPT`] at once.
+    async fn bcrypt(&self, password: Vec<u8>, hash: String) -> bool {
+        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
+            return false;
+        };
+        self.stats.bcrypt.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false)
     }
 
     fn remembered(&self, tag: &Tag, generation: u64) -> bool {

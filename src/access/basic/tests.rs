@@ -92,11 +92,13 @@ async fn bcrypt_is_paid_once_per_credentials_and_never_for_a_remembered_wrong_on
     }
     assert_eq!(b.stats.bcrypt.load(Ordering::Relaxed), 4);
     assert_eq!(b.stats.refused.load(Ordering::Relaxed), 3);
-    // An unknown user.
+    // An unknown user is refused, and costs a bcrypt like a wrong password (the answer's
+    // time does not tell which users exist), even with another user's password.
     assert_eq!(
         b.check(&creds("eve", "right")).await,
         Err(BasicError::Wrong)
     );
+    assert_eq!(b.stats.bcrypt.load(Ordering::Relaxed), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
