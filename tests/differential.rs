@@ -750,6 +750,16 @@ fn both_engines_decide_access_alike() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys");
     std::fs::write(&keys, KEY).expect("keys");
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("ci:{}\n", bcrypt::hash("pw", 4).expect("hash")),
+    )
+    .expect("htpasswd");
+    let basic = |creds: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(creds)
+    };
     let seal = |key: &str, user: &str, groups: &[&str], expires: u64| {
         let s = Session {
             user: user.into(),
@@ -767,8 +777,9 @@ fn both_engines_decide_access_alike() {
     let expired = seal(KEY, "alice", &[], unix_now() - 5);
     let foreign = seal(OTHER, "alice", &[], unix_now() + 3600);
     let access = format!(
-        "  access:\n    trusted_proxies: [\"127.0.0.1/32\"]\n    login:\n      issuer: \"http://127.0.0.1:9/issuer\"\n      client_id: xipgate\n      keys_file: \"{}\"\n    rules:\n      - name: docs\n        paths: [/public]\n        public: true\n      - name: office\n        paths: [/office]\n        clients: [\"10.9.9.0/24\"]\n      - name: no-admin\n        paths: [/admin]\n        deny: true\n      - name: team\n        services: [diff-svc]\n        authenticated: true\n",
-        keys.display()
+        "  access:\n    trusted_proxies: [\"127.0.0.1/32\"]\n    login:\n      issuer: \"http://127.0.0.1:9/issuer\"\n      client_id: xipgate\n      keys_file: \"{}\"\n    rules:\n      - name: docs\n        paths: [/public]\n        public: true\n      - name: office\n        paths: [/office]\n        clients: [\"10.9.9.0/24\"]\n      - name: no-admin\n        paths: [/admin]\n        deny: true\n      - name: ci\n        paths: [/ci]\n        basic: true\n      - name: team\n        services: [diff-svc]\n        authenticated: true\n    basic:\n      htpasswd: \"{}\"\n      realm: builds\n",
+        keys.display(),
+        htpasswd.display()
     );
     let fast = Xipgate::start(
         &eureka.url(),
@@ -801,6 +812,12 @@ fn both_engines_decide_access_alike() {
         ("actuator-heapdump", format!("GET /actuator/heapdump HTTP/1.1\r\nCookie: _xipgate={olga}\r\n"), "403"),
         ("actuator-env-operator", format!("GET /actuator/env HTTP/1.1\r\nCookie: _xipgate={olga}\r\n"), "200"),
         ("actuator-health", "GET /actuator/health HTTP/1.1\r\n".into(), "200"),
+        ("basic", format!("GET /ci HTTP/1.1\r\nAuthorization: Basic {}\r\nX-Forwarded-User: root\r\n", basic("ci:pw")), "200"),
+        ("basic-wrong", format!("GET /ci HTTP/1.1\r\n{page}Authorization: Basic {}\r\n", basic("ci:no")), "401"),
+        ("basic-unknown", format!("GET /ci HTTP/1.1\r\nAuthorization: basic {}\r\n", basic("root:pw")), "401"),
+        ("basic-malformed", "GET /ci HTTP/1.1\r\nAuthorization: Basic !!!\r\n".into(), "401"),
+        ("basic-none-page", format!("GET /ci HTTP/1.1\r\n{page}"), "401"),
+        ("basic-on-a-session-rule", format!("GET /p HTTP/1.1\r\nAuthorization: Basic {}\r\n", basic("ci:pw")), "401"),
     ];
     let mut differences = Vec::new();
     for (name, head, expected) in &cases {
@@ -854,6 +871,9 @@ fn both_engines_decide_access_alike() {
             assert!(users.len() <= 1, "{name}: {headers:?}");
             if name.starts_with("session") {
                 assert_eq!(users, ["x-forwarded-user: alice"], "{name}");
+            }
+            if *name == "basic" {
+                assert_eq!(users, ["x-forwarded-user: ci"], "{name}");
             }
         }
         if *name == "session-sets-cookie" {
