@@ -465,7 +465,7 @@ async fn the_edge_signs_the_identity_for_backends() {
     )
     .expect("write");
     let access = format!(
-        "    basic:\n      htpasswd: {d}/htpasswd\n    identity:\n      jwt:\n        key_file: {d}/identity.pem\n        ttl: 60s\n    rules:\n      - name: ci\n        services: [api]\n        basic: true\n",
+        "    login:\n      issuer: http://127.0.0.1:9/issuer\n      client_id: xipgate\n      keys_file: DIR/keys\n    basic:\n      htpasswd: {d}/htpasswd\n    identity:\n      jwt:\n        key_file: {d}/identity.pem\n        ttl: 60s\n    rules:\n      - name: ci\n        services: [api]\n        basic: true\n",
         d = dir.path().display()
     );
     for fast in [true, false] {
@@ -488,6 +488,20 @@ async fn the_edge_signs_the_identity_for_backends() {
             common::http_get(e.x.console, "localhost", "/api/v1/access/jwks.json").expect("jwks");
         assert_eq!(status, 200, "{engine}: {jwks}");
         let jwks: serde_json::Value = serde_json::from_str(&jwks).expect("json");
+        // The same keys on the login host, which backends may reach where the console is
+        // kept private.
+        let (status, _, on_login) = common::http_get(
+            e.x.proxy,
+            &format!("login.{DOMAIN}:{}", e.x.proxy.port()),
+            "/.well-known/jwks.json",
+        )
+        .expect("login jwks");
+        assert_eq!(status, 200, "{engine}: {on_login}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&on_login).expect("json"),
+            jwks,
+            "{engine}"
+        );
         let (header, claims) = common::idp::jwt_parts(token);
         assert_eq!(header["alg"], "ES256", "{engine}");
         let jwk = jwks["keys"]
