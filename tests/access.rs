@@ -175,6 +175,13 @@ fn backend_answers() -> common::wire::Answers {
 }
 
 async fn gated_edges() -> (Vec<Edge>, StubEureka, tempfile::TempDir) {
+    gated_edges_with(|_| String::new()).await
+}
+
+/// [`gated_edges`] with more YAML under `xipgate.access` (given the test's directory).
+async fn gated_edges_with(
+    more: impl Fn(&std::path::Path) -> String,
+) -> (Vec<Edge>, StubEureka, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("session-keys");
     std::fs::write(&keys, format!("# test key\n{KEY}\n")).expect("key file");
@@ -197,7 +204,10 @@ async fn gated_edges() -> (Vec<Edge>, StubEureka, tempfile::TempDir) {
     eureka.serve(&insts).await;
     let edges = edges
         .into_iter()
-        .map(|(fast, backend)| Edge::start(backend, &eureka, &gated_yaml(fast, &keys), fast))
+        .map(|(fast, backend)| {
+            let yaml = gated_yaml(fast, &keys) + &more(dir.path());
+            Edge::start(backend, &eureka, &yaml, fast)
+        })
         .collect();
     (edges, eureka, dir)
 }
@@ -563,4 +573,77 @@ fn an_unreadable_key_file_is_a_start_error_naming_the_key() {
         err.contains("xipgate.access.login.keys_file") && err.contains("missing-keys"),
         "{err}"
     );
+}
+
+/// With `xipgate.access.identity.jwt`, a backend also gets the identity signed by the edge
+/// (for this host), and a client's own copy of that header never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_identity_reaches_the_backend_and_a_forged_one_does_not() {
+    use base64::Engine;
+    let (edges, _eureka, _dir) = gated_edges_with(|dir| {
+        let key = dir.join("identity.pem");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "    identity:\n      jwt:\n        key_file: \"{}\"\n",
+            key.display()
+        )
+    })
+    .await;
+    let good = sealed(KEY, &session("alice", &["devs"], now() + 3600));
+    for e in &edges {
+        let svc = svc_label(e.fast, &e.backend);
+        let engine = e.engine();
+        let g = e.send(
+            &svc,
+            &format!(
+                "GET /api HTTP/1.1\r\nCookie: {COOKIE}={good}\r\nX-Xipgate-Identity: forged\r\nX_Xipgate_Identity: forged\r\n"
+            ),
+        );
+        assert_eq!(g.status, 200, "{engine}: {}", g.body);
+        assert!(
+            g.backend_header("x_xipgate_identity").is_empty(),
+            "{engine}"
+        );
+        let tokens = g.backend_header("x-xipgate-identity");
+        assert_eq!(tokens.len(), 1, "{engine}: {tokens:?}");
+        let claims = tokens[0].split('.').nth(1).expect("a JWT");
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(claims)
+                .expect("base64url"),
+        )
+        .expect("json");
+        assert_eq!(claims["sub"], "alice", "{engine}: {claims}");
+        assert_eq!(
+            claims["aud"],
+            format!("{svc}.{DOMAIN}"),
+            "{engine}: {claims}"
+        );
+        // Without an identity (a public path) the forged header is still deleted.
+        let g = e.send(
+            &svc,
+            "GET /public HTTP/1.1\r\nX-Xipgate-Identity: forged\r\n",
+        );
+        assert_eq!(g.status, 200, "{engine}: {}", g.body);
+        assert!(
+            g.backend_header("x-xipgate-identity").is_empty(),
+            "{engine}"
+        );
+    }
 }
