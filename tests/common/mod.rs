@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod gated;
 pub mod handover;
 pub mod idp;
 pub mod real;
