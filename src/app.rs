@@ -140,6 +140,7 @@ impl Parts {
             access_summary: cfg.access.summary(),
             identity_jwks: cfg.access.identity_jwks(),
             domains: cfg.domains.clone(),
+            gate: Default::default(),
         });
         Ok(Parts {
             table,
@@ -202,6 +203,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     }
 
     let gate = Arc::new(cfg.access.gate()?);
+    let _ = parts.console.gate.set(gate.clone());
     if let Some(stats) = gate.basic_stats() {
         parts.metrics.follow_basic(stats);
     }

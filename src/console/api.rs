@@ -124,7 +124,6 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             body["shadowed"] = json!(console.feed.shadowed());
             json_answer(200, &body)
         }
-        ["api", "v1", "access"] => json_answer(200, &super::locks::summary_json(console)),
         ["api", "v1", "access", "explain"] => super::locks::explain(console, query),
         ["api", "v1", "access", "jwks.json"] => match &console.identity_jwks {
             Some(jwks) => Answer::bytes(200, "application/json", bytes::Bytes::from(jwks.clone())),

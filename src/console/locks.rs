@@ -67,10 +67,12 @@ pub fn lock_json(e: &Explanation) -> Value {
     })
 }
 
-/// `/api/v1/access`: open or not, how many rules, how identities are shown.
-pub fn summary_json(console: &Console) -> Value {
+/// `/api/v1/access`: open or not, how many rules, how identities are shown, and who the
+/// asking browser's session says is signed in (`signed_in`, `null` when nobody).
+pub fn summary_json(console: &Console, who: Option<&access::Identity>) -> Value {
     let p = &console.policy;
     json!({
+        "signed_in": who.map(|w| json!({"user": w.user, "email": w.email, "groups": w.groups})),
         "open": p.rules.is_empty(),
         "rules": p.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         "summary": console.access_summary,

@@ -63,6 +63,9 @@ pub struct Console {
     pub identity_jwks: Option<String>,
     /// `xipgate.domains`: the explain API reads a Host as the proxy does.
     pub domains: Vec<String>,
+    /// The proxy's gate, set once it is built: who is signed in (the session cookie a
+    /// console under the domain receives).
+    pub gate: std::sync::OnceLock<Arc<crate::access::Gate>>,
 }
 
 impl Console {
@@ -106,7 +109,7 @@ impl Console {
         }
         let links = self.links.for_request(proxy_port, tls);
         match path {
-            "/" | "/index.html" => page::render(self, &links, query),
+            "/" | "/index.html" => page::render(self, &links, query, self.signed_in(req)),
             "/metrics" => Answer::bytes(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -134,6 +137,10 @@ impl Console {
                     self.metrics.render(&self.table, &scrape)
                 }),
             ),
+            "/api/v1/access" => api::json_answer(
+                200,
+                &locks::summary_json(self, self.signed_in(req).as_ref()),
+            ),
             _ if path.starts_with("/api/") => api::route(self, &links, path, query).await,
             _ => api::error(
                 404,
@@ -142,6 +149,21 @@ impl Console {
                     crate::names::printable(path)
                 ),
             ),
+        }
+    }
+
+    /// Who the request's session cookie says is signed in; `None` without a login, a
+    /// cookie, or with one that does not open.
+    fn signed_in(&self, req: &RequestHeader) -> Option<crate::access::Identity> {
+        let gate = self.gate.get()?;
+        let cookies = req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes());
+        match gate.present_local(None, cookies, crate::access::session::unix_now())? {
+            crate::access::Presented::Identity(who) => Some(who),
+            _ => None,
         }
     }
 

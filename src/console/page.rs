@@ -74,6 +74,8 @@ struct Page {
     /// `xipgate.access` in one line; `open` marks an edge without rules.
     access: String,
     open: bool,
+    /// With a login: who this browser's session says is signed in, or `nobody`.
+    signed_in: Option<String>,
 }
 
 /// Which rule applies to `GET /` on a host, shown as a lock beside it.
@@ -412,7 +414,12 @@ fn tls_notes(console: &Console) -> Vec<String> {
     notes
 }
 
-pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
+pub fn render(
+    console: &Console,
+    links: &Links,
+    query: &str,
+    who: Option<crate::access::Identity>,
+) -> Answer {
     let q = match Query::parse(query) {
         Ok(q) => q,
         Err(e) => return super::api::error(400, e.to_string()),
@@ -506,6 +513,11 @@ pub fn render(console: &Console, links: &Links, query: &str) -> Answer {
         eureka: console.eureka,
         access: console.access_summary.clone(),
         open: console.policy.rules.is_empty(),
+        signed_in: console.policy.login.then(|| match who {
+            Some(w) if w.groups.is_empty() => w.user,
+            Some(w) => format!("{} ({})", w.user, w.groups.join(", ")),
+            None => "nobody".into(),
+        }),
         nacos: console
             .nacos
             .iter()

@@ -67,6 +67,7 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
         access_summary: crate::config::AccessConfig::default().summary(),
         identity_jwks: None,
         domains: vec!["edge.test".into()],
+        gate: Default::default(),
     }
 }
 

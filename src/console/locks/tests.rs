@@ -203,7 +203,7 @@ fn an_open_edge_says_so_and_has_no_locks() {
         "10.0.0.1",
         Status::Up,
     )]));
-    let v = summary_json(&c);
+    let v = summary_json(&c, None);
     assert_eq!(v["open"], true);
     assert!(v["summary"]
         .as_str()
@@ -239,7 +239,74 @@ fn every_service_and_instance_has_the_lock_of_get_slash() {
     let lock = instance_lock(&c, &order.instances[0]);
     assert_eq!(lock.rule.as_deref(), Some("office"));
     assert_eq!(
-        summary_json(&c)["rules"],
+        summary_json(&c, None)["rules"],
         serde_json::json!(["docs", "office", "devs"])
     );
+}
+
+/// A console under the domain receives the login's cookie: the page and
+/// `/api/v1/access` say who it signs in.
+#[tokio::test]
+async fn the_console_says_who_is_signed_in() {
+    use crate::access::session::{unix_now, Sealer, Session};
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let mut c = ruled();
+    let mut p = policy();
+    p.login = true;
+    c.policy = Arc::new(p.clone());
+    let gate = crate::access::Gate::new(
+        p,
+        Vec::new(),
+        [
+            "X-Forwarded-User",
+            "X-Forwarded-Email",
+            "X-Forwarded-Groups",
+        ],
+        Some(crate::access::SessionCookie {
+            name: "_xipgate".into(),
+            sealer: Sealer::from_text(KEY, "test").unwrap(),
+        }),
+    );
+    c.gate.set(Arc::new(gate)).ok().unwrap();
+    let alice = Session {
+        user: "alice".into(),
+        email: Some("alice@example.test".into()),
+        groups: vec!["devs".into()],
+        expires: unix_now() + 600,
+    };
+    let sealed = Sealer::from_text(KEY, "test")
+        .unwrap()
+        .seal("_xipgate", &alice)
+        .unwrap();
+    let ask = |path: &str, cookie: Option<&str>| {
+        let mut req = pingora_http::RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        if let Some(v) = cookie {
+            req.insert_header("cookie", v).unwrap();
+        }
+        req
+    };
+    let body = |a: crate::answer::Answer| String::from_utf8_lossy(&a.body).into_owned();
+
+    let with = format!("theme=dark; _xipgate={sealed}");
+    let page = body(c.handle(&ask("/", Some(&with)), None, None, false).await);
+    assert!(page.contains("Signed in <b>alice (devs)</b>"), "{page}");
+    let v: serde_json::Value = serde_json::from_str(&body(
+        c.handle(&ask("/api/v1/access", Some(&with)), None, None, false)
+            .await,
+    ))
+    .unwrap();
+    assert_eq!(v["signed_in"]["user"], "alice", "{v}");
+    assert_eq!(v["signed_in"]["groups"], serde_json::json!(["devs"]), "{v}");
+
+    // No cookie, or one that does not open: nobody.
+    for cookie in [None, Some("_xipgate=forged")] {
+        let page = body(c.handle(&ask("/", cookie), None, None, false).await);
+        assert!(page.contains("Signed in <b>nobody</b>"), "{cookie:?}");
+        let v: serde_json::Value = serde_json::from_str(&body(
+            c.handle(&ask("/api/v1/access", cookie), None, None, false)
+                .await,
+        ))
+        .unwrap();
+        assert!(v["signed_in"].is_null(), "{cookie:?}: {v}");
+    }
 }

@@ -4,7 +4,12 @@ use super::*;
 use crate::console::api::tests::{console_with, inst};
 
 fn html(console: &Console, query: &str) -> String {
-    let a = render(console, &console.links.for_request(None, false), query);
+    let a = render(
+        console,
+        &console.links.for_request(None, false),
+        query,
+        None,
+    );
     assert_eq!(
         (a.status, a.content_type),
         (200, "text/html; charset=utf-8")
@@ -137,12 +142,14 @@ fn a_large_registry_is_a_small_page() {
         &console,
         &console.links.for_request(None, false),
         "service=nope",
+        None,
     );
     assert_eq!(a.status, 404);
     let a = render(
         &console,
         &console.links.for_request(None, false),
         "sort=fast",
+        None,
     );
     assert_eq!(a.status, 400);
 }
