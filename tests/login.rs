@@ -118,13 +118,14 @@ fn set_cookies(h: &[(String, String)]) -> Vec<&str> {
         .collect()
 }
 
-/// `name=value` of the Set-Cookie for `name`.
-fn cookie_pair<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
+/// `name=value` of the first Set-Cookie whose name starts with `prefix` and that sets a
+/// value.
+fn cookie_pair<'a>(h: &'a [(String, String)], prefix: &str) -> &'a str {
     set_cookies(h)
         .into_iter()
-        .find(|c| c.starts_with(&format!("{name}=")))
+        .find(|c| c.starts_with(prefix) && !c.contains("=;"))
         .and_then(|c| c.split(';').next())
-        .unwrap_or_else(|| panic!("no Set-Cookie for {name} in {h:?}"))
+        .unwrap_or_else(|| panic!("no Set-Cookie for {prefix} in {h:?}"))
 }
 
 fn query(location: &str) -> HashMap<String, String> {
@@ -174,7 +175,7 @@ fn start(s: &Setup, rd: &str) -> (HashMap<String, String>, String) {
     );
     (
         query(location),
-        cookie_pair(&h, "_xipgate_login").to_string(),
+        cookie_pair(&h, "_xipgate_login_").to_string(),
     )
 }
 
@@ -210,7 +211,12 @@ async fn a_login_ends_in_the_session_cookie_for_the_domain_and_sign_out_ends_it(
     for attr in ["Path=/", "HttpOnly", "SameSite=Lax", "Max-Age=600"] {
         assert!(state_cookie.contains(attr), "{attr}: {state_cookie}");
     }
-    let state = cookie_pair(&h, "_xipgate_login").to_string();
+    let state = cookie_pair(&h, "_xipgate_login_").to_string();
+    // Named after the login's state, so logins in two tabs do not overwrite each other.
+    assert!(
+        state.starts_with(&format!("_xipgate_login_{}=", &q["state"][..8])),
+        "{state}"
+    );
 
     let token = id_token(&s.key, "k1", &s.idp.uri(), &q["nonce"]);
     let basic = format!("Basic {}", STANDARD.encode(format!("xipgate:{SECRET}")));
@@ -245,7 +251,13 @@ async fn a_login_ends_in_the_session_cookie_for_the_domain_and_sign_out_ends_it(
     let value = session.split(';').next().unwrap();
     assert!(value.len() < 1024 + 9, "{} bytes", value.len());
     assert!(
-        set_cookies(&h).contains(&"_xipgate_login=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        set_cookies(&h).contains(
+            &format!(
+                "_xipgate_login_{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+                &q["state"][..8]
+            )
+            .as_str()
+        ),
         "the state cookie is cleared: {h:?}"
     );
 
@@ -283,7 +295,7 @@ async fn a_login_ends_in_the_session_cookie_for_the_domain_and_sign_out_ends_it(
     // The callback again, its state cookie gone (a replay): refused before the provider.
     let (status, _, body) = get(&s, &login_host(&s), &cb, &[]);
     assert_eq!(status, 400);
-    assert!(body.contains("_xipgate_login is missing"), "{body}");
+    assert!(body.contains("is missing"), "{body}");
 
     // Sign-out: the session cookie cleared for the domain, then the provider's sign-out
     // with the id_token as hint, coming back to the login host with rd as its state.
@@ -355,13 +367,49 @@ fn token_answer(token: &str) -> Mock {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn two_logins_at_once_both_come_back_and_pending_ones_are_bounded() {
+    let (s, _e) = setup(None, "").await;
+    let rd = |p: &str| format!("http://app.{DOMAIN}/{p}");
+    let (q1, c1) = start(&s, &rd("one"));
+    let (q2, c2) = start(&s, &rd("two"));
+    // The second tab finishes first, then the first: the browser sends both cookies.
+    for (q, page) in [(&q2, "two"), (&q1, "one")] {
+        let token = id_token(&s.key, "k1", &s.idp.uri(), &q["nonce"]);
+        token_answer(&token).up_to_n_times(1).mount(&s.idp).await;
+        let cb = format!("/oauth2/callback?code=c0de&state={}", q["state"]);
+        let (status, h, body) = get(&s, &login_host(&s), &cb, &[&c1, &c2]);
+        assert_eq!(status, 302, "{page}: {body}");
+        assert_eq!(header(&h, "location"), Some(rd(page).as_str()));
+    }
+    // A browser with MAX_PENDING logins pending: the next one clears them.
+    let (_, h, _) = get(
+        &s,
+        &login_host(&s),
+        "/oauth2/start",
+        &[
+            "_xipgate_login_aaaaaaaa=x",
+            "_xipgate_login_bbbbbbbb=x",
+            "_xipgate_login_cccccccc=x",
+            "_xipgate_login_dddddddd=x",
+        ],
+    );
+    let cleared = set_cookies(&h)
+        .iter()
+        .filter(|c| c.starts_with("_xipgate_login_") && c.contains("Max-Age=0"))
+        .count();
+    assert_eq!(cleared, 4, "{h:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn forged_tampered_and_crossed_state_is_refused_before_the_provider() {
     let (s, _e) = setup(None, "").await;
     let rd = format!("http://app.{DOMAIN}/");
     let (q, state) = start(&s, &rd);
     let cb = |st: &str| format!("/oauth2/callback?code=c0de&state={st}");
     // A state parameter that is not this browser's.
-    let (status, _, body) = get(&s, &login_host(&s), &cb("AAAA"), &[&state]);
+    // Its cookie is found by the first characters: the rest is compared too.
+    let crossed = format!("{}{}", &q["state"][..8], "A".repeat(35));
+    let (status, _, body) = get(&s, &login_host(&s), &cb(&crossed), &[&state]);
     assert_eq!(status, 400);
     assert!(
         body.contains("'state' parameter is not this browser's login"),
@@ -380,18 +428,27 @@ async fn forged_tampered_and_crossed_state_is_refused_before_the_provider() {
         &s,
         &login_host(&s),
         &cb(&q["state"]),
-        &["_xipgate_login=v1.Zm9yZ2Vk"],
+        &[&format!("_xipgate_login_{}=v1.Zm9yZ2Vk", &q["state"][..8])],
     );
     assert_eq!(status, 400);
-    // No state cookie at all.
-    let (status, _, body) = get(&s, &login_host(&s), &cb(&q["state"]), &[]);
-    assert_eq!(status, 400);
-    assert!(body.contains("missing"), "{body}");
+    // No state cookie at all, another login's, and a state naming none.
+    for (st, cookies) in [
+        (q["state"].as_str(), vec![]),
+        (
+            "BBBBBBBB-another-login-s-state-0123456789ab",
+            vec![state.as_str()],
+        ),
+        ("short", vec![state.as_str()]),
+    ] {
+        let (status, _, body) = get(&s, &login_host(&s), &cb(st), &cookies);
+        assert_eq!(status, 400);
+        assert!(body.contains("missing"), "{body}");
+    }
     // The provider's own refusal is named.
     let (status, _, body) = get(
         &s,
         &login_host(&s),
-        "/oauth2/callback?error=access_denied&state=x",
+        &format!("/oauth2/callback?error=access_denied&state={}", q["state"]),
         &[&state],
     );
     assert_eq!(status, 403);

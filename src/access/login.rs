@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::oidc::{self, Exchange, Expect, IdTokenError, OidcError, Provider};
 use super::session::{unix_now, Sealer, SessionError, MAX_SEALED};
@@ -23,6 +22,12 @@ const STATE_TTL: u64 = 600;
 const MAX_STATE: usize = 3000;
 /// The kept `id_token` (the sign-out's `id_token_hint`), sealed; dropped when larger.
 const MAX_ID_HINT: usize = 3500;
+/// Each login in progress has a state cookie of its own (named after its `state`), so
+/// two tabs sent to the login at once both come back; past this many, a new login
+/// clears the others rather than let the browser's Cookie header grow without bound.
+const MAX_PENDING: usize = 4;
+/// The characters of `state` that name its cookie.
+const STATE_TAG: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -210,7 +215,7 @@ impl Login {
                 .map(|(_, v)| v.into_owned())
         };
         match req.path {
-            "/oauth2/start" => self.start(&o, param("rd")).await,
+            "/oauth2/start" => self.start(&o, req, param("rd")).await,
             "/oauth2/callback" => self.callback(&o, req, &param).await,
             "/oauth2/sign_out" => self.sign_out(&o, req, param("rd")).await,
             "/oauth2/signed_out" => match param("state").map(|rd| self.check_rd(&o, &rd)) {
@@ -268,7 +273,15 @@ impl Login {
         format!("{name}={value}{domain}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
     }
 
-    async fn start(&self, o: &Origin<'_>, rd: Option<String>) -> Reply {
+    /// The state cookie of the login whose `state` is `state`.
+    fn state_cookie(&self, o: &Origin<'_>, state: &str) -> Option<String> {
+        let tag = state.get(..STATE_TAG)?;
+        tag.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .then(|| self.host_cookie(o, &format!("login_{tag}")))
+    }
+
+    async fn start(&self, o: &Origin<'_>, req: &LoginRequest<'_>, rd: Option<String>) -> Reply {
         let rd = rd.unwrap_or_else(|| format!("{}/", self.origin(o)));
         let rd = match self.check_rd(o, &rd) {
             Ok(rd) => rd,
@@ -282,7 +295,9 @@ impl Login {
         let (Some(state), Some(nonce), Some(verifier)) = (fresh(), fresh(), fresh()) else {
             return Reply::text(500, "no random numbers available");
         };
-        let name = self.host_cookie(o, "login");
+        let Some(name) = self.state_cookie(o, &state) else {
+            return Reply::text(500, "a state without its cookie's name");
+        };
         let kept = LoginState {
             state: state.clone(),
             nonce: nonce.clone(),
@@ -312,7 +327,15 @@ impl Login {
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &oidc::challenge(&verifier))
             .append_pair("code_challenge_method", "S256");
-        Reply::redirect(to.as_str()).cookie(Self::set_cookie(o, &name, &sealed, STATE_TTL, false))
+        let mut reply = Reply::redirect(to.as_str());
+        let pending = self.host_cookie(o, "login_");
+        let others = cookie_names(&req.cookies, &pending);
+        if others.len() >= MAX_PENDING {
+            for other in others {
+                reply = reply.cookie(Self::set_cookie(o, &other, "", 0, false));
+            }
+        }
+        reply.cookie(Self::set_cookie(o, &name, &sealed, STATE_TTL, false))
     }
 
     async fn callback(
@@ -321,7 +344,10 @@ impl Login {
         req: &LoginRequest<'_>,
         param: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Reply {
-        let name = self.host_cookie(o, "login");
+        let state = param("state").unwrap_or_default();
+        let Some(name) = self.state_cookie(o, &state) else {
+            return Reply::text(400, "missing or malformed query parameter 'state'");
+        };
         let clear_state = Self::set_cookie(o, &name, "", 0, false);
         let refuse =
             |status: u16, why: String| Reply::text(status, why).cookie(clear_state.clone());
@@ -337,7 +363,7 @@ impl Login {
             );
         }
         let Some(value) = cookie::find(req.cookies.iter().copied(), &name) else {
-            return refuse(400, format!("no login is in progress in this browser: the state cookie {name} is missing (it lasts {} minutes and is used once); start again at the page you wanted", STATE_TTL / 60));
+            return refuse(400, format!("no login with this state is in progress in this browser: the state cookie {name} is missing (it lasts {} minutes and is used once); start again at the page you wanted", STATE_TTL / 60));
         };
         let kept: LoginState = match self.sealer.open_value(&name, value, MAX_STATE) {
             Ok(k) => k,
@@ -358,14 +384,13 @@ impl Login {
                 ),
             );
         }
-        match param("state") {
-            None => return refuse(400, "missing query parameter 'state'".into()),
-            Some(s) if s != kept.state => return refuse(
+        // Compared in full, though the cookie was found by the state's first characters.
+        if state != kept.state {
+            return refuse(
                 400,
                 "the 'state' parameter is not this browser's login: a forged or crossed callback"
                     .into(),
-            ),
-            Some(_) => {}
+            );
         }
         let Some(code) = param("code") else {
             return refuse(400, "missing query parameter 'code'".into());
@@ -464,53 +489,19 @@ impl Login {
         Reply::redirect(&to)
             .cookie(Self::set_cookie(o, &self.s.cookie, "", 0, true))
             .cookie(Self::set_cookie(o, &hint_name, "", 0, false))
-            .cookie(Self::set_cookie(
-                o,
-                &self.host_cookie(o, "login"),
-                "",
-                0,
-                false,
-            ))
     }
+}
 
-    fn signed_in(&self, req: &LoginRequest<'_>) -> Option<super::session::Session> {
-        let v = cookie::find(req.cookies.iter().copied(), &self.s.cookie)?;
-        self.sealer.open(&self.s.cookie, v, unix_now()).ok()
-    }
-
-    fn userinfo(&self, req: &LoginRequest<'_>) -> Reply {
-        let (status, body) = match self.signed_in(req) {
-            Some(s) => (
-                200,
-                json!({"user": s.user, "email": s.email, "groups": s.groups, "expires": s.expires}),
-            ),
-            None => (401, json!({"error": "not signed in", "status": 401})),
-        };
-        Reply {
-            status,
-            content_type: "application/json",
-            headers: Vec::new(),
-            body: format!("{body}\n"),
-        }
-    }
-
-    fn page(&self, o: &Origin<'_>, req: &LoginRequest<'_>) -> Reply {
-        let who = match self.signed_in(req) {
-            Some(s) => format!(
-                "<p>Signed in as <b>{}</b>{} on every host under {}.</p><p><a href=\"/oauth2/sign_out\">Sign out</a></p>",
-                escape(&s.user),
-                s.email.as_deref().map(|e| format!(" ({})", escape(e))).unwrap_or_default(),
-                escape(o.domain)
-            ),
-            None => "<p>Not signed in.</p><p><a href=\"/oauth2/start\">Sign in</a></p>".into(),
-        };
-        Reply {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            headers: Vec::new(),
-            body: format!("<!doctype html><title>xipgate login</title>{who}\n"),
-        }
-    }
+/// The names of the cookies in `headers` that start with `prefix`.
+fn cookie_names(headers: &[&[u8]], prefix: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter_map(|h| std::str::from_utf8(h).ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.split_once('=').map(|(k, _)| k.trim()))
+        .filter(|k| k.starts_with(prefix))
+        .map(String::from)
+        .collect()
 }
 
 fn unavailable(e: &OidcError) -> Reply {
@@ -528,46 +519,6 @@ fn state_error(e: &SessionError) -> &'static str {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
+mod page;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const K: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-    #[test]
-    fn the_state_cookie_round_trips_and_opens_as_nothing_else() {
-        let sealer = Sealer::from_text(K, "k").unwrap();
-        let kept = LoginState {
-            state: "s".into(),
-            nonce: "n".into(),
-            verifier: "v".into(),
-            rd: format!("https://a.example.test/{}", "p".repeat(400)),
-            expires: 10,
-        };
-        let v = sealer
-            .seal_value("_xipgate_login", &kept, MAX_STATE)
-            .unwrap();
-        let back: LoginState = sealer.open_value("_xipgate_login", &v, MAX_STATE).unwrap();
-        assert_eq!(back, kept);
-        // Not a session, and not under another cookie's name.
-        assert!(sealer.open("_xipgate", &v, 0).is_err());
-        assert!(sealer
-            .open_value::<LoginState>("__Host-_xipgate_login", &v, MAX_STATE)
-            .is_err());
-        let long = LoginState {
-            rd: "x".repeat(MAX_STATE),
-            ..kept
-        };
-        assert!(matches!(
-            sealer.seal_value("_xipgate_login", &long, MAX_STATE),
-            Err(SessionError::TooLarge(_))
-        ));
-    }
-}
+mod tests;
