@@ -356,11 +356,21 @@ async fn bad_cookies_and_no_session_never_reach_the_backend() {
             ("foreign", &foreign),
             ("oversized", &oversized),
         ] {
+            // A browser goes to the login, which replaces the cookie (one sealed under a
+            // key since rotated out would otherwise strand it until it expires).
             let g = e.send(
                 &svc,
                 &format!("GET /page HTTP/1.1\r\n{page}Cookie: {COOKIE}={value}\r\n"),
             );
+            assert_eq!(g.status, 302, "{engine}, {name}: {}", g.body);
+            assert!(g.seen.is_empty(), "{engine}, {name}");
+            // Anyone else is told what is wrong with it.
+            let g = e.send(
+                &svc,
+                &format!("GET /page HTTP/1.1\r\nAccept: application/json\r\nCookie: {COOKIE}={value}\r\n"),
+            );
             assert_eq!(g.status, 401, "{engine}, {name}: {}", g.body);
+            assert!(g.body.contains("session"), "{engine}, {name}: {}", g.body);
             assert!(g.seen.is_empty(), "{engine}, {name}");
         }
         // Expired: back to the login, as without a session.

@@ -49,6 +49,10 @@ pub enum Presented {
     Identity(Identity),
     /// Credentials were shown and are bad: why (named for the client).
     Refused(String),
+    /// A session cookie that does not open (tampered, foreign, sealed under a key since
+    /// rotated out): a browser is sent to the login, which replaces it, rather than left
+    /// with a 401 until the cookie expires; anyone else gets 401 with why.
+    BadSession(String),
 }
 
 /// Which rule decided: a configured one by name, or a built-in one.
@@ -249,13 +253,13 @@ pub fn finish(
     f: &Facts<'_>,
     presented: Presented,
 ) -> Decision {
-    let unauthorized = |rule: RuleRef, why: String| {
+    let unauthorized = |rule: RuleRef, why: String, stale_session: bool| {
         let bearer = policy.bearer && (grant.bearer || !grant.basic);
         let basic_realm = policy.basic_realm.clone().filter(|_| grant.basic);
         // Only a rule a session can satisfy sends a browser to the login.
         let takes_session =
             grant.authenticated || !grant.users.is_empty() || !grant.groups.is_empty();
-        if f.page_load && policy.login && takes_session && why.is_empty() {
+        if f.page_load && policy.login && takes_session && (why.is_empty() || stale_session) {
             Decision::SignIn { rule }
         } else {
             Decision::Unauthorized {
@@ -267,8 +271,9 @@ pub fn finish(
         }
     };
     match presented {
-        Presented::Nothing => unauthorized(rule, String::new()),
-        Presented::Refused(why) => unauthorized(rule, why),
+        Presented::Nothing => unauthorized(rule, String::new(), false),
+        Presented::Refused(why) => unauthorized(rule, why, false),
+        Presented::BadSession(why) => unauthorized(rule, why, true),
         Presented::Identity(who) => {
             let claims = grant.authenticated || !grant.users.is_empty() || !grant.groups.is_empty();
             let kind_ok = match who.via {
@@ -278,7 +283,7 @@ pub fn finish(
             };
             if !kind_ok {
                 let why = format!("rule '{}' does not take {}", rule.name(), who.via.as_str());
-                return unauthorized(rule, why);
+                return unauthorized(rule, why, false);
             }
             let named = grant.users.is_empty() && grant.groups.is_empty();
             let listed = grant.users.contains(&who.user)

@@ -227,7 +227,7 @@ impl Gate {
                 Ok(session) => Presented::Identity(session.identity()),
                 // An expired session goes back to the login, like no session.
                 Err(session::SessionError::Expired) => Presented::Nothing,
-                Err(e) => Presented::Refused(e.to_string()),
+                Err(e) => Presented::BadSession(e.to_string()),
             },
         }
     }

@@ -303,3 +303,16 @@ fn rules_only_for_programs_never_send_a_browser_to_the_login() {
         d => panic!("{d:?}"),
     }
 }
+
+#[test]
+fn a_session_that_does_not_open_sends_a_browser_to_the_login_and_others_get_401() {
+    let p = policy();
+    let bad = || Presented::BadSession("the session cookie was not sealed by this edge".into());
+    let page = decide(&p, &facts("orders", "/", "GET", true), bad);
+    assert_eq!(outcome(&page), "login devs");
+    let api = decide(&p, &facts("orders", "/", "GET", false), bad);
+    match api {
+        Decision::Unauthorized { why, .. } => assert!(why.contains("not sealed"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
