@@ -126,6 +126,7 @@ async fn identity(gate: &Gate, token: &str) -> Result<String, String> {
         Presented::Identity(who) => Ok(who.user),
         Presented::Refused(why) => Err(why),
         Presented::Nothing => Err("nothing".into()),
+        Presented::BadSession(why) => Err(format!("a bad session: {why}")),
     }
 }
 
