@@ -531,3 +531,36 @@ async fn the_login_host_wins_over_a_service_of_its_label_on_both_engines() {
         );
     }
 }
+
+/// `xipgate -t` reads the session keys and the client secret file: a missing one is found
+/// before a start would fail on it.
+#[test]
+fn the_config_test_finds_a_missing_key_or_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("x.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "xipgate:\n  listen: [\"127.0.0.1:0\"]\n  domains: [\"{DOMAIN}\"]\n  registry:\n    eureka:\n      urls: [\"http://127.0.0.1:9/eureka\"]\n  access:\n    login:\n      issuer: http://127.0.0.1:9/\n      client_id: x\n      keys_file: {d}/no-keys\n      client_secret_file: {d}/no-secret\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xipgate"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("xipgate.access.login.keys_file: cannot read the session key file"),
+        "{err}"
+    );
+    assert!(err.contains("no-keys"), "{err}");
+    assert!(
+        err.contains("xipgate.access.login.client_secret_file: cannot read"),
+        "{err}"
+    );
+}

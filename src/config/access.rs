@@ -506,11 +506,25 @@ fn check_login(c: &mut Checker, l: &LoginFile) -> Option<LoginConfig> {
         c.err(&format!("{key}.client_id"), "is required");
     }
     let keys_file = l.keys_file.clone().filter(|s| !s.trim().is_empty());
-    if keys_file.is_none() {
-        c.err(
+    match &keys_file {
+        None => c.err(
             &format!("{key}.keys_file"),
             "is required: every replica must seal and open sessions with the same key (a mounted Secret)",
-        );
+        ),
+        // Read now, so `xipgate -t` finds a missing or bad key before a start would.
+        Some(k) => {
+            if let Err(e) = crate::access::session::Sealer::from_file(std::path::Path::new(k)) {
+                c.err(&format!("{key}.keys_file"), e.to_string());
+            }
+        }
+    }
+    if let Some(f) = &l.client_secret_file {
+        if let Err(e) = std::fs::metadata(f) {
+            c.err(
+                &format!("{key}.client_secret_file"),
+                format!("cannot read {f}: {e}"),
+            );
+        }
     }
     let session_ttl = c.duration(
         &format!("{key}.session_ttl"),
