@@ -490,6 +490,17 @@ async fn redirect_targets_outside_the_domain_are_refused() {
         );
         assert_eq!(status, 400, "sign_out {rd}");
     }
+    // The access log names the login host for its own answers.
+    let login = format!("login.{DOMAIN}");
+    common::eventually(
+        std::time::Duration::from_secs(5),
+        "a record of the login host",
+        || {
+            s.x.access()
+                .iter()
+                .any(|r| r["host"] == login.as_str() && r["status"] == 400)
+        },
+    );
     // The edge's own port, and none, are fine.
     start(&s, &format!("http://app.{DOMAIN}:{port}/"));
     start(&s, &format!("https://{DOMAIN}/"));

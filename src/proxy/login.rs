@@ -11,8 +11,13 @@ use crate::names;
 
 use super::request_host;
 
-/// The login host's answer to `req`, or `None` when `req` is for another host.
-pub async fn login_answer(login: &Login, req: &RequestHeader, tls: bool) -> Option<Answer> {
+/// The login host (for the access log) and its answer to `req`, or `None` when `req` is
+/// for another host.
+pub async fn login_answer(
+    login: &Login,
+    req: &RequestHeader,
+    tls: bool,
+) -> Option<(String, Answer)> {
     let raw = request_host(req).ok()?;
     let host = names::normalize_host(&raw).ok()?;
     login.domain_of(&host)?;
@@ -33,7 +38,8 @@ pub async fn login_answer(login: &Login, req: &RequestHeader, tls: bool) -> Opti
             .map(HeaderValue::as_bytes)
             .collect(),
     };
-    Some(answer(login.handle(&request).await))
+    let answer = answer(login.handle(&request).await);
+    Some((host, answer))
 }
 
 fn answer(reply: Reply) -> Answer {

@@ -199,7 +199,10 @@ impl ProxyHttp for PingoraProxy {
 
         // The login host (with xipgate.access.login) wins over a service of its label.
         if let Some(login) = &self.shared.login {
-            if let Some(answer) = login::login_answer(login, session.req_header(), ctx.tls).await {
+            if let Some((host, answer)) =
+                login::login_answer(login, session.req_header(), ctx.tls).await
+            {
+                ctx.host = Some(host);
                 ctx.answered = Some(answer.status);
                 respond(session, answer).await?;
                 return Ok(true);
