@@ -34,6 +34,12 @@ async fn basic_credentials_from_an_htpasswd_file() {
         let g = basic("ci", "s3cret");
         assert_eq!(g.status, 200, "{engine}: {}", g.body);
         assert_eq!(g.backend_header("x-forwarded-user"), ["ci"], "{engine}");
+        // The password was for the edge: it does not travel on to the backend.
+        assert!(
+            g.backend_header("authorization").is_empty(),
+            "{engine}: {:?}",
+            g.backend_header("authorization")
+        );
         // bcrypt is paid once for the same credentials: 100 requests, one bcrypt.
         for _ in 1..100 {
             assert_eq!(basic("ci", "s3cret").status, 200, "{engine}");

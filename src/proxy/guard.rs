@@ -321,6 +321,13 @@ pub fn to_backend(
         if let Some((name, token)) = signed_identity(gate, who, host) {
             upstream.insert_header(name.to_string(), token)?;
         }
+        // Basic credentials were the edge's (its htpasswd): the password goes no further.
+        // A bearer token stays: backends that are resource servers verify it themselves.
+        // (Requests with `Authorization` always take this engine: the fast path hands them
+        // over, see `Gate::present_local`.)
+        if who.via == access::Via::Basic {
+            upstream.remove_header(&http::header::AUTHORIZATION);
+        }
     }
     if let Some(s) = gate.session_cookie() {
         let values: Vec<HeaderValue> = upstream.headers.get_all(COOKIE).iter().cloned().collect();
