@@ -207,6 +207,9 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     if let Some(stats) = gate.basic_stats() {
         parts.metrics.follow_basic(stats);
     }
+    if let Some(stats) = gate.bearer_stats() {
+        parts.metrics.follow_bearer(stats);
+    }
     if gate.is_open() {
         log::warn!("xipgate.access: no rules, the edge is open: every service and instance (actuator endpoints included) answers whoever reaches the edge (docs/access.md)");
     } else {

@@ -90,6 +90,9 @@ pub struct Metrics {
     access_basic: IntCounterVec,
     /// The basic check's counters, followed at each scrape (`xipgate.access.basic`).
     basic_stats: OnceLock<std::sync::Arc<crate::access::basic::BasicStats>>,
+    access_bearer: IntCounterVec,
+    /// The bearer check's counters, followed at each scrape (`xipgate.access.bearer`).
+    bearer_stats: OnceLock<std::sync::Arc<crate::access::bearer::BearerStats>>,
     /// One scrape at a time: its refresh and its reading are one step.
     scrape: Mutex<()>,
 }
@@ -264,9 +267,18 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric definition");
+        let access_bearer = IntCounterVec::new(
+            Opts::new(
+                "access_bearer_checks_total",
+                "bearer tokens checked (xipgate.access.bearer): signature verified, answered from the cache of verified tokens, refused",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(access_decisions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(access_basic.clone()),
+            Box::new(access_bearer.clone()),
             Box::new(access_log_dropped.clone()),
             Box::new(source_instances.clone()),
             Box::new(source_syncs.clone()),
@@ -307,6 +319,8 @@ impl Metrics {
             access_decisions,
             access_basic,
             basic_stats: OnceLock::new(),
+            access_bearer,
+            bearer_stats: OnceLock::new(),
             scrape: Mutex::new(()),
         }
     }
@@ -325,6 +339,11 @@ impl Metrics {
     /// `xipgate_access_basic_checks_total` follows these counters from now on.
     pub fn follow_basic(&self, stats: std::sync::Arc<crate::access::basic::BasicStats>) {
         let _ = self.basic_stats.set(stats);
+    }
+
+    /// `xipgate_access_bearer_checks_total` follows these counters from now on.
+    pub fn follow_bearer(&self, stats: std::sync::Arc<crate::access::bearer::BearerStats>) {
+        let _ = self.bearer_stats.set(stats);
     }
 
     pub fn count_access(&self, rule: &str, outcome: &str) {
@@ -361,6 +380,19 @@ impl Metrics {
             ] {
                 follow(
                     &self.access_basic.with_label_values(&[result]),
+                    n.load(Relaxed),
+                );
+            }
+        }
+        if let Some(b) = self.bearer_stats.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (result, n) in [
+                ("verified", &b.verified),
+                ("cached", &b.cached),
+                ("refused", &b.refused),
+            ] {
+                follow(
+                    &self.access_bearer.with_label_values(&[result]),
                     n.load(Relaxed),
                 );
             }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::gated::{edge, Edge};
+use common::gated::{edge, metric, metrics, Edge};
 use common::idp::Idp;
 use xipgate::access::{Gate, Presented};
 
@@ -46,9 +46,29 @@ async fn tokens_of_a_real_provider() {
         Duration::from_secs(2),
     );
     judged_by_the_gate_across_key_rotation(&idp).await;
+    let mut seen = Vec::new();
     for fast in [true, false] {
-        end_to_end(&idp, fast).await;
+        seen.push(end_to_end(&idp, fast).await);
     }
+    // A token answered from the cache: the same answer and backend request on both engines.
+    assert_eq!(seen[0], seen[1], "fast path, then Pingora's engine");
+}
+
+/// Signatures verified, answers from the cache of verified tokens, refusals.
+fn checks(gate: &Gate) -> [u64; 3] {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = gate.bearer_stats().expect("bearer is configured");
+    [
+        s.verified.load(Relaxed),
+        s.cached.load(Relaxed),
+        s.refused.load(Relaxed),
+    ]
+}
+
+fn local(gate: &Gate, token: &str) -> Option<Presented> {
+    let auth = format!("Bearer {token}");
+    let none: [&[u8]; 0] = [];
+    gate.present_local(Some(auth.as_bytes()), none, now())
 }
 
 async fn judged_by_the_gate_across_key_rotation(idp: &Idp) {
@@ -56,6 +76,10 @@ async fn judged_by_the_gate_across_key_rotation(idp: &Idp) {
     let gate = xipgate_gate(idp, "      leeway: 1s\n");
 
     let robot = idp.client_credentials("robot", "robot-secret");
+    assert!(
+        local(&gate, &robot).is_none(),
+        "not verified yet: no answer without I/O"
+    );
     match present(&gate, &robot).await {
         Presented::Identity(who) => {
             assert_eq!(who.user, "robot");
@@ -63,6 +87,15 @@ async fn judged_by_the_gate_across_key_rotation(idp: &Idp) {
         }
         other => panic!("robot: {other:?}"),
     }
+    // Verified once: answered from the cache from now on, without I/O too.
+    match local(&gate, &robot) {
+        Some(Presented::Identity(who)) => assert_eq!(who.user, "robot"),
+        other => panic!("robot, from the cache: {other:?}"),
+    }
+    for _ in 0..99 {
+        assert_eq!(identity(&gate, &robot).await.as_deref(), Ok("robot"));
+    }
+    assert_eq!(checks(&gate), [1, 100, 0], "one signature for 101 showings");
 
     let other = idp.client_credentials("other", "other-secret");
     let why = refused(present(&gate, &other).await);
@@ -73,6 +106,12 @@ async fn judged_by_the_gate_across_key_rotation(idp: &Idp) {
     tokio::time::sleep(Duration::from_millis(4100)).await;
     let why = refused(present(&gate, &expiring).await);
     assert!(why.starts_with("token expired at "), "{why}");
+    // The cached robot token expired too: not answered from the cache any more.
+    assert!(local(&gate, &robot).is_none());
+    let why = refused(present(&gate, &robot).await);
+    assert!(why.starts_with("token expired at "), "{why}");
+    // Refusals are never cached: each one was judged (other, expiring, robot).
+    assert_eq!(checks(&gate), [1, 100, 3]);
 
     // Key rotation, judged by a gate with the default settings but a long leeway (the
     // provider's tokens live 2 s here).
@@ -104,6 +143,8 @@ async fn judged_by_the_gate_across_key_rotation(idp: &Idp) {
     idp.rotate_key();
     let token_c = idp.client_credentials("robot", "robot-secret");
     until_ok(&gate, &token_c).await;
+    // token_a verified before and is cached, but its key left the key set.
+    assert!(local(&gate, &token_a).is_none());
     let why = identity(&gate, &token_a).await.unwrap_err();
     assert!(
         dropped
@@ -156,7 +197,10 @@ fn bearer_access(idp: &Idp, leeway: &str) -> String {
     )
 }
 
-async fn end_to_end(idp: &Idp, fast: bool) {
+/// What a request answered from the cache got, and what reached the backend.
+type Served = (u16, String, Vec<(String, Vec<String>)>);
+
+async fn end_to_end(idp: &Idp, fast: bool) -> Served {
     // leeway 1 s: a 2 s token is refused 3 s after it was made.
     let e = edge(fast, &bearer_access(idp, "1s")).await;
     let engine = e.engine;
@@ -169,6 +213,63 @@ async fn end_to_end(idp: &Idp, fast: bool) {
         g.backend_header("x-forwarded-groups"),
         ["robots"],
         "{engine}"
+    );
+    // The same token 99 times more: one signature verification in all.
+    let mut g = e.bearer(&robot);
+    for _ in 0..98 {
+        g = e.bearer(&robot);
+    }
+    assert_eq!(g.status, 200, "{engine}: {}", g.body);
+    let m = metrics(&e);
+    let count = |r: &str| {
+        metric(
+            &m,
+            &format!("xipgate_access_bearer_checks_total{{result=\"{r}\"}}"),
+        )
+    };
+    assert_eq!(
+        [count("verified"), count("cached"), count("refused")],
+        [1, 99, 0],
+        "{engine}"
+    );
+    // The backend verifies the token itself: it gets it as sent, with the identity.
+    assert_eq!(
+        g.backend_header("authorization"),
+        [format!("Bearer {robot}")],
+        "{engine}"
+    );
+    // The fast path served it itself (Pingora's engine adds a Date).
+    if fast {
+        assert!(
+            !g.headers.iter().any(|(k, _)| k == "date"),
+            "{engine}: handed to Pingora's engine"
+        );
+    }
+    // Each engine's edge sees a token of its own: the header as sent, then, stands for it.
+    let as_sent = |v: String| {
+        if v == format!("Bearer {robot}") {
+            "as sent".into()
+        } else {
+            v
+        }
+    };
+    let served: Served = (
+        g.status,
+        g.body.clone(),
+        [
+            "authorization",
+            "x-forwarded-user",
+            "x-forwarded-email",
+            "x-forwarded-groups",
+        ]
+        .iter()
+        .map(|h| {
+            (
+                h.to_string(),
+                g.backend_header(h).into_iter().map(as_sent).collect(),
+            )
+        })
+        .collect(),
     );
 
     // No token: 401 with a Bearer challenge, even for a browser's page load (a session
@@ -225,6 +326,7 @@ async fn end_to_end(idp: &Idp, fast: bool) {
     assert_eq!(g.status, 401, "{engine}");
     assert!(g.body.contains("unknown key id"), "{engine}: {}", g.body);
     assert!(g.seen.is_empty(), "{engine}");
+    served
 }
 
 /// Sends `token` until it gets `status` (the JWKS refetch waits out its 5 s interval).

@@ -4,6 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::Ordering;
+
+pub use cache::{BearerStats, CACHE_MAX_ENTRIES};
+
 use super::jwks::{Keys, Source};
 use super::jwt::{self, Expect, TokenError};
 use super::Identity;
@@ -15,6 +19,9 @@ pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 pub struct Bearer {
     expect: Expect,
     keys: Arc<Keys>,
+    /// Tokens that verified (see [`cache`]).
+    verified: cache::Verified,
+    pub stats: Arc<BearerStats>,
 }
 
 impl Bearer {
@@ -29,6 +36,8 @@ impl Bearer {
         Bearer {
             expect,
             keys: Arc::new(Keys::new(source, max_age)),
+            verified: cache::Verified::new(),
+            stats: Arc::default(),
         }
     }
 
@@ -62,11 +71,35 @@ impl Bearer {
         }
     }
 
+    /// The identity of a token that verified before, without I/O: `None` when it did not
+    /// (or expired, or its key left the issuer's key set, or the keys are due a refetch),
+    /// and [`Bearer::check`] must judge it.
+    pub fn cached(&self, token: &str, now: u64) -> Option<Identity> {
+        let keys = self.keys.fresh()?;
+        let who = self.verified.get(token, now, &keys)?;
+        self.stats.cached.fetch_add(1, Ordering::Relaxed);
+        Some(who)
+    }
+
     /// Who the token says is asking, or why it is refused. `now`: seconds since the epoch.
     pub async fn check(&self, token: &str, now: u64) -> Result<Identity, TokenError> {
+        if let Some(who) = self.cached(token, now) {
+            return Ok(who);
+        }
+        let r = self.verify(token, now).await;
+        let n = if r.is_ok() {
+            &self.stats.verified
+        } else {
+            &self.stats.refused
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    async fn verify(&self, token: &str, now: u64) -> Result<Identity, TokenError> {
         let parsed = jwt::parse(token, &self.expect.algorithms)?;
         let (keys, fetch_error) = self.keys.for_kid(parsed.kid.as_deref()).await;
-        match parsed.verify(&keys) {
+        let key = match parsed.verifying_key(&keys) {
             Err(TokenError::UnknownKey(kid)) if fetch_error.is_some() => {
                 return Err(TokenError::UnknownKeyUnfetched {
                     kid,
@@ -74,10 +107,14 @@ impl Bearer {
                 })
             }
             r => r?,
-        }
-        parsed.identity(&self.expect, now)
+        };
+        let who = parsed.identity(&self.expect, now)?;
+        self.verified
+            .put(token, &parsed.claims, self.expect.leeway, now, key, &who);
+        Ok(who)
     }
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;

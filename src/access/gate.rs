@@ -121,6 +121,11 @@ impl Gate {
         self.basic.as_ref().map(|b| b.stats.clone())
     }
 
+    /// The bearer check's counters (signatures verified, cache answers, refusals).
+    pub fn bearer_stats(&self) -> Option<std::sync::Arc<super::bearer::BearerStats>> {
+        self.bearer.as_ref().map(|b| b.stats.clone())
+    }
+
     /// The credentials in `authorization` that this edge checks, if any.
     fn checked<'a>(&self, authorization: Option<&'a [u8]>) -> Option<Shown<'a>> {
         match shown(authorization?)? {
@@ -179,9 +184,10 @@ impl Gate {
             })
     }
 
-    /// What the request's credentials say, when that needs no I/O: the session cookie.
-    /// `None` when the request carries credentials only an asynchronous check can judge
-    /// (a bearer token or basic credentials this edge checks); the engine then calls
+    /// What the request's credentials say, when that needs no I/O: the session cookie, or
+    /// a bearer token that verified before (the bearer check's cache). `None` when the
+    /// request carries credentials only an asynchronous check can judge (a bearer token
+    /// not in that cache, basic credentials this edge checks); the engine then calls
     /// [`Gate::present`].
     pub fn present_local<'h>(
         &self,
@@ -189,10 +195,11 @@ impl Gate {
         cookies: impl IntoIterator<Item = &'h [u8]>,
         now: u64,
     ) -> Option<Presented> {
-        if self.checked(authorization).is_some() {
-            return None;
+        match (self.checked(authorization), &self.bearer) {
+            (None, _) => Some(self.session_in(cookies, now)),
+            (Some(Shown::Bearer(t)), Some(b)) => b.cached(t, now).map(Presented::Identity),
+            (Some(_), _) => None,
         }
-        Some(self.session_in(cookies, now))
     }
 
     /// What the request's credentials say: a bearer token or basic credentials when this

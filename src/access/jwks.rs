@@ -133,6 +133,14 @@ impl Keys {
         (c.keys.clone(), c.error.clone())
     }
 
+    /// The cached keys while they are fresh (younger than the maximum age), without I/O.
+    pub fn fresh(&self) -> Option<Arc<Vec<Jwk>>> {
+        let c = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        c.fetched
+            .is_some_and(|t| t.elapsed() < self.max_age)
+            .then(|| c.keys.clone())
+    }
+
     /// The keys to verify a token with `kid` against: the cache when it knows the key and
     /// is fresh; otherwise after one fetch, if no fetch was tried in the last
     /// [`REFETCH_MIN_INTERVAL`].

@@ -265,6 +265,11 @@ impl Parsed<'_> {
     /// Checks the signature with the key of the token's `kid` (or, without a `kid`, any key
     /// that can verify its algorithm). `keys` is the issuer's whole JWKS.
     pub fn verify(&self, keys: &[Jwk]) -> Result<(), TokenError> {
+        self.verifying_key(keys).map(|_| ())
+    }
+
+    /// As [`Parsed::verify`], and which key verified the token.
+    pub fn verifying_key<'k>(&self, keys: &'k [Jwk]) -> Result<&'k Jwk, TokenError> {
         let usable = |k: &Jwk| -> Result<(), TokenError> {
             let alg_ok = k.alg.as_deref().is_none_or(|a| a == self.alg.as_str());
             if k.key.fits(self.alg) && alg_ok {
@@ -286,7 +291,7 @@ impl Parsed<'_> {
                     .ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
                 usable(k)?;
                 if k.key.verify(self.alg, self.signing_input, &self.signature) {
-                    Ok(())
+                    Ok(k)
                 } else {
                     Err(TokenError::Signature)
                 }
@@ -296,11 +301,9 @@ impl Parsed<'_> {
                 if fitting.peek().is_none() {
                     return Err(TokenError::NoKey);
                 }
-                if fitting.any(|k| k.key.verify(self.alg, self.signing_input, &self.signature)) {
-                    Ok(())
-                } else {
-                    Err(TokenError::Signature)
-                }
+                fitting
+                    .find(|k| k.key.verify(self.alg, self.signing_input, &self.signature))
+                    .ok_or(TokenError::Signature)
             }
         }
     }

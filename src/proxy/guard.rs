@@ -323,8 +323,8 @@ pub fn to_backend(
         }
         // Basic credentials were the edge's (its htpasswd): the password goes no further.
         // A bearer token stays: backends that are resource servers verify it themselves.
-        // (Requests with `Authorization` always take this engine: the fast path hands them
-        // over, see `Gate::present_local`.)
+        // (Basic credentials always take this engine: the fast path hands them over, see
+        // `Gate::present_local`; it serves only bearer tokens, and forwards them as sent.)
         if who.via == access::Via::Basic {
             upstream.remove_header(&http::header::AUTHORIZATION);
         }

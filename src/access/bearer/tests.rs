@@ -212,3 +212,132 @@ async fn the_keys_are_found_through_the_issuers_discovery_document() {
         "{why}"
     );
 }
+
+fn counts(b: &Bearer) -> [u64; 3] {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &b.stats;
+    [
+        s.verified.load(Relaxed),
+        s.cached.load(Relaxed),
+        s.refused.load(Relaxed),
+    ]
+}
+
+#[tokio::test]
+async fn a_token_that_verified_is_answered_from_the_cache_until_it_expires() {
+    let server = MockServer::start().await;
+    let r1 = rsa("r1", RSA1);
+    serve(&server, &[&r1], Duration::ZERO).await;
+    let b = bearer(&server, Duration::from_secs(5));
+    let t0 = now();
+    let token = r1.token(
+        "RS256",
+        json!({"iss": "https://idp.example", "aud": "xipgate", "sub": "robot", "exp": t0 + 60}),
+    );
+    assert_eq!(b.cached(&token, t0), None, "not verified yet");
+    for _ in 0..100 {
+        assert_eq!(b.check(&token, t0).await.unwrap().user, "robot");
+    }
+    assert_eq!(
+        counts(&b),
+        [1, 99, 0],
+        "one signature check for 100 showings"
+    );
+    assert_eq!(b.cached(&token, t0).map(|w| w.user), Some("robot".into()));
+    // exp 60 s ahead + leeway 30 s: served until then, refused from then on, as uncached.
+    assert!(b.cached(&token, t0 + 89).is_some());
+    assert_eq!(b.cached(&token, t0 + 90), None);
+    let why = b.check(&token, t0 + 90).await.unwrap_err().to_string();
+    assert!(why.starts_with("token expired at "), "{why}");
+    assert_eq!(counts(&b), [1, 101, 1]);
+}
+
+#[tokio::test]
+async fn a_cached_token_whose_key_was_withdrawn_is_refused_after_the_refetch() {
+    let server = MockServer::start().await;
+    let (r1, r2) = (rsa("r1", RSA1), rsa("r2", RSA2));
+    serve(&server, &[&r1], Duration::ZERO).await;
+    let b = bearer(&server, Duration::from_millis(100));
+    let token = r1.token("RS256", claims());
+    b.check(&token, now()).await.unwrap();
+    b.check(&token, now()).await.unwrap();
+    assert_eq!(counts(&b), [1, 1, 0]);
+    // The issuer replaces r1 by r2; a token of r2 makes the edge fetch again.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    serve(&server, &[&r2], Duration::ZERO).await;
+    b.check(&r2.token("RS256", claims()), now()).await.unwrap();
+    assert_eq!(b.cached(&token, now()), None);
+    let why = b.check(&token, now()).await.unwrap_err().to_string();
+    assert_eq!(why, "unknown key id 'r1' (not in the issuer's JWKS)");
+    assert_eq!(counts(&b), [2, 1, 1]);
+}
+
+#[tokio::test]
+async fn refusals_and_tokens_not_yet_valid_are_not_cached() {
+    let server = MockServer::start().await;
+    let r1 = rsa("r1", RSA1);
+    serve(&server, &[&r1], Duration::ZERO).await;
+    let b = bearer(&server, Duration::from_secs(5));
+    let t0 = now();
+    let wrong_audience = r1.token(
+        "RS256",
+        json!({"iss": "https://idp.example", "aud": "other", "sub": "robot", "exp": t0 + 60}),
+    );
+    for _ in 0..3 {
+        assert!(b.check(&wrong_audience, t0).await.is_err());
+    }
+    // A bad signature on a well-formed token.
+    let good = r1.token("RS256", claims());
+    let forged = format!("{}AAAA", &good[..good.len() - 4]);
+    for _ in 0..3 {
+        assert!(b.check(&forged, t0).await.is_err());
+    }
+    assert_eq!(counts(&b), [0, 0, 6]);
+    // nbf 10 s ahead, within the 30 s leeway: taken, but checked each time.
+    let early = r1.token(
+        "RS256",
+        json!({"iss": "https://idp.example", "aud": "xipgate", "sub": "robot", "exp": t0 + 60, "nbf": t0 + 10}),
+    );
+    for _ in 0..3 {
+        b.check(&early, t0).await.unwrap();
+    }
+    assert_eq!(counts(&b), [3, 0, 6]);
+    assert_eq!(b.verified.len(), 0);
+}
+
+#[test]
+fn a_full_cache_is_emptied() {
+    use crate::access::jwt::{Jwk, Key};
+    use crate::access::{Identity, Via};
+    let c = cache::Verified::new();
+    let key = Jwk {
+        kid: Some("k".into()),
+        alg: None,
+        key: Key::P256(vec![4; 65]),
+    };
+    let who = Identity {
+        user: "u".into(),
+        email: None,
+        groups: Vec::new(),
+        via: Via::Bearer,
+    };
+    let claims = json!({"exp": 100}).as_object().unwrap().clone();
+    for i in 0..CACHE_MAX_ENTRIES {
+        c.put(&format!("t{i}"), &claims, 0, 0, &key, &who);
+    }
+    assert_eq!(c.len(), CACHE_MAX_ENTRIES);
+    assert!(c.get("t0", 99, std::slice::from_ref(&key)).is_some());
+    c.put("one more", &claims, 0, 0, &key, &who);
+    assert_eq!(c.len(), 1);
+    // Expired: not served, and forgotten.
+    c.put("expired", &claims, 0, 0, &key, &who);
+    assert!(c.get("expired", 100, std::slice::from_ref(&key)).is_none());
+    assert_eq!(c.len(), 1);
+    // Another key under the same kid (a reused kid): not served.
+    let other = Jwk {
+        key: Key::P256(vec![5; 65]),
+        ..key.clone()
+    };
+    assert!(c.get("one more", 0, &[other]).is_none());
+    assert!(c.get("one more", 0, &[key]).is_some());
+}
