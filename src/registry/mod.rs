@@ -1,16 +1,14 @@
-//! The Eureka registry: payload parsing, the REST client, xipgate's copy of the
-//! registry and the background sync that keeps the routing table up to date.
+//! The registry sources: Eureka (`eureka/`) and Nacos (`nacos/`), each keeping
+//! its own copy of its registry and publishing it through the
+//! [`Feed`](crate::routes::Feed).
 
-mod client;
-mod copy;
-mod model;
+mod eureka;
 mod nacos;
-pub mod parse;
-mod sync;
 
 pub use crate::instance::{Instance, InstanceKey, Status};
-pub use client::{EurekaClient, FetchError};
-pub use copy::SHRINK_HOLD_BELOW;
-pub use model::Snapshot;
+pub use eureka::parse;
+pub use eureka::{
+    apps_hashcode, EurekaClient, FetchError, RegistrySync, Snapshot, SyncError, SyncState,
+    SyncStatus, SHRINK_HOLD_BELOW,
+};
 pub use nacos::{NacosError, NacosSource, NacosState, NacosStatus};
-pub use sync::{apps_hashcode, RegistrySync, SyncError, SyncState, SyncStatus};

@@ -36,7 +36,7 @@ use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
 use serde::{Deserialize, Serialize};
 
-use super::copy::{log_hold, RegistryCopy};
+use super::eureka::copy::{log_hold, RegistryCopy};
 use crate::config::{EurekaUrl, NacosApi, NacosConfig};
 use crate::instance::{Instance, SourceName};
 use crate::routes::Feed;
@@ -212,7 +212,7 @@ impl NacosSource {
             // Without reqwest's copy of the URL: `url` is the request's without its query.
             NacosError::Connect {
                 url: url.to_string(),
-                reason: super::client::error_chain(&e.without_url()),
+                reason: super::eureka::error_chain(&e.without_url()),
             }
         }
     }

@@ -322,7 +322,7 @@ fn gunzip(wire: &[u8], limit: usize, size_hint: usize) -> Result<Vec<u8>, Gunzip
 }
 
 /// reqwest's top-level message is generic ("error sending request"); the cause is inside.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+pub(in crate::registry) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

@@ -1,0 +1,15 @@
+//! The Eureka source: payload parsing, the REST client, xipgate's copy of the
+//! registry (deltas, `apps__hashcode`, the hold after a sudden shrink) and the
+//! background sync that publishes it through the [`Feed`](crate::routes::Feed).
+
+mod client;
+pub(super) mod copy;
+mod model;
+pub mod parse;
+mod sync;
+
+pub(super) use client::error_chain;
+pub use client::{EurekaClient, FetchError};
+pub use copy::SHRINK_HOLD_BELOW;
+pub use model::Snapshot;
+pub use sync::{apps_hashcode, RegistrySync, SyncError, SyncState, SyncStatus};
