@@ -39,6 +39,7 @@ mod console;
 pub mod demo;
 pub mod dns;
 mod instance;
+pub mod kube;
 mod metrics;
 pub mod names;
 pub mod proxy;
