@@ -240,9 +240,15 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_at(name, ([127, 0, 0, 1], 0).into()).await
+    }
+
+    /// Like [`Backend::start`], listening on `addr` (a pod address inside a test's
+    /// network namespace, say: see `netns.rs`).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr)
             .await
-            .expect("bind backend");
+            .unwrap_or_else(|e| panic!("bind backend {addr}: {e}"));
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let (n, h) = (name.to_string(), hits.clone());
