@@ -7,6 +7,17 @@
 # Needs BuildKit (the default builder since Docker 23; also buildah/podman):
 # the cargo registry and target/ are cache mounts, so rebuilds after a source
 # change recompile only xipgate, not Pingora and the other dependencies.
+#
+# With a binary built outside (CI that has compiled it already; tests/image.rs):
+#
+#   install -D target/release/xipgate dist/xipgate
+#   docker build --build-arg BINARY_FROM=prebuilt -t xipgate .
+#
+# The binary must be built on Debian bookworm (glibc 2.36, libssl3) or older.
+# Builders that skip unused stages (BuildKit, buildah) then never run `build`.
+
+# Where /out/xipgate comes from: `build` (compiled here) or `prebuilt` (dist/xipgate).
+ARG BINARY_FROM=build
 
 # ---- build -------------------------------------------------------------------
 FROM rust:1-bookworm AS build
@@ -29,6 +40,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin xipgate \
  && install -D -m 0755 target/release/xipgate /out/xipgate
 
+# ---- prebuilt ----------------------------------------------------------------
+FROM scratch AS prebuilt
+COPY dist/xipgate /out/xipgate
+
+# ---- the binary, from either ---------------------------------------------------
+FROM ${BINARY_FROM} AS binary
+
 # ---- runtime -----------------------------------------------------------------
 # bookworm-slim rather than distroless: same glibc as the build stage, and it
 # has /bin/sleep for the Kubernetes preStop hook (k8s/deployment.yaml).
@@ -36,14 +54,17 @@ FROM debian:bookworm-slim
 # uid/gid 10001 as in k8s/deployment.yaml. /run/xipgate holds pid_file and
 # upgrade_sock (Kubernetes mounts an emptyDir there: its root fs is read-only).
 # libssl3: the OpenSSL the binary links (HTTPS listeners and TLS to instances).
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 \
- && rm -rf /var/lib/apt/lists/* \
+# apt runs only when the base lacks them (a local base may carry them already:
+# it/image/base.sh, for building without a network).
+RUN { dpkg -s ca-certificates libssl3 >/dev/null 2>&1 \
+      || { apt-get update \
+           && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+           && rm -rf /var/lib/apt/lists/*; }; } \
  && groupadd --system --gid 10001 xipgate \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin xipgate \
  && install -d -o 10001 -g 10001 -m 0750 /run/xipgate
-COPY --from=build /out/xipgate /usr/local/bin/xipgate
+COPY --from=binary /out/xipgate /usr/local/bin/xipgate
 # A default config so that `docker run` works with env overrides alone
 # (REGISTRY_HOST, REGISTRY_PORT, XIP_DOMAIN, XIP_IP, WEB_DOMAIN). Kubernetes
 # mounts its ConfigMap over /etc/xipgate.
