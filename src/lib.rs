@@ -8,7 +8,7 @@
 //!   every problem named with its key path) and [`app`] assembles the Pingora server from it.
 //! - [`registry`] keeps a copy of each source in the background: Eureka (full fetch, then
 //!   `/apps/delta`, a hold when a registry suddenly shrinks) and Nacos (v1/v2/v3 open APIs,
-//!   with login). Each source publishes its instances into the [`routes`] feed, which merges
+//!   with login), and Kubernetes through the small API client in [`kube`]. Each source publishes its instances into the [`routes`] feed, which merges
 //!   the sources into one routing table (DashMaps, updated by diff, never emptied by a failed
 //!   fetch) and checks each address against `upstream.allow`.
 //! - [`names`] turns services and instances into DNS labels and takes a request's Host apart
