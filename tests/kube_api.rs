@@ -10,7 +10,7 @@ mod netns;
 
 use std::time::Duration;
 
-use common::{http_get, Backend};
+use common::Backend;
 use kube::{endpoint_slice, rule, Endpoint, KubeApi, READ};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -85,12 +85,11 @@ fn api_server_and_pods_in_a_network_namespace() {
             .expect("endpoints");
         for (e, pod) in endpoints.iter().zip(&pods) {
             let ip = e["addresses"][0].as_str().expect("address");
-            let addr: std::net::SocketAddr = format!("{ip}:8080").parse().expect("addr");
-            let (status, _, body) =
-                tokio::task::spawn_blocking(move || http_get(addr, "web", "/").expect("GET"))
-                    .await
-                    .expect("join");
-            assert_eq!(status, 200);
+            let resp = reqwest::get(format!("http://{ip}:8080/"))
+                .await
+                .expect("GET the pod");
+            assert_eq!(resp.status(), 200);
+            let body = resp.text().await.expect("body");
             assert!(
                 body.contains(&format!("\"backend\":\"{}\"", pod.name)),
                 "{body}"

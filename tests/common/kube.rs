@@ -323,7 +323,8 @@ impl KubeApi {
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         self.apiserver = Some(child);
-        let deadline = Instant::now() + READY_WITHIN;
+        let started = Instant::now();
+        let deadline = started + READY_WITHIN;
         let url = format!("{}/readyz", self.url);
         loop {
             if let Some(Ok(Some(status))) = self.apiserver.as_mut().map(|c| c.try_wait()) {
@@ -338,6 +339,11 @@ impl KubeApi {
                 .await
             {
                 if r.status() == 200 {
+                    eprintln!(
+                        "kube-apiserver ready on {} in {:?}",
+                        self.addr,
+                        started.elapsed()
+                    );
                     return Ok(());
                 }
             }
@@ -416,7 +422,13 @@ impl KubeApi {
 
     /// Opens a watch (`path` with its query, e.g.
     /// `/apis/discovery.k8s.io/v1/namespaces/a/endpointslices?watch=1&resourceVersion=5`)
-    /// with `token` (`None`: the admin's).
+    /// with `token` (`None`: the admin's). With `allowWatchBookmarks=true` the server
+    /// sends a BOOKMARK 2 s before `timeoutSeconds` runs out, otherwise about once a
+    /// minute. Give it a list's `resourceVersion`: the server turns a watch with none
+    /// (or `0`) into a watch-list (`sendInitialEvents=true`), which, with bookmarks
+    /// allowed, it refuses on this etcd (3.4.23 < 3.4.31, no RequestWatchProgress) with
+    /// an ERROR event (500, "the required storage feature RequestWatchProgress is
+    /// disabled"); clusters on etcd 3.5.13+ serve it.
     pub async fn watch(&self, path: &str, token: Option<&str>) -> Watch {
         let url = format!("{}{path}", self.url);
         let resp = self

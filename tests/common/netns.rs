@@ -21,7 +21,8 @@
 //!     netns::runtime().block_on(async {
 //!         let kube = KubeApi::start().await;
 //!         let pod = Backend::start_at("web-0", (netns::pod_ip(5), 8080).into()).await;
-//!         // ... xipgate with `upstream.allow: ["10.244.0.0/16"]`
+//!         // ... xipgate with `upstream: {allow: ["10.244.0.0/16"]}` in its extra YAML
+//!         // (the harness allows only 127.0.0.0/8), pointed at kube.url
 //!     });
 //! }
 //! ```
