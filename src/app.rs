@@ -24,7 +24,7 @@ use crate::proxy::{
     AccessLog, AccessLogError, ConsoleListener, FastPath, Limited, PingoraProxy, ProxyApp,
     ProxySettings, ProxyShared,
 };
-use crate::registry::{EurekaClient, NacosSource, RegistrySync, SyncState};
+use crate::registry::{EurekaClient, NacosSource, RegistrySync, Report, Source, SyncState};
 use crate::routes::{Allowlist, Feed, OwnListeners, RouteTable};
 use crate::tls::{CertSource, CertStore, Handshake, Origin, Reloader, TlsError};
 use crate::traffic::Traffic;
@@ -44,6 +44,13 @@ pub enum AppError {
     Login(#[from] crate::access::LoginError),
     #[error(transparent)]
     Access(#[from] crate::access::GateError),
+    /// A source kind added to the sources list but not to `RegistryConfig::source_names`
+    /// (or the other way round): the Feed would ignore what it publishes.
+    #[error("registry sources {built:?} do not match their ranks {ranks:?}")]
+    SourceRanks {
+        built: Vec<String>,
+        ranks: Vec<String>,
+    },
 }
 
 /// The shared state every part reads, built once.
@@ -51,8 +58,8 @@ pub struct Parts {
     pub table: Arc<RouteTable>,
     /// Every registry source feeds the table through this.
     pub feed: Arc<Feed>,
-    /// The Nacos sources (`xipgate.registry.nacos`), started as background services.
-    pub nacos: Vec<NacosSource>,
+    /// Every registry source, in rank order, started as background services.
+    pub sources: Vec<Source>,
     pub sync_state: Arc<SyncState>,
     pub client: EurekaClient,
     pub metrics: Arc<Metrics>,
@@ -87,29 +94,16 @@ impl Parts {
         };
         let allow = Allowlist::new(cfg.upstream.allow.clone()).with_own(own_listeners(cfg));
         let table = Arc::new(RouteTable::new(allow));
-        let ranks: Vec<String> = cfg
-            .registry
-            .eureka
-            .then(|| "eureka".to_string())
-            .into_iter()
-            .chain(cfg.registry.nacos.iter().map(|n| n.name.clone()))
-            .collect();
-        let feed = Arc::new(Feed::new(table.clone(), ranks));
-        let nacos = cfg
-            .registry
-            .nacos
-            .iter()
-            .map(|n| {
-                NacosSource::new(
-                    n.clone(),
-                    feed.clone(),
-                    cfg.registry.startup_wait,
-                    cfg.registry.shrink_grace,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let ranks = cfg.registry.source_names();
+        let feed = Arc::new(Feed::new(table.clone(), ranks.clone()));
         let client = EurekaClient::new(&cfg.registry)?;
         let sync_state = Arc::new(SyncState::new(client.sources()));
+        let sources = registry_sources(cfg, &feed, &client, &sync_state)?;
+        let built: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+        if built != ranks {
+            return Err(AppError::SourceRanks { built, ranks });
+        }
+        let reports: Vec<Arc<dyn Report>> = sources.iter().map(|s| s.report.clone()).collect();
         let metrics = Arc::new(Metrics::new());
         let traffic = Arc::new(Traffic::default());
         let listener_port = cfg.listen.first().map_or(80, |a| a.port());
@@ -133,8 +127,7 @@ impl Parts {
             certs: certs.clone(),
             acme: acme.as_ref().map(Acme::state),
             upstream_tls_verify: cfg.upstream.tls.verify,
-            eureka: cfg.registry.eureka,
-            nacos: nacos.iter().map(NacosSource::state).collect(),
+            sources: reports,
             feed: feed.clone(),
             policy: Arc::new(cfg.access.policy()),
             access_summary: cfg.access.summary(),
@@ -145,7 +138,7 @@ impl Parts {
         Ok(Parts {
             table,
             feed,
-            nacos,
+            sources,
             sync_state,
             client,
             metrics,
@@ -155,6 +148,27 @@ impl Parts {
             acme,
         })
     }
+}
+
+/// Every registry source the config names, in rank order (`RegistryConfig::source_names`).
+/// A new kind of source is one line here.
+fn registry_sources(
+    cfg: &Config,
+    feed: &Arc<Feed>,
+    client: &EurekaClient,
+    sync_state: &Arc<SyncState>,
+) -> Result<Vec<Source>, AppError> {
+    let r = &cfg.registry;
+    let mut sources = Vec::new();
+    if r.eureka {
+        let sync = RegistrySync::new(client.clone(), feed.clone(), sync_state.clone(), r.clone());
+        sources.push(sync.into_source());
+    }
+    for n in &r.nacos {
+        let nacos = NacosSource::new(n.clone(), feed.clone(), r.startup_wait, r.shrink_grace)?;
+        sources.push(nacos.into_source());
+    }
+    Ok(sources)
 }
 
 /// Every address the edge itself listens on and is known by: an instance registered there
@@ -188,19 +202,10 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
 
     // One handle per registry source: the proxy starts once each has synced (or waited
     // startup_wait).
-    let mut source_handles = Vec::new();
-    if cfg.registry.eureka {
-        let sync = RegistrySync::new(
-            parts.client.clone(),
-            parts.feed.clone(),
-            parts.sync_state.clone(),
-            cfg.registry.clone(),
-        );
-        source_handles.push(server.add_service(background_service("registry sync", sync)));
-    }
-    for n in std::mem::take(&mut parts.nacos) {
-        source_handles.push(server.add_service(background_service("nacos sync", n)));
-    }
+    let source_handles: Vec<_> = std::mem::take(&mut parts.sources)
+        .into_iter()
+        .map(|s| server.add_service(s.into_service()))
+        .collect();
 
     let gate = Arc::new(cfg.access.gate()?);
     let _ = parts.console.gate.set(gate.clone());

@@ -175,7 +175,7 @@ async fn the_sync_thread_yields_the_cpu_to_request_handling() {
         || {
             threads()
                 .iter()
-                .any(|(name, policy)| name.starts_with("BG registry") && *policy == SCHED_IDLE)
+                .any(|(name, policy)| name.starts_with("BG eureka sync") && *policy == SCHED_IDLE)
         },
     );
     let all = threads();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reqwest::Method;
 use rnacos::Rnacos;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// How long these tests hold instances missing from a sudden shrink: deregistering the
 /// only instance of a registry is one.
@@ -419,6 +419,23 @@ async fn nacos_down_keeps_its_instances_and_eureka_serves_beside_it() {
     });
     let reg = x.api("/api/v1/registry").1;
     assert_eq!(reg["eureka"], true);
+    // Each source in rank order, in the shape every kind reports.
+    let kinds: Vec<_> = reg["registries"]
+        .as_array()
+        .expect("registries")
+        .iter()
+        .map(|r| (r["kind"].clone(), r["name"].clone(), r["instances"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (json!("eureka"), json!("eureka"), json!(2)),
+            (json!("nacos"), json!("nacos"), json!(1)),
+        ],
+        "{reg}"
+    );
+    assert_eq!(reg["registries"][1]["endpoints"][0], nacos.url(), "{reg}");
+    assert_eq!(reg["registries"][1]["services"], 1, "{reg}");
     let shadowed = reg["shadowed"].to_string();
     assert!(
         shadowed.contains("nacos: INVENTORY/inv-1:inventory:"),

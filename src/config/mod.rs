@@ -155,6 +155,19 @@ pub struct RegistryConfig {
     pub nacos: Vec<NacosConfig>,
 }
 
+impl RegistryConfig {
+    /// Every source's name in rank order: the routing `Feed`'s ranks, so
+    /// an instance two sources list is routed as the first lists it. A new kind of
+    /// source adds its names here, in its place.
+    pub fn source_names(&self) -> Vec<String> {
+        self.eureka
+            .then(|| "eureka".to_string())
+            .into_iter()
+            .chain(self.nacos.iter().map(|n| n.name.clone()))
+            .collect()
+    }
+}
+
 /// A Eureka base URL with its credentials taken out, so it can be shown and logged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EurekaUrl {

@@ -11,7 +11,7 @@ use super::listing::{Query, API_LIMIT};
 use super::{Console, Links};
 use crate::answer::Answer;
 use crate::names;
-use crate::registry::{Instance, Status, SyncStatus};
+use crate::registry::{Instance, SourceStatus, Status, EUREKA, NACOS};
 use crate::routes::{Route, Service, Target};
 use crate::traffic::Kind;
 
@@ -110,16 +110,22 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
             Err(e) => e,
         },
         ["api", "v1", "registry"] => {
-            let mut body = registry_json(&console.sync.snapshot());
+            // Eureka's state is the body itself (as before); every source, Eureka
+            // included, is in `registries`, and Nacos' own states in `nacos` (as before).
+            let mut body = console.sync.snapshot().to_json();
             body["loaded"] = json!(console.table.is_loaded());
             body["instances"] = json!(console.table.instance_count());
             body["services"] = json!(console.table.services().len());
-            // Every source: Eureka's state is the body itself (as before), Nacos' here.
-            body["eureka"] = json!(console.eureka);
-            body["nacos"] = json!(console
-                .nacos
+            let statuses = console.statuses();
+            body["eureka"] = json!(statuses.iter().any(|s| s.kind == EUREKA));
+            body["nacos"] = json!(statuses
                 .iter()
-                .map(|n| n.snapshot())
+                .filter(|s| s.kind == NACOS)
+                .map(|s| &s.detail)
+                .collect::<Vec<_>>());
+            body["registries"] = json!(statuses
+                .iter()
+                .map(SourceStatus::to_json)
                 .collect::<Vec<_>>());
             body["shadowed"] = json!(console.feed.shadowed());
             json_answer(200, &body)
@@ -371,35 +377,8 @@ fn shown_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
         .collect()
 }
 
-pub fn registry_json(s: &SyncStatus) -> Value {
-    json!({
-        "sources": s.sources,
-        "last_source": s.last_source,
-        "last_attempt": s.last_attempt.map(format_time),
-        "last_success": s.last_success.map(format_time),
-        "last_success_age_seconds": s.last_success.and_then(|t| SystemTime::now().duration_since(t).ok()).map(|d| d.as_secs()),
-        "last_error": s.last_error,
-        "last_error_at": s.last_error_at.map(format_time),
-        "consecutive_failures": s.consecutive_failures,
-        "syncs_ok": s.syncs_ok,
-        "syncs_failed": s.syncs_failed,
-        "full_fetches": s.full_fetches,
-        "delta_fetches": s.delta_fetches,
-        "last_body_bytes": s.last_bytes,
-        "skipped_instances": s.skipped,
-        "skipped_sources": s.skipped_sources,
-        "last_full_fetch_reason": s.last_full_fetch_reason,
-        "bytes_total": s.bytes_total,
-        "held_since": s.held_since.map(format_time),
-        "held_instances": s.held_instances,
-        // The name from before the hold covered a partial registry too.
-        "empty_registry_since": s.held_since.map(format_time),
-        "deltas_refused_until": s.deltas_refused_until.map(format_time),
-    })
-}
-
 pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::registry::rfc3339(t)
 }
 
 fn format_ms(ms: u64) -> String {

@@ -24,7 +24,7 @@ use pingora_http::RequestHeader;
 
 use crate::answer::Answer;
 use crate::metrics::{Metrics, Scrape, SourceFigures};
-use crate::registry::{EurekaClient, SyncState};
+use crate::registry::{EurekaClient, Report, SourceStatus, SyncState, EUREKA};
 use crate::routes::RouteTable;
 
 /// Who may use the console and API (health endpoints are always open: probes need them,
@@ -49,10 +49,9 @@ pub struct Console {
     pub acme: Option<Arc<crate::acme::AcmeState>>,
     /// False when TLS to instances accepts any certificate (said on the page and the API).
     pub upstream_tls_verify: bool,
-    /// Eureka is a source (`xipgate.registry.eureka.enabled`).
-    pub eureka: bool,
-    /// The Nacos sources' states, in rank order after Eureka.
-    pub nacos: Vec<Arc<crate::registry::NacosState>>,
+    /// Every registry source's status, in rank order (Eureka's, when it is one, is also
+    /// `sync`, which the banner and `/api/v1/registry`'s top level show as before).
+    pub sources: Vec<Arc<dyn Report>>,
     /// Where the sources meet (instances shadowed by a higher-ranked source).
     pub feed: Arc<crate::routes::Feed>,
     /// `xipgate.access` as the proxy decides with it: the locks and the explain API use it.
@@ -69,6 +68,11 @@ pub struct Console {
 }
 
 impl Console {
+    /// Every registry source's status, in rank order.
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        self.sources.iter().map(|s| s.status()).collect()
+    }
+
     /// Every certificate the HTTPS listeners know, loaded or not.
     pub fn tls_status(&self) -> Vec<crate::tls::CertStatus> {
         self.certs
@@ -115,11 +119,16 @@ impl Console {
                 "text/plain; version=0.0.4; charset=utf-8",
                 Bytes::from({
                     let certs = self.tls_status();
-                    let nacos: Vec<_> = self.nacos.iter().map(|n| n.snapshot()).collect();
+                    // Eureka has metrics of its own (from `sync`).
+                    let others: Vec<_> = self
+                        .statuses()
+                        .into_iter()
+                        .filter(|s| s.kind != EUREKA)
+                        .collect();
                     let sync = self.sync.snapshot();
                     let scrape = Scrape {
                         sync: &sync,
-                        sources: nacos
+                        sources: others
                             .iter()
                             .map(|n| SourceFigures {
                                 name: &n.name,

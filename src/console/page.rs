@@ -35,13 +35,7 @@ struct Page {
     version: &'static str,
     refresh_secs: u32,
     traffic_secs: u32,
-    sources: Vec<String>,
     banner: Option<Banner>,
-    last_success: String,
-    last_success_at: String,
-    last_error: Option<String>,
-    syncs_ok: u64,
-    syncs_failed: u64,
     /// `<domain>[:port]`: what every name on the page ends with.
     names: String,
     services_count: usize,
@@ -67,10 +61,8 @@ struct Page {
     /// HTTPS problems: certificate files that would not load, failed ACME orders,
     /// unverified upstream TLS.
     tls_notes: Vec<String>,
-    /// Whether Eureka is a source (else its sync line is not shown).
-    eureka: bool,
-    /// One line per Nacos source.
-    nacos: Vec<NacosView>,
+    /// One line per registry source, in rank order.
+    sources: Vec<SourceView>,
     /// `xipgate.access` in one line; `open` marks an edge without rules.
     access: String,
     open: bool,
@@ -105,17 +97,45 @@ fn lock_view(e: crate::access::Explanation) -> Option<LockView> {
     })
 }
 
-struct NacosView {
+/// One registry source's line, whatever its kind.
+struct SourceView {
+    /// `eureka`, `nacos`, ...
+    kind: &'static str,
+    /// `Eureka`, `Nacos`, ...
+    label: String,
+    /// Its name when it is not its kind's (`nacos-2`, `prod`).
+    named: Option<String>,
     name: String,
-    urls: String,
+    endpoints: String,
     instances: usize,
     last_success: String,
+    last_success_at: String,
+    syncs_ok: u64,
+    syncs_failed: u64,
+    /// The last error while it fails.
     error: Option<String>,
-    protection: Vec<String>,
-    /// Instances missing from a sudden shrink and still routed, as Eureka's banner says.
-    held: Option<String>,
-    /// Services given another label because theirs was taken.
-    renamed: Vec<String>,
+    notes: Vec<crate::registry::Note>,
+}
+
+fn source_view(s: crate::registry::SourceStatus) -> SourceView {
+    let mut label = s.kind.to_string();
+    if let Some(first) = label.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    SourceView {
+        kind: s.kind,
+        label,
+        named: (s.name != s.kind).then(|| s.name.clone()),
+        name: s.name,
+        endpoints: s.endpoints.join(", "),
+        instances: s.instances,
+        last_success: s.last_success.map(age).unwrap_or_else(|| "never".into()),
+        last_success_at: s.last_success.map(format_time).unwrap_or_default(),
+        syncs_ok: s.syncs_ok,
+        syncs_failed: s.syncs_failed,
+        error: s.last_error.filter(|_| s.consecutive_failures > 0),
+        notes: s.notes,
+    }
 }
 
 struct SortLink {
@@ -477,16 +497,7 @@ pub fn render(
         version: env!("CARGO_PKG_VERSION"),
         refresh_secs: REFRESH_SECS,
         traffic_secs: TRAFFIC_SECS,
-        sources: sync.sources.clone(),
         banner: banner(&sync, loaded),
-        last_success: sync.last_success.map(age).unwrap_or_else(|| "never".into()),
-        last_success_at: sync.last_success.map(format_time).unwrap_or_default(),
-        last_error: sync
-            .last_error
-            .clone()
-            .filter(|_| sync.consecutive_failures > 0),
-        syncs_ok: sync.syncs_ok,
-        syncs_failed: sync.syncs_failed,
         names: bare(&links.url("")).trim_start_matches('.').to_string(),
         services_count: table.len(),
         instances_count,
@@ -510,7 +521,6 @@ pub fn render(
         generated: format_time(SystemTime::now()),
         tls_certs: tls_certs(console),
         tls_notes: tls_notes(console),
-        eureka: console.eureka,
         access: console.access_summary.clone(),
         open: console.policy.rules.is_empty(),
         signed_in: console.policy.login.then(|| match who {
@@ -518,32 +528,7 @@ pub fn render(
             Some(w) => format!("{} ({})", w.user, w.groups.join(", ")),
             None => "nobody".into(),
         }),
-        nacos: console
-            .nacos
-            .iter()
-            .map(|n| {
-                let n = n.snapshot();
-                NacosView {
-                    name: n.name,
-                    urls: n.urls.join(", "),
-                    instances: n.instances,
-                    last_success: n
-                        .last_success
-                        .map(|t| age(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t)))
-                        .unwrap_or_else(|| "never".into()),
-                    error: n.last_error.filter(|_| n.consecutive_failures > 0),
-                    protection: n.protection_reached,
-                    renamed: n.renamed,
-                    held: n.held_since.map(|t| {
-                        format!(
-                            "suddenly lists fewer than half of its instances: {} missing still routed as last seen, since {}",
-                            n.held_instances,
-                            age(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t))
-                        )
-                    }),
-                }
-            })
-            .collect(),
+        sources: console.statuses().into_iter().map(source_view).collect(),
     };
     match page.render() {
         Ok(html) => Answer::bytes(200, "text/html; charset=utf-8", Bytes::from(html)),

@@ -46,9 +46,11 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
     registry.timeout = std::time::Duration::from_millis(500);
     let client = EurekaClient::new(&registry).unwrap();
     let table = Arc::new(table);
+    let sync = Arc::new(SyncState::new(client.sources()));
     Console {
         table: table.clone(),
-        sync: Arc::new(SyncState::new(client.sources())),
+        sources: vec![sync.clone()],
+        sync,
         client,
         metrics: Arc::new(Metrics::new()),
         traffic: Arc::new(crate::traffic::Traffic::default()),
@@ -57,8 +59,6 @@ pub fn console_with(instances: Option<Vec<Instance>>) -> Console {
         certs: None,
         acme: None,
         upstream_tls_verify: true,
-        eureka: true,
-        nacos: Vec::new(),
         feed: Arc::new(crate::routes::Feed::new(
             table.clone(),
             vec!["eureka".into()],
@@ -147,6 +147,69 @@ async fn versioned_endpoints() {
         (s, v["loaded"].as_bool(), v["instances"].as_u64()),
         (200, Some(true), Some(3))
     );
+}
+
+/// A source of a kind the console has never heard of, to show it lists any.
+struct Another;
+
+impl crate::registry::Report for Another {
+    fn status(&self) -> crate::registry::SourceStatus {
+        crate::registry::SourceStatus {
+            kind: "another",
+            name: "east".into(),
+            endpoints: vec!["https://10.0.0.9:6443".into()],
+            last_error: Some("refused".into()),
+            consecutive_failures: 2,
+            instances: 7,
+            notes: vec![crate::registry::Note {
+                text: "something to know".into(),
+                title: "why".into(),
+            }],
+            detail: serde_json::json!({"namespaces": ["shop"]}),
+            ..Default::default()
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_source_is_listed_whatever_its_kind() {
+    let mut c = sample();
+    c.sources.push(Arc::new(Another));
+    let (s, v) = get_json(&c, "/api/v1/registry").await;
+    assert_eq!(s, 200);
+    let r = &v["registries"];
+    assert_eq!(r.as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(
+        (&r[0]["kind"], &r[0]["name"]),
+        (&json!("eureka"), &json!("eureka"))
+    );
+    assert_eq!(r[0]["endpoints"], json!(["http://127.0.0.1:9/eureka"]));
+    assert_eq!(
+        r[0]["detail"]["sources"], r[0]["endpoints"],
+        "Eureka's own status"
+    );
+    assert_eq!(r[1]["kind"], "another");
+    assert_eq!(r[1]["instances"], 7);
+    assert_eq!(r[1]["consecutive_failures"], 2);
+    assert_eq!(r[1]["notes"], json!(["something to know"]));
+    assert_eq!(r[1]["detail"]["namespaces"][0], "shop");
+    // The fields from before stay: Eureka's status at the top, Nacos' list.
+    assert_eq!(v["eureka"], true);
+    assert_eq!(v["nacos"], json!([]));
+    assert_eq!(v["sources"], r[0]["endpoints"]);
+
+    let a = crate::console::page::render(&c, &c.links.for_request(None, false), "", None);
+    let page = String::from_utf8(a.body.to_vec()).unwrap();
+    for needle in [
+        "data-kind=\"another\" data-source=\"east\"",
+        "Another <b>east</b>",
+        "https://10.0.0.9:6443",
+        "Last error: refused",
+        "title=\"why\">something to know",
+        "data-kind=\"eureka\" data-source=\"eureka\">Eureka <b class=\"mono\">http://127.0.0.1:9/eureka</b>",
+    ] {
+        assert!(page.contains(needle), "{needle} in the page");
+    }
 }
 
 #[tokio::test]

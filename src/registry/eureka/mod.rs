@@ -6,10 +6,12 @@ mod client;
 pub(super) mod copy;
 mod model;
 pub mod parse;
+mod report;
 mod sync;
 
 pub(super) use client::error_chain;
 pub use client::{EurekaClient, FetchError};
 pub use copy::SHRINK_HOLD_BELOW;
 pub use model::Snapshot;
+pub use report::EUREKA;
 pub use sync::{apps_hashcode, RegistrySync, SyncError, SyncState, SyncStatus};

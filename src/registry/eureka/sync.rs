@@ -56,6 +56,9 @@ pub struct SyncStatus {
     pub skipped_sources: Vec<String>,
     /// Duration of the last parse + apply.
     pub last_apply: Option<Duration>,
+    /// Services (applications) and instances Eureka listed, as last published.
+    pub services: usize,
+    pub instances: usize,
 }
 
 /// Shared between the sync service (writer) and the console (reader).
@@ -231,6 +234,11 @@ impl RegistrySync {
         }
     }
 
+    /// The status it writes.
+    pub(super) fn state(&self) -> Arc<SyncState> {
+        self.state.clone()
+    }
+
     /// One sync: a delta when possible, else a full fetch. Errors are recorded in the
     /// state and returned; the table is left as it was.
     pub async fn sync_once(&self) -> Result<ApplyReport, SyncError> {
@@ -270,7 +278,8 @@ impl RegistrySync {
         };
         self.state.lock().delta_fetches += 1;
         let hold = copy.expire(Instant::now(), self.cfg.shrink_grace);
-        let report = if changed || hold != HoldChange::None {
+        let published = changed || hold != HoldChange::None;
+        let report = if published {
             self.feed.publish("eureka", copy.routed())
         } else {
             ApplyReport {
@@ -281,6 +290,9 @@ impl RegistrySync {
         };
         self.note_hold(copy, &hold, &f.source);
         self.state.lock().last_apply = Some(started.elapsed());
+        if published {
+            self.note_counts(copy);
+        }
         DeltaOutcome::Applied(report)
     }
 
@@ -334,6 +346,7 @@ impl RegistrySync {
         let report = self.feed.publish("eureka", copy.routed());
         self.note_hold(copy, &hold, &f.source);
         self.state.lock().last_apply = Some(started.elapsed());
+        self.note_counts(copy);
         Ok(report)
     }
 
@@ -354,6 +367,20 @@ impl RegistrySync {
             }
             s.skipped_sources = f.skipped_sources.clone();
         }
+    }
+
+    /// The services and instances just published, for the status (after `last_apply`,
+    /// which it is not part of).
+    fn note_counts(&self, copy: &RegistryCopy) {
+        let mut apps = std::collections::HashSet::new();
+        let mut instances = 0;
+        for i in copy.routed() {
+            apps.insert(i.app.as_str());
+            instances += 1;
+        }
+        let mut s = self.state.lock();
+        s.services = apps.len();
+        s.instances = instances;
     }
 
     /// Logs a change of the hold and shows it in the status.

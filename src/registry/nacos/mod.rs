@@ -24,6 +24,9 @@
 mod calls;
 mod model;
 mod naming;
+mod report;
+
+pub use report::NACOS;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
