@@ -685,3 +685,162 @@ fn bearer_and_basic_settings_name_key_and_problem() {
         xipgate::access::bearer::DEFAULT_JWKS_MAX_AGE
     );
 }
+
+#[test]
+fn kubernetes_settings_name_key_and_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty-token");
+    std::fs::write(&empty, "\n").expect("write");
+    let not_pem = dir.path().join("ca.txt");
+    std::fs::write(&not_pem, "not a certificate\n").expect("write");
+    let k8s = |body: &str| format!("xipgate:\n  registry:\n    kubernetes:\n{body}");
+    for (yaml, key, words) in [
+        (
+            k8s("      namespace: [shop]\n"),
+            "xipgate.registry.kubernetes.namespace",
+            "unknown field `namespace`",
+        ),
+        (
+            k8s("      api_url: https://127.0.0.1:6443\n"),
+            "xipgate.registry.kubernetes.namespaces",
+            "is required",
+        ),
+        (
+            k8s("      namespaces: []\n"),
+            "xipgate.registry.kubernetes.namespaces",
+            "is required",
+        ),
+        (
+            k8s("      namespaces: [shop, Shop_1]\n"),
+            "xipgate.registry.kubernetes.namespaces[1]",
+            "'Shop_1' is not a namespace name",
+        ),
+        (
+            k8s("      namespaces: [shop, shop]\n"),
+            "xipgate.registry.kubernetes.namespaces[1]",
+            "listed twice",
+        ),
+        (
+            k8s("      namespaces: [shop]\n      api_url: ftp://127.0.0.1:6443\n"),
+            "xipgate.registry.kubernetes.api_url",
+            "http",
+        ),
+        (
+            k8s("      namespaces: [shop]\n      api_url: https://u:p@127.0.0.1:6443\n"),
+            "xipgate.registry.kubernetes.api_url",
+            "bearer token",
+        ),
+        (
+            k8s("      namespaces: [shop]\n      token_file: /nonexistent/token\n"),
+            "xipgate.registry.kubernetes.token_file",
+            "/nonexistent/token cannot be read",
+        ),
+        (
+            k8s(&format!(
+                "      namespaces: [shop]\n      token_file: {}\n",
+                empty.display()
+            )),
+            "xipgate.registry.kubernetes.token_file",
+            "is empty",
+        ),
+        (
+            k8s(&format!(
+                "      namespaces: [shop]\n      ca_file: {}\n",
+                not_pem.display()
+            )),
+            "xipgate.registry.kubernetes.ca_file",
+            "no PEM certificate",
+        ),
+        (
+            k8s("      namespaces: [shop]\n      label_selector: \" \"\n"),
+            "xipgate.registry.kubernetes.label_selector",
+            "is empty",
+        ),
+        (
+            k8s("      namespaces: [shop]\n      primary_port_name: HTTP\n"),
+            "xipgate.registry.kubernetes.primary_port_name",
+            "not a port name",
+        ),
+        (
+            k8s("      namespaces: [shop]\n      name: eureka\n"),
+            "xipgate.registry.kubernetes.name",
+            "names another source",
+        ),
+        (
+            "xipgate:\n  registry:\n    nacos: [{urls: [\"http://n:8848/nacos\"]}]\n    kubernetes: {name: nacos, namespaces: [shop]}\n".to_string(),
+            "xipgate.registry.kubernetes.name",
+            "names another source",
+        ),
+    ] {
+        let err = check(&yaml).expect_err(&yaml);
+        let hit = err.errors.iter().find(|e| e.key == key);
+        let e = hit.unwrap_or_else(|| panic!("{yaml}: no error for key {key}: {err}"));
+        assert!(
+            e.message.contains(words),
+            "{yaml}: '{}' should contain '{words}'",
+            e.message
+        );
+    }
+
+    // Every key, and the defaults.
+    let token = dir.path().join("token");
+    std::fs::write(&token, "abc\n").expect("write");
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let full = k8s(&format!(
+        "      name: k8s\n      api_url: https://127.0.0.1:6443/\n      token_file: {}\n      ca_file: {}\n      namespaces: [shop, pay]\n      label_selector: \"app.kubernetes.io/part-of=shop\"\n      primary_port_name: web\n",
+        token.display(),
+        ca.display()
+    ));
+    let k = check(&full)
+        .expect("a full kubernetes config")
+        .registry
+        .kubernetes
+        .expect("kubernetes");
+    assert_eq!(k.name, "k8s");
+    assert_eq!(k.api_url.as_deref(), Some("https://127.0.0.1:6443"));
+    assert_eq!(k.token_file.as_deref(), Some(token.as_path()));
+    assert_eq!(k.ca_file.as_deref(), Some(ca.as_path()));
+    assert_eq!(
+        k.namespaces,
+        config::Namespaces::Listed(vec!["shop".into(), "pay".into()])
+    );
+    assert_eq!(
+        k.label_selector.as_deref(),
+        Some("app.kubernetes.io/part-of=shop")
+    );
+    assert_eq!(k.primary_port_name.as_deref(), Some("web"));
+
+    // Kubernetes alone is a registry; `*` leaves kube-system out unless it is listed.
+    let only = "xipgate:\n  registry:\n    eureka: {enabled: false}\n    kubernetes: {namespaces: [\"*\"]}\n";
+    let cfg = check(only).expect("kubernetes alone");
+    let k = cfg.registry.kubernetes.expect("kubernetes");
+    assert_eq!(k.name, config::DEFAULT_KUBERNETES_NAME);
+    assert_eq!(k.api_url, None);
+    assert_eq!(k.namespaces, config::Namespaces::All { kube_system: false });
+    let with_system = "xipgate:\n  registry:\n    kubernetes: {namespaces: [\"*\", kube-system]}\n";
+    let k = check(with_system)
+        .expect("with kube-system")
+        .registry
+        .kubernetes
+        .expect("kubernetes");
+    assert_eq!(k.namespaces, config::Namespaces::All { kube_system: true });
+
+    // `-t` reads the files it is given.
+    let file = dir.path().join("k8s.yaml");
+    std::fs::write(
+        &file,
+        k8s("      namespaces: [shop]\n      token_file: /nonexistent/token\n"),
+    )
+    .expect("write");
+    let (code, out) = xipgate(&["-t", "-c", file.to_str().expect("utf-8")]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("xipgate.registry.kubernetes.token_file"),
+        "{out}"
+    );
+}

@@ -115,6 +115,8 @@ pub struct RegistryFile {
     pub shrink_grace: Option<String>,
     /// Nacos servers, each its own source (several allowed).
     pub nacos: Option<Vec<NacosFile>>,
+    /// A Kubernetes API server: pods from EndpointSlices, services from Services.
+    pub kubernetes: Option<super::kubernetes::KubernetesFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@
 pub mod access;
 mod console;
 pub mod file;
+mod kubernetes;
 mod nacos;
 mod tls;
 mod validate;
@@ -25,6 +26,10 @@ pub use access::{
     AccessConfig, ActuatorConfig, BasicConfig, BearerConfig, IdentityConfig, LoginConfig,
 };
 pub use file::XipgateFile;
+pub use kubernetes::{
+    KubernetesConfig, KubernetesFile, Namespaces, ALL_NAMESPACES, DEFAULT_KUBERNETES_NAME,
+    DEFAULT_PORT_NAMES, SYSTEM_NAMESPACE,
+};
 pub use nacos::{NacosApi, NacosConfig, DEFAULT_NACOS_GROUP, DEFAULT_POD_NAME_KEYS};
 pub use tls::{
     AcmeConfig, TlsConfig, UpstreamTlsConfig, DEFAULT_ACME_CHECK_INTERVAL, DEFAULT_ACME_STORE,
@@ -153,6 +158,8 @@ pub struct RegistryConfig {
     pub eureka: bool,
     /// Nacos sources, ranked after Eureka in the order listed.
     pub nacos: Vec<NacosConfig>,
+    /// `xipgate.registry.kubernetes`, ranked after Eureka and the Nacos sources.
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 impl RegistryConfig {

@@ -232,7 +232,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         .enumerate()
         .filter_map(|(i, u)| c.url(&format!("xipgate.registry.eureka.urls[{i}]"), u))
         .collect();
-    let registry = RegistryConfig {
+    let mut registry = RegistryConfig {
         urls,
         interval: c.duration(
             "xipgate.registry.eureka.interval",
@@ -268,11 +268,17 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         ),
         eureka: e.enabled.unwrap_or(true),
         nacos: super::nacos::check_nacos(&mut c, x.registry.nacos.as_deref().unwrap_or_default()),
+        kubernetes: None,
     };
-    if !registry.eureka && registry.nacos.is_empty() {
+    if let Some(k) = &x.registry.kubernetes {
+        let mut taken: Vec<String> = registry.nacos.iter().map(|n| n.name.clone()).collect();
+        taken.push("eureka".into());
+        registry.kubernetes = Some(super::kubernetes::check_kubernetes(&mut c, k, &taken));
+    }
+    if !registry.eureka && registry.nacos.is_empty() && registry.kubernetes.is_none() {
         c.err(
             "xipgate.registry",
-            "no registry to read: eureka.enabled is false and no nacos server is listed",
+            "no registry to read: eureka.enabled is false and neither nacos nor kubernetes is configured",
         );
     }
 

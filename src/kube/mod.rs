@@ -28,5 +28,5 @@ pub use error::KubeError;
 pub use object::{
     List, ListMeta, Object, ObjectMeta, OwnerReference, Resource, Status, WatchEvent,
 };
-pub use reflector::{Reflector, ReflectorStatus, Store};
+pub use reflector::{Reflector, ReflectorStatus, SharedStore, Store};
 pub use watch::Watch;

@@ -10,7 +10,7 @@
 //!    successful list. The copy is never emptied by an error: the last good set stays.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
 use pingora_core::server::ShutdownWatch;
@@ -108,12 +108,16 @@ pub struct ReflectorStatus {
     pub last_event_at: Option<SystemTime>,
 }
 
+/// A reflector's copy, readable by others while it runs (each event is applied under a
+/// short write lock, so a reader sees the copy between two events, never inside one).
+pub type SharedStore<T> = Arc<RwLock<Store<T>>>;
+
 pub struct Reflector<T> {
     client: Client,
     resource: Resource,
     namespace: Option<String>,
     params: ListParams,
-    store: Store<T>,
+    store: SharedStore<T>,
     listed: bool,
     status: Arc<Mutex<ReflectorStatus>>,
 }
@@ -134,7 +138,7 @@ impl<T: Object> Reflector<T> {
             resource,
             namespace,
             params,
-            store: Store::default(),
+            store: Arc::new(RwLock::new(Store::default())),
             listed: false,
             status: Arc::new(Mutex::new(ReflectorStatus {
                 what,
@@ -148,8 +152,18 @@ impl<T: Object> Reflector<T> {
         self.status.clone()
     }
 
-    pub fn store(&self) -> &Store<T> {
-        &self.store
+    pub fn store(&self) -> RwLockReadGuard<'_, Store<T>> {
+        self.store.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The copy, for readers that want the whole set when they need it instead of a
+    /// clone on every change (the registry source publishes at most every 200 ms).
+    pub fn shared(&self) -> SharedStore<T> {
+        self.store.clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store<T>> {
+        self.store.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Lists and replaces the copy.
@@ -165,12 +179,13 @@ impl<T: Object> Reflector<T> {
         for o in list.items {
             store.objects.insert(Store::key(&o), o);
         }
-        self.store = store;
+        let (objects, version) = (store.objects.len(), store.resource_version.clone());
+        *self.write() = store;
         self.listed = true;
         let mut s = self.lock();
         s.lists += 1;
-        s.objects = self.store.objects.len();
-        s.resource_version = self.store.resource_version.clone();
+        s.objects = objects;
+        s.resource_version = version;
         Ok(())
     }
 
@@ -190,7 +205,7 @@ impl<T: Object> Reflector<T> {
             let step = async {
                 if !self.listed {
                     self.list().await?;
-                    on_change(&self.store);
+                    on_change(&self.store());
                 }
                 self.watch(&mut on_change).await
             };
@@ -231,13 +246,14 @@ impl<T: Object> Reflector<T> {
         &mut self,
         on_change: &mut (impl FnMut(&Store<T>) + Send),
     ) -> Result<(), KubeError> {
+        let version = self.store().resource_version.clone();
         let mut w = self
             .client
             .watch::<T>(
                 &self.resource,
                 self.namespace.as_deref(),
                 &self.params,
-                &self.store.resource_version,
+                &version,
             )
             .await?;
         self.lock().watches += 1;
@@ -253,7 +269,11 @@ impl<T: Object> Reflector<T> {
                     });
                 }
             }
-            let applied = self.store.apply(event);
+            let (applied, objects, version) = {
+                let mut store = self.write();
+                let applied = store.apply(event);
+                (applied, store.objects.len(), store.resource_version.clone())
+            };
             if !succeeded {
                 // An event arrived: the watch works, whatever came before.
                 succeeded = true;
@@ -265,11 +285,11 @@ impl<T: Object> Reflector<T> {
                 let mut s = self.lock();
                 s.events += 1;
                 s.last_event_at = Some(SystemTime::now());
-                s.objects = self.store.objects.len();
-                s.resource_version = self.store.resource_version.clone();
+                s.objects = objects;
+                s.resource_version = version;
             }
             match applied {
-                Applied::Changed => on_change(&self.store),
+                Applied::Changed => on_change(&self.store()),
                 Applied::Version => {}
                 Applied::Gone => self.listed = false,
                 Applied::Failed(why) => {

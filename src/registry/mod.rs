@@ -21,6 +21,7 @@
 //!   kind. Endpoints are shown, so they carry no credentials.
 
 mod eureka;
+mod kubernetes;
 mod nacos;
 
 use std::sync::Arc;

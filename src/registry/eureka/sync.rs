@@ -578,6 +578,7 @@ mod tests {
             delta_window: Duration::from_secs(window),
             eureka: true,
             nacos: Vec::new(),
+            kubernetes: None,
         }
     }
 
