@@ -1,6 +1,7 @@
 //! The certificates the TLS listeners serve, chosen per handshake by SNI, and reloaded
 //! when their files change (cert-manager renews a mounted Secret in place; ACME writes
-//! new files into its store).
+//! new files into its store), or handed over in memory by their owner (ACME's Kubernetes
+//! store reads them from Secrets: [`CertStore::put`]).
 //!
 //! Handshakes read one `Arc` snapshot; a reload builds a new snapshot and swaps it, so a
 //! handshake never waits for a reload and never sees half of one. A file that cannot be
@@ -44,8 +45,33 @@ fn stamp(s: &CertSource) -> std::io::Result<Stamp> {
     Ok([one(&s.cert)?, one(&s.key)?])
 }
 
+/// Where a slot's certificate comes from: files looked at by [`CertStore::refresh`], or an
+/// owner that hands it over ([`CertStore::put`]) under a label that names where it is kept
+/// (`secret <namespace>/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    Files(CertSource),
+    Held { label: String, origin: Origin },
+}
+
+impl Place {
+    fn origin(&self) -> Origin {
+        match self {
+            Place::Files(s) => s.origin,
+            Place::Held { origin, .. } => *origin,
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Place::Files(s) => s.cert.display().to_string(),
+            Place::Held { label, .. } => label.clone(),
+        }
+    }
+}
+
 struct Slot {
-    source: CertSource,
+    place: Place,
     stamp: Option<Stamp>,
     loaded: Option<Arc<CertKey>>,
     loaded_at: Option<SystemTime>,
@@ -65,6 +91,8 @@ struct Active {
 #[derive(Debug, Clone, Serialize)]
 pub struct CertStatus {
     pub origin: Origin,
+    /// The certificate's file, or for one held in memory where its owner keeps it
+    /// (`secret <namespace>/<name>`).
     pub cert_file: String,
     pub names: Vec<String>,
     /// Unix seconds.
@@ -111,17 +139,61 @@ impl CertStore {
     /// Adds a certificate's files (they may not exist yet: an ACME certificate before its
     /// first issue). Loaded at the next [`CertStore::refresh`].
     pub fn add(&self, source: CertSource) {
+        self.add_place(Place::Files(source));
+    }
+
+    /// Adds a certificate its owner hands over with [`CertStore::put`]; until then it is
+    /// shown as not issued yet.
+    pub fn add_held(&self, label: &str, origin: Origin) {
+        self.add_place(Place::Held {
+            label: label.to_string(),
+            origin,
+        });
+    }
+
+    fn add_place(&self, place: Place) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if slots.iter().any(|s| s.source == source) {
+        if slots.iter().any(|s| s.place == place) {
             return;
         }
+        let error = matches!(place, Place::Held { .. }).then(|| "not issued yet".to_string());
         slots.push(Slot {
-            source,
+            place,
             stamp: None,
             loaded: None,
             loaded_at: None,
-            error: None,
+            error,
         });
+    }
+
+    /// Serves `ck` from the slot added as `label` ([`CertStore::add_held`]), to new
+    /// connections from now on.
+    pub fn put(&self, label: &str, ck: CertKey) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(slot) = slots
+            .iter_mut()
+            .find(|s| matches!(&s.place, Place::Held { label: l, .. } if l == label))
+        else {
+            return;
+        };
+        log::info!("tls: loaded {label} for {}", ck.names.join(", "));
+        slot.loaded = Some(Arc::new(ck));
+        slot.loaded_at = Some(SystemTime::now());
+        slot.error = None;
+        let active = build_active(&slots);
+        *self.active.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(active);
+    }
+
+    /// Records why the certificate held as `label` could not be replaced (the one loaded
+    /// before stays).
+    pub fn held_error(&self, label: &str, error: String) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots
+            .iter_mut()
+            .find(|s| matches!(&s.place, Place::Held { label: l, .. } if l == label))
+        {
+            slot.error = Some(error);
+        }
     }
 
     /// Loads every certificate whose files changed since the last look; returns how many
@@ -130,13 +202,16 @@ impl CertStore {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let mut changed = 0;
         for slot in slots.iter_mut() {
-            let st = match stamp(&slot.source) {
+            let Place::Files(source) = &slot.place else {
+                continue;
+            };
+            let st = match stamp(source) {
                 Ok(st) => st,
                 Err(e) => {
-                    let msg = if slot.source.origin == Origin::Acme && slot.loaded.is_none() {
+                    let msg = if source.origin == Origin::Acme && slot.loaded.is_none() {
                         "not issued yet".to_string()
                     } else {
-                        format!("cannot read {}: {e}", slot.source.cert.display())
+                        format!("cannot read {}: {e}", source.cert.display())
                     };
                     if slot.error.as_deref() != Some(msg.as_str()) && slot.loaded.is_some() {
                         log::warn!("tls: {msg}; still serving the certificate loaded before");
@@ -149,11 +224,11 @@ impl CertStore {
                 continue;
             }
             slot.stamp = Some(st);
-            match CertKey::load(&slot.source.cert, &slot.source.key) {
+            match CertKey::load(&source.cert, &source.key) {
                 Ok(ck) => {
                     log::info!(
                         "tls: loaded {} for {}",
-                        slot.source.cert.display(),
+                        source.cert.display(),
                         ck.names.join(", ")
                     );
                     slot.loaded = Some(Arc::new(ck));
@@ -191,8 +266,8 @@ impl CertStore {
         slots
             .iter()
             .map(|s| CertStatus {
-                origin: s.source.origin,
-                cert_file: s.source.cert.display().to_string(),
+                origin: s.place.origin(),
+                cert_file: s.place.label(),
                 names: s
                     .loaded
                     .as_ref()
@@ -211,7 +286,16 @@ impl CertStore {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .iter()
-            .find(|s| s.source.cert == cert)
+            .find(|s| matches!(&s.place, Place::Files(f) if f.cert == cert))
+            .and_then(|s| s.loaded.clone())
+    }
+
+    /// The certificate held as `label`, if one has been put.
+    pub fn loaded_held(&self, label: &str) -> Option<Arc<CertKey>> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .find(|s| matches!(&s.place, Place::Held { label: l, .. } if l == label))
             .and_then(|s| s.loaded.clone())
     }
 }
@@ -263,5 +347,38 @@ mod tests {
         for (sni, want) in cases {
             assert_eq!(pick(&map, sni).copied(), want, "{sni}");
         }
+    }
+
+    #[test]
+    fn a_held_certificate_is_served_once_put_and_named_by_its_label() {
+        let store = CertStore::default();
+        let label = "secret xipgate/xipgate-acme-example-com";
+        store.add_held(label, Origin::Acme);
+        assert!(store.lookup(Some("a.example.com")).is_none());
+        let status = store.status(SystemTime::now());
+        assert_eq!(status[0].cert_file, label);
+        assert_eq!(status[0].error.as_deref(), Some("not issued yet"));
+
+        let c =
+            rcgen::generate_simple_self_signed(vec!["*.example.com".to_string()]).expect("rcgen");
+        let ck = CertKey::from_pem(
+            c.cert.pem().as_bytes(),
+            c.signing_key.serialize_pem().as_bytes(),
+            std::path::Path::new(label),
+            std::path::Path::new(label),
+        )
+        .expect("pair");
+        store.put(label, ck);
+        let served = store.lookup(Some("a.example.com")).expect("served");
+        assert_eq!(served.names, ["*.example.com"]);
+        assert!(store.loaded_held(label).is_some());
+        assert_eq!(
+            store.refresh(),
+            0,
+            "held certificates are not files to look at"
+        );
+        let status = store.status(SystemTime::now());
+        assert_eq!(status[0].error, None);
+        assert_eq!(status[0].names, ["*.example.com"]);
     }
 }
