@@ -349,7 +349,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
     // every replica shares by a service of its own (never read on the DNS thread).
     let txt: Arc<dyn TxtRecords> = match &parts.acme {
         Some(acme) => {
-            server.add_service(background_service("acme challenges", acme.refresher()));
+            server.add_service(background_service("acme store", acme.follower()));
             acme.txt_records()
         }
         None => Arc::new(NoTxt),

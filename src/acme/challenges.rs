@@ -2,19 +2,18 @@
 //!
 //! The DNS server answers every query on one thread; reading the shared store there (an
 //! NFS volume, say) would let one slow read stop every answer. So the server reads only
-//! [`Challenges`], a map swapped whole, and [`Refresher`] re-reads the store's
-//! `challenges/` directory in the background. Only names with an order in flight are in
-//! it: a query for any other `_acme-challenge` name touches nothing.
+//! [`Challenges`], a map swapped whole, which each store keeps current in the background
+//! ([`super::Store::follow`]): the directory store re-reads its `challenges/` directory
+//! ([`follow_directory`]), the Kubernetes store watches its ConfigMap. Only names with an
+//! order in flight are in it: a query for any other `_acme-challenge` name touches nothing.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
-use pingora_core::services::background::BackgroundService;
 
-use super::Store;
+use super::store::{DirStore, Follow, StoreError};
 use crate::dns::TxtRecords;
 
 /// How often every replica re-reads the published values (the ordering replica's own
@@ -32,7 +31,8 @@ pub struct Challenges {
 }
 
 impl Challenges {
-    fn replace(&self, values: Values) {
+    /// Replaces every value at once (what the store holds now).
+    pub fn replace(&self, values: Values) {
         *self.values.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(values);
     }
 
@@ -57,7 +57,7 @@ impl Challenges {
     }
 
     /// Reads the store once (blocking file work) and replaces the map.
-    pub fn refresh_from(&self, store: &Store) -> Result<(), super::StoreError> {
+    pub fn refresh_from(&self, store: &DirStore) -> Result<(), StoreError> {
         let read = store.read_challenges()?;
         self.replace(read.into_iter().collect());
         Ok(())
@@ -70,49 +70,48 @@ impl TxtRecords for Challenges {
     }
 }
 
-/// Re-reads the store every [`REFRESH_INTERVAL`], off the DNS server's thread. A read that
-/// hangs is waited for (never stacked: one blocking thread at most), and said.
-pub struct Refresher {
-    pub store: Store,
-    pub challenges: Arc<Challenges>,
-}
-
-#[async_trait]
-impl BackgroundService for Refresher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut failing = false;
-        loop {
-            let (store, challenges) = (self.store.clone(), self.challenges.clone());
-            let read = tokio::task::spawn_blocking(move || challenges.refresh_from(&store));
-            tokio::pin!(read);
-            let result = tokio::select! {
-                _ = shutdown.changed() => return,
-                r = tokio::time::timeout(SLOW_READ, &mut read) => match r {
-                    Ok(r) => r,
-                    Err(_) => {
-                        log::warn!(
-                            "acme: reading {} has taken over {SLOW_READ:?}; DNS answers the values read before",
-                            self.store.root().display()
-                        );
-                        tokio::select! {
-                            _ = shutdown.changed() => return,
-                            r = &mut read => r,
-                        }
+/// Re-reads the directory store every [`REFRESH_INTERVAL`], off the DNS server's thread,
+/// until shutdown. A read that hangs is waited for (never stacked: one blocking thread at
+/// most), and said.
+pub async fn follow_directory(store: &DirStore, f: &Follow, mut shutdown: ShutdownWatch) {
+    let mut failing = false;
+    loop {
+        let (s, challenges) = (store.clone(), f.challenges.clone());
+        let read = tokio::task::spawn_blocking(move || challenges.refresh_from(&s));
+        tokio::pin!(read);
+        let result = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = tokio::time::timeout(SLOW_READ, &mut read) => match r {
+                Ok(r) => r,
+                Err(_) => {
+                    log::warn!(
+                        "acme: reading {} has taken over {SLOW_READ:?}; DNS answers the values read before",
+                        store.root().display()
+                    );
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        r = &mut read => r,
                     }
-                },
-            };
-            match result {
-                Ok(Ok(())) => failing = false,
-                Ok(Err(e)) if !failing => {
+                }
+            },
+        };
+        match result {
+            Ok(Ok(())) => {
+                failing = false;
+                f.state.store_ok();
+            }
+            Ok(Err(e)) => {
+                if !failing {
                     failing = true;
                     log::warn!("acme: {e}; DNS answers the values read before");
                 }
-                _ => {}
+                f.state.store_failed(e.to_string());
             }
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
-            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
         }
     }
 }
@@ -124,10 +123,10 @@ mod tests {
     #[test]
     fn answers_come_from_memory_even_while_the_store_hangs() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(dir.path());
-        store.prepare().expect("prepare");
+        let store = DirStore::new(dir.path());
+        store.prepare_dirs().expect("prepare");
         let name = "_acme-challenge.10-0-0-5.example.com";
-        store.publish(name, &["v1".into()]).expect("publish");
+        store.put_challenge(name, &["v1".into()]).expect("publish");
         let challenges = Arc::new(Challenges::default());
         challenges.refresh_from(&store).expect("refresh");
         assert_eq!(challenges.txt(name), ["v1"]);

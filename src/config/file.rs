@@ -82,8 +82,9 @@ pub struct AcmeFile {
     pub contact: Option<Vec<String>>,
     /// Each gets one certificate for `*.<domain>` and `<domain>` (default: `xipgate.domains`).
     pub domains: Option<Vec<String>>,
-    /// A directory every replica shares: account, certificates, pending challenges.
-    pub store: Option<String>,
+    /// Where replicas share the account, the certificates and the pending challenges: a
+    /// directory (`store: /path`), or `{kubernetes: {...}}` (Secrets, a ConfigMap, a Lease).
+    pub store: Option<AcmeStoreFile>,
     /// Trust only this CA for the directory's own HTTPS (a test CA such as pebble's).
     pub directory_ca: Option<String>,
     /// How often certificates are checked for renewal.
@@ -99,6 +100,63 @@ pub struct AcmeFile {
     pub self_check: Option<Vec<String>>,
     /// How long the self-check waits for them.
     pub self_check_timeout: Option<String>,
+}
+
+/// `xipgate.acme.store`: a path (the directory form), or a mapping naming one store.
+#[derive(Debug)]
+pub enum AcmeStoreFile {
+    Path(String),
+    Spec(AcmeStoreSpecFile),
+}
+
+impl<'de> Deserialize<'de> for AcmeStoreFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AcmeStoreFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a directory path, or a mapping with `directory` or `kubernetes`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AcmeStoreFile::Path(v.to_string()))
+            }
+            // Through the map access given, so error paths name the inner key.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                AcmeStoreSpecFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(AcmeStoreFile::Spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeStoreSpecFile {
+    /// The same as `store: /path`.
+    pub directory: Option<String>,
+    pub kubernetes: Option<KubeStoreFile>,
+}
+
+/// `xipgate.acme.store.kubernetes`: the store in the API server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeStoreFile {
+    /// Where the Secrets, the ConfigMap and the Lease are (default: the pod's namespace).
+    pub namespace: Option<String>,
+    /// The API server (default: in-cluster, from KUBERNETES_SERVICE_HOST/PORT).
+    pub api_url: Option<String>,
+    /// A bearer token file, read again every minute (default: the pod's service account).
+    pub token_file: Option<String>,
+    /// The CA the API server's certificate is checked against (default: the pod's).
+    pub ca_file: Option<String>,
+    /// The objects' names start with it.
+    pub secret_prefix: Option<String>,
+    /// How long the order Lease holds without renewal (whole seconds).
+    pub lease_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

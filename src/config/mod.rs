@@ -7,6 +7,7 @@
 //! key path instead of stopping at the first.
 
 pub mod access;
+mod acme_store;
 mod console;
 pub mod file;
 mod kubernetes;
@@ -25,6 +26,10 @@ use pingora_core::server::configuration::ServerConf;
 pub use access::{
     AccessConfig, ActuatorConfig, BasicConfig, BearerConfig, IdentityConfig, LoginConfig,
 };
+pub use acme_store::{
+    AcmeStoreConfig, KubeStoreConfig, DEFAULT_ACME_LEASE_DURATION, DEFAULT_ACME_SECRET_PREFIX,
+    DEFAULT_ACME_STORE,
+};
 pub use file::XipgateFile;
 pub use kubernetes::{
     KubernetesConfig, KubernetesFile, Namespaces, ALL_NAMESPACES, DEFAULT_KUBERNETES_NAME,
@@ -32,8 +37,8 @@ pub use kubernetes::{
 };
 pub use nacos::{NacosApi, NacosConfig, DEFAULT_NACOS_GROUP, DEFAULT_POD_NAME_KEYS};
 pub use tls::{
-    AcmeConfig, TlsConfig, UpstreamTlsConfig, DEFAULT_ACME_CHECK_INTERVAL, DEFAULT_ACME_STORE,
-    DEFAULT_TLS_H2, DEFAULT_TLS_RELOAD_INTERVAL,
+    AcmeConfig, TlsConfig, UpstreamTlsConfig, DEFAULT_ACME_CHECK_INTERVAL, DEFAULT_TLS_H2,
+    DEFAULT_TLS_RELOAD_INTERVAL,
 };
 pub use validate::validate;
 

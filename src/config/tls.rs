@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::acme_store::{check_store, AcmeStoreConfig};
 use super::file::{AcmeFile, TlsFile, UpstreamTlsFile};
 use super::validate::Checker;
 use crate::tls::CertKey;
@@ -16,8 +17,6 @@ pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_TLS_H2: bool = true;
 /// How often ACME certificates are checked for renewal (and a failed order retried).
 pub const DEFAULT_ACME_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
-/// Where the ACME account, certificates and pending challenges are kept.
-pub const DEFAULT_ACME_STORE: &str = "/var/lib/xipgate/acme";
 /// Bound on each HTTP request to the CA: a CA that accepts and never answers fails the
 /// order instead of holding it (and the store's lock) forever.
 pub const DEFAULT_ACME_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,7 +53,7 @@ pub struct AcmeConfig {
     pub directory: String,
     pub contact: Vec<String>,
     pub domains: Vec<String>,
-    pub store: PathBuf,
+    pub store: AcmeStoreConfig,
     pub directory_ca: Option<PathBuf>,
     pub check_interval: Duration,
     pub request_timeout: Duration,
@@ -245,14 +244,8 @@ pub(super) fn check_acme(
     AcmeConfig {
         directory,
         contact: a.contact.clone().unwrap_or_default(),
+        store: check_store(c, a.store.as_ref(), &acme_domains),
         domains: acme_domains,
-        store: a
-            .store
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(DEFAULT_ACME_STORE)
-            .into(),
         directory_ca,
         check_interval: c.duration(
             "xipgate.acme.check_interval",

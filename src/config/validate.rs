@@ -9,11 +9,17 @@ use super::file::ByteSize;
 use super::*;
 
 /// Collects problems while converting, so `xipgate -t` can print them all at once.
+#[derive(Default)]
 pub(super) struct Checker {
     errors: Vec<ConfigError>,
 }
 
 impl Checker {
+    #[cfg(test)]
+    pub(super) fn into_errors(self) -> Vec<ConfigError> {
+        self.errors
+    }
+
     pub(super) fn err(&mut self, key: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             key: key.to_string(),

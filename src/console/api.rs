@@ -144,6 +144,7 @@ pub async fn route(console: &Console, links: &Links, path: &str, query: &str) ->
                 "enabled": console.certs.is_some(),
                 "certificates": console.tls_status(),
                 "acme": console.acme.as_ref().map(|a| a.snapshot()),
+                "acme_store": console.acme.as_ref().map(|a| a.store_status()),
                 "upstream_verify": console.upstream_tls_verify,
             }),
         ),

@@ -1,4 +1,4 @@
-//! The ACME store: one directory every replica shares (a ReadWriteMany volume, or a local
+//! The directory store: one directory every replica shares (a ReadWriteMany volume, or a local
 //! directory for one process), so only one replica orders and every replica serves.
 //!
 //! ```text
@@ -13,7 +13,7 @@
 //! file or the new one, never half of one. The chain and its key are one file for the same
 //! reason: two files renamed one after the other leave a mismatched pair when the writer
 //! dies between the renames. Stores written before that (`fullchain.pem` + `privkey.pem`)
-//! are migrated at start ([`Store::migrate_legacy`]).
+//! are migrated at start ([`DirStore::migrate_legacy`]).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::hash::{BuildHasher, Hasher};
@@ -22,21 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
 
-use crate::tls::CertKey;
-
-/// What went wrong with the store itself.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("ACME store {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("ACME store {path}: flock(2) on it does not exclude a second holder, so replicas sharing the store would all order at once (mount it with lock support, e.g. NFSv4 without `nolock`)")]
-    LockNotExclusive { path: PathBuf },
-}
+use super::{
+    unix_now, who_am_i, CertPlace, Follow, HeldBy, LockAttempt, LockHolder, OrderLock, Store,
+    StoreError,
+};
+use crate::tls::{CertKey, CertSource, CertStore, Origin};
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, StoreError> {
     r.map_err(|source| StoreError::Io {
@@ -46,33 +39,17 @@ fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T, StoreError> {
 }
 
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct DirStore {
     root: PathBuf,
 }
 
-/// Who holds the order lock, as it wrote into the lock file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockHolder {
-    /// Host name (the pod's name in Kubernetes) and process id.
-    pub holder: String,
-    /// Unix seconds when it took the lock.
-    pub since: u64,
-}
-
-/// The outcome of [`Store::try_lock`].
-pub enum LockAttempt {
-    Taken(OrderLock),
-    /// Another replica holds it; who, if it has said so yet.
-    Held(Option<LockHolder>),
-}
-
-/// Held while this replica places an order; released when dropped.
-pub struct OrderLock {
+/// The flock, held while this replica places an order; released when dropped.
+pub struct FileLock {
     file: File,
-    pub holder: LockHolder,
+    holder: LockHolder,
 }
 
-impl Drop for OrderLock {
+impl Drop for FileLock {
     fn drop(&mut self) {
         // Emptied before the kernel releases the flock with the file, so a name in the
         // file means a current holder (or one that died, whose lock is free anyway).
@@ -80,25 +57,23 @@ impl Drop for OrderLock {
     }
 }
 
-/// This process, as other replicas see it in the lock file.
-fn who_am_i() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into());
-    format!("{host} pid {}", std::process::id())
+#[async_trait]
+impl OrderLock for FileLock {
+    fn holder(&self) -> &LockHolder {
+        &self.holder
+    }
+
+    async fn lost(&mut self) -> StoreError {
+        // The kernel holds a flock as long as the file is open: it cannot be lost.
+        std::future::pending().await
+    }
+
+    async fn release(self: Box<Self>) {}
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-impl Store {
+impl DirStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Store { root: root.into() }
+        DirStore { root: root.into() }
     }
 
     pub fn root(&self) -> &Path {
@@ -134,7 +109,7 @@ impl Store {
 
     /// Creates the directories and tests the lock (at start, so a read-only or missing
     /// volume, or one without working locks, is said early).
-    pub fn prepare(&self) -> Result<(), StoreError> {
+    pub fn prepare_dirs(&self) -> Result<(), StoreError> {
         for d in [self.root.join("certs"), self.challenges_dir()] {
             io(&d, std::fs::create_dir_all(&d))?;
         }
@@ -174,12 +149,17 @@ impl Store {
     }
 
     /// The order lock, if no other replica holds it; else who does.
-    pub fn try_lock(&self) -> Result<LockAttempt, StoreError> {
+    pub fn lock(&self) -> Result<LockAttempt, StoreError> {
         let path = self.lock_file();
         let mut file = self.open_lock()?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(LockAttempt::Held(read_holder(&mut file))),
+            Err(TryLockError::WouldBlock) => {
+                return Ok(LockAttempt::Held(HeldBy {
+                    holder: read_holder(&mut file),
+                    free_at: None,
+                }))
+            }
             Err(TryLockError::Error(e)) => return Err(StoreError::Io { path, source: e }),
         }
         let holder = LockHolder {
@@ -195,10 +175,10 @@ impl Store {
                 .and_then(|_| file.write_all(&text))
                 .and_then(|_| file.sync_data()),
         )?;
-        Ok(LockAttempt::Taken(OrderLock { file, holder }))
+        Ok(LockAttempt::Taken(Box::new(FileLock { file, holder })))
     }
 
-    pub fn read_account(&self) -> Result<Option<String>, StoreError> {
+    pub fn account(&self) -> Result<Option<String>, StoreError> {
         let path = self.account_file();
         match std::fs::read_to_string(&path) {
             Ok(s) => Ok(Some(s)),
@@ -207,17 +187,26 @@ impl Store {
         }
     }
 
-    pub fn write_account(&self, json: &str) -> Result<(), StoreError> {
-        write_atomic(&self.account_file(), json.as_bytes(), true)
+    /// Writes the account unless one is there: a hard link of the written temporary file
+    /// fails when the name exists, so of two replicas writing at once one wins, and the
+    /// other reads and uses the winner's.
+    pub fn put_account(&self, json: &str) -> Result<String, StoreError> {
+        let path = self.account_file();
+        let tmp = temp_name(&path);
+        write_file(&tmp, json.as_bytes(), true)?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(json.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                io(&path, std::fs::read_to_string(&path))
+            }
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
     }
 
     /// Writes a new certificate: chain and key in one file, renamed into place at once.
-    pub fn write_cert(
-        &self,
-        domain: &str,
-        chain_pem: &str,
-        key_pem: &str,
-    ) -> Result<(), StoreError> {
+    pub fn put_cert(&self, domain: &str, chain_pem: &str, key_pem: &str) -> Result<(), StoreError> {
         let dir = self.domain_dir(domain);
         io(&dir, std::fs::create_dir_all(&dir))?;
         let mut text = chain_pem.trim_end().to_string();
@@ -248,19 +237,19 @@ impl Store {
             log::warn!("acme: not migrating {}: {e}", dir.display());
             return Ok(false);
         }
-        self.write_cert(domain, &chain_pem, &key_pem)?;
+        self.put_cert(domain, &chain_pem, &key_pem)?;
         Ok(true)
     }
 
     /// Publishes the DNS-01 values for one name (`_acme-challenge.<domain>`).
-    pub fn publish(&self, name: &str, values: &[String]) -> Result<(), StoreError> {
+    pub fn put_challenge(&self, name: &str, values: &[String]) -> Result<(), StoreError> {
         let mut text = values.join("\n");
         text.push('\n');
         write_atomic(&self.challenge_file(name), text.as_bytes(), false)
     }
 
     /// Removes published values once the order is over (done or failed).
-    pub fn withdraw(&self, name: &str) {
+    pub fn remove_challenge(&self, name: &str) {
         let _ = std::fs::remove_file(self.challenge_file(name));
     }
 
@@ -325,31 +314,110 @@ fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
+/// Creates `path` (which must not exist) with `bytes`, synced.
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = temp_name(path);
     let mut opts = OpenOptions::new();
     opts.create_new(true).write(true);
     if private {
         opts.mode(0o600);
     }
-    let mut f = io(&tmp, opts.open(&tmp))?;
-    let written = io(&tmp, f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| io(path, std::fs::rename(&tmp, path)));
+    let mut f = io(path, opts.open(path))?;
+    let written = io(path, f.write_all(bytes).and_then(|_| f.sync_all()));
     if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(path);
     }
     written
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<(), StoreError> {
+    let tmp = temp_name(path);
+    write_file(&tmp, bytes, private)?;
+    let renamed = io(path, std::fs::rename(&tmp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
+}
+
+#[async_trait]
+impl Store for DirStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn prepare(&self, domains: &[String], certs: &CertStore) -> Result<(), StoreError> {
+        self.prepare_dirs()?;
+        for d in domains {
+            if self.migrate_legacy(d)? {
+                log::info!("acme: {d}: moved fullchain.pem and privkey.pem into certificate.pem");
+            }
+            // Chain and key in one file, so both halves of the source name it.
+            certs.add(CertSource {
+                cert: self.cert_file(d),
+                key: self.cert_file(d),
+                origin: Origin::Acme,
+            });
+        }
+        certs.refresh();
+        Ok(())
+    }
+
+    fn cert_place(&self, domain: &str) -> CertPlace {
+        CertPlace::File(self.cert_file(domain))
+    }
+
+    async fn load_certificate(&self, _domain: &str, certs: &CertStore) -> Result<(), StoreError> {
+        certs.refresh();
+        Ok(())
+    }
+
+    async fn try_lock(&self) -> Result<LockAttempt, StoreError> {
+        self.lock()
+    }
+
+    async fn read_account(&self) -> Result<Option<String>, StoreError> {
+        self.account()
+    }
+
+    async fn create_account(&self, json: &str) -> Result<String, StoreError> {
+        self.put_account(json)
+    }
+
+    async fn write_cert(
+        &self,
+        domain: &str,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<(), StoreError> {
+        self.put_cert(domain, chain_pem, key_pem)
+    }
+
+    async fn publish(&self, name: &str, values: &[String]) -> Result<(), StoreError> {
+        self.put_challenge(name, values)
+    }
+
+    async fn withdraw(&self, published: &[(String, Vec<String>)]) -> Result<(), StoreError> {
+        // The flock cannot be lost while held: the values are still this replica's.
+        for (name, _) in published {
+            self.remove_challenge(name);
+        }
+        Ok(())
+    }
+
+    async fn follow(&self, f: &Follow, shutdown: ShutdownWatch) {
+        super::super::challenges::follow_directory(self, f, shutdown).await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, DirStore) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(dir.path());
-        store.prepare().expect("prepare");
+        let store = DirStore::new(dir.path());
+        store.prepare_dirs().expect("prepare");
         (dir, store)
     }
 
@@ -364,36 +432,39 @@ mod tests {
         let (_dir, store) = store();
         let name = "_acme-challenge.10-0-0-5.example.com";
         store
-            .publish(name, &["v1".into(), "v2".into()])
+            .put_challenge(name, &["v1".into(), "v2".into()])
             .expect("publish");
         let all = store.read_challenges().expect("read");
         assert_eq!(all, [(name.to_string(), vec!["v1".into(), "v2".into()])]);
-        store.withdraw(name);
+        store.remove_challenge(name);
         assert!(store.read_challenges().expect("read").is_empty());
     }
 
     #[test]
     fn only_one_holder_of_the_order_lock_at_a_time_and_the_others_see_who() {
         let (dir, a) = store();
-        let b = Store::new(dir.path());
-        let LockAttempt::Taken(held) = a.try_lock().expect("lock") else {
+        let b = DirStore::new(dir.path());
+        let LockAttempt::Taken(held) = a.lock().expect("lock") else {
             panic!("free at first");
         };
-        match b.try_lock().expect("lock") {
-            LockAttempt::Held(Some(h)) => {
-                assert_eq!(h, held.holder);
+        match b.lock().expect("lock") {
+            LockAttempt::Held(HeldBy {
+                holder: Some(h),
+                free_at: None,
+            }) => {
+                assert_eq!(&h, held.holder());
                 assert!(
                     h.holder.contains(&format!("pid {}", std::process::id())),
                     "{h:?}"
                 );
                 assert!(h.since.abs_diff(unix_now()) < 60, "{h:?}");
             }
-            LockAttempt::Held(None) => panic!("the holder did not say who it is"),
+            LockAttempt::Held(h) => panic!("the holder did not say who it is: {h:?}"),
             LockAttempt::Taken(_) => panic!("taken twice"),
         }
         drop(held);
         assert!(
-            matches!(b.try_lock().expect("lock"), LockAttempt::Taken(_)),
+            matches!(b.lock().expect("lock"), LockAttempt::Taken(_)),
             "free again"
         );
     }
@@ -402,9 +473,7 @@ mod tests {
     fn a_certificate_and_its_key_are_one_file_renamed_into_place_at_once() {
         let (dir, store) = store();
         let (chain, key) = pair("a.example.com");
-        store
-            .write_cert("example.com", &chain, &key)
-            .expect("write");
+        store.put_cert("example.com", &chain, &key).expect("write");
         let file = store.cert_file("example.com");
         let ck = CertKey::load(&file, &file).expect("chain and key load from the one file");
         assert_eq!(ck.names, ["a.example.com"]);
@@ -416,6 +485,26 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "it holds the key");
+    }
+
+    #[test]
+    fn the_first_account_written_is_the_one_every_writer_gets_back() {
+        let (dir, a) = store();
+        let b = DirStore::new(dir.path());
+        assert_eq!(a.account().expect("read"), None);
+        assert_eq!(a.put_account("{\"a\":1}").expect("write"), "{\"a\":1}");
+        assert_eq!(
+            b.put_account("{\"b\":2}").expect("write"),
+            "{\"a\":1}",
+            "the second writer gets the first one's account"
+        );
+        assert_eq!(b.account().expect("read").as_deref(), Some("{\"a\":1}"));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("account"))
+            .collect();
+        assert_eq!(names, ["account.json"], "no temporary left");
     }
 
     #[test]
@@ -462,7 +551,9 @@ mod tests {
     fn a_store_whose_lock_cannot_be_taken_is_refused_at_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("lock")).expect("a directory where the lock goes");
-        let err = Store::new(dir.path()).prepare().expect_err("refused");
+        let err = DirStore::new(dir.path())
+            .prepare_dirs()
+            .expect_err("refused");
         assert!(err.to_string().contains("lock"), "{err}");
     }
 }
