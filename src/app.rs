@@ -24,7 +24,9 @@ use crate::proxy::{
     AccessLog, AccessLogError, ConsoleListener, FastPath, Limited, PingoraProxy, ProxyApp,
     ProxySettings, ProxyShared,
 };
-use crate::registry::{EurekaClient, NacosSource, RegistrySync, Report, Source, SyncState};
+use crate::registry::{
+    EurekaClient, KubernetesSource, NacosSource, RegistrySync, Report, Source, SyncState,
+};
 use crate::routes::{Allowlist, Feed, OwnListeners, RouteTable};
 use crate::tls::{CertSource, CertStore, Handshake, Origin, Reloader, TlsError};
 use crate::traffic::Traffic;
@@ -44,6 +46,8 @@ pub enum AppError {
     Login(#[from] crate::access::LoginError),
     #[error(transparent)]
     Access(#[from] crate::access::GateError),
+    #[error("xipgate.registry.kubernetes: {0}")]
+    Kubernetes(#[from] crate::registry::KubeConnectionError),
     /// A source kind added to the sources list but not to `RegistryConfig::source_names`
     /// (or the other way round): the Feed would ignore what it publishes.
     #[error("registry sources {built:?} do not match their ranks {ranks:?}")]
@@ -167,6 +171,10 @@ fn registry_sources(
     for n in &r.nacos {
         let nacos = NacosSource::new(n.clone(), feed.clone(), r.startup_wait, r.shrink_grace)?;
         sources.push(nacos.into_source());
+    }
+    if let Some(k) = &r.kubernetes {
+        let kube = KubernetesSource::new(k.clone(), feed.clone(), r.startup_wait)?;
+        sources.push(kube.into_source());
     }
     Ok(sources)
 }

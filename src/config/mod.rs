@@ -176,6 +176,7 @@ impl RegistryConfig {
             .then(|| "eureka".to_string())
             .into_iter()
             .chain(self.nacos.iter().map(|n| n.name.clone()))
+            .chain(self.kubernetes.iter().map(|k| k.name.clone()))
             .collect()
     }
 }

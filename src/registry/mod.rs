@@ -1,4 +1,5 @@
-//! The registry sources, side by side: Eureka (`eureka/`) and Nacos (`nacos/`), each a
+//! The registry sources, side by side: Eureka (`eureka/`), Nacos (`nacos/`) and
+//! Kubernetes (`kubernetes/`), each a
 //! folder behind one small interface, [`Source`].
 //!
 //! How a source plugs in (the next one is its folder, a config section and one line in
@@ -36,12 +37,14 @@ use pingora_core::services::ServiceReadyNotifier;
 use serde_json::{json, Value};
 
 pub use crate::instance::{Instance, InstanceKey, Status};
+pub use crate::kube::ConnectionError as KubeConnectionError;
 pub use eureka::parse;
 pub use eureka::EUREKA;
 pub use eureka::{
     apps_hashcode, EurekaClient, FetchError, RegistrySync, Snapshot, SyncError, SyncState,
     SyncStatus, SHRINK_HOLD_BELOW,
 };
+pub use kubernetes::{KubeState, KubeStatus, KubernetesSource, KUBERNETES, PUBLISH_EVERY};
 pub use nacos::{NacosError, NacosSource, NacosState, NacosStatus, NACOS};
 
 /// The background service a source syncs in.

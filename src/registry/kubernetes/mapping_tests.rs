@@ -656,3 +656,55 @@ proptest! {
         prop_assert_eq!(m.instances, again.instances);
     }
 }
+
+/// The real API server's lists (tests/fixtures/kube, recorded by tests/kube_record.rs).
+#[test]
+fn the_recorded_lists_map_as_the_table_says() {
+    let services: crate::kube::List<Service> = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/kube/service-list.json"
+    ))
+    .expect("ServiceList");
+    let slices: crate::kube::List<EndpointSlice> = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/kube/endpointslice-list.json"
+    ))
+    .expect("EndpointSliceList");
+    let m = run(&listed(&["shop"]), &services.items, &slices.items);
+    assert_eq!(
+        brief(&m),
+        [
+            (
+                "api".into(),
+                "api-5c4b3a2-zx9cv:api:8080".into(),
+                "10.244.1.10".into(),
+                Some(8080),
+                Status::Up
+            ),
+            (
+                "web".into(),
+                "web-7d9f8b6c5-x2x4q:web:8080".into(),
+                "10.244.0.5".into(),
+                Some(8080),
+                Status::Up
+            ),
+            (
+                "web".into(),
+                "web-7d9f8b6c5-k8j2m:web:8080".into(),
+                "10.244.0.6".into(),
+                Some(8080),
+                Status::Down
+            ),
+            (
+                "web".into(),
+                "web-7d9f8b6c5-p9q7r:web:8080".into(),
+                "10.244.0.7".into(),
+                Some(8080),
+                Status::Down
+            ),
+        ]
+    );
+    assert_eq!(
+        m.skipped,
+        ["shop/external: endpoint 192.0.2.10: no Pod targetRef"]
+    );
+    assert_eq!(m.services, 2);
+}

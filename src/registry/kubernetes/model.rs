@@ -2,8 +2,6 @@
 //! Go's encoder writes a nil slice as `null` (`"endpoints": null` in a slice without
 //! endpoints), so every list here reads `null` as empty.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Deserializer};
 
 use crate::kube::{Object, ObjectMeta};
@@ -136,6 +134,3 @@ where
 {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
-
-/// Annotations and labels as the mapping reads them.
-pub type Labels = BTreeMap<String, String>;
