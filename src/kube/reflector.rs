@@ -186,6 +186,9 @@ impl<T: Object> Reflector<T> {
         s.lists += 1;
         s.objects = objects;
         s.resource_version = version;
+        // The API server answered: whatever failed before works again.
+        s.consecutive_failures = 0;
+        s.last_error = None;
         Ok(())
     }
 
@@ -256,8 +259,14 @@ impl<T: Object> Reflector<T> {
                 &version,
             )
             .await?;
-        self.lock().watches += 1;
-        let mut succeeded = false;
+        {
+            // The watch is open (HTTP 200): the API server works again, so an error shown
+            // since clears now, not at the next event (a quiet namespace has one a minute).
+            let mut s = self.lock();
+            s.watches += 1;
+            s.consecutive_failures = 0;
+            s.last_error = None;
+        }
         while let Some(event) = w.next().await? {
             if let WatchEvent::Error(s) = &event {
                 if s.code == 410 {
@@ -274,13 +283,6 @@ impl<T: Object> Reflector<T> {
                 let applied = store.apply(event);
                 (applied, store.objects.len(), store.resource_version.clone())
             };
-            if !succeeded {
-                // An event arrived: the watch works, whatever came before.
-                succeeded = true;
-                let mut s = self.lock();
-                s.consecutive_failures = 0;
-                s.last_error = None;
-            }
             {
                 let mut s = self.lock();
                 s.events += 1;
