@@ -348,7 +348,7 @@ fn selectors(p: &ListParams) -> Vec<(&'static str, String)> {
 
 /// reqwest's error and its causes on one line (the cause says "certificate unknown" or
 /// "connection refused"; the top error only "error sending request").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -21,6 +21,10 @@ pub enum KubeError {
     Timeout { url: String, secs: u64 },
     #[error("{url}: the answer could not be read: {reason}")]
     Body { url: String, reason: String },
+    /// The connection of a watch ended before the server ended the watch (the API server
+    /// stopped, a proxy or the network cut it): it is opened again from the last version.
+    #[error("{url}: the watch was cut before the server ended it ({reason}); it is opened again from the last version seen")]
+    WatchCut { url: String, reason: String },
     #[error("{url}: the answer is not the JSON expected: {reason}")]
     Decode { url: String, reason: String },
     #[error("{url}: a line of the watch is larger than {limit} bytes")]

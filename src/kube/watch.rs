@@ -121,9 +121,9 @@ impl<T: DeserializeOwned> Watch<T> {
                     url: self.url.clone(),
                     secs: self.idle.as_secs(),
                 })?
-                .map_err(|e| KubeError::Body {
+                .map_err(|e| KubeError::WatchCut {
                     url: self.url.clone(),
-                    reason: e.to_string(),
+                    reason: super::client::error_chain(&e),
                 })?;
             match chunk {
                 Some(c) => self.buf.extend_from_slice(&c),
