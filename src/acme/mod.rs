@@ -198,15 +198,15 @@ impl Acme {
         let still_due = match self.store.load_certificate(domain, &self.certs).await {
             Ok(()) => due(SystemTime::now(), self.renew_at(domain)),
             Err(e) => {
-                lock.release().await;
-                self.state.update(domain, |d| d.lock = None);
+                let released = self.release(domain, lock).await;
                 self.failed(domain, &AcmeError::Store(e));
+                self.note_cleanup(domain, released.into_iter().collect());
                 return None;
             }
         };
         if !still_due {
-            lock.release().await;
-            self.state.update(domain, |d| d.lock = None);
+            let released = self.release(domain, lock).await;
+            self.note_cleanup(domain, released.into_iter().collect());
             return None;
         }
         self.state
@@ -220,9 +220,8 @@ impl Acme {
         let result = tokio::time::timeout(self.cfg.order_timeout, ordered)
             .await
             .unwrap_or(Err(AcmeError::Deadline(self.cfg.order_timeout)));
-        self.withdraw().await;
-        lock.release().await;
-        self.state.update(domain, |d| d.lock = None);
+        let mut cleanup: Vec<String> = self.withdraw().await.into_iter().collect();
+        cleanup.extend(self.release(domain, lock).await);
         match result {
             Ok(()) => {
                 if let Err(e) = self.store.load_certificate(domain, &self.certs).await {
@@ -238,7 +237,33 @@ impl Acme {
             }
             Err(e) => self.failed(domain, &e),
         }
+        self.note_cleanup(domain, cleanup);
         None
+    }
+
+    /// What the store refused after an order (withdrawing its values, releasing the lock)
+    /// is said on the domain, after the order's own outcome.
+    fn note_cleanup(&self, domain: &str, problems: Vec<String>) {
+        if problems.is_empty() {
+            return;
+        }
+        let said = problems.join("; ");
+        self.state.update(domain, |d| {
+            d.last_error = Some(match d.last_error.take() {
+                Some(e) => format!("{e}; {said}"),
+                None => said,
+            });
+        });
+    }
+
+    /// Frees the lock; what went wrong, logged.
+    async fn release(&self, domain: &str, lock: Box<dyn OrderLock>) -> Option<String> {
+        let r = lock.release().await;
+        self.state.update(domain, |d| d.lock = None);
+        let e = r.err()?;
+        let said = format!("releasing the order lock: {e}");
+        warn!("acme: {domain}: {said}");
+        Some(said)
     }
 
     /// Another replica is ordering; its certificate will arrive. Said, so a replica stuck
@@ -266,19 +291,21 @@ impl Acme {
         self.state.update(domain, |d| d.lock = Some(status));
     }
 
-    /// Withdraws what the order published, from memory and from the store.
-    async fn withdraw(&self) {
+    /// Withdraws what the order published, from memory and from the store; what went
+    /// wrong, logged.
+    async fn withdraw(&self) -> Option<String> {
         let published =
             std::mem::take(&mut *self.published.lock().unwrap_or_else(|p| p.into_inner()));
         if published.is_empty() {
-            return;
+            return None;
         }
         for (name, _) in &published {
             self.challenges.withdraw(name);
         }
-        if let Err(e) = self.store.withdraw(&published).await {
-            warn!("acme: the challenge values stay published in the store: {e}");
-        }
+        let e = self.store.withdraw(&published).await.err()?;
+        let said = format!("withdrawing the challenge values (they stay published): {e}");
+        warn!("acme: {said}");
+        Some(said)
     }
 
     fn failed(&self, domain: &str, e: &AcmeError) {

@@ -93,7 +93,9 @@ pub trait OrderLock: Send + Sync {
     /// Resolves, with the reason, when the lock is lost while held; never for a lock
     /// that cannot be lost (flock).
     async fn lost(&mut self) -> StoreError;
-    async fn release(self: Box<Self>);
+    /// Frees it; `Err` when the store did not take that (a Lease then frees itself once
+    /// it expires).
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// Where the TLS listener finds a domain's certificate.

@@ -21,7 +21,8 @@
 //! `update` on the Secrets, the ConfigMap and the Lease; `list` and `watch` on the
 //! ConfigMap (with a field selector on its name).
 
-pub mod lease;
+mod lease;
+mod lease_lock;
 mod objects;
 
 use std::collections::BTreeMap;
@@ -38,7 +39,7 @@ use crate::kube::{
     Client, Connection, ConnectionError, KubeError, ListParams, Reflector, Resource, IN_CLUSTER_DIR,
 };
 use crate::tls::{CertKey, CertStore, Origin};
-use lease::{LeaseRef, Observed, MAX_CONFLICTS};
+use lease_lock::{LeaseRef, Observed, MAX_CONFLICTS};
 use objects::{
     join_values, split_values, ConfigMap, Secret, ACCOUNT_KEY, DOMAIN_ANNOTATION, ISSUED_PREFIX,
     TLS_CRT, TLS_KEY, TLS_SECRET_TYPE,
@@ -258,7 +259,7 @@ impl Store for KubeStore {
     }
 
     async fn try_lock(&self) -> Result<LockAttempt, StoreError> {
-        lease::acquire(&self.lease, &self.observed).await
+        lease_lock::acquire(&self.lease, &self.observed).await
     }
 
     async fn read_account(&self) -> Result<Option<String>, StoreError> {

@@ -261,4 +261,42 @@ mod tests {
             BTreeMap::from([("a.example.com".to_string(), "812".to_string())])
         );
     }
+
+    #[test]
+    fn the_real_api_servers_answers_parse() {
+        // Recorded from kube-apiserver v1.37.2 (tests/kube_record.rs).
+        let secret: Secret = serde_json::from_str(include_str!(
+            "../../../../tests/fixtures/kube/secret-tls.json"
+        ))
+        .expect("a TLS Secret");
+        assert_eq!(secret.type_.as_deref(), Some(TLS_SECRET_TYPE));
+        assert_eq!(secret.metadata.resource_version, "226");
+        assert!(secret
+            .text(TLS_CRT)
+            .expect("tls.crt")
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(secret
+            .text(TLS_KEY)
+            .expect("tls.key")
+            .contains("PRIVATE KEY"));
+        let lease: Lease =
+            serde_json::from_str(include_str!("../../../../tests/fixtures/kube/lease.json"))
+                .expect("a Lease");
+        assert_eq!(
+            lease.spec,
+            LeaseSpec {
+                holder_identity: Some("xipgate-7f6d5c4b3-abcde".into()),
+                lease_duration_seconds: Some(30),
+                acquire_time: Some("2026-01-02T03:04:05.000000Z".into()),
+                renew_time: Some("2026-01-02T03:04:25.000000Z".into()),
+                lease_transitions: Some(0),
+            }
+        );
+        assert!(lease
+            .spec
+            .renew_time
+            .as_deref()
+            .and_then(parse_time)
+            .is_some());
+    }
 }
