@@ -97,7 +97,10 @@ impl Parts {
             _ => None,
         };
         let allow = Allowlist::new(cfg.upstream.allow.clone()).with_own(own_listeners(cfg));
-        let table = Arc::new(RouteTable::new(allow));
+        let table = Arc::new(RouteTable::with_balance(
+            allow,
+            Arc::new(cfg.balance.clone()),
+        ));
         let ranks = cfg.registry.source_names();
         let feed = Arc::new(Feed::new(table.clone(), ranks.clone()));
         let client = EurekaClient::new(&cfg.registry)?;

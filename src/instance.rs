@@ -127,20 +127,17 @@ impl Instance {
         InstanceKey::new(&self.app, &self.instance_id)
     }
 
-    /// Round-robin weight from metadata `weight` (Spring Cloud LoadBalancer's key),
-    /// clamped to 1..=100 so a typo cannot starve or flood a service.
-    pub fn weight(&self) -> u32 {
-        self.metadata
-            .get("weight")
-            .and_then(|w| w.trim().parse::<u32>().ok())
-            .map_or(1, |w| w.clamp(1, MAX_WEIGHT))
-    }
-
-    /// Availability zone from the metadata keys Spring Cloud and Eureka use.
+    /// Availability zone from the metadata keys Spring Cloud and Eureka use, or the
+    /// cluster of a Nacos instance.
     pub fn zone(&self) -> Option<&str> {
-        ["zone", "availability-zone", "topology.kubernetes.io/zone"]
-            .iter()
-            .find_map(|k| self.metadata.get(*k).map(String::as_str))
+        [
+            "zone",
+            "availability-zone",
+            "topology.kubernetes.io/zone",
+            "nacos.cluster",
+        ]
+        .iter()
+        .find_map(|k| self.metadata.get(*k).map(String::as_str))
     }
 }
 
@@ -175,6 +172,3 @@ impl fmt::Display for InstanceKey {
         write!(f, "{}/{}", self.app(), self.instance_id())
     }
 }
-
-/// Highest round-robin weight honoured.
-pub const MAX_WEIGHT: u32 = 100;

@@ -12,7 +12,9 @@
 //!   the sources into one routing table (DashMaps, updated by diff, never emptied by a failed
 //!   fetch) and checks each address against `upstream.allow`.
 //! - [`names`] turns services and instances into DNS labels and takes a request's Host apart
-//!   again; [`instance`] is what is kept of an instance.
+//!   again; [`instance`] is what is kept of an instance; [`balance`] decides which instance
+//!   a request to a service host goes to (weights, pins, sticky sessions, canaries, zones,
+//!   passive health: `xipgate.balance`).
 //! - [`proxy`] answers on the public listeners: Pingora's `ProxyHttp` for everything, with a
 //!   lean HTTP/1.1 fast path in front of it (`proxy::fast`); both engines take their HTTP rules
 //!   from one place (`proxy::rules`). [`answer`] is an error or page the edge gives itself.
@@ -34,6 +36,7 @@ pub mod access;
 mod acme;
 mod answer;
 pub mod app;
+pub mod balance;
 pub mod config;
 mod console;
 pub mod demo;

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub upstream_latency: HistogramVec,
     retries: IntCounterVec,
+    ejections: IntCounterVec,
+    ejected: IntGaugeVec,
     syncs: IntCounterVec,
     instances: IntGaugeVec,
     sync_age: prometheus::Gauge,
@@ -173,6 +175,22 @@ impl Metrics {
         .expect("static metric definition");
         let retries = IntCounterVec::new(
             Opts::new("retries_total", "Upstream retries on another try"),
+            &["service"],
+        )
+        .expect("static metric definition");
+        let ejections = IntCounterVec::new(
+            Opts::new(
+                "balance_ejections_total",
+                "Instances taken out of their service host's rotation by passive health (xipgate.balance.passive)",
+            ),
+            &["service"],
+        )
+        .expect("static metric definition");
+        let ejected = IntGaugeVec::new(
+            Opts::new(
+                "balance_ejected_instances",
+                "Instances out of their service host's rotation by passive health now, for services with xipgate.balance.passive",
+            ),
             &["service"],
         )
         .expect("static metric definition");
@@ -290,6 +308,8 @@ impl Metrics {
             Box::new(held.clone()),
             Box::new(upstream_latency.clone()),
             Box::new(retries.clone()),
+            Box::new(ejections.clone()),
+            Box::new(ejected.clone()),
             Box::new(syncs.clone()),
             Box::new(instances.clone()),
             Box::new(sync_age.clone()),
@@ -304,6 +324,8 @@ impl Metrics {
             requests,
             upstream_latency,
             retries,
+            ejections,
+            ejected,
             syncs,
             instances,
             sync_age,
@@ -355,6 +377,11 @@ impl Metrics {
     /// One more try of a request to `service` after a failed one.
     pub fn count_retry(&self, service: &str) {
         self.retries.with_label_values(&[service]).inc();
+    }
+
+    /// Passive health took an instance of `service` out of its rotation.
+    pub fn count_ejection(&self, service: &str) {
+        self.ejections.with_label_values(&[service]).inc();
     }
 
     /// The request metrics of one service, resolved once: a connection that sends many
@@ -443,6 +470,18 @@ impl Metrics {
         drop_services_gone(&self.requests, &live);
         drop_services_gone(&self.upstream_latency, &live);
         drop_services_gone(&self.retries, &live);
+        drop_services_gone(&self.ejections, &live);
+        self.ejected.reset();
+        let now = crate::balance::now_ms();
+        for s in services
+            .iter()
+            .filter(|s| s.plan().policy().passive.is_some())
+        {
+            let out = s.instances.iter().filter(|t| t.health.ejected(now)).count();
+            self.ejected
+                .with_label_values(&[s.label.as_str()])
+                .set(i64::try_from(out).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -54,7 +54,7 @@ fn mixed_shapes_and_one_bad_instance() {
         (Some(8080), Some(8443), Status::Up)
     );
     assert_eq!(up.zone(), Some("eu-west-1a"));
-    assert_eq!(up.weight(), 3);
+    assert_eq!(up.metadata.get("weight").map(String::as_str), Some("3"));
     assert!(!up.metadata.contains_key("@class"));
     assert_eq!(up.last_renewal_ms, Some(1700000030000));
 

@@ -34,6 +34,8 @@ pub struct XipgateFile {
     pub acme: Option<AcmeFile>,
     /// Who may reach which service, instance and path.
     pub access: Option<super::access::AccessFile>,
+    /// How a service host chooses its instance (docs/steering.md).
+    pub balance: Option<super::balance::BalanceFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

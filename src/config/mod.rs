@@ -8,6 +8,7 @@
 
 pub mod access;
 mod acme_store;
+mod balance;
 mod console;
 pub mod file;
 mod kubernetes;
@@ -30,6 +31,7 @@ pub use acme_store::{
     AcmeStoreConfig, KubeStoreConfig, DEFAULT_ACME_LEASE_DURATION, DEFAULT_ACME_SECRET_PREFIX,
     DEFAULT_ACME_STORE,
 };
+pub use balance::{BalanceFile, DEFAULT_CANARY_VALUES};
 pub use file::XipgateFile;
 pub use kubernetes::{
     KubernetesConfig, KubernetesFile, Namespaces, ALL_NAMESPACES, DEFAULT_KUBERNETES_NAME,
@@ -135,6 +137,8 @@ pub struct Config {
     pub acme: Option<AcmeConfig>,
     /// Who may reach which service, instance and path (`xipgate.access`).
     pub access: AccessConfig,
+    /// How a service host chooses its instance (`xipgate.balance`).
+    pub balance: crate::balance::Balance,
 }
 
 /// `xipgate.log`: whether each request is recorded, and where.

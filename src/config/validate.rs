@@ -353,6 +353,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
     }
     let cors = cors_config(&mut c, &x.cors, &domains);
     let access = access::check_access(&mut c, x.access.as_ref(), &listen);
+    let balance = super::balance::check_balance(&mut c, x.balance.as_ref());
 
     let dns = x.dns.as_ref().and_then(|d| {
         let listen: Vec<SocketAddr> = d
@@ -476,6 +477,7 @@ pub fn validate(parsed: ParsedFile, source: &str) -> Result<Config, ConfigErrors
         tls,
         acme,
         access,
+        balance,
         access_log: AccessLogConfig {
             enabled: x.log.access.unwrap_or(DEFAULT_ACCESS_LOG),
             file: x

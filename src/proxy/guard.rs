@@ -330,25 +330,33 @@ pub fn to_backend(
         }
     }
     if let Some(s) = gate.session_cookie() {
-        let values: Vec<HeaderValue> = upstream.headers.get_all(COOKIE).iter().cloned().collect();
-        if values
-            .iter()
-            .any(|v| cookie::find([v.as_bytes()], &s.name).is_some())
-        {
-            upstream.remove_header(&COOKIE);
-            for v in &values {
-                if let Some(kept) = cookie::without(v.as_bytes(), &s.name) {
-                    upstream.append_header(
-                        COOKIE,
-                        HeaderValue::from_bytes(&kept).map_err(|_| {
-                            pingora_core::Error::explain(
-                                pingora_core::ErrorType::InternalError,
-                                "a Cookie header without the session cookie is not a header value",
-                            )
-                        })?,
-                    )?;
-                }
-            }
+        strip_cookie(upstream, &s.name)?;
+    }
+    Ok(())
+}
+
+/// Pingora's engine: takes every cookie called `name` out of the request's `Cookie`
+/// headers (the edge's own cookies go to no backend).
+pub fn strip_cookie(upstream: &mut RequestHeader, name: &str) -> Result<()> {
+    let values: Vec<HeaderValue> = upstream.headers.get_all(COOKIE).iter().cloned().collect();
+    if !values
+        .iter()
+        .any(|v| cookie::find([v.as_bytes()], name).is_some())
+    {
+        return Ok(());
+    }
+    upstream.remove_header(&COOKIE);
+    for v in &values {
+        if let Some(kept) = cookie::without(v.as_bytes(), name) {
+            upstream.append_header(
+                COOKIE,
+                HeaderValue::from_bytes(&kept).map_err(|_| {
+                    pingora_core::Error::explain(
+                        pingora_core::ErrorType::InternalError,
+                        "a Cookie header without the edge's cookie is not a header value",
+                    )
+                })?,
+            )?;
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ mod resolve;
 mod respond;
 mod rules;
 mod settings;
+mod steer;
 mod upstream_cert;
 
 use crate::answer::{cors_decide, Answer, Cors};
@@ -22,8 +23,9 @@ pub use host::request_host;
 pub use limit::Limited;
 pub use loop_guard::ConsoleListener;
 use resolve::host_answer;
-pub use resolve::{pick_target, resolve_host};
+pub use resolve::resolve_host;
 pub use settings::{ProxySettings, ProxyShared, UpstreamTls};
+pub use steer::{observe, pick_target, steer, Steer};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::balance;
 use crate::console::Console;
 use crate::names;
 use crate::routes::{Route, Target};
@@ -65,6 +68,8 @@ pub struct Ctx {
     tls: bool,
     /// What `xipgate.access` decided.
     access: guard::Passed,
+    /// How the request was steered (`xipgate.balance`): the instance of each try.
+    steer: Steer,
 }
 
 impl PingoraProxy {
@@ -99,7 +104,7 @@ impl PingoraProxy {
 fn route_kind(ctx: &Ctx) -> rules::RouteKind {
     ctx.route
         .as_ref()
-        .map_or(rules::RouteKind::Service, rules::RouteKind::of)
+        .map_or(rules::RouteKind::Service, |r| ctx.steer.kind(r))
 }
 
 #[async_trait]
@@ -125,6 +130,7 @@ impl ProxyHttp for PingoraProxy {
             answered: None,
             tls: false,
             access: guard::Passed::default(),
+            steer: Steer::default(),
         }
     }
 
@@ -282,6 +288,35 @@ impl ProxyHttp for PingoraProxy {
             .await?;
             return Ok(true);
         }
+
+        // Which instance (`xipgate.balance`): a pin nothing in rotation answers to is a 503.
+        if let Some(route) = &ctx.route {
+            let req = session.req_header();
+            let reads_cookies =
+                matches!(route, Route::Service(s) if s.plan().policy().reads_cookies());
+            let cookies: Vec<&[u8]> = if reads_cookies {
+                req.headers
+                    .get_all(http::header::COOKIE)
+                    .iter()
+                    .map(|v| v.as_bytes())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let keys = steer::header_keys(self.shared.table.balance(), &req.headers, &cookies);
+            match steer(route, &keys) {
+                Ok(s) => ctx.steer = s,
+                Err(answer) => {
+                    ctx.answered = Some(answer.status);
+                    respond(
+                        session,
+                        answer.cors(&self.shared.settings.cors, ctx.origin.as_ref()),
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+            }
+        }
         Ok(false)
     }
 
@@ -290,7 +325,7 @@ impl ProxyHttp for PingoraProxy {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        let target = pick_target(route, &ctx.tried)
+        let target = pick_target(route, &ctx.steer, &ctx.tried)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), route.none_up()))?;
         let addr = *target
             .upstream
@@ -323,6 +358,9 @@ impl ProxyHttp for PingoraProxy {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        if let (Some(route), Some(t)) = (&ctx.route, &ctx.target) {
+            observe(&self.shared, route, t, balance::Outcome::ConnectFailed);
+        }
         // Nothing reached the backend yet.
         let again = rules::retry(&rules::FailedTry {
             etype: e.etype(),
@@ -438,6 +476,15 @@ impl ProxyHttp for PingoraProxy {
             ctx.access.who.as_ref(),
             ctx.host.as_deref(),
         )?;
+        // The edge's steering keys go no further: the pin header and the sticky cookie
+        // (Spring Cloud LoadBalancer's own cookie stays: the app set it).
+        let balance = self.shared.table.balance();
+        if let Some(pin) = &balance.pin_header {
+            upstream.remove_header(pin.as_str());
+        }
+        if let Some(name) = &balance.sticky_cookie {
+            guard::strip_cookie(upstream, name)?;
+        }
         upstream.insert_header(http::header::VIA, via)?;
         upstream.insert_header("x-forwarded-proto", rules::forwarded_proto(ctx.tls))?;
         if let Some(host) = &ctx.host {
@@ -495,6 +542,19 @@ impl ProxyHttp for PingoraProxy {
         if let Some(t) = &ctx.target {
             if let Some(started) = ctx.upstream_started {
                 ctx.upstream_time = Some(started.elapsed());
+            }
+            if let Some(route) = &ctx.route {
+                if !resp.status.is_informational() {
+                    observe(
+                        &self.shared,
+                        route,
+                        t,
+                        balance::Outcome::Answered(resp.status.as_u16()),
+                    );
+                    if let Some(cookie) = ctx.steer.set_cookie(route, t, ctx.tls) {
+                        resp.append_header(http::header::SET_COOKIE, cookie)?;
+                    }
+                }
             }
             if rules::header_safe(t.instance.instance_id.as_bytes()) {
                 resp.insert_header("x-served-by", t.instance.instance_id.as_str())?;

@@ -1,14 +1,10 @@
-//! From a request's Host to a route, or to the answer the edge gives instead, and the
-//! instance each try of a route goes to: decided here for both engines.
-
-use std::net::SocketAddr;
-use std::sync::Arc;
+//! From a request's Host to a route, or to the answer the edge gives instead: decided
+//! here for both engines.
 
 use super::ProxyShared;
 use crate::answer::Answer;
 use crate::names::{self, HostError};
-use crate::registry::Status;
-use crate::routes::{Route, Target};
+use crate::routes::Route;
 
 /// The answer before the first registry has been loaded.
 const NOT_LOADED: &str = "the registry is not loaded yet (the console's /api/v1/registry says why)";
@@ -72,40 +68,6 @@ pub fn resolve_host(shared: &ProxyShared, raw: &str) -> Result<(String, String, 
         }
     }
     Ok((host, label, route))
-}
-
-/// The instance for the next try of a request on `route`, given the addresses tried.
-pub fn pick_target(route: &Route, tried: &[SocketAddr]) -> Option<Arc<Target>> {
-    let s = match route {
-        Route::Instance(t) => return Some(t.clone()),
-        Route::Service(s) => s,
-    };
-    match tried.last() {
-        // The first try follows the service's weighted round robin.
-        None => s.next(|_| false),
-        // A retry leaves the round robin alone: if it advanced the shared cursor too, a
-        // failing instance would fall in step with it and get every request's first try
-        // (tests/backend_faults.rs). It takes the next UP instance after the one that
-        // failed, in instanceId order, preferring one not tried yet; when all were, any UP
-        // one.
-        Some(last) => {
-            let n = s.instances.len();
-            let from = s
-                .instances
-                .iter()
-                .position(|t| t.upstream.as_ref() == Ok(last))
-                .map_or(0, |i| i + 1);
-            let ring = || {
-                (0..n)
-                    .map(|i| &s.instances[(from + i) % n])
-                    .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
-            };
-            ring()
-                .find(|t| t.upstream.as_ref().is_ok_and(|a| !tried.contains(a)))
-                .or_else(|| ring().next())
-                .cloned()
-        }
-    }
 }
 
 pub(super) fn host_answer(e: HostError) -> Answer {

@@ -16,11 +16,12 @@ pub use feed::{merge, Feed};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::balance::{self, Balance, Decision, Health, Keys, Member, Outcome, Plan, Weight};
 use crate::instance::{Instance, InstanceKey, Status};
 use crate::names;
 
@@ -39,6 +40,28 @@ pub struct Target {
     /// Where this instance serves its actuator (see [`crate::access::actuator_bases`]):
     /// worked out once here, from the registration, not per request.
     pub actuator_bases: Vec<String>,
+    /// Its weight in the service host's rotation (`xipgate.balance`'s weight key).
+    pub weight: Weight,
+    /// Passive health: failures in a row, ejected until when.
+    pub health: Health,
+}
+
+impl Member for Arc<Target> {
+    fn instance(&self) -> &Instance {
+        &self.instance
+    }
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn routable(&self) -> bool {
+        self.upstream.is_ok()
+    }
+    fn weight(&self) -> Weight {
+        self.weight
+    }
+    fn health(&self) -> &Health {
+        &self.health
+    }
 }
 
 impl Target {
@@ -124,9 +147,11 @@ struct Planned<T> {
 }
 
 impl<T: IntoInstance> Planned<T> {
-    fn into_target(self) -> Target {
+    fn into_target(self, balance: &Balance) -> Target {
         let instance = self.instance.into_instance();
         Target {
+            weight: balance.policy(&self.service_label).weight_of(&instance),
+            health: Health::default(),
             actuator_bases: crate::access::actuator_bases(
                 instance.health_check_url.as_deref(),
                 instance.status_page_url.as_deref(),
@@ -141,33 +166,69 @@ impl<T: IntoInstance> Planned<T> {
     }
 }
 
-/// A service: every instance it has, and the weighted round-robin over UP, routable ones.
+/// A service: every instance it has, and how a request to its host chooses one
+/// ([`balance::Plan`]: the weighted round robin over UP, routable instances, pins,
+/// sticky sessions, canaries, zones, passive health).
 #[derive(Debug)]
 pub struct Service {
     pub app: String,
     pub label: String,
     /// All instances, sorted by instanceId.
     pub instances: Vec<Arc<Target>>,
-    /// UP and routable instances, each repeated by its weight, interleaved.
-    rotation: Vec<Arc<Target>>,
+    plan: Plan,
     /// Every instance's actuator bases, once each: a request to the service host may
     /// reach any of them.
     actuator_bases: Vec<String>,
-    cursor: AtomicUsize,
 }
 
 impl Service {
-    /// The next target in rotation, skipping those `skip` says were already tried.
-    pub fn next(&self, skip: impl Fn(&Target) -> bool) -> Option<Arc<Target>> {
-        let n = self.rotation.len();
-        if n == 0 {
-            return None;
+    /// The instance for a request with `keys`, or why none (`balance::Plan::decide`).
+    pub fn decide(&self, keys: &Keys<'_>) -> Result<(Arc<Target>, balance::Via), balance::Refusal> {
+        match self.plan.decide(&self.instances, keys, balance::now_ms) {
+            Decision::Pick { index, via } => Ok((self.instances[index].clone(), via)),
+            Decision::Refuse(r) => Err(r),
         }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.rotation[(start + i) % n])
-            .find(|t| !skip(t))
-            .cloned()
+    }
+
+    /// The next instance in rotation, as for a request without keys.
+    pub fn next(&self) -> Option<Arc<Target>> {
+        self.decide(&Keys::default()).ok().map(|(t, _)| t)
+    }
+
+    /// The instance for a retry after the try at `last` failed (`balance::Plan::retry`).
+    pub fn retry(&self, last: Option<SocketAddr>, tried: &[SocketAddr]) -> Option<Arc<Target>> {
+        let last = last.and_then(|a| self.instances.iter().position(|t| t.upstream == Ok(a)));
+        let tried = |i: usize| {
+            self.instances[i]
+                .upstream
+                .as_ref()
+                .is_ok_and(|a| tried.contains(a))
+        };
+        self.plan
+            .retry(&self.instances, last, tried)
+            .map(|i| self.instances[i].clone())
+    }
+
+    /// Counts a try's outcome at `target`; true when passive health ejected it now.
+    pub fn observe(&self, target: &Target, outcome: Outcome) -> bool {
+        if self.plan.policy().passive.is_none() {
+            return false;
+        }
+        match self
+            .instances
+            .iter()
+            .position(|t| std::ptr::eq(&**t, target))
+        {
+            Some(i) => self
+                .plan
+                .observe(&self.instances, i, outcome, balance::now_ms()),
+            None => false,
+        }
+    }
+
+    /// The steering plan (what the console shows of it).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// Every instance's actuator bases, once each.
@@ -177,7 +238,7 @@ impl Service {
 
     /// True when at least one instance may receive requests.
     pub fn has_eligible(&self) -> bool {
-        !self.rotation.is_empty()
+        self.plan.has_eligible()
     }
 
     pub fn up_count(&self) -> usize {
@@ -260,6 +321,8 @@ impl Route {
 }
 
 pub struct RouteTable {
+    /// How service hosts choose their instance (`xipgate.balance`).
+    balance: Arc<Balance>,
     /// Primary labels and aliases → instance.
     by_label: DashMap<String, Arc<Target>>,
     services: DashMap<String, Arc<Service>>,
@@ -273,7 +336,13 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new(allow: Allowlist) -> Self {
+        Self::with_balance(allow, Arc::default())
+    }
+
+    /// A table whose service hosts steer by `balance`.
+    pub fn with_balance(allow: Allowlist, balance: Arc<Balance>) -> Self {
         RouteTable {
+            balance,
             by_label: DashMap::new(),
             services: DashMap::new(),
             by_id: DashMap::new(),
@@ -281,6 +350,11 @@ impl RouteTable {
             loaded: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
+    }
+
+    /// How service hosts choose their instance.
+    pub fn balance(&self) -> &Balance {
+        &self.balance
     }
 
     /// True once a registry has been applied (even an empty one).
@@ -364,11 +438,11 @@ impl RouteTable {
                         ));
                     }
                     report.changed += 1;
-                    Arc::new(p.into_target())
+                    Arc::new(p.into_target(&self.balance))
                 }
                 None => {
                     report.added += 1;
-                    Arc::new(p.into_target())
+                    Arc::new(p.into_target(&self.balance))
                 }
             };
             live.push(kept);
@@ -441,7 +515,8 @@ impl RouteTable {
                 .get(label)
                 .is_some_and(|s| s.same_members(&members));
             if !unchanged {
-                let service = build_service(label.to_string(), members);
+                let policy = self.balance.policy(label).clone();
+                let service = build_service(label.to_string(), members, policy);
                 self.services.insert(label.to_string(), Arc::new(service));
             }
         }
@@ -480,31 +555,16 @@ impl RouteTable {
     }
 }
 
-fn build_service(label: String, instances: Vec<Arc<Target>>) -> Service {
+fn build_service(
+    label: String,
+    instances: Vec<Arc<Target>>,
+    policy: Arc<balance::Policy>,
+) -> Service {
     let app = instances
         .first()
         .map(|t| t.instance.app.clone())
         .unwrap_or_default();
-    let eligible: Vec<&Arc<Target>> = instances
-        .iter()
-        .filter(|t| t.instance.status == Status::Up && t.upstream.is_ok())
-        .collect();
-    // Interleave by weight: round r takes every instance whose weight exceeds r, so a
-    // weight-3 instance does not get three requests in a row.
-    let max_weight = eligible
-        .iter()
-        .map(|t| t.instance.weight())
-        .max()
-        .unwrap_or(0);
-    let mut rotation = Vec::new();
-    for round in 0..max_weight {
-        rotation.extend(
-            eligible
-                .iter()
-                .filter(|t| t.instance.weight() > round)
-                .map(|t| (*t).clone()),
-        );
-    }
+    let plan = Plan::build(&instances, policy);
     let mut actuator_bases: Vec<String> = instances
         .iter()
         .flat_map(|t| t.actuator_bases.iter().cloned())
@@ -515,9 +575,8 @@ fn build_service(label: String, instances: Vec<Arc<Target>>) -> Service {
         app,
         label,
         instances,
-        rotation,
+        plan,
         actuator_bases,
-        cursor: AtomicUsize::new(0),
     }
 }
 

@@ -85,7 +85,7 @@ fn weights_interleave_in_rotation() {
         panic!()
     };
     let picks: Vec<String> = (0..8)
-        .map(|_| s.next(|_| false).unwrap().instance.instance_id.clone())
+        .map(|_| s.next().unwrap().instance.instance_id.clone())
         .collect();
     assert_eq!(picks.iter().filter(|p| *p == "h").count(), 6, "{picks:?}");
     assert!(

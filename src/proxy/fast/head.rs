@@ -4,7 +4,10 @@
 
 use std::mem::MaybeUninit;
 
+use std::borrow::Cow;
+
 use crate::access::{cookie, Gate, Identity};
+use crate::balance::Balance;
 use crate::proxy::{guard, rules};
 
 /// Most headers a request or response head may have on the fast path. A request with more
@@ -45,6 +48,12 @@ pub struct Plan<'a> {
     pub authorization: Option<&'a [u8]>,
     pub x_requested_with: bool,
     pub cookie: Option<&'a [u8]>,
+    /// The steering keys (`xipgate.balance`): pin, hint and canary header values. The pin
+    /// header is not sent upstream; the `Cookie` header is captured for them (and the
+    /// sticky cookie taken out of it) when some service reads cookies.
+    pub pin: Option<&'a [u8]>,
+    pub hint: Option<&'a [u8]>,
+    pub canary: Option<&'a [u8]>,
 }
 
 /// What the request buffer holds.
@@ -77,17 +86,41 @@ fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// [`finish_upstream_request`] completes it. Otherwise `out` is left empty.
 ///
 /// `gate`'s identity headers are deleted in every spelling (the edge sets its own), and
-/// its session cookie is taken out of `Cookie`, whether rules exist or not.
-pub fn parse_request<'a>(buf: &'a [u8], out: &mut Vec<u8>, gate: &Gate) -> Parsed<'a> {
+/// its session cookie is taken out of `Cookie`, whether rules exist or not; so are
+/// `balance`'s pin header and sticky cookie.
+pub fn parse_request<'a>(
+    buf: &'a [u8],
+    out: &mut Vec<u8>,
+    gate: &Gate,
+    balance: &Balance,
+) -> Parsed<'a> {
     out.clear();
-    let parsed = parse_request_into(buf, out, gate);
+    let parsed = parse_request_into(buf, out, gate, balance);
     if !matches!(parsed, Parsed::Take(_)) {
         out.clear();
     }
     parsed
 }
 
-fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>, gate: &Gate) -> Parsed<'a> {
+/// `value` without the cookies `names` lists: `None` when nothing is left.
+fn without_cookies<'h>(value: &'h [u8], names: [Option<&str>; 2]) -> Option<Cow<'h, [u8]>> {
+    let mut kept = Cow::Borrowed(value);
+    for name in names.into_iter().flatten() {
+        let next = match cookie::without(&kept, name)? {
+            Cow::Borrowed(_) => continue,
+            Cow::Owned(o) => o,
+        };
+        kept = Cow::Owned(next);
+    }
+    Some(kept)
+}
+
+fn parse_request_into<'a>(
+    buf: &'a [u8],
+    out: &mut Vec<u8>,
+    gate: &Gate,
+    balance: &Balance,
+) -> Parsed<'a> {
     let mut slots: Slots<'a> = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut slots) {
@@ -116,6 +149,10 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>, gate: &Gate) -> Pars
     let (mut accept, mut authorization, mut cookie_header) = (None, None, None);
     let mut x_requested_with = false;
     let session_cookie = gate.session_cookie().map(|s| s.name.as_str());
+    let sticky_cookie = balance.sticky_cookie.as_deref();
+    let reads_cookies = session_cookie.is_some() || balance.reads_cookies;
+    let (mut pin, mut hint, mut canary) = (None, None, None);
+    let named = |n: &str, h: &Option<String>| h.as_deref().is_some_and(|h| is(n, h));
     for h in req.headers.iter() {
         let n = h.name;
         if is(n, "host") {
@@ -169,19 +206,26 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>, gate: &Gate) -> Pars
         } else if is(n, "x-requested-with") {
             x_requested_with = true;
         } else if is(n, "cookie") {
-            if let Some(name) = session_cookie {
+            if reads_cookies {
                 // Several Cookie headers (HTTP/1.1 clients send one): Pingora's path.
                 if cookie_header.is_some() {
                     return Parsed::Handoff;
                 }
                 cookie_header = Some(h.value);
-                if let Some(kept) = cookie::without(h.value, name) {
+                if let Some(kept) = without_cookies(h.value, [session_cookie, sticky_cookie]) {
                     put_header(out, n.as_bytes(), &kept);
                 }
                 continue;
             }
         } else if gate.is_identity_header(n) {
             continue;
+        } else if named(n, &balance.pin_header) {
+            pin.get_or_insert(h.value);
+            continue;
+        } else if named(n, &balance.hint_header) {
+            hint.get_or_insert(h.value);
+        } else if named(n, &balance.canary_header) {
+            canary.get_or_insert(h.value);
         }
         if !rules::dropped_upstream(n) {
             put_header(out, n.as_bytes(), h.value);
@@ -201,6 +245,9 @@ fn parse_request_into<'a>(buf: &'a [u8], out: &mut Vec<u8>, gate: &Gate) -> Pars
             authorization,
             x_requested_with,
             cookie: cookie_header,
+            pin,
+            hint,
+            canary,
         }),
         None => Parsed::Handoff,
     }
@@ -325,6 +372,8 @@ pub struct Stamp<'a> {
     pub close: bool,
     /// The edge's session cookie: a backend's `Set-Cookie` of it is dropped.
     pub session_cookie: Option<&'a str>,
+    /// The sticky cookie the edge sets (`Set-Cookie` value).
+    pub set_cookie: Option<&'a str>,
 }
 
 /// Parses the head of the upstream's response and, in the same pass, writes the head for
@@ -444,6 +493,9 @@ pub fn parse_response<'b>(
     if let Some(s) = stamp.instance_status {
         put_header(out, b"x-xipgate-instance-status", s.as_bytes());
     }
+    if let (Some(c), false) = (stamp.set_cookie, interim_status(status)) {
+        put_header(out, b"set-cookie", c.as_bytes());
+    }
     // An interim (1xx) head says nothing about the connection; the final one does.
     let interim = (100..200).contains(&status);
     if !interim && (stamp.close || framing == Framing::UntilClose) {
@@ -478,6 +530,10 @@ fn unfold(value: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+fn interim_status(status: u16) -> bool {
+    (100..200).contains(&status)
 }
 
 fn httparse_reason(e: httparse::Error) -> &'static str {

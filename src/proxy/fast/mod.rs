@@ -36,10 +36,13 @@ use pingora_core::protocols::ALPN;
 use pingora_core::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
-use super::rules::{self, RouteKind};
-use super::{guard, pick_target, resolve_host, AccessEntry, ProxySettings, ProxyShared};
+use super::rules;
+use super::{
+    guard, observe, pick_target, resolve_host, steer, AccessEntry, ProxySettings, ProxyShared,
+};
 use crate::access::Decision;
 use crate::answer::Answer;
+use crate::balance::{Keys, Outcome};
 use crate::metrics::ServiceMetrics;
 use crate::routes::{Route, Target};
 use exchange::{Exchange, Failure, Scratch};
@@ -152,7 +155,8 @@ impl FastPath {
                         }
                         scanned = buf.len();
                     } else {
-                        match parse_request(&buf, &mut upstream_req, &self.shared.gate) {
+                        let balance = self.shared.table.balance();
+                        match parse_request(&buf, &mut upstream_req, &self.shared.gate, balance) {
                             Parsed::Take(plan) if self.take => break plan,
                             Parsed::Take(_) | Parsed::Handoff => return handoff(stream, &buf),
                             Parsed::Partial => {}
@@ -264,6 +268,17 @@ impl FastPath {
                     _ => return handoff(stream, &buf),
                 }
             }
+            // Which instance (`xipgate.balance`); a pin nothing in rotation answers to is
+            // Pingora's to answer (the same decision, the same 503).
+            let keys = Keys {
+                pin: plan.pin,
+                hint: plan.hint,
+                canary: plan.canary,
+                cookies: plan.cookie.as_slice(),
+            };
+            let Ok(steered) = steer(&c.route, &keys) else {
+                return handoff(stream, &buf);
+            };
             let head_req = plan.method == "HEAD";
             // The same rule as the Pingora path's `Method::is_idempotent`.
             let idempotent =
@@ -307,7 +322,7 @@ impl FastPath {
             let outcome = loop {
                 // The table can change between routing and a try: the same answers as the
                 // Pingora path's `upstream_peer` then.
-                let Some(target) = pick_target(&c.route, &tried) else {
+                let Some(target) = pick_target(&c.route, &steered, &tried) else {
                     break Err((last, Failure::refused(503, c.route.none_up())));
                 };
                 let addr = match &target.upstream {
@@ -321,7 +336,8 @@ impl FastPath {
                 if tried.len() > 1 {
                     self.shared.metrics.count_retry(&target.service_label);
                 }
-                let kind = RouteKind::of(&c.route);
+                let kind = steered.kind(&c.route);
+                let set_cookie = steered.set_cookie(&c.route, &target, tls);
                 let ex = Exchange {
                     settings,
                     pool: &self.pool,
@@ -336,14 +352,28 @@ impl FastPath {
                         ),
                         close,
                         session_cookie: gate.session_cookie().map(|s| s.name.as_str()),
+                        set_cookie: set_cookie.as_deref(),
                     },
                     // This try's start: the upstream time is the successful try's alone,
                     // from choosing its instance, as on the Pingora path.
                     started: Instant::now(),
                 };
                 match ex.run(&mut stream, &mut scratch).await {
-                    Ok(done) => break Ok((target, done)),
+                    Ok(done) => {
+                        observe(
+                            &self.shared,
+                            &c.route,
+                            &target,
+                            Outcome::Answered(done.status),
+                        );
+                        break Ok((target, done));
+                    }
                     Err(f) => {
+                        // Nothing was sent: the connection failed (as Pingora's
+                        // `fail_to_connect`); the edge's own refusals are no try.
+                        if !f.sent && !matches!(f.etype, pingora_core::ErrorType::HTTPStatus(_)) {
+                            observe(&self.shared, &c.route, &target, Outcome::ConnectFailed);
+                        }
                         let again = rules::retry(&rules::FailedTry {
                             etype: &f.etype,
                             route: kind,

@@ -25,7 +25,7 @@ fn gate() -> Gate {
 
 fn req(raw: &str) -> (Parsed<'_>, String) {
     let mut out = Vec::new();
-    let p = parse_request(raw.as_bytes(), &mut out, &gate());
+    let p = parse_request(raw.as_bytes(), &mut out, &gate(), &Balance::default());
     (p, String::from_utf8(out).expect("ascii"))
 }
 
@@ -79,7 +79,7 @@ fn everything_else_goes_to_pingora_with_nothing_written() {
     let latin1: &[u8] = b"GET / HTTP/1.1\r\nHost: \xff.d\r\n\r\n";
     for raw in cases.iter().map(|c| c.as_bytes()).chain([latin1]) {
         let mut out = Vec::new();
-        let p = parse_request(raw, &mut out, &gate());
+        let p = parse_request(raw, &mut out, &gate(), &Balance::default());
         assert_eq!(p, Parsed::Handoff, "{raw:?}");
         assert!(out.is_empty(), "{raw:?} left {out:?}");
     }
@@ -188,7 +188,10 @@ fn forged_forwarding_headers_are_dropped_and_via_is_kept_for_the_chain() {
     // Two Via headers: joined by Pingora's path, as two X-Forwarded-For are.
     let mut out = Vec::new();
     let two = b"GET / HTTP/1.1\r\nHost: x.d\r\nVia: 1.0 a\r\nVia: 1.0 b\r\n\r\n";
-    assert_eq!(parse_request(two, &mut out, &gate()), Parsed::Handoff);
+    assert_eq!(
+        parse_request(two, &mut out, &gate(), &Balance::default()),
+        Parsed::Handoff
+    );
 }
 
 const STAMP: Stamp<'static> = Stamp {
@@ -196,6 +199,7 @@ const STAMP: Stamp<'static> = Stamp {
     instance_status: None,
     close: false,
     session_cookie: Some("_xipgate"),
+    set_cookie: None,
 };
 
 fn resp(raw: &str, head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
@@ -342,6 +346,7 @@ fn the_client_gets_the_head_without_hop_by_hop_headers_and_with_the_stamp() {
         instance_status: Some("DOWN"),
         close: true,
         session_cookie: None,
+        set_cookie: None,
     };
     let mut out = Vec::new();
     parse_response(
@@ -368,7 +373,7 @@ proptest! {
     #[test]
     fn request_parsing_never_panics_and_stays_in_bounds(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let mut out = Vec::new();
-        if let Parsed::Take(p) = parse_request(&bytes, &mut out, &gate()) {
+        if let Parsed::Take(p) = parse_request(&bytes, &mut out, &gate(), &Balance::default()) {
             prop_assert!(p.head_len <= bytes.len());
             prop_assert!(out.starts_with(p.method.as_bytes()));
         } else {
