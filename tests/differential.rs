@@ -3,6 +3,8 @@
 //! `Date`, which only Pingora's path adds) and body, and the exact request head the
 //! backend received. The rules both engines follow live in `src/proxy/rules.rs`.
 
+#[path = "differential/balance.rs"]
+mod balance;
 mod common;
 
 use std::collections::BTreeSet;
