@@ -319,6 +319,7 @@ fn service_json(console: &Console, s: &Service, links: &Links) -> Value {
         "url": links.url(&s.label),
         "instances_total": s.instances.len(),
         "instances_by_status": counts_json(s.instances.iter()),
+        "balance": super::steering::service_json(s),
     })
 }
 
@@ -343,7 +344,7 @@ pub fn instance_json(console: &Console, t: &Target, links: &Links) -> Value {
         "zone": i.zone(),
         "weight": t.weight.shares(),
         "weight_problem": t.weight.problem.map(|p| p.to_string()),
-        "ejected_until": t.health.ejected_until(crate::balance::now_ms()).map(|u| format_time(crate::balance::wall_time(u))),
+        "ejected_until": super::steering::instance_ejected_until(t),
         "last_renewal": (renewal > 0).then(|| format_ms(renewal)),
         "status_page_url": i.status_page_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),
         "health_check_url": i.health_check_url.as_deref().and_then(|u| links.rewrite(u, &t.label)),

@@ -8,6 +8,7 @@ mod links;
 mod listing;
 mod locks;
 mod page;
+mod steering;
 
 pub use links::Links;
 

@@ -180,6 +180,8 @@ struct ServiceView {
     traffic: SeriesView,
     instances: Vec<InstanceView>,
     lock: Option<LockView>,
+    /// How its host chooses an instance (`xipgate.balance`): `sticky`, `canary 5% (1)`...
+    steering: Vec<String>,
 }
 
 struct InstanceView {
@@ -202,6 +204,10 @@ struct InstanceView {
     blocked: Option<String>,
     traffic: SeriesView,
     lock: Option<LockView>,
+    /// Its weight when not the default (or what is wrong with it).
+    weight: Option<String>,
+    /// Out of its service host's rotation (passive health) until when.
+    ejected: Option<String>,
 }
 
 fn age(t: SystemTime) -> String {
@@ -264,6 +270,8 @@ fn instance_view(console: &Console, t: &Target, links: &Links) -> InstanceView {
         blocked: t.upstream.as_ref().err().map(ToString::to_string),
         traffic: traffic.view(Kind::Instance, &t.label),
         lock: lock_view(super::locks::instance_lock(console, t)),
+        weight: super::steering::instance_weight(t),
+        ejected: super::steering::instance_ejected(t),
     }
 }
 
@@ -303,6 +311,7 @@ fn service_view(console: &Console, l: &Listed, links: &Links, query: &Query) -> 
             .map(|t| instance_view(console, t, links))
             .collect(),
         lock: lock_view(super::locks::service_lock(console, s)),
+        steering: super::steering::service_tags(s),
     }
 }
 

@@ -493,3 +493,47 @@ async fn instance_metadata_that_looks_secret_is_masked() {
     assert_eq!(v["metadata"]["user.name"], "actuator");
     assert_eq!(v["metadata"]["zone"], "zone-a");
 }
+
+#[tokio::test]
+async fn steering_shows_weights_their_problems_and_the_policy() {
+    let with = |pod: &str, w: &str| {
+        let mut i = inst("PAY", pod, "10.0.0.9", Status::Up);
+        i.metadata.insert("weight".into(), w.into());
+        i
+    };
+    let c = console_with(Some(vec![
+        with("p1", "2"),
+        with("p2", "heavy"),
+        with("p3", "-3"),
+        with("p4", "0"),
+        with("p5", "0.5"),
+    ]));
+    let (s, v) = get_json(&c, "/api/v1/services/pay").await;
+    assert_eq!(s, 200);
+    let b = &v["balance"];
+    assert_eq!(b["in_rotation"], 4, "weight 0 is out: {b}");
+    assert_eq!(b["weighted"], true);
+    assert_eq!(b["sticky"], false);
+    assert_eq!(b["pin_fallback"], "answer");
+    assert_eq!(b["canary"], Value::Null);
+    assert_eq!(b["ejected"], json!([]));
+    let weight = |pod: &'static str| {
+        let c = &c;
+        async move {
+            let (_, v) = get_json(c, &format!("/api/v1/instances/{pod}-8080")).await;
+            (
+                v["weight"].as_f64(),
+                v["weight_problem"].as_str().map(String::from),
+            )
+        }
+    };
+    assert_eq!(weight("p1").await, (Some(2.0), None));
+    let (w, problem) = weight("p2").await;
+    assert_eq!(w, Some(1.0));
+    assert!(problem.unwrap().contains("not a number"));
+    let (w, problem) = weight("p3").await;
+    assert_eq!(w, Some(1.0));
+    assert!(problem.unwrap().contains("negative"));
+    assert_eq!(weight("p4").await, (Some(0.0), None));
+    assert_eq!(weight("p5").await, (Some(0.5), None));
+}
