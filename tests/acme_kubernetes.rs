@@ -9,11 +9,15 @@
 //!   `kubernetes.io/tls` Secret, both serve its renewal; one account Secret, kept.
 //! - The holder killed mid-order (its values published, its Lease held): the other
 //!   takes the Lease over once it expires, and the certificate is issued.
+//! - Another writer between each read and write (a real 409 from the API server, made by
+//!   tests/common/meddler.rs): every write is retried from a fresh read and goes through.
 //! - Each verb of the Role removed in turn: the error on `/api/v1/tls` names it.
 
 mod common;
 #[path = "common/kube.rs"]
 mod kube;
+#[path = "common/meddler.rs"]
+mod meddler;
 #[path = "common/pebble.rs"]
 mod pebble;
 #[path = "common/pki.rs"]
@@ -114,6 +118,11 @@ struct Replica<'a> {
 }
 
 fn replica_yaml(kube: &KubeApi, r: &Replica) -> String {
+    replica_yaml_at(kube, &kube.url, r)
+}
+
+/// Like [`replica_yaml`], with the API server at `api_url`.
+fn replica_yaml_at(kube: &KubeApi, api_url: &str, r: &Replica) -> String {
     let checks: Vec<String> = r.self_check.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
         "  dns:\n    listen: [\"{dns}\"]\n    edge_ips: [\"127.0.0.1\"]\n  tls:\n    listen: [\"HTTPS_ADDR\"]\n    reload_interval: 100ms\n  acme:\n    directory: {directory}\n    directory_ca: {ca}\n    terms_agreed: true\n    check_interval: 1s\n    self_check: [{checks}]\n    self_check_timeout: 60s\n    store:\n      kubernetes:\n        namespace: {ns}\n        api_url: {url}\n        token_file: {token}\n        ca_file: {kube_ca}\n        lease_duration: {LEASE_SECS}s\n",
@@ -122,7 +131,7 @@ fn replica_yaml(kube: &KubeApi, r: &Replica) -> String {
         ca = r.directory_ca.display(),
         checks = checks.join(", "),
         ns = r.ns,
-        url = kube.url,
+        url = api_url,
         token = r.token_file.display(),
         kube_ca = kube.ca_file.display(),
     )
@@ -661,6 +670,77 @@ async fn the_holder_killed_mid_order_the_other_takes_over_once_the_lease_expires
         .await;
     assert_eq!(pem_serial(&secret_text(&secret, "tls.crt")), serial);
     drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_that_meets_another_writer_is_retried_from_a_fresh_read() {
+    let kube = KubeApi::start().await;
+    let token_file = token(&kube, NS, &shipped_rules()).await;
+    let meddler = meddler::Meddler::start(&kube.url, &kube.ca_pem, &kube.admin_token).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dns: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // 30 s of validity: the renewal replaces the certificate's Secret (a PUT).
+    let pebble = Pebble::start(dir.path(), dns, Duration::from_secs(30));
+    let eureka = StubEureka::start().await;
+    eureka.serve(&[]).await;
+    let x = start(
+        &eureka,
+        &replica_yaml_at(
+            &kube,
+            &meddler.url,
+            &Replica {
+                dns,
+                self_check: &[dns],
+                directory: &pebble.directory,
+                directory_ca: &pebble.https_ca,
+                ns: NS,
+                token_file: &token_file,
+            },
+        ),
+    );
+    let s = wait_tls(&x, Duration::from_secs(120), "issued and renewed", |s| {
+        orders_ok(s) == 2 && s["acme"][0]["lock"].is_null()
+    })
+    .await;
+    assert_eq!(s["acme"][0]["orders_failed"], 0, "{s}");
+    assert!(s["acme"][0]["last_error"].is_null(), "{s}");
+    // A 409 on the Lease (a renewal or the release), the ConfigMap (a note or a
+    // withdrawal) and the certificate's Secret (the renewal), each met once and retried.
+    let made = meddler.made();
+    let paths: BTreeSet<&str> = made.keys().map(String::as_str).collect();
+    let cm = config_map_path(NS);
+    let lease = format!("{}/{PREFIX}", leases_path(NS));
+    let secret = format!("{}/{}", secrets_path(NS), cert_secret());
+    assert_eq!(
+        paths,
+        BTreeSet::from([cm.as_str(), lease.as_str(), secret.as_str()]),
+        "{made:?}"
+    );
+    assert_eq!(
+        s["acme_store"]["conflicts"].as_u64(),
+        Some(made.values().map(|n| u64::from(*n)).sum()),
+        "every 409 made was met and retried: {made:?} {s}"
+    );
+    let l = kube.get(&lease).await;
+    assert!(
+        l["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "released despite the 409: {l}"
+    );
+    let c = kube.get(&cm).await;
+    assert!(
+        c["data"][format!("_acme-challenge.{DOMAIN}")].is_null(),
+        "{c}"
+    );
+    assert_eq!(
+        c["metadata"]["annotations"][meddler::ANNOTATION],
+        cm,
+        "the other writer's change is kept: {c}"
+    );
+    let (verified, _) = served_serial(x.https, &format!("order-service.{DOMAIN}"), &pebble.root);
+    assert!(verified);
 }
 
 /// Where the error of a missing verb shows: the domain's or the store's `last_error`.

@@ -119,7 +119,7 @@ impl Acme {
             AcmeStoreConfig::Kubernetes(k) => (Arc::new(KubeStore::new(k)?), "kubernetes"),
         };
         store.prepare(&cfg.domains, &certs)?;
-        let state = Arc::new(AcmeState::new(kind, store.describe()));
+        let state = Arc::new(AcmeState::new(kind, store.clone()));
         for d in &cfg.domains {
             state.update(d, |_| {});
         }

@@ -2,12 +2,12 @@
 //! lock as last seen, and the store's own health.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::store::{unix, HeldBy, LockHolder};
+use super::store::{unix, HeldBy, LockHolder, Store};
 
 /// One domain's state, for the console and the API.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -75,24 +75,28 @@ pub struct StoreStatus {
     pub last_error: Option<String>,
     /// Unix seconds of that error.
     pub last_error_at: Option<u64>,
+    /// Writes that met another writer (HTTP 409) and were retried from a fresh read.
+    pub conflicts: u64,
 }
 
 /// What every part reads about ACME.
-#[derive(Default)]
 pub struct AcmeState {
     domains: Mutex<BTreeMap<String, DomainStatus>>,
-    store: Mutex<StoreStatus>,
+    status: Mutex<StoreStatus>,
+    /// Asked for its counters when shown.
+    store: Arc<dyn Store>,
 }
 
 impl AcmeState {
-    pub fn new(kind: &'static str, at: String) -> Self {
+    pub fn new(kind: &'static str, store: Arc<dyn Store>) -> Self {
         AcmeState {
             domains: Mutex::default(),
-            store: Mutex::new(StoreStatus {
+            status: Mutex::new(StoreStatus {
                 kind,
-                at,
+                at: store.describe(),
                 ..StoreStatus::default()
             }),
+            store,
         }
     }
 
@@ -101,18 +105,25 @@ impl AcmeState {
     }
 
     pub fn store_status(&self) -> StoreStatus {
-        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        StoreStatus {
+            conflicts: self.store.conflicts(),
+            ..self
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        }
     }
 
     /// The store was followed without error.
     pub fn store_ok(&self) {
-        let mut s = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.last_error = None;
         s.last_error_at = None;
     }
 
     pub fn store_failed(&self, error: String) {
-        let mut s = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.last_error = Some(error);
         s.last_error_at = Some(unix(SystemTime::now()));
     }

@@ -136,6 +136,11 @@ pub trait Store: Send + Sync {
 
     fn cert_place(&self, domain: &str) -> CertPlace;
 
+    /// Writes that met another writer (HTTP 409) and were retried from a fresh read.
+    fn conflicts(&self) -> u64 {
+        0
+    }
+
     /// Brings `domain`'s certificate in `certs` up to date with the store.
     async fn load_certificate(&self, domain: &str, certs: &CertStore) -> Result<(), StoreError>;
 

@@ -6,7 +6,8 @@
 //! renew for two thirds of it, or finds another holder, the lock is lost and the order
 //! stops, before any other replica may take it over. Releasing clears the holder.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -29,6 +30,8 @@ pub struct LeaseRef {
     pub name: String,
     pub me: String,
     pub duration: Duration,
+    /// 409s met and retried from a fresh read (shown as `acme_store.conflicts`).
+    pub conflicts: Arc<AtomicU64>,
 }
 
 impl LeaseRef {
@@ -117,7 +120,10 @@ pub async fn acquire(at: &LeaseRef, observed: &Observed) -> Result<LockAttempt, 
                         since,
                     ))));
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => {
+                    at.conflicts.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             },
         }
@@ -129,8 +135,8 @@ pub async fn acquire(at: &LeaseRef, observed: &Observed) -> Result<LockAttempt, 
 }
 
 /// Renews the Lease read last (`lease`); re-reads it on a conflict. `Err(None)` when
-/// another replica holds it now; `Err(Some(e))` when the API server did not take it.
-async fn renew(at: &LeaseRef, lease: &mut Lease) -> Result<(), Option<KubeError>> {
+/// another replica holds it now; `Err(Some(e))` when the renewal did not go through.
+async fn renew(at: &LeaseRef, lease: &mut Lease) -> Result<(), Option<StoreError>> {
     for _ in 0..MAX_CONFLICTS {
         let now = SystemTime::now();
         let r = Record::from_spec(&lease.spec);
@@ -146,15 +152,21 @@ async fn renew(at: &LeaseRef, lease: &mut Lease) -> Result<(), Option<KubeError>
                 *lease = l;
                 return Ok(());
             }
-            Err(e) if e.is_conflict() => match at.get().await {
-                Ok(Some(l)) => *lease = l,
-                Ok(None) => return Err(None),
-                Err(e) => return Err(Some(e)),
-            },
-            Err(e) => return Err(Some(e)),
+            Err(e) if e.is_conflict() => {
+                at.conflicts.fetch_add(1, Ordering::Relaxed);
+                match at.get().await {
+                    Ok(Some(l)) => *lease = l,
+                    Ok(None) => return Err(None),
+                    Err(e) => return Err(Some(e.into())),
+                }
+            }
+            Err(e) => return Err(Some(e.into())),
         }
     }
-    Err(None)
+    Err(Some(StoreError::Conflicts {
+        what: at.what(),
+        attempts: MAX_CONFLICTS,
+    }))
 }
 
 /// The Lease held: a task renews it until released, dropped or lost.
@@ -212,6 +224,11 @@ async fn keep(
             }
             Err(Some(e)) if renewed.elapsed() >= give_up => {
                 holding = false;
+                // Said inside LockLost's own "ACME store:".
+                let e = match e {
+                    StoreError::Kube(k) => k.to_string(),
+                    e => e.to_string(),
+                };
                 let _ = lost.send(Some(format!(
                     "{} could not be renewed for {:?} ({e}); the order stopped so that another replica can take over",
                     at.what(),
@@ -224,20 +241,43 @@ async fn keep(
     if !holding {
         return Ok(());
     }
-    let r = released(&Record::from_spec(&lease.spec), SystemTime::now());
-    // The version renewed last: a 409 means another replica holds it now.
-    match at.write(Some(lease), &r).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_conflict() => Ok(()),
-        Err(e) => {
-            log::warn!(
-                "acme: releasing {}: {e}; it frees itself within {:?}",
-                at.what(),
-                at.duration
-            );
-            Err(e.into())
+    release(&at, lease).await.map_err(|e| {
+        log::warn!(
+            "acme: releasing {}: {e}; it frees itself within {:?}",
+            at.what(),
+            at.duration
+        );
+        e
+    })
+}
+
+/// Clears the holder of the version read last; a 409 reads it again and releases that
+/// while it is still this replica's (another writer may have touched it meanwhile).
+async fn release(at: &LeaseRef, mut lease: Lease) -> Result<(), StoreError> {
+    for _ in 0..MAX_CONFLICTS {
+        let r = Record::from_spec(&lease.spec);
+        if r.holder.as_deref() != Some(at.me.as_str()) {
+            return Ok(()); // another replica's now
+        }
+        match at
+            .write(Some(lease), &released(&r, SystemTime::now()))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() => {
+                at.conflicts.fetch_add(1, Ordering::Relaxed);
+                match at.get().await? {
+                    Some(l) => lease = l,
+                    None => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
     }
+    Err(StoreError::Conflicts {
+        what: at.what(),
+        attempts: MAX_CONFLICTS,
+    })
 }
 
 impl Drop for LeaseLock {

@@ -27,7 +27,8 @@ mod objects;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
@@ -55,6 +56,8 @@ pub struct KubeStore {
     domains: Mutex<Vec<String>>,
     /// Domain → the resourceVersion of its Secret last read.
     loaded: Mutex<BTreeMap<String, String>>,
+    /// 409s met and retried from a fresh read.
+    conflicts: Arc<AtomicU64>,
 }
 
 const NAMESPACE_KEY: &str = "xipgate.acme.store.kubernetes.namespace";
@@ -99,12 +102,14 @@ impl KubeStore {
             ConnectionError::Ca { .. } => setup("xipgate.acme.store.kubernetes.ca_file", e),
             e => setup("xipgate.acme.store.kubernetes.api_url", e),
         })?;
+        let conflicts = Arc::new(AtomicU64::new(0));
         let lease = LeaseRef {
             client: client.clone(),
             namespace: namespace.clone(),
             name: cfg.lease(),
             me: who_am_i(),
             duration: cfg.lease_duration,
+            conflicts: conflicts.clone(),
         };
         Ok(KubeStore {
             cfg: cfg.clone(),
@@ -114,6 +119,7 @@ impl KubeStore {
             observed: Observed::default(),
             domains: Mutex::default(),
             loaded: Mutex::default(),
+            conflicts,
         })
     }
 
@@ -166,7 +172,10 @@ impl KubeStore {
             };
             match written {
                 Ok(_) => return Ok(()),
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => {
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -254,6 +263,10 @@ impl Store for KubeStore {
         CertPlace::Held(self.label(domain))
     }
 
+    fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
+    }
+
     async fn load_certificate(&self, domain: &str, certs: &CertStore) -> Result<(), StoreError> {
         self.load(domain, certs).await
     }
@@ -327,7 +340,10 @@ impl Store for KubeStore {
                     version = Some(w.metadata.resource_version);
                     break;
                 }
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.is_conflict() => {
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
