@@ -42,6 +42,8 @@ pub const DEFAULT_STICKY_COOKIE: &str = "xipgate-instance";
 pub const DEFAULT_CANARY_HEADER: &str = "x-xipgate-canary";
 /// The cookie whose value sends a request to a service's canaries.
 pub const DEFAULT_CANARY_COOKIE: &str = "xipgate-canary";
+/// Where a Nacos instance's own weight is kept (`registry::nacos`).
+pub const NACOS_WEIGHT_KEY: &str = "nacos.weight";
 /// The metadata key an instance's weight is read from.
 pub const DEFAULT_WEIGHT_KEY: &str = "weight";
 /// A canary share is given in percent with two decimals: basis points.
@@ -112,9 +114,15 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// The instance's weight under this policy's key.
+    /// The instance's weight: a Nacos instance's own (kept as metadata
+    /// [`NACOS_WEIGHT_KEY`]), else its metadata under this policy's key.
     pub fn weight_of(&self, instance: &Instance) -> Weight {
-        Weight::parse(instance.metadata.get(&self.weight_key).map(String::as_str))
+        let m = &instance.metadata;
+        Weight::parse(
+            m.get(NACOS_WEIGHT_KEY)
+                .or_else(|| m.get(&self.weight_key))
+                .map(String::as_str),
+        )
     }
 
     /// True when a request's cookies may matter.

@@ -170,6 +170,14 @@ fn weight_zero_is_out_of_rotation_and_cannot_be_pinned() {
 }
 
 #[test]
+fn a_nacos_instance_has_its_own_weight() {
+    let nacos = m("n", Status::Up, &[("nacos.weight", "0.5"), ("weight", "3")]);
+    assert_eq!(Policy::default().weight_of(&nacos.instance).units, 50);
+    let zero = m("z", Status::Up, &[("nacos.weight", "0")]);
+    assert_eq!(Policy::default().weight_of(&zero.instance).units, 0);
+}
+
+#[test]
 fn a_custom_weight_key() {
     let policy = Policy {
         weight_key: "lb.weight".into(),
