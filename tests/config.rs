@@ -535,6 +535,7 @@ fn every_shipped_config_passes_dash_t() {
         "docs/configuration.md",
         "docs/https.md",
         "docs/nacos.md",
+        "docs/kubernetes.md",
     ] {
         let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap_or_default();
         for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
