@@ -325,7 +325,7 @@ impl ProxyHttp for PingoraProxy {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        let target = pick_target(route, &ctx.steer, &ctx.tried)
+        let target = pick_target(route, &mut ctx.steer, &ctx.tried)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), route.none_up()))?;
         let addr = *target
             .upstream

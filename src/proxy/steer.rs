@@ -87,7 +87,8 @@ pub fn steer(route: &Route, keys: &Keys<'_>) -> Result<Steer, Answer> {
 }
 
 /// The instance for the next try of a request on `route`, given the addresses tried.
-pub fn pick_target(route: &Route, steer: &Steer, tried: &[SocketAddr]) -> Option<Arc<Target>> {
+/// (The first try takes its instance out of `steer`: no reference count moves twice.)
+pub fn pick_target(route: &Route, steer: &mut Steer, tried: &[SocketAddr]) -> Option<Arc<Target>> {
     let s = match route {
         Route::Instance(t) => return Some(t.clone()),
         Route::Service(s) => s,
@@ -96,7 +97,7 @@ pub fn pick_target(route: &Route, steer: &Steer, tried: &[SocketAddr]) -> Option
         return steer.first.clone();
     }
     match tried.last() {
-        None => steer.first.clone().or_else(|| s.next()),
+        None => steer.first.take().or_else(|| s.next()),
         // A retry leaves the round robin alone (`balance::Plan::retry`).
         Some(&last) => s.retry(Some(last), tried),
     }

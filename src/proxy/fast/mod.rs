@@ -276,7 +276,7 @@ impl FastPath {
                 canary: plan.canary,
                 cookies: plan.cookie.as_slice(),
             };
-            let Ok(steered) = steer(&c.route, &keys) else {
+            let Ok(mut steered) = steer(&c.route, &keys) else {
                 return handoff(stream, &buf);
             };
             let head_req = plan.method == "HEAD";
@@ -322,7 +322,7 @@ impl FastPath {
             let outcome = loop {
                 // The table can change between routing and a try: the same answers as the
                 // Pingora path's `upstream_peer` then.
-                let Some(target) = pick_target(&c.route, &steered, &tried) else {
+                let Some(target) = pick_target(&c.route, &mut steered, &tried) else {
                     break Err((last, Failure::refused(503, c.route.none_up())));
                 };
                 let addr = match &target.upstream {
