@@ -1,10 +1,13 @@
 //! Steering through the real binary on both engines, with backends on loopback: weighted
-//! shares over 1,050 requests, weight 0, pins, sticky sessions, and passive health
-//! ejecting an instance that answers 503 or refuses connections and letting it back.
+//! shares over 1,050 requests, weight 0, pins, sticky sessions, passive health ejecting an
+//! instance that answers 503 or refuses connections and letting it back, and Nacos's own
+//! weights from a real Nacos server (rnacos).
 
 mod common;
 #[path = "common/faulty.rs"]
 mod faulty;
+#[path = "common/rnacos.rs"]
+mod rnacos;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -257,4 +260,89 @@ fn passive_health_ejects_failing_instances_and_lets_them_back() {
             },
         );
     }
+}
+
+/// Nacos weights as a real Nacos server (rnacos) keeps them: floats, 0 out of rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacos_weights_from_a_real_server() {
+    let nacos = rnacos::Rnacos::start(None).await;
+    let mut backends = Vec::new();
+    for (pod, weight) in [("half", "0.5"), ("one", "1.0"), ("zero", "0.0")] {
+        let b = Backend::start(pod).await;
+        let port = b.addr.port().to_string();
+        let meta = format!(r#"{{"pod-name":"{pod}"}}"#);
+        nacos
+            .instance(
+                reqwest::Method::POST,
+                &[
+                    ("serviceName", "weighed"),
+                    ("ip", "127.0.0.1"),
+                    ("port", port.as_str()),
+                    ("ephemeral", "false"),
+                    ("weight", weight),
+                    ("metadata", meta.as_str()),
+                ],
+            )
+            .await;
+        backends.push((pod, b));
+    }
+    let url = nacos.url();
+    let x = tokio::task::spawn_blocking(move || {
+        let x = Xipgate::start(
+            &url,
+            &format!("  registry:\n    eureka:\n      enabled: false\n    nacos:\n      - urls: [\"{url}\"]\n        interval: 300ms\n"),
+        );
+        eventually(Duration::from_secs(20), "three Nacos instances", || {
+            x.api("/api/v1/services/weighed").1["instances_total"] == 3
+        });
+        x
+    })
+    .await
+    .expect("xipgate");
+    let label = |pod: &str| {
+        format!(
+            "{pod}-{}",
+            backends
+                .iter()
+                .find(|(p, _)| *p == pod)
+                .map_or(0, |(_, b)| b.addr.port())
+        )
+    };
+    let weights: Vec<(f64, bool)> = ["half", "one", "zero"]
+        .iter()
+        .map(|p| {
+            let v = x.api(&format!("/api/v1/instances/{}", label(p))).1;
+            (
+                v["weight"].as_f64().unwrap_or(-1.0),
+                v["weight_problem"].is_null(),
+            )
+        })
+        .collect();
+    assert_eq!(weights, [(0.5, true), (1.0, true), (0.0, true)]);
+    let before: Vec<usize> = backends.iter().map(|(_, b)| b.hits()).collect();
+    const N: usize = 600;
+    let x = tokio::task::spawn_blocking(move || {
+        for _ in 0..N {
+            assert_eq!(x.get("weighed", "/").0, 200);
+        }
+        x
+    })
+    .await
+    .expect("requests");
+    let got: Vec<usize> = backends
+        .iter()
+        .zip(&before)
+        .map(|((_, b), n)| b.hits() - n)
+        .collect();
+    for (n, expected) in got.iter().zip([200usize, 400, 0]) {
+        assert!(
+            n.abs_diff(expected) <= N / 100,
+            "{got:?}: 1 : 2 : 0 expected"
+        );
+    }
+    let zero = label("zero");
+    let r = tokio::task::spawn_blocking(move || x.get(&zero, "/"))
+        .await
+        .expect("get");
+    assert_eq!(r.0, 200, "weight 0: its instance host still answers");
 }
