@@ -23,20 +23,34 @@ fn it_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("it")
 }
 
+/// When the newest file under `dir` was modified.
+fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut latest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let t = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            newest(&e.path())
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        latest = latest.max(t);
+    }
+    latest
+}
+
 /// Builds `it/` once per test process when a jar or the venv is missing, so a plain
 /// `cargo test` works on a machine with a JDK, Maven and Python; without them,
 /// `it/build.sh` says which is missing and how to get it.
 fn build_it() {
     static BUILT: std::sync::Mutex<Option<Result<(), String>>> = std::sync::Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    // Built, and not older than its sources (a jar built before an endpoint was added
+    // would fail the tests that use it).
     let ready = ["eureka-server", "spring-client", "auth-server"]
         .iter()
         .all(|m| {
-            it_dir()
-                .join(m)
-                .join("target")
-                .join(format!("{m}.jar"))
-                .exists()
+            let jar = it_dir().join(m).join("target").join(format!("{m}.jar"));
+            let built = std::fs::metadata(&jar).and_then(|j| j.modified()).ok();
+            built.is_some_and(|b| newest(&it_dir().join(m).join("src")).is_none_or(|s| s <= b))
         })
         && it_dir().join(".venv/bin/python").exists();
     if ready {
@@ -579,6 +593,20 @@ impl SpringClient {
             None,
         )
         .expect("health toggle");
+        assert_eq!(s, 200, "{body}");
+    }
+}
+
+impl SpringClient {
+    /// Makes `/whoami` answer 503 (or 200 again) while the instance stays UP.
+    pub fn set_failing(&self, fail: bool) {
+        let (s, body) = request(
+            self.addr(),
+            "POST",
+            &format!("/fail-toggle?fail={fail}"),
+            None,
+        )
+        .expect("fail toggle");
         assert_eq!(s, 200, "{body}");
     }
 }

@@ -10,6 +10,7 @@ import org.springframework.cloud.netflix.eureka.EurekaInstanceConfigBean;
 import org.springframework.boot.health.contributor.Health;
 import org.springframework.boot.health.contributor.HealthIndicator;
 import org.springframework.boot.autoconfigure.SpringBootApplication;
+import org.springframework.http.ResponseEntity;
 import org.springframework.web.bind.annotation.GetMapping;
 import org.springframework.web.bind.annotation.PostMapping;
 import org.springframework.web.bind.annotation.RequestParam;
@@ -19,12 +20,15 @@ import org.springframework.web.bind.annotation.RestController;
  * A plain Spring Boot service registered by spring-cloud-starter-netflix-eureka-client with
  * eureka.client.healthcheck.enabled=true: its instanceId, metadata and status all come from
  * Spring itself. POST /health-toggle?up=false makes its health DOWN, which the Eureka client
- * reports to the server on its next replication tick.
+ * reports to the server on its next replication tick. POST /fail-toggle?fail=true makes
+ * /whoami answer 503 while the instance stays UP (a pod that fails without its health
+ * saying so: what passive health is for).
  */
 @SpringBootApplication
 @RestController
 public class SpringClientApp {
     private final AtomicBoolean healthy = new AtomicBoolean(true);
+    private final AtomicBoolean failing = new AtomicBoolean(false);
     private final EurekaInstanceConfigBean instance;
 
     public SpringClientApp(EurekaInstanceConfigBean instance) {
@@ -43,8 +47,15 @@ public class SpringClientApp {
 
     /** The instanceId Spring registered this instance with. */
     @GetMapping("/whoami")
-    public String whoami() {
-        return "spring " + instance.getInstanceId() + "\n";
+    public ResponseEntity<String> whoami() {
+        String body = "spring " + instance.getInstanceId() + "\n";
+        return failing.get() ? ResponseEntity.status(503).body(body) : ResponseEntity.ok(body);
+    }
+
+    @PostMapping("/fail-toggle")
+    public String failToggle(@RequestParam boolean fail) {
+        failing.set(fail);
+        return fail ? "FAILING\n" : "ANSWERING\n";
     }
 
     @PostMapping("/health-toggle")
