@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -114,6 +115,33 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// FNV-1a for the label/instanceId index: a lookup hashes a short key a client sent, and
+/// std's SipHash showed in the sticky and pinned rows of `benches/steer.rs`. No flooding
+/// risk: the keys in the map are the registry's; a client only looks up.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type ByKey = HashMap<String, u32, BuildHasherDefault<Fnv>>;
+
 /// Reads the clock once, only if asked (the plain path never asks).
 struct Clock<F: Fn() -> u64> {
     read: F,
@@ -141,7 +169,7 @@ pub struct Plan {
     /// Metadata `hint` value → the instances in rotation that carry it.
     hints: HashMap<String, Rotation>,
     /// Label and instanceId → index, for pins and cookies (when the policy reads them).
-    by_key: HashMap<String, u32>,
+    by_key: ByKey,
     canary_count: AtomicU64,
     /// Instances with an ejection mark (possibly run out): while zero, nobody looks at
     /// the clock.
@@ -189,7 +217,7 @@ impl Plan {
             .into_iter()
             .filter_map(|(h, m)| Some((h.to_string(), Rotation::new(members, m)?)))
             .collect();
-        let mut by_key = HashMap::new();
+        let mut by_key = ByKey::default();
         if policy.pins || policy.sticky_cookie.is_some() || policy.spring_cookie {
             // instanceIds first: a label that equals another instance's id wins.
             for (i, m) in members.iter().enumerate() {
@@ -259,10 +287,14 @@ impl Plan {
     }
 
     fn lookup(&self, key: &str) -> Option<usize> {
-        self.by_key
-            .get(key)
-            .or_else(|| self.by_key.get(&key.to_ascii_lowercase()))
-            .map(|&i| i as usize)
+        let found = self.by_key.get(key).or_else(|| {
+            // Labels in any case (instanceIds are matched as registered).
+            key.bytes()
+                .any(|b| b.is_ascii_uppercase())
+                .then(|| self.by_key.get(&key.to_ascii_lowercase()))
+                .flatten()
+        });
+        found.map(|&i| i as usize)
     }
 
     /// Why instance `index` is not in rotation.
@@ -294,11 +326,13 @@ impl Plan {
         if keys.is_empty() {
             return self.balance(members, false, &clock);
         }
-        let text = |raw: &[u8]| printable(String::from_utf8_lossy(raw.trim_ascii()).as_ref());
+        // What a client sent, as a refusal shows it (escaped).
+        let shown = |raw: &[u8]| printable(String::from_utf8_lossy(raw).as_ref());
         if let (true, Some(raw)) = (self.policy.pins, keys.pin) {
-            let pin = text(raw);
-            if !pin.is_empty() {
-                let refusal = match self.lookup(&pin) {
+            let raw = raw.trim_ascii();
+            if !raw.is_empty() {
+                let found = std::str::from_utf8(raw).ok().and_then(|p| self.lookup(p));
+                let refusal = match found {
                     Some(i) if self.ok(members, i, &clock) => {
                         return Decision::Pick {
                             index: i,
@@ -307,9 +341,9 @@ impl Plan {
                     }
                     Some(i) => Refusal::PinOut {
                         why: self.why_out(&members[i]),
-                        pin,
+                        pin: shown(raw),
                     },
-                    None => Refusal::UnknownPin(pin),
+                    None => Refusal::UnknownPin(shown(raw)),
                 };
                 if self.policy.fallback == Fallback::Answer {
                     return Decision::Refuse(refusal);
@@ -317,11 +351,11 @@ impl Plan {
             }
         }
         if let Some(raw) = keys.hint {
-            let hint = text(raw);
-            if !hint.is_empty() {
-                let picked = self
-                    .hints
-                    .get(&hint)
+            let raw = raw.trim_ascii();
+            if !raw.is_empty() {
+                let picked = std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|h| self.hints.get(h))
                     .and_then(|r| r.next_ok(|i| self.ok(members, i, &clock)));
                 match picked {
                     Some(i) => {
@@ -331,7 +365,7 @@ impl Plan {
                         }
                     }
                     None if self.policy.fallback == Fallback::Answer => {
-                        return Decision::Refuse(Refusal::NoHint(hint));
+                        return Decision::Refuse(Refusal::NoHint(shown(raw)));
                     }
                     None => {}
                 }
