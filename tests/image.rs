@@ -221,8 +221,27 @@ fn the_image_builds_and_its_entrypoint_runs() {
             .chain(extra.iter().map(|s| s.to_string()))
             .collect()
     };
-    assert_eq!(in_ctr(&[], &["id".into(), "-u".into()]), "10001");
-    let version = in_ctr(&[], &argv(&["--version"]));
+    // What a command prints is read from a file it writes in the container, through the
+    // container's mounted root: buildah 1.28's chroot isolation can lose a short-lived
+    // process's stdout when the machine is loaded (seen once in CI: `--version` ran, exit 0,
+    // and its line never reached the pipe).
+    let root_fs = PathBuf::from(buildah.run(&["mount", &ctr]));
+    let printed = |args: &[String]| -> String {
+        let mut cmd: Vec<String> = vec![
+            "sh".into(),
+            "-c".into(),
+            "\"$@\" > /tmp/printed".into(),
+            "sh".into(),
+        ];
+        cmd.extend(args.iter().cloned());
+        in_ctr(&[], &cmd);
+        std::fs::read_to_string(root_fs.join("tmp/printed"))
+            .expect("the command's output file")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(printed(&["id".into(), "-u".into()]), "10001");
+    let version = printed(&argv(&["--version"]));
     assert_eq!(version, format!("xipgate {}", env!("CARGO_PKG_VERSION")));
     // The default command with -t: the whole baked-in config checked, as the pod gets it.
     let check: Vec<String> = argv(&["-t"]).into_iter().chain(cmd.clone()).collect();
