@@ -1,8 +1,11 @@
 //! Records tests/fixtures/kube/ from the real kube-apiserver (tests/common/kube.rs): the
 //! bytes it sends for the lists, watch events and errors the Kubernetes source and the
-//! ACME store meet, for unit tests that parse them. Run once after a version change:
+//! ACME store meet, for unit tests that parse them. Re-record after a version change:
 //!
-//!     cargo test --test kube_record -- --ignored
+//!     XIPGATE_RECORD_FIXTURES=1 cargo test --test kube_record
+//!
+//! Without that variable the same recording runs into a temporary directory, as a check
+//! that the real server still answers as recorded (every status asserted, the same files).
 //!
 //! The other test here checks that the recorded files are there and have the shape
 //! their names promise.
@@ -28,8 +31,17 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube")
 }
 
+/// Where this run records: the fixtures when re-recording, else a directory of its own.
+fn out_dir() -> PathBuf {
+    if std::env::var_os("XIPGATE_RECORD_FIXTURES").is_some() {
+        dir()
+    } else {
+        std::env::temp_dir().join(format!("xipgate-kube-record-{}", std::process::id()))
+    }
+}
+
 fn save(name: &str, bytes: &[u8]) {
-    std::fs::write(dir().join(name), bytes).expect("write fixture");
+    std::fs::write(out_dir().join(name), bytes).expect("write fixture");
 }
 
 fn save_answer(name: &str, a: &kube::Answer, status: u16) {
@@ -43,9 +55,8 @@ fn save_answer(name: &str, a: &kube::Answer, status: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "records fixtures: cargo test --test kube_record -- --ignored"]
 async fn record_fixtures() {
-    std::fs::create_dir_all(dir()).expect("fixtures dir");
+    std::fs::create_dir_all(out_dir()).expect("fixtures dir");
     let mut kube = KubeApi::start().await;
     kube.create_namespace("shop").await;
 
@@ -231,6 +242,25 @@ async fn record_fixtures() {
         "watch-expired-410.jsonl",
         format!("{}\n", e.line).as_bytes(),
     );
+
+    // Not re-recording: this run recorded exactly the files the fixtures hold.
+    let out = out_dir();
+    if out != dir() {
+        let names = |d: &Path| -> std::collections::BTreeSet<String> {
+            std::fs::read_dir(d)
+                .expect("read dir")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json") || n.ends_with(".jsonl"))
+                .collect()
+        };
+        assert_eq!(
+            names(&out),
+            names(&dir()),
+            "recorded files vs tests/fixtures/kube"
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }
 
 /// `tls.crt` and `tls.key` (base64, as a Secret's `data` holds them) of a self-signed
