@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::{AcmeStoreFile, KubeStoreFile};
+use super::kubernetes::is_dns_label;
 use super::validate::Checker;
 
 /// Where the ACME account, certificates and pending challenges are kept.
@@ -59,17 +60,6 @@ impl KubeStoreConfig {
     }
 }
 
-/// A DNS-1123 label: lower-case letters, digits and `-`, starting and ending with one of
-/// the first two (namespaces; and the prefix, which every name starts with).
-fn dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 fn file_path(raw: Option<&String>) -> Option<PathBuf> {
     raw.map(|s| s.trim())
         .filter(|s| !s.is_empty())
@@ -119,7 +109,7 @@ fn check_kube(c: &mut Checker, k: &KubeStoreFile, domains: &[String]) -> KubeSto
         .filter(|s| !s.is_empty())
         .map(String::from);
     if let Some(ns) = &namespace {
-        if !dns_label(ns) {
+        if !is_dns_label(ns) {
             c.err(
                 &format!("{KEY}.namespace"),
                 format!("'{ns}' is not a namespace name (lower-case letters, digits and '-', at most 63)"),
@@ -162,7 +152,7 @@ fn check_kube(c: &mut Checker, k: &KubeStoreFile, domains: &[String]) -> KubeSto
         .map(str::trim)
         .unwrap_or(DEFAULT_ACME_SECRET_PREFIX)
         .to_string();
-    if !dns_label(&secret_prefix) {
+    if !is_dns_label(&secret_prefix) {
         c.err(
             &format!("{KEY}.secret_prefix"),
             format!("'{secret_prefix}' must be lower-case letters, digits and '-' (it starts every object name), at most 63"),

@@ -198,8 +198,9 @@ fn non_empty(s: Option<&str>) -> Option<String> {
     s.map(str::trim).filter(|s| !s.is_empty()).map(String::from)
 }
 
-/// An RFC 1123 label, as namespace and port names are.
-fn is_dns_label(s: &str) -> bool {
+/// An RFC 1123 label, as namespace, port and object-name prefixes are (the ACME store's
+/// settings use it too).
+pub(super) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
