@@ -517,6 +517,8 @@ async fn an_unreachable_provider_is_a_503_naming_it() {
         "{body}"
     );
     assert!(header(&h, "retry-after").is_some());
+    // The browser on that page asks again by itself.
+    assert_eq!(header(&h, "refresh"), Some("5"), "{h:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -289,7 +289,7 @@ impl Login {
         };
         let doc = match self.provider.discovery().await {
             Ok(d) => d,
-            Err(e) => return unavailable(&e),
+            Err(e) => return unavailable_at_start(&e),
         };
         let fresh = || oidc::random_token(&self.rng);
         let (Some(state), Some(nonce), Some(verifier)) = (fresh(), fresh(), fresh()) else {
@@ -504,9 +504,21 @@ fn cookie_names(headers: &[&[u8]], prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// Seconds after which a client may try again when the provider cannot be used.
+const RETRY_SECS: &str = "5";
+
 fn unavailable(e: &OidcError) -> Reply {
     let mut r = Reply::text(503, e.to_string());
-    r.headers.push(("retry-after", "5".into()));
+    r.headers.push(("retry-after", RETRY_SECS.into()));
+    r
+}
+
+/// As [`unavailable`], for the start of a login, which a browser is looking at: `Refresh`
+/// makes it ask again by itself (same `rd`), so a provider that was starting or restarting
+/// costs the user a few seconds instead of a dead end.
+fn unavailable_at_start(e: &OidcError) -> Reply {
+    let mut r = unavailable(e);
+    r.headers.push(("refresh", RETRY_SECS.into()));
     r
 }
 

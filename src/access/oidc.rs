@@ -171,7 +171,7 @@ impl Provider {
             .get(&url)
             .send()
             .await
-            .map_err(|e| unreachable(e.without_url().to_string()))?;
+            .map_err(|e| unreachable(causes(&e.without_url())))?;
         if !resp.status().is_success() {
             return Err(unreachable(format!("{url} answered {}", resp.status())));
         }
@@ -361,6 +361,19 @@ pub fn session_from(
         groups,
         expires: now + ttl,
     })
+}
+
+/// An error and its causes on one line: reqwest's own text is only "error sending request";
+/// the causes say "connection refused" or "operation timed out".
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        next = c.source();
+    }
+    s
 }
 
 #[cfg(test)]
