@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::{AcmeStoreFile, KubeStoreFile};
-use super::kubernetes::is_dns_label;
-use super::validate::Checker;
+use super::validate::{is_dns_label, Checker};
 
 /// Where the ACME account, certificates and pending challenges are kept.
 pub const DEFAULT_ACME_STORE: &str = "/var/lib/xipgate/acme";

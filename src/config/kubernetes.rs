@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::validate::Checker;
+use super::validate::{is_dns_label, Checker};
 
 /// The source's name when none is given.
 pub const DEFAULT_KUBERNETES_NAME: &str = "kubernetes";
@@ -196,17 +196,6 @@ fn check_namespaces(c: &mut Checker, key: &str, raw: Option<&[String]>) -> Names
 
 fn non_empty(s: Option<&str>) -> Option<String> {
     s.map(str::trim).filter(|s| !s.is_empty()).map(String::from)
-}
-
-/// An RFC 1123 label, as namespace, port and object-name prefixes are (the ACME store's
-/// settings use it too).
-pub(super) fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 #[cfg(test)]

@@ -533,3 +533,14 @@ fn cors_config(c: &mut Checker, f: &super::file::CorsFile, domains: &[String]) -
         any_origin,
     }
 }
+
+/// An RFC 1123 label, as namespace, port and object-name prefixes are (the ACME store's
+/// settings use it too).
+pub(super) fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}

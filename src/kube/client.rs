@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::connection::{Connection, ConnectionError};
-use super::error::KubeError;
+use super::error::{error_chain, KubeError};
 use super::object::{List, Resource, Status};
 use super::watch::Watch;
 
@@ -344,17 +344,4 @@ fn selectors(p: &ListParams) -> Vec<(&'static str, String)> {
         q.push(("fieldSelector", s.clone()));
     }
     q
-}
-
-/// reqwest's error and its causes on one line (the cause says "certificate unknown" or
-/// "connection refused"; the top error only "error sending request").
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }

@@ -78,6 +78,19 @@ fn describe(verb: &str, resource: &str, namespace: Option<&str>, status: &Status
     }
 }
 
+/// reqwest's error and its causes on one line (the cause says "certificate unknown" or
+/// "connection refused"; the top error only "error sending request").
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,7 @@ impl<T: DeserializeOwned> Watch<T> {
                 })?
                 .map_err(|e| KubeError::WatchCut {
                     url: self.url.clone(),
-                    reason: super::client::error_chain(&e),
+                    reason: super::error::error_chain(&e),
                 })?;
             match chunk {
                 Some(c) => self.buf.extend_from_slice(&c),
