@@ -200,15 +200,6 @@ check bearer 200 "http://127.0.0.1:$ACC_PORT/" -H "Host: $HOST" -H "Authorizatio
 check "oauth2-proxy without a session" 401 "http://127.0.0.1:$NGINX_O2P_PORT/oauth2/auth"
 check oauth2-proxy 200 "http://127.0.0.1:$NGINX_O2P_PORT/" -H "Cookie: $O2P_COOKIE"
 
-ticks() { # ticks PID...: user+sys clock ticks of the processes and their children
-    local t=0 p q
-    for p in "$@"; do
-        for q in "$p" $(pgrep -P "$p" || true); do
-            t=$((t + $(awk '{ print $14 + $15 }' "/proc/$q/stat")))
-        done
-    done
-    echo "$t"
-}
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 measure() { # measure TARGET ROUND
@@ -221,23 +212,9 @@ measure() { # measure TARGET ROUND
         bearer) port=$ACC_PORT pids="$ACC_PID" hdr=(-H "Host: $HOST" -H "Authorization: Bearer $TOKEN") ;;
         oauth2-proxy) port=$NGINX_O2P_PORT pids="$NGINX_O2P_PID $O2P_PID" hdr=(-H "Cookie: $O2P_COOKIE") ;;
     esac
-    "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${hdr[@]}" "http://127.0.0.1:$port/" > /dev/null
-    local before after line
-    # shellcheck disable=SC2086
-    before=$(ticks $pids)
-    "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/report.lua "${hdr[@]}" \
-        "http://127.0.0.1:$port/" > "$WORK/wrk-$1-$2.txt"
-    # shellcheck disable=SC2086
-    after=$(ticks $pids)
-    line=$(grep '^RESULT ' "$WORK/wrk-$1-$2.txt") || { cat "$WORK/wrk-$1-$2.txt" >&2; exit 1; }
-    echo "$1 $2 ${line#RESULT } $((after - before))" >> "$RESULTS"
-    echo "  $1 (round $2): ${line#RESULT }" >&2
+    bench_wrk "$1" "$2" "$port" "$pids" "${hdr[@]}"
 }
-read -r -a order <<< "$TARGETS"
-for round in $(seq 1 "$ROUNDS"); do
-    k=$(( (round - 1) % ${#order[@]} ))
-    for t in "${order[@]:k}" "${order[@]:0:k}"; do measure "$t" "$round"; done
-done
+bench_rounds measure
 
 python3 - "$RESULTS" "$(getconf CLK_TCK)" "$TARGETS" <<'EOF'
 import statistics, sys

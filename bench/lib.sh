@@ -67,3 +67,45 @@ wait_http() {
     done
     echo "$SELF: $3 did not answer 200 at $1 in ${5:-20} s" >&2; cat "$4" >&2; exit 1
 }
+
+# bench_ticks PID...: user+sys clock ticks of the processes and their children.
+bench_ticks() {
+    local t=0 p q
+    for p in "$@"; do
+        for q in "$p" $(pgrep -P "$p" || true); do
+            t=$((t + $(awk '{ print $14 + $15 }' "/proc/$q/stat")))
+        done
+    done
+    echo "$t"
+}
+
+# bench_wrk ROW ROUND PORT "PIDS" [wrk args...]: $WARMUP s of load, then one measured wrk run
+# of $DURATION s (wrk -t1 -c$CONNS, bench/report.lua, on $ON_LOAD_CPU) against
+# http://127.0.0.1:PORT/; appends "ROW ROUND <report.lua's RESULT fields> <ticks of PIDS>" to
+# $RESULTS. The rows of bench/access.sh and bench/steer.sh are measured by this one function.
+bench_wrk() {
+    local row=$1 round=$2 port=$3 pids=$4 before after line out
+    shift 4
+    out="$WORK/wrk-$row-$round.txt"
+    "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "http://127.0.0.1:$port/" > /dev/null
+    # shellcheck disable=SC2086
+    before=$(bench_ticks $pids)
+    "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/report.lua "$@" \
+        "http://127.0.0.1:$port/" > "$out"
+    # shellcheck disable=SC2086
+    after=$(bench_ticks $pids)
+    line=$(grep '^RESULT ' "$out") || { cat "$out" >&2; exit 1; }
+    echo "$row $round ${line#RESULT } $((after - before))" >> "$RESULTS"
+    echo "  $row (round $round): ${line#RESULT } ticks $((after - before))" >&2
+}
+
+# bench_rounds FN: FN ROW ROUND for every row of $TARGETS in each of $ROUNDS rounds, each
+# round's order rotated by one, so every row sees the machine's conditions in turn.
+bench_rounds() {
+    local order round k t
+    read -r -a order <<< "$TARGETS"
+    for round in $(seq 1 "$ROUNDS"); do
+        k=$(( (round - 1) % ${#order[@]} ))
+        for t in "${order[@]:k}" "${order[@]:0:k}"; do "$1" "$t" "$round"; done
+    done
+}

@@ -253,36 +253,13 @@ if curl -s -o /dev/null -D - "${HDR[@]}" "http://127.0.0.1:$PORT/" | grep -qi '^
     exit 1
 fi
 
-ticks() { # ticks PID...: user+sys clock ticks of the processes and their children
-    local t=0 p q
-    for p in "$@"; do
-        for q in "$p" $(pgrep -P "$p" || true); do
-            t=$((t + $(awk '{ print $14 + $15 }' "/proc/$q/stat")))
-        done
-    done
-    echo "$t"
-}
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 measure() { # measure TARGET ROUND
     headers_of "$1"
-    "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${HDR[@]}" "http://127.0.0.1:$PORT/" > /dev/null
-    local before after line
-    # shellcheck disable=SC2086
-    before=$(ticks $PROC)
-    "${ON_LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/report.lua "${HDR[@]}" \
-        "http://127.0.0.1:$PORT/" > "$WORK/wrk-$1-$2.txt"
-    # shellcheck disable=SC2086
-    after=$(ticks $PROC)
-    line=$(grep '^RESULT ' "$WORK/wrk-$1-$2.txt") || { cat "$WORK/wrk-$1-$2.txt" >&2; exit 1; }
-    echo "$1 $2 ${line#RESULT } $((after - before))" >> "$RESULTS"
-    echo "  $1 (round $2): ${line#RESULT } ticks $((after - before))" >&2
+    bench_wrk "$1" "$2" "$PORT" "$PROC" "${HDR[@]}"
 }
-read -r -a order <<< "$TARGETS"
-for round in $(seq 1 "$ROUNDS"); do
-    k=$(( (round - 1) % ${#order[@]} ))
-    for t in "${order[@]:k}" "${order[@]:0:k}"; do measure "$t" "$round"; done
-done
+bench_rounds measure
 
 python3 - "$RESULTS" "$(getconf CLK_TCK)" "$TARGETS" <<'EOF'
 import statistics, sys
