@@ -226,12 +226,18 @@ async fn a_request_carrying_the_edges_own_via_entry_is_a_508() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(got, [format!("{other}, {mine}")]);
-    // The access log and the metrics see the 508.
-    let statuses: Vec<u64> = x
-        .access()
-        .iter()
-        .filter_map(|r| r["status"].as_u64())
-        .collect();
+    // The access log sees the 508s. Its writer is a thread of its own, so the five
+    // records (200, three 508s, 200) are waited for, not read at once.
+    let statuses = || -> Vec<u64> {
+        x.access()
+            .iter()
+            .filter_map(|r| r["status"].as_u64())
+            .collect()
+    };
+    eventually(Duration::from_secs(5), "five access records", || {
+        statuses().len() >= 5
+    });
+    let statuses = statuses();
     assert_eq!(
         statuses.iter().filter(|s| **s == 508).count(),
         3,
