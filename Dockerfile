@@ -28,7 +28,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-# Download dependencies in their own layer (invalidated only by Cargo.*).
+# vendor/: the patched pingora-proxy Cargo.toml's [patch.crates-io] names.
+COPY vendor vendor
+# Download dependencies in their own layer (invalidated only by Cargo.* and vendor/).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     cargo fetch --locked

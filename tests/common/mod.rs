@@ -473,7 +473,11 @@ impl Xipgate {
             .arg("-u")
             .arg("-c")
             .arg(&config)
-            .env("RUST_LOG", "info")
+            // XIPGATE_TEST_RUST_LOG: e.g. `info,pingora_proxy=trace` to see a flaky case.
+            .env(
+                "RUST_LOG",
+                std::env::var("XIPGATE_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("REGISTRY_HOST")
             .env_remove("XIP_DOMAIN")
             .env_remove("WEB_DOMAIN")
