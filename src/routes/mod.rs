@@ -462,11 +462,38 @@ impl RouteTable {
         report
     }
 
-    /// Steps 2 to 4 of [`RouteTable::apply`]: labels, services and ids for `live`.
+    /// Steps 2 to 4 of [`RouteTable::apply`]: services, labels and ids for `live`.
     /// Keys are borrowed from the targets while working out what changed; only entries
     /// that are inserted are copied.
     fn rebuild_indexes(&self, live: &[Arc<Target>], report: &mut ApplyReport) {
-        // 2. Labels: primary label and the full-instanceId alias (where different).
+        // 2. Services, rebuilt only where their members changed. Before the labels: a
+        // request that already sees an instance's new state on its instance host must not
+        // find the old one in its service's rotation (a DOWN instance still served there;
+        // real_eureka caught it on a busy machine).
+        let mut by_service: HashMap<&str, Vec<Arc<Target>>> = HashMap::new();
+        for t in live {
+            by_service
+                .entry(t.service_label.as_str())
+                .or_default()
+                .push(t.clone());
+        }
+        let service_labels: HashSet<&str> = by_service.keys().copied().collect();
+        for (label, mut members) in by_service {
+            members.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
+            let unchanged = self
+                .services
+                .get(label)
+                .is_some_and(|s| s.same_members(&members));
+            if !unchanged {
+                let policy = self.balance.policy(label).clone();
+                let service = build_service(label.to_string(), members, policy);
+                self.services.insert(label.to_string(), Arc::new(service));
+            }
+        }
+        self.services
+            .retain(|label, _| service_labels.contains(label.as_str()));
+
+        // 3. Labels: primary label and the full-instanceId alias (where different).
         let aliases: Vec<String> = live
             .iter()
             .map(|t| names::full_instance_label(&t.instance.instance_id))
@@ -498,30 +525,6 @@ impl RouteTable {
         }
         self.by_label
             .retain(|label, _| labels.contains_key(label.as_str()));
-
-        // 3. Services, rebuilt only where their members changed.
-        let mut by_service: HashMap<&str, Vec<Arc<Target>>> = HashMap::new();
-        for t in live {
-            by_service
-                .entry(t.service_label.as_str())
-                .or_default()
-                .push(t.clone());
-        }
-        let service_labels: HashSet<&str> = by_service.keys().copied().collect();
-        for (label, mut members) in by_service {
-            members.sort_by(|a, b| a.instance.instance_id.cmp(&b.instance.instance_id));
-            let unchanged = self
-                .services
-                .get(label)
-                .is_some_and(|s| s.same_members(&members));
-            if !unchanged {
-                let policy = self.balance.policy(label).clone();
-                let service = build_service(label.to_string(), members, policy);
-                self.services.insert(label.to_string(), Arc::new(service));
-            }
-        }
-        self.services
-            .retain(|label, _| service_labels.contains(label.as_str()));
 
         // 4. Finally drop instances that are gone.
         let before = self.by_id.len();
