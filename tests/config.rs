@@ -29,6 +29,30 @@ fn bundled_defaults_load() {
     assert!(cfg.dns.is_none());
 }
 
+/// Pingora's timeouts run on Tokio's timer unless the file says otherwise (Pingora's own
+/// timer keeps a thread waking every 10 ms); a value the file gives, null included, is kept.
+#[test]
+fn pingora_timeouts_default_to_tokios_timer() {
+    let threshold = |yaml: &str| {
+        config::parse(yaml, "test.yaml")
+            .expect("parses")
+            .server
+            .fast_timeout_to_tokio_threshold_seconds
+    };
+    assert_eq!(
+        threshold("xipgate: {}\n"),
+        Some(config::FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECONDS)
+    );
+    assert_eq!(
+        threshold("fast_timeout_to_tokio_threshold_seconds: 120\nxipgate: {}\n"),
+        Some(120)
+    );
+    assert_eq!(
+        threshold("fast_timeout_to_tokio_threshold_seconds: null\nxipgate: {}\n"),
+        None
+    );
+}
+
 /// Loopback is where the edge itself lives, never a real instance: neither the bundled file
 /// nor the built-in default allows it (a registrant could publish the console otherwise).
 #[test]

@@ -59,6 +59,12 @@ pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
 pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(30);
 /// Long enough for every Spring client to find its lease gone at its next heartbeat (30 s)
 /// and register again with a restarted server, with room for its response cache.
+/// Pingora's `fast_timeout_to_tokio_threshold_seconds` unless the file sets it: every
+/// timeout of a second or more runs on Tokio's timer. Pingora's own timer (its default below
+/// 15 minutes) needs a thread that wakes every 10 ms for the rest of the process's life once
+/// any timeout has used it: ~100 system calls a second at idle, and a share of every
+/// request's under load (bench/cost.sh, docs/performance.md "Cost per request").
+pub const FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECONDS: u64 = 0;
 pub const DEFAULT_SHRINK_GRACE: Duration = Duration::from_secs(120);
 /// A Eureka server keeps 180 s of changes (`retentionTimeInMSInDeltaQueue`), and the
 /// delta it serves can be up to 30 s old (its response cache): a copy more than
@@ -335,6 +341,13 @@ pub fn parse(text: &str, source: &str) -> Result<ParsedFile, ConfigErrors> {
     };
     let ours = map.remove("xipgate").unwrap_or(serde_yaml::Value::Null);
 
+    const THRESHOLD_KEY: &str = "fast_timeout_to_tokio_threshold_seconds";
+    if !map.contains_key(THRESHOLD_KEY) {
+        map.insert(
+            THRESHOLD_KEY.into(),
+            FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECONDS.into(),
+        );
+    }
     let known = serde_yaml::to_value(ServerConf::default()).ok();
     let known = known.as_ref().and_then(|v| v.as_mapping());
     let mut errors = Vec::new();

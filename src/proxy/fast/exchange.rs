@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pingora_core::protocols::Stream;
 use pingora_core::ErrorType;
-use pingora_timeout::fast_timeout::fast_timeout;
+use pingora_timeout::tokio_timeout;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -141,7 +141,7 @@ impl Exchange<'_> {
         if let Some(c) = self.pool.take(self.addr, self.started) {
             return Ok((c, true));
         }
-        match fast_timeout(self.settings.connect_timeout, TcpStream::connect(self.addr)).await {
+        match tokio_timeout(self.settings.connect_timeout, TcpStream::connect(self.addr)).await {
             Ok(Ok(c)) => {
                 // Small heads and bodies go out at once, as Pingora's connector does.
                 let _ = c.set_nodelay(true);
@@ -160,7 +160,7 @@ impl Exchange<'_> {
         if rest.is_empty() {
             return Ok(());
         }
-        match fast_timeout(self.settings.write_timeout, up.write_all(rest)).await {
+        match tokio_timeout(self.settings.write_timeout, up.write_all(rest)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(ErrorType::WriteError),
             Err(_) => Err(ErrorType::WriteTimedout),
@@ -190,7 +190,7 @@ impl Exchange<'_> {
                 }
             }
         }
-        match fast_timeout(self.settings.write_timeout, async {
+        match tokio_timeout(self.settings.write_timeout, async {
             client.write_all(rest).await?;
             client.flush().await
         })

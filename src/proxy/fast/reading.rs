@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
-use pingora_timeout::fast_timeout::fast_timeout;
+use pingora_timeout::tokio_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::io;
@@ -76,7 +76,7 @@ pub async fn read_more(stream: &mut Stream, buf: &mut Vec<u8>, deadline: Instant
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(READ_BUF);
     }
-    match fast_timeout(left, stream.read_buf(buf)).await {
+    match tokio_timeout(left, stream.read_buf(buf)).await {
         Ok(Ok(n)) if n > 0 => More::Read,
         Ok(_) => More::Closed,
         Err(_) => More::TimedOut,
@@ -115,12 +115,12 @@ pub async fn wait_for_request(
 /// Writes a whole answer within `wait`, then closes the connection: a client that does
 /// not read cannot hold it.
 pub async fn answer_and_close(stream: &mut Stream, bytes: &[u8], wait: Duration) {
-    let _ = fast_timeout(wait, async {
+    let _ = tokio_timeout(wait, async {
         stream.write_all(bytes).await?;
         stream.flush().await
     })
     .await;
-    let _ = fast_timeout(wait, stream.shutdown()).await;
+    let _ = tokio_timeout(wait, stream.shutdown()).await;
 }
 
 #[cfg(test)]
