@@ -40,7 +40,7 @@ fn instance(i: usize, weight: &str, canary: bool) -> Instance {
         home_page_url: None,
         status_page_url: None,
         health_check_url: None,
-        last_renewal_ms: Some(1),
+        last_renewal_ms: Some(1).into(),
         last_dirty_ms: None,
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Eureka's `InstanceStatus`. Anything a server sends that is not one of the five known
 /// values is `Unknown`, as Eureka's own client does.
@@ -93,7 +94,7 @@ pub struct Instance {
     pub health_check_url: Option<String>,
     /// When the instance last renewed its lease, milliseconds since the epoch (see the
     /// registry's parser for why this is not simply `leaseInfo.lastRenewalTimestamp`).
-    pub last_renewal_ms: Option<u64>,
+    pub last_renewal_ms: Renewal,
     /// `lastDirtyTimestamp`: Eureka bumps it on every change of the registration.
     pub last_dirty_ms: Option<u64>,
 }
@@ -116,9 +117,47 @@ impl Instance {
             home_page_url: None,
             status_page_url: None,
             health_check_url: None,
-            last_renewal_ms: None,
+            last_renewal_ms: Renewal::default(),
             last_dirty_ms: None,
         }
+    }
+
+    /// True when `other` is the same registration: equal in everything but the lease
+    /// renewal, which changes every 30 s without changing anything else. Compared field by
+    /// field in place; the exhaustive pattern makes a new field a compile error here until
+    /// it is compared.
+    pub fn same_registration(&self, o: &Instance) -> bool {
+        let Instance {
+            source,
+            app,
+            instance_id,
+            host_name,
+            ip_addr,
+            port,
+            secure_port,
+            status,
+            overridden_status,
+            metadata,
+            home_page_url,
+            status_page_url,
+            health_check_url,
+            last_renewal_ms: _,
+            last_dirty_ms,
+        } = self;
+        *instance_id == o.instance_id
+            && *app == o.app
+            && *host_name == o.host_name
+            && *ip_addr == o.ip_addr
+            && *port == o.port
+            && *secure_port == o.secure_port
+            && *status == o.status
+            && *overridden_status == o.overridden_status
+            && *home_page_url == o.home_page_url
+            && *status_page_url == o.status_page_url
+            && *health_check_url == o.health_check_url
+            && *last_dirty_ms == o.last_dirty_ms
+            && *metadata == o.metadata
+            && *source == o.source
     }
 
     /// The registry's identity of an instance: Eureka keys its registry by application
@@ -138,6 +177,55 @@ impl Instance {
         ]
         .iter()
         .find_map(|k| self.metadata.get(*k).map(String::as_str))
+    }
+}
+
+/// When an instance last renewed its lease, in milliseconds since the epoch, or not known.
+///
+/// Settable through a shared reference: the registry copy and the routing table share one
+/// `Arc<Instance>` per instance, and a full fetch that finds a registration unchanged but
+/// renewed updates this instead of keeping a second copy of the instance.
+#[derive(Default)]
+pub struct Renewal(AtomicU64);
+
+impl Renewal {
+    /// 0 stands for "not known" (no lease is renewed at the epoch).
+    pub fn new(ms: Option<u64>) -> Self {
+        Renewal(AtomicU64::new(ms.unwrap_or(0)))
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|ms| *ms != 0)
+    }
+
+    pub fn set(&self, ms: Option<u64>) {
+        self.0.store(ms.unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+impl From<Option<u64>> for Renewal {
+    fn from(ms: Option<u64>) -> Self {
+        Renewal::new(ms)
+    }
+}
+
+impl Clone for Renewal {
+    fn clone(&self) -> Self {
+        Renewal::new(self.get())
+    }
+}
+
+impl PartialEq for Renewal {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Renewal {}
+
+impl fmt::Debug for Renewal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
     }
 }
 

@@ -228,7 +228,7 @@ mod tests {
             (i.status, i.overridden_status),
             (Status::Down, Some(Status::Up))
         );
-        assert_eq!(i.last_renewal_ms, Some(down.renewed_ms));
+        assert_eq!(i.last_renewal_ms.get(), Some(down.renewed_ms));
         // Every field the recording has, the stand-in has.
         let ours: Value = serde_json::from_str(&body).expect("json");
         let keys = |v: &Value| -> Vec<String> {

@@ -35,7 +35,7 @@ fn old_servers_send_bare_objects_and_string_ports() {
         i.metadata.get("owner").map(String::as_str),
         Some("reports-team")
     );
-    assert_eq!(i.last_renewal_ms, Some(1402552694257));
+    assert_eq!(i.last_renewal_ms.get(), Some(1402552694257));
     assert_eq!(snap.apps_hashcode.as_deref(), Some("UP_1_"));
 }
 
@@ -56,7 +56,7 @@ fn mixed_shapes_and_one_bad_instance() {
     assert_eq!(up.zone(), Some("eu-west-1a"));
     assert_eq!(up.metadata.get("weight").map(String::as_str), Some("3"));
     assert!(!up.metadata.contains_key("@class"));
-    assert_eq!(up.last_renewal_ms, Some(1700000030000));
+    assert_eq!(up.last_renewal_ms.get(), Some(1700000030000));
 
     // `status` is taken as sent (a real server has already applied the override to
     // it); `overriddenStatus` is kept for the console only.
@@ -107,7 +107,7 @@ fn xml_when_the_server_ignores_accept() {
     assert_eq!((config.port, config.secure_port), (Some(8888), None));
     assert_eq!(config.zone(), Some("zone-b"));
     assert_eq!(config.app, "CONFIG-SERVICE");
-    assert_eq!(config.last_renewal_ms, Some(1596110179310));
+    assert_eq!(config.last_renewal_ms.get(), Some(1596110179310));
     // No instanceId, no metadata id: hostName + port.
     let gw = find(&snap.instances, "gw-2:8080");
     assert_eq!(gw.status, Status::Up);

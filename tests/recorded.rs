@@ -124,10 +124,10 @@ fn a_renewed_lease_is_read_back_from_now_plus_duration() {
     assert!(sent > lease["registrationTimestamp"].as_u64().expect("ms") + duration_ms - 1000);
     let snap = parse_apps(&fixture("apps.json")).expect("json");
     let inst = find(&snap, "ALPHA-SVC", "127.0.0.1:alpha-svc:9103");
-    assert_eq!(inst.last_renewal_ms, Some(sent - duration_ms));
+    assert_eq!(inst.last_renewal_ms.get(), Some(sent - duration_ms));
     // Never renewed: the registration time, as sent.
     let fresh = find(&snap, "ALPHA-SVC", "127.0.0.1:alpha-svc:9101");
-    assert!(fresh.last_renewal_ms.is_some());
+    assert!(fresh.last_renewal_ms.get().is_some());
 }
 
 #[test]

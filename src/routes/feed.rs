@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use super::{ApplyReport, RouteTable};
+use super::{ApplyReport, RouteTable, Shared};
 use crate::instance::{Instance, InstanceKey};
 
 pub struct Feed {
@@ -25,14 +25,14 @@ pub struct Feed {
     /// Source names, highest rank first.
     ranks: Vec<String>,
     /// The last set each source published (only with two or more sources).
-    sets: Mutex<Vec<Option<Vec<Instance>>>>,
+    sets: Mutex<Vec<Option<Vec<Arc<Instance>>>>>,
     shadowed: Mutex<Vec<String>>,
 }
 
 /// The union of several sources' sets, in rank order: the first occurrence of an
 /// (application, instanceId) wins. Returns the union and the shadowed ones, as
 /// `source: APP/instanceId`.
-pub fn merge<'a>(sets: &[(&'a str, &'a [Instance])]) -> (Vec<&'a Instance>, Vec<String>) {
+pub fn merge<'a>(sets: &[(&'a str, &'a [Arc<Instance>])]) -> (Vec<&'a Arc<Instance>>, Vec<String>) {
     let mut seen: HashSet<InstanceKey> = HashSet::new();
     let mut out = Vec::new();
     let mut shadowed = Vec::new();
@@ -73,10 +73,10 @@ impl Feed {
     }
 
     /// `source` publishes its whole current set.
-    pub fn publish<'a>(
+    pub fn publish<T: Shared>(
         &self,
         source: &str,
-        instances: impl IntoIterator<Item = &'a Instance>,
+        instances: impl IntoIterator<Item = T>,
     ) -> ApplyReport {
         if self.ranks.len() <= 1 {
             return self.table.apply_borrowed(instances);
@@ -86,8 +86,8 @@ impl Feed {
             return ApplyReport::default();
         };
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
-        sets[rank] = Some(instances.into_iter().cloned().collect());
-        let named: Vec<(&str, &[Instance])> = self
+        sets[rank] = Some(instances.into_iter().map(Shared::share).collect());
+        let named: Vec<(&str, &[Arc<Instance>])> = self
             .ranks
             .iter()
             .zip(sets.iter())
@@ -105,11 +105,11 @@ mod tests {
     use crate::instance::{SourceName, Status};
     use crate::routes::Allowlist;
 
-    fn inst(source: &str, app: &str, id: &str, ip: &str) -> Instance {
-        Instance {
+    fn inst(source: &str, app: &str, id: &str, ip: &str) -> Arc<Instance> {
+        Arc::new(Instance {
             source: SourceName::from(source),
             ..Instance::for_test(app, id, ip, Status::Up)
-        }
+        })
     }
 
     #[test]

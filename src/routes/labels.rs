@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use super::{IntoInstance, Planned, Refusal, RouteTable};
+use super::{Planned, Refusal, RouteTable, Shared};
 use crate::instance::Instance;
 use crate::names;
 
@@ -27,14 +27,14 @@ impl RouteTable {
     }
 
     /// Labels (with collisions made unique) and upstream addresses for a new registry.
-    pub(super) fn plan_targets<T: IntoInstance>(&self, instances: Vec<T>) -> Vec<Planned<T>> {
+    pub(super) fn plan_targets<T: Shared>(&self, instances: Vec<T>) -> Vec<Planned<T>> {
         // The same (application, instanceId) twice in one document: keep the first.
         // One instanceId under two applications is two instances, as on the server.
         let keep: Vec<bool> = {
             let mut seen = HashSet::with_capacity(instances.len());
             instances
                 .iter()
-                .map(|i| seen.insert(i.borrow().key()))
+                .map(|i| seen.insert(i.instance().key()))
                 .collect()
         };
 
@@ -48,7 +48,7 @@ impl RouteTable {
             let mut seen = HashSet::with_capacity(instances.len());
             instances
                 .iter()
-                .map(|i| i.borrow().instance_id.as_str())
+                .map(|i| i.instance().instance_id.as_str())
                 .filter(|id| !seen.insert(*id))
                 .map(str::to_string)
                 .collect()
@@ -56,13 +56,13 @@ impl RouteTable {
 
         let labels: Vec<String> = instances
             .iter()
-            .map(|i| names::instance_label(&i.borrow().instance_id, &i.borrow().app))
+            .map(|i| names::instance_label(&i.instance().instance_id, &i.instance().app))
             .collect();
         // Instances that hold their label now keep it, whoever else claims it.
         let holder: Vec<bool> = instances
             .iter()
             .zip(&labels)
-            .map(|(i, l)| self.holds(l, i.borrow()))
+            .map(|(i, l)| self.holds(l, i.instance()))
             .collect();
         let held: HashSet<&str> = labels
             .iter()
@@ -75,7 +75,7 @@ impl RouteTable {
         // named like a label an instance holds gets a unique label instead.
         let mut by_app: HashMap<&str, String> = HashMap::new();
         for i in &instances {
-            let app = i.borrow().app.as_str();
+            let app = i.instance().app.as_str();
             by_app.entry(app).or_insert_with(|| {
                 let label = names::service_label(app);
                 if held.contains(label.as_str()) {
@@ -101,11 +101,11 @@ impl RouteTable {
             .collect();
         let service_of: Vec<String> = instances
             .iter()
-            .map(|i| by_app[i.borrow().app.as_str()].clone())
+            .map(|i| by_app[i.instance().app.as_str()].clone())
             .collect();
         let upstreams: Vec<Result<SocketAddr, Refusal>> = instances
             .iter()
-            .map(|i| self.upstream_of(i.borrow()))
+            .map(|i| self.upstream_of(i.instance()))
             .collect();
 
         instances
@@ -114,7 +114,7 @@ impl RouteTable {
             .zip(collides.into_iter().zip(service_of).zip(upstreams))
             .map(
                 |((instance, label), ((collides, service_label), upstream))| {
-                    let i = instance.borrow();
+                    let i = instance.instance();
                     let label = if !collides {
                         label
                     } else if shared_ids.contains(i.instance_id.as_str()) {

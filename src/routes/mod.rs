@@ -13,7 +13,6 @@ mod labels;
 pub use allow::{Allowlist, OwnListeners, Refusal};
 pub use feed::{merge, Feed};
 
-use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +27,8 @@ use crate::names;
 /// One instance and where requests for it go.
 #[derive(Debug)]
 pub struct Target {
-    pub instance: Instance,
+    /// Shared with the registry copy it came from (see [`Shared`]).
+    pub instance: Arc<Instance>,
     /// The primary label (`order-service-7d9f8-x2k4q-8080`).
     pub label: String,
     pub service_label: String,
@@ -71,10 +71,7 @@ impl Target {
     }
 
     /// True when a new registration of this instance routes exactly as this target:
-    /// equal in everything but the lease renewal. Compared field by field in place:
-    /// cloning both instances to blank the renewal cost more than the rest of a
-    /// steady-state refresh. The exhaustive pattern makes a new `Instance` field a compile
-    /// error here until it is compared.
+    /// equal in everything but the lease renewal.
     fn same_route(
         &self,
         label: &str,
@@ -82,59 +79,46 @@ impl Target {
         upstream: &Result<SocketAddr, Refusal>,
         o: &Instance,
     ) -> bool {
-        let Instance {
-            source,
-            app,
-            instance_id,
-            host_name,
-            ip_addr,
-            port,
-            secure_port,
-            status,
-            overridden_status,
-            metadata,
-            home_page_url,
-            status_page_url,
-            health_check_url,
-            last_renewal_ms: _,
-            last_dirty_ms,
-        } = &self.instance;
         self.label == label
             && self.service_label == service_label
             && self.upstream == *upstream
-            && *instance_id == o.instance_id
-            && *app == o.app
-            && *host_name == o.host_name
-            && *ip_addr == o.ip_addr
-            && *port == o.port
-            && *secure_port == o.secure_port
-            && *status == o.status
-            && *overridden_status == o.overridden_status
-            && *home_page_url == o.home_page_url
-            && *status_page_url == o.status_page_url
-            && *health_check_url == o.health_check_url
-            && *last_dirty_ms == o.last_dirty_ms
-            && *metadata == o.metadata
-            && *source == o.source
+            && self.instance.same_registration(o)
     }
 }
 
 /// An instance given to [`RouteTable::apply`] or [`RouteTable::apply_borrowed`]: owned
-/// ones move into their new target, borrowed ones are cloned only when their target is
-/// new or changed (in a steady-state refresh, none is).
-trait IntoInstance: Borrow<Instance> {
-    fn into_instance(self) -> Instance;
+/// ones move into their new target; shared ones (`&Arc<Instance>`, the registry copy's)
+/// are shared with it, not copied; borrowed plain ones are cloned only when their target
+/// is new or changed (in a steady-state refresh, none is).
+pub trait Shared {
+    fn instance(&self) -> &Instance;
+    fn share(self) -> Arc<Instance>;
 }
 
-impl IntoInstance for Instance {
-    fn into_instance(self) -> Instance {
+impl Shared for Instance {
+    fn instance(&self) -> &Instance {
         self
+    }
+    fn share(self) -> Arc<Instance> {
+        Arc::new(self)
     }
 }
 
-impl IntoInstance for &Instance {
-    fn into_instance(self) -> Instance {
-        self.clone()
+impl Shared for &Instance {
+    fn instance(&self) -> &Instance {
+        self
+    }
+    fn share(self) -> Arc<Instance> {
+        Arc::new(self.clone())
+    }
+}
+
+impl Shared for &Arc<Instance> {
+    fn instance(&self) -> &Instance {
+        self
+    }
+    fn share(self) -> Arc<Instance> {
+        Arc::clone(self)
     }
 }
 
@@ -146,9 +130,9 @@ struct Planned<T> {
     upstream: Result<SocketAddr, Refusal>,
 }
 
-impl<T: IntoInstance> Planned<T> {
+impl<T: Shared> Planned<T> {
     fn into_target(self, balance: &Balance) -> Target {
-        let instance = self.instance.into_instance();
+        let instance = self.instance.share();
         Target {
             weight: balance.policy(&self.service_label).weight_of(&instance),
             health: Health::default(),
@@ -157,7 +141,7 @@ impl<T: IntoInstance> Planned<T> {
                 instance.status_page_url.as_deref(),
                 &instance.metadata,
             ),
-            last_renewal_ms: AtomicU64::new(instance.last_renewal_ms.unwrap_or(0)),
+            last_renewal_ms: AtomicU64::new(instance.last_renewal_ms.get().unwrap_or(0)),
             instance,
             label: self.label,
             service_label: self.service_label,
@@ -405,28 +389,26 @@ impl RouteTable {
     }
 
     /// [`RouteTable::apply`] for instances the caller keeps (the registry sync's copy):
-    /// only those whose target is new or changed are cloned.
-    pub fn apply_borrowed<'a>(
-        &self,
-        instances: impl IntoIterator<Item = &'a Instance>,
-    ) -> ApplyReport {
+    /// shared ones are shared, borrowed ones cloned only where their target is new or
+    /// changed.
+    pub fn apply_borrowed<T: Shared>(&self, instances: impl IntoIterator<Item = T>) -> ApplyReport {
         let report = self.apply_all(instances.into_iter().collect());
         self.generation.fetch_add(1, Ordering::Release);
         report
     }
 
-    fn apply_all<T: IntoInstance>(&self, instances: Vec<T>) -> ApplyReport {
+    fn apply_all<T: Shared>(&self, instances: Vec<T>) -> ApplyReport {
         let mut report = ApplyReport::default();
         let planned = self.plan_targets(instances);
 
         // 1. Upsert instances by id, keeping the old Arc where nothing routing-relevant changed.
         let mut live: Vec<Arc<Target>> = Vec::with_capacity(planned.len());
         for p in planned {
-            let new: &Instance = p.instance.borrow();
+            let new: &Instance = p.instance.instance();
             let kept = match self.by_id.get(&new.key()) {
                 Some(old) if old.same_route(&p.label, &p.service_label, &p.upstream, new) => {
                     old.last_renewal_ms
-                        .store(new.last_renewal_ms.unwrap_or(0), Ordering::Relaxed);
+                        .store(new.last_renewal_ms.get().unwrap_or(0), Ordering::Relaxed);
                     old.clone()
                 }
                 Some(old) => {

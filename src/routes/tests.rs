@@ -4,7 +4,7 @@ use super::*;
 
 fn inst(app: &str, id: &str, ip: &str, status: Status) -> Instance {
     Instance {
-        last_renewal_ms: Some(1),
+        last_renewal_ms: Some(1).into(),
         ..Instance::for_test(app, id, ip, status)
     }
 }
@@ -53,7 +53,7 @@ fn apply_touches_only_what_changed() {
 
     // A lease renewal alone keeps the entry (same Arc) and updates the timestamp.
     let mut renewed = inst("A", "a1", "10.0.0.1", Status::Up);
-    renewed.last_renewal_ms = Some(99);
+    renewed.last_renewal_ms = Some(99).into();
     let r = t.apply(vec![renewed, inst("A", "a2", "10.0.0.2", Status::Down)]);
     assert_eq!((r.added, r.removed, r.changed), (0, 0, 1));
     assert_eq!(

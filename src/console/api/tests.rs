@@ -27,7 +27,7 @@ pub fn inst(app: &str, pod: &str, ip: &str, status: Status) -> Instance {
         home_page_url: url("/"),
         status_page_url: url("/actuator/info"),
         health_check_url: url("/actuator/health"),
-        last_renewal_ms: Some(1_700_000_030_000),
+        last_renewal_ms: Some(1_700_000_030_000).into(),
         last_dirty_ms: None,
     }
 }

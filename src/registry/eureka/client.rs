@@ -9,6 +9,7 @@ use reqwest::header::{ACCEPT, ACCEPT_ENCODING};
 
 use super::model::Snapshot;
 use super::parse::{parse_app, parse_apps, ParseError};
+use super::stream::parse_apps_gzip;
 use crate::config::{EurekaUrl, RegistryConfig};
 
 /// Why one URL could not deliver a registry.
@@ -258,6 +259,18 @@ impl EurekaClient {
             }
         }
         let wire_bytes = wire.len() as u64;
+        // A full registry is parsed as it is decompressed: never held whole.
+        if gzipped && path == "/apps" {
+            if let Some((snapshot, bytes)) = parse_apps_gzip(&wire, self.max_body) {
+                return Ok(Fetched {
+                    snapshot,
+                    source: url.base.clone(),
+                    bytes,
+                    wire_bytes,
+                    skipped_sources: Vec::new(),
+                });
+            }
+        }
         let body = if gzipped {
             let hint = self.last_full_len.load(Ordering::Relaxed);
             gunzip(&wire, self.max_body, hint).map_err(|e| match e {

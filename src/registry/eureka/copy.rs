@@ -14,6 +14,7 @@
 //! Everything here is pure (time comes in as an argument) and tested without a server.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::model::Snapshot;
@@ -26,7 +27,9 @@ pub const SHRINK_HOLD_BELOW: usize = 2;
 
 #[derive(Debug, Default)]
 pub struct RegistryCopy {
-    server: HashMap<InstanceKey, Instance>,
+    /// Shared with the routing table's targets (`routes::Shared`): one instance in memory
+    /// for both.
+    server: HashMap<InstanceKey, Arc<Instance>>,
     held: HashMap<InstanceKey, Held>,
     /// When the hold under way began (the first instance held), for the status.
     held_since: Option<Instant>,
@@ -36,7 +39,7 @@ pub struct RegistryCopy {
 /// An instance missing from a sudden shrink, still routed.
 #[derive(Debug)]
 struct Held {
-    instance: Instance,
+    instance: Arc<Instance>,
     /// The [`AnsweredClock`] reading when it went missing: each instance has its own
     /// grace, so instances held by a second shrink get theirs in full.
     at: Duration,
@@ -93,7 +96,7 @@ pub struct HashMismatch {
 
 impl RegistryCopy {
     /// Instances to route: the server's, then held ones it does not list.
-    pub fn routed(&self) -> impl Iterator<Item = &Instance> {
+    pub fn routed(&self) -> impl Iterator<Item = &Arc<Instance>> {
         self.server.values().chain(
             self.held
                 .iter()
@@ -125,8 +128,14 @@ impl RegistryCopy {
         grace: Duration,
     ) -> HoldChange {
         let at = self.clock.answered(now);
-        let listed: HashMap<InstanceKey, Instance> =
-            instances.into_iter().map(|i| (i.key(), i)).collect();
+        let listed: HashMap<InstanceKey, Arc<Instance>> = instances
+            .into_iter()
+            .map(|i| {
+                let key = i.key();
+                let shared = self.reuse(&key, i);
+                (key, shared)
+            })
+            .collect();
         let known = self.routed().count();
         let shrank = listed.len() * SHRINK_HOLD_BELOW < known;
         let old = std::mem::replace(&mut self.server, listed);
@@ -152,6 +161,20 @@ impl RegistryCopy {
         }
     }
 
+    /// The instance as the copy keeps it: the one already kept for `key` when `new` is
+    /// the same registration (only its renewal is taken over), so the routing table,
+    /// which keeps its target for an unchanged registration, goes on sharing it; else
+    /// `new`. Without this, every full fetch would leave two copies of every instance.
+    fn reuse(&self, key: &InstanceKey, new: Instance) -> Arc<Instance> {
+        match self.server.get(key) {
+            Some(old) if old.same_registration(&new) => {
+                old.last_renewal_ms.set(new.last_renewal_ms.get());
+                Arc::clone(old)
+            }
+            _ => Arc::new(new),
+        }
+    }
+
     /// Applies a delta if the result hashes to what the server says; else leaves the
     /// copy as it was. `Ok(true)` when something changed.
     pub fn apply_delta(&mut self, delta: Snapshot) -> Result<bool, HashMismatch> {
@@ -164,11 +187,11 @@ impl RegistryCopy {
                 next.remove(k);
             }
             for inst in delta.instances {
-                next.insert(inst.key(), inst);
+                next.insert(inst.key(), Arc::new(inst));
             }
             next
         });
-        let ours = apps_hashcode(next.as_ref().unwrap_or(&self.server).values());
+        let ours = apps_hashcode(next.as_ref().unwrap_or(&self.server).values().map(|i| &**i));
         // Eureka always sends the hash with a delta; a delta without one cannot be
         // checked, so it is not trusted (an HTML page that happens to parse is one).
         if delta.apps_hashcode.as_deref() != Some(ours.as_str()) {

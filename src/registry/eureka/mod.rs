@@ -7,6 +7,7 @@ pub(super) mod copy;
 mod model;
 pub mod parse;
 mod report;
+mod stream;
 mod sync;
 
 pub(super) use client::error_chain;

@@ -96,39 +96,58 @@ fn parse_apps_json(body: &[u8]) -> Result<Snapshot, ParseError> {
 /// path gives the same result for a good document, and the isolation and messages for a
 /// bad one. Splitting at every level with `RawValue` scans the body once per level (six
 /// times for an instance); at 10,000 instances that was most of a refresh.
-fn parse_apps_json_in_one_pass(body: &[u8]) -> Option<Snapshot> {
-    #[derive(Deserialize)]
-    struct Root {
-        applications: Applications,
-    }
-    #[derive(Deserialize)]
-    struct Applications {
-        // `Vec` accepts only an array: a single object (XStream servers) is `None`
-        // overall, and the isolated path handles it.
-        application: Option<Vec<Application>>,
-        #[serde(rename = "apps__hashcode")]
-        apps_hashcode: Option<Scalar>,
-    }
-    #[derive(Deserialize)]
-    struct Application {
-        name: Option<Scalar>,
-        instance: Option<Vec<RawInstance>>,
-    }
+pub(super) fn parse_apps_json_in_one_pass(body: &[u8]) -> Option<Snapshot> {
     // The isolated path rejects invalid UTF-8 anywhere (RawValue checks it); a typed
     // parse skips ignored fields without looking, so check it up front.
     let text = std::str::from_utf8(body).ok()?;
-    let root: Root = serde_json::from_str(text).ok()?;
-    let mut snap = Snapshot {
-        apps_hashcode: root.applications.apps_hashcode.map(|s| s.0),
-        ..Snapshot::default()
-    };
-    for app in root.applications.application.unwrap_or_default() {
-        let name = app.name.map(|s| s.0).unwrap_or_default();
-        for raw in app.instance.unwrap_or_default() {
-            add_instance(raw, &name, &mut snap);
+    serde_json::from_str(text).ok().map(OnePass::into_snapshot)
+}
+
+/// [`parse_apps_json_in_one_pass`] reading the document from `reader` (a decompressor),
+/// so the whole body is never held: `None` where that function gives `None`, and for
+/// any read error. The reader must fail on invalid UTF-8 itself (see
+/// [`super::stream`]), as the slice version checks it up front.
+pub(super) fn parse_apps_json_in_one_pass_from(reader: impl std::io::Read) -> Option<Snapshot> {
+    serde_json::from_reader(reader)
+        .ok()
+        .map(OnePass::into_snapshot)
+}
+
+/// The document as the one-pass path reads it.
+#[derive(Deserialize)]
+struct OnePass {
+    applications: OnePassApplications,
+}
+
+#[derive(Deserialize)]
+struct OnePassApplications {
+    // `Vec` accepts only an array: a single object (XStream servers) is `None`
+    // overall, and the isolated path handles it.
+    application: Option<Vec<OnePassApplication>>,
+    #[serde(rename = "apps__hashcode")]
+    apps_hashcode: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+struct OnePassApplication {
+    name: Option<Scalar>,
+    instance: Option<Vec<RawInstance>>,
+}
+
+impl OnePass {
+    fn into_snapshot(self) -> Snapshot {
+        let mut snap = Snapshot {
+            apps_hashcode: self.applications.apps_hashcode.map(|s| s.0),
+            ..Snapshot::default()
+        };
+        for app in self.applications.application.unwrap_or_default() {
+            let name = app.name.map(|s| s.0).unwrap_or_default();
+            for raw in app.instance.unwrap_or_default() {
+                add_instance(raw, &name, &mut snap);
+            }
         }
+        snap
     }
-    Some(snap)
 }
 
 /// Every application and every instance decoded on its own, so one bad one is skipped
@@ -378,7 +397,7 @@ fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
         home_page_url: raw.home_page_url.map(|s| s.0),
         status_page_url: raw.status_page_url.map(|s| s.0),
         health_check_url: raw.health_check_url.map(|s| s.0),
-        last_renewal_ms: raw.lease_info.as_ref().and_then(renewal_time),
+        last_renewal_ms: raw.lease_info.as_ref().and_then(renewal_time).into(),
         last_dirty_ms: raw.last_dirty_timestamp.and_then(|s| s.0.parse().ok()),
     });
 }

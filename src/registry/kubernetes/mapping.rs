@@ -357,7 +357,7 @@ fn instance(
         home_page_url: None,
         status_page_url: None,
         health_check_url: None,
-        last_renewal_ms: None,
+        last_renewal_ms: Default::default(),
         last_dirty_ms: None,
     }
 }

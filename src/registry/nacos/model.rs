@@ -192,7 +192,7 @@ pub fn to_instance(
         home_page_url: None,
         status_page_url: None,
         health_check_url: None,
-        last_renewal_ms: None,
+        last_renewal_ms: Default::default(),
         last_dirty_ms: None,
     }
 }

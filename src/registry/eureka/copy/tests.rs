@@ -247,3 +247,50 @@ fn the_grace_counts_only_time_the_registry_answered() {
         assert_eq!(c.routed().count(), routed, "{steps:?}");
     }
 }
+
+#[test]
+fn a_full_fetch_keeps_sharing_unchanged_registrations_and_takes_their_renewal() {
+    let now = Instant::now();
+    let renewed = |i: &Instance, ms: u64| Instance {
+        last_renewal_ms: Some(ms).into(),
+        ..i.clone()
+    };
+    let mut c = RegistryCopy::default();
+    let first = ups(3);
+    c.apply_full(first.clone(), now, GRACE);
+    let before: HashMap<InstanceKey, Arc<Instance>> =
+        c.routed().map(|i| (i.key(), Arc::clone(i))).collect();
+    // The same three again: a:0 only renewed, a:1 changed (DOWN), a:2 exactly the same.
+    let mut down = first[1].clone();
+    down.status = Status::Down;
+    c.apply_full(
+        vec![renewed(&first[0], 77), down, first[2].clone()],
+        now,
+        GRACE,
+    );
+    for i in c.routed() {
+        let old = &before[&i.key()];
+        let kept = Arc::ptr_eq(old, i);
+        match i.instance_id.as_str() {
+            "a:0" => {
+                assert!(kept, "renewed only: the same instance");
+                assert_eq!(i.last_renewal_ms.get(), Some(77));
+            }
+            "a:1" => {
+                assert!(!kept, "changed: a new instance");
+                assert_eq!(i.status, Status::Down);
+            }
+            _ => assert!(kept),
+        }
+    }
+    // What the routing table is given shares the copy's instances.
+    let table = crate::routes::RouteTable::new(crate::routes::Allowlist::new(vec!["10.0.0.0/8"
+        .parse()
+        .expect("cidr")]));
+    table.apply_borrowed(c.routed());
+    for t in table.instances() {
+        assert!(
+            Arc::ptr_eq(&t.instance, &before[&t.instance.key()]) || t.instance.instance_id == "a:1"
+        );
+    }
+}
