@@ -36,7 +36,7 @@ fn instance(i: usize, weight: &str, canary: bool) -> Instance {
         secure_port: None,
         status: Status::Up,
         overridden_status: None,
-        metadata,
+        metadata: metadata.into(),
         home_page_url: None,
         status_page_url: None,
         health_check_url: None,

@@ -4,9 +4,12 @@
 //! the routing table (which routes on it) need it, and the table must not depend on the
 //! registry that writes into it.
 
-use std::collections::BTreeMap;
+mod metadata;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use metadata::Metadata;
 
 /// Eureka's `InstanceStatus`. Anything a server sends that is not one of the five known
 /// values is `Unknown`, as Eureka's own client does.
@@ -88,7 +91,7 @@ pub struct Instance {
     pub status: Status,
     /// `overriddenStatus` when set to something other than UNKNOWN: shown, never routed on.
     pub overridden_status: Option<Status>,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: Metadata,
     pub home_page_url: Option<String>,
     pub status_page_url: Option<String>,
     pub health_check_url: Option<String>,
@@ -176,7 +179,7 @@ impl Instance {
             "nacos.cluster",
         ]
         .iter()
-        .find_map(|k| self.metadata.get(*k).map(String::as_str))
+        .find_map(|k| self.metadata.get(k))
     }
 }
 

@@ -31,10 +31,7 @@ fn old_servers_send_bare_objects_and_string_ports() {
     assert_eq!(i.instance_id, "10.1.2.3:7101");
     assert_eq!((i.port, i.secure_port), (Some(7101), None));
     assert_eq!(i.status, Status::Up);
-    assert_eq!(
-        i.metadata.get("owner").map(String::as_str),
-        Some("reports-team")
-    );
+    assert_eq!(i.metadata.get("owner"), Some("reports-team"));
     assert_eq!(i.last_renewal_ms.get(), Some(1402552694257));
     assert_eq!(snap.apps_hashcode.as_deref(), Some("UP_1_"));
 }
@@ -54,7 +51,7 @@ fn mixed_shapes_and_one_bad_instance() {
         (Some(8080), Some(8443), Status::Up)
     );
     assert_eq!(up.zone(), Some("eu-west-1a"));
-    assert_eq!(up.metadata.get("weight").map(String::as_str), Some("3"));
+    assert_eq!(up.metadata.get("weight"), Some("3"));
     assert!(!up.metadata.contains_key("@class"));
     assert_eq!(up.last_renewal_ms.get(), Some(1700000030000));
 

@@ -174,7 +174,7 @@ const MAX_BASE_LEN: usize = 256;
 pub fn bases(
     health_check_url: Option<&str>,
     status_page_url: Option<&str>,
-    metadata: &std::collections::BTreeMap<String, String>,
+    metadata: &crate::instance::Metadata,
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |b: Option<String>| {
@@ -209,7 +209,7 @@ fn base_before(url: &str, endpoint: &str) -> Option<String> {
     clean(&segments[..at].join("/"))
 }
 
-fn from_metadata(metadata: &std::collections::BTreeMap<String, String>) -> Option<String> {
+fn from_metadata(metadata: &crate::instance::Metadata) -> Option<String> {
     let base = metadata.get(META_BASE_PATH).map(|s| s.trim());
     let context = metadata
         .get(META_CONTEXT_PATH)
@@ -293,11 +293,8 @@ mod tests {
         assert_eq!(endpoint("/", &[""]), None);
     }
 
-    fn meta(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn meta(pairs: &[(&str, &str)]) -> crate::instance::Metadata {
+        pairs.iter().copied().collect()
     }
 
     #[test]
@@ -317,7 +314,7 @@ mod tests {
         type Case<'a> = (
             Option<&'a str>,
             Option<&'a str>,
-            &'a std::collections::BTreeMap<String, String>,
+            &'a crate::instance::Metadata,
             &'a [&'a str],
         );
         let cases: [Case; 16] = [

@@ -74,7 +74,7 @@ impl Canary {
     pub fn matches(&self, instance: &Instance) -> bool {
         self.metadata
             .iter()
-            .all(|(k, v)| instance.metadata.get(k) == Some(v))
+            .all(|(k, v)| instance.metadata.get(k) == Some(v.as_str()))
     }
 }
 
@@ -118,11 +118,7 @@ impl Policy {
     /// [`NACOS_WEIGHT_KEY`]), else its metadata under this policy's key.
     pub fn weight_of(&self, instance: &Instance) -> Weight {
         let m = &instance.metadata;
-        Weight::parse(
-            m.get(NACOS_WEIGHT_KEY)
-                .or_else(|| m.get(&self.weight_key))
-                .map(String::as_str),
-        )
+        Weight::parse(m.get(NACOS_WEIGHT_KEY).or_else(|| m.get(&self.weight_key)))
     }
 
     /// True when a request's cookies may matter.

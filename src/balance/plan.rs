@@ -210,7 +210,7 @@ impl Plan {
         let mut hint_members: HashMap<&str, Vec<u32>> = HashMap::new();
         for i in eligible() {
             if let Some(h) = members[i as usize].instance().metadata.get(HINT_KEY) {
-                hint_members.entry(h.as_str()).or_default().push(i);
+                hint_members.entry(h).or_default().push(i);
             }
         }
         let hints = hint_members

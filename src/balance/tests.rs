@@ -41,7 +41,8 @@ fn m(id: &str, status: Status, meta: &[(&str, &str)]) -> M {
     instance.metadata = meta
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect::<BTreeMap<_, _>>();
+        .collect::<BTreeMap<_, _>>()
+        .into();
     M {
         weight: Policy::default().weight_of(&instance),
         label: format!("{id}-8080"),

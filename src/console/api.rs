@@ -11,7 +11,7 @@ use super::listing::{Query, API_LIMIT};
 use super::{Console, Links};
 use crate::answer::Answer;
 use crate::names;
-use crate::registry::{Instance, SourceStatus, Status, EUREKA, NACOS};
+use crate::registry::{Instance, Metadata, SourceStatus, Status, EUREKA, NACOS};
 use crate::routes::{Route, Service, Target};
 use crate::traffic::Kind;
 
@@ -371,12 +371,12 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 /// An instance's metadata as the API shows it: values of secret-looking keys masked.
-fn shown_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+fn shown_metadata(metadata: &Metadata) -> BTreeMap<&str, &str> {
     metadata
         .iter()
         .map(|(k, v)| {
-            let v = if is_secret_key(k) { "***" } else { v.as_str() };
-            (k.as_str(), v)
+            let v = if is_secret_key(k) { "***" } else { v };
+            (k, v)
         })
         .collect()
 }

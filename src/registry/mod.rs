@@ -36,7 +36,7 @@ use pingora_core::services::background::{
 use pingora_core::services::ServiceReadyNotifier;
 use serde_json::{json, Value};
 
-pub use crate::instance::{Instance, InstanceKey, Status};
+pub use crate::instance::{Instance, InstanceKey, Metadata, Status};
 pub use crate::kube::ConnectionError as KubeConnectionError;
 pub use eureka::parse;
 pub use eureka::EUREKA;

@@ -393,7 +393,7 @@ fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
         secure_port,
         status,
         overridden_status,
-        metadata,
+        metadata: metadata.into(),
         home_page_url: raw.home_page_url.map(|s| s.0),
         status_page_url: raw.status_page_url.map(|s| s.0),
         health_check_url: raw.health_check_url.map(|s| s.0),

@@ -353,7 +353,7 @@ fn instance(
         secure_port: secure,
         status: status_of(e.conditions),
         overridden_status: None,
-        metadata,
+        metadata: metadata.into(),
         home_page_url: None,
         status_page_url: None,
         health_check_url: None,

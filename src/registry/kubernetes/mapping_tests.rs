@@ -278,11 +278,7 @@ fn pods_become_instances_named_as_spring_registers_them_in_eureka() {
         "orders-7d9f8-x2k4q-8080"
     );
     assert_eq!(names::service_label(&i.app), "orders");
-    let meta: Vec<(&str, &str)> = i
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let meta: Vec<(&str, &str)> = i.metadata.iter().collect();
     assert_eq!(
         meta,
         [

@@ -188,7 +188,7 @@ pub fn to_instance(
         secure_port: None,
         status: status_of(n.healthy, n.enabled),
         overridden_status: None,
-        metadata,
+        metadata: metadata.into(),
         home_page_url: None,
         status_page_url: None,
         health_check_url: None,
@@ -305,10 +305,7 @@ mod tests {
         assert_eq!(i.app, "nacos.test.1");
         assert_eq!(i.instance_id, "127.0.0.1:nacos.test.1:8080");
         assert_eq!(i.status, Status::Up);
-        assert_eq!(
-            i.metadata.get("nacos.cluster").map(String::as_str),
-            Some("DEFAULT")
-        );
+        assert_eq!(i.metadata.get("nacos.cluster"), Some("DEFAULT"));
         let services: V2<ServiceListV2> =
             serde_json::from_str(V2_SERVICE_LIST).expect("v2 services");
         assert_eq!(
