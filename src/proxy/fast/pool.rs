@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// How often idle connections are checked for a close, age and their address.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -82,6 +83,9 @@ pub struct Pool {
     /// Most idle connections in all.
     capacity: usize,
     idle_timeout: Duration,
+    /// Signalled when a connection goes into an empty pool: the sweep sleeps on it
+    /// instead of waking every [`SWEEP_INTERVAL`] for nothing (an idle edge stays still).
+    filled: Notify,
 }
 
 impl Pool {
@@ -90,6 +94,7 @@ impl Pool {
             lists: Mutex::new(Lists::default()),
             capacity,
             idle_timeout,
+            filled: Notify::new(),
         }
     }
 
@@ -122,8 +127,10 @@ impl Pool {
         }
         let now = Instant::now();
         let mut closed = Vec::new();
+        let was_empty;
         {
             let mut lists = self.lock();
+            was_empty = lists.len() == 0;
             while let Some((_, &oldest)) = lists.order.first_key_value() {
                 let stale = lists
                     .by_addr
@@ -149,6 +156,17 @@ impl Pool {
         }
         // Closed outside the lock.
         drop(closed);
+        if was_empty {
+            self.filled.notify_one();
+        }
+    }
+
+    /// Returns once the pool holds a connection (at once if it does). No wake-up is lost:
+    /// a `put` between the check and the wait leaves a permit behind.
+    pub async fn wait_filled(&self) {
+        while self.is_empty() {
+            self.filled.notified().await;
+        }
     }
 
     /// Closes every idle connection that timed out, that the backend closed or wrote to,

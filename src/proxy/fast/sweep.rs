@@ -1,8 +1,8 @@
-//! The fast path's pool sweep, a Pingora background service: every
-//! [`pool::SWEEP_INTERVAL`] it closes the idle upstream connections that cannot be
-//! reused (see [`Pool::sweep`]), so sockets a backend closed do not sit in CLOSE_WAIT,
-//! and connections to instances that left the routing table do not wait out their idle
-//! timeout.
+//! The fast path's pool sweep, a Pingora background service: while the pool holds any
+//! connection, every [`pool::SWEEP_INTERVAL`] it closes the idle upstream connections that
+//! cannot be reused (see [`Pool::sweep`]), so sockets a backend closed do not sit in
+//! CLOSE_WAIT, and connections to instances that left the routing table do not wait out
+//! their idle timeout.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -50,12 +50,15 @@ impl BackgroundService for PoolSweep {
             addrs: HashSet::new(),
         };
         loop {
+            // An empty pool has nothing to sweep: sleep without a timer until a
+            // connection goes in, then sweep every interval while any is idle.
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = self.pool.wait_filled() => {}
+            }
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(pool::SWEEP_INTERVAL) => {}
-            }
-            if self.pool.is_empty() {
-                continue;
             }
             known.refresh(&self.table);
             // Until the table has loaded, no address has left it.

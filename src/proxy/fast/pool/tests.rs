@@ -1,4 +1,5 @@
 use super::*;
+use std::future::Future;
 use std::io::Write;
 
 /// A loopback pair: the pooled (client) end as tokio's, the backend's end as a blocking
@@ -130,4 +131,31 @@ async fn the_sweep_closes_what_cannot_be_reused() {
     assert_eq!(pool.idle_count(live_addr), 1);
     let n = pool.sweep(Instant::now() + Duration::from_secs(61), |_| true);
     assert_eq!((n, pool.len()), (1, 0), "timed out");
+}
+
+/// The sweep sleeps on an empty pool: `wait_filled` is pending until a connection goes
+/// in, also when the `put` comes before anyone waits.
+#[tokio::test]
+async fn wait_filled_returns_only_once_a_connection_is_in() {
+    let (l, addr) = listener();
+    let pool = Pool::new(4, Duration::from_secs(60));
+    let mut cx = Context::from_waker(Waker::noop());
+    let (c, _server) = pair(&l).await;
+    {
+        let mut waiting = std::pin::pin!(pool.wait_filled());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending(), "empty pool");
+        pool.put(addr, c, Instant::now());
+        assert!(
+            waiting.as_mut().poll(&mut cx).is_ready(),
+            "filled while waiting"
+        );
+    }
+    // Emptied and filled again before the next wait: that wait returns at once.
+    let c = pool.take(addr, Instant::now()).expect("taken");
+    pool.put(addr, c, Instant::now());
+    let mut again = std::pin::pin!(pool.wait_filled());
+    assert!(again.as_mut().poll(&mut cx).is_ready());
+    drop(pool.take(addr, Instant::now()));
+    let mut empty = std::pin::pin!(pool.wait_filled());
+    assert!(empty.as_mut().poll(&mut cx).is_pending(), "emptied again");
 }
