@@ -5,6 +5,7 @@
 mod client;
 pub(super) mod copy;
 mod model;
+mod one_pass;
 pub mod parse;
 mod report;
 mod stream;

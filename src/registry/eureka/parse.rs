@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::model::Snapshot;
+use super::one_pass::OnePass;
 use crate::instance::{Instance, InstanceKey, Status};
 
 /// Why a registry document could not be used at all (one bad instance is not one).
@@ -100,7 +101,7 @@ pub(super) fn parse_apps_json_in_one_pass(body: &[u8]) -> Option<Snapshot> {
     // The isolated path rejects invalid UTF-8 anywhere (RawValue checks it); a typed
     // parse skips ignored fields without looking, so check it up front.
     let text = std::str::from_utf8(body).ok()?;
-    serde_json::from_str(text).ok().map(OnePass::into_snapshot)
+    serde_json::from_str::<OnePass>(text).ok().map(|d| d.0)
 }
 
 /// [`parse_apps_json_in_one_pass`] reading the document from `reader` (a decompressor),
@@ -108,46 +109,9 @@ pub(super) fn parse_apps_json_in_one_pass(body: &[u8]) -> Option<Snapshot> {
 /// any read error. The reader must fail on invalid UTF-8 itself (see
 /// [`super::stream`]), as the slice version checks it up front.
 pub(super) fn parse_apps_json_in_one_pass_from(reader: impl std::io::Read) -> Option<Snapshot> {
-    serde_json::from_reader(reader)
+    serde_json::from_reader::<_, OnePass>(reader)
         .ok()
-        .map(OnePass::into_snapshot)
-}
-
-/// The document as the one-pass path reads it.
-#[derive(Deserialize)]
-struct OnePass {
-    applications: OnePassApplications,
-}
-
-#[derive(Deserialize)]
-struct OnePassApplications {
-    // `Vec` accepts only an array: a single object (XStream servers) is `None`
-    // overall, and the isolated path handles it.
-    application: Option<Vec<OnePassApplication>>,
-    #[serde(rename = "apps__hashcode")]
-    apps_hashcode: Option<Scalar>,
-}
-
-#[derive(Deserialize)]
-struct OnePassApplication {
-    name: Option<Scalar>,
-    instance: Option<Vec<RawInstance>>,
-}
-
-impl OnePass {
-    fn into_snapshot(self) -> Snapshot {
-        let mut snap = Snapshot {
-            apps_hashcode: self.applications.apps_hashcode.map(|s| s.0),
-            ..Snapshot::default()
-        };
-        for app in self.applications.application.unwrap_or_default() {
-            let name = app.name.map(|s| s.0).unwrap_or_default();
-            for raw in app.instance.unwrap_or_default() {
-                add_instance(raw, &name, &mut snap);
-            }
-        }
-        snap
-    }
+        .map(|d| d.0)
 }
 
 /// Every application and every instance decoded on its own, so one bad one is skipped
@@ -282,7 +246,7 @@ fn add_application_xml(app: XmlApplication, snap: &mut Snapshot) {
 /// An instance as the wire has it, every field optional and leniently typed.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct RawInstance {
+pub(super) struct RawInstance {
     instance_id: Option<Scalar>,
     host_name: Option<Scalar>,
     app: Option<Scalar>,
@@ -334,7 +298,7 @@ fn renewal_time(lease: &LeaseInfo) -> Option<u64> {
     }
 }
 
-fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
+pub(super) fn add_instance(raw: RawInstance, app_name: &str, snap: &mut Snapshot) {
     let app = raw
         .app
         .map(|s| s.0)
@@ -417,7 +381,7 @@ fn fallback_id(host_name: &str, port: Option<u16>) -> Option<String> {
 /// Any JSON/XML scalar (string, number, bool) as its text; `null` is rejected by
 /// `Option<Scalar>` as absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Scalar(String);
+pub(super) struct Scalar(pub(super) String);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -651,9 +615,19 @@ mod tests {
             )),
             doc("[]"),
             doc("null"),
+            // The instances before the name (converted once the name is read), and
+            // keys nobody reads around them.
+            doc(&format!(
+                r#"[{{"x":{{"y":[1]}},"instance":[{{"instanceId":"n:1","hostName":"h"}},{}],"name":"LATE"}}]"#,
+                inst("a:1", "")
+            )),
+            doc(r#"[{"name":null,"instance":[{"instanceId":"n:1","hostName":"h"}]}]"#),
         ] {
             assert!(same_as_isolated(body.as_bytes()), "{body}");
         }
+        let late = doc(r#"[{"instance":[{"instanceId":"n:1","hostName":"h"}],"name":"LATE"}]"#);
+        let snap = parse_apps_json_in_one_pass(late.as_bytes()).expect("taken");
+        assert_eq!(snap.instances[0].app, "LATE");
         // Left to the isolated path: single objects, shapes it notes, broken input.
         for body in [
             doc(&format!(r#"{{"name":"A","instance":{}}}"#, inst("a:1", ""))),
@@ -674,6 +648,18 @@ mod tests {
                 inst("a:1", r#","status":{"x":1}"#)
             )),
             doc(r#""nothing""#),
+            // Repeated fields at each level, and a struct given as an array.
+            doc(&format!(
+                r#"[{{"name":"A","name":"B","instance":[{}]}}]"#,
+                inst("a:1", "")
+            )),
+            doc(&format!(
+                r#"[{{"name":"A","instance":[],"instance":[{}]}}]"#,
+                inst("a:1", "")
+            )),
+            r#"{"applications":{"application":[]},"applications":{"application":[]}}"#.to_string(),
+            r#"{"applications":{"application":[],"application":[]}}"#.to_string(),
+            r#"{"applications":["UP_1_",[]]}"#.to_string(),
             r#"{"applications":null}"#.to_string(),
             r#"{"other":1}"#.to_string(),
         ] {
