@@ -328,12 +328,12 @@ pub fn instance_json(console: &Console, t: &Target, links: &Links) -> Value {
     let renewal = t.last_renewal_ms.load(std::sync::atomic::Ordering::Relaxed);
     json!({
         "access": super::locks::lock_json(&super::locks::instance_lock(console, t)),
-        "actuator_bases": t.actuator_bases,
+        "actuator_bases": &*t.actuator_bases,
         "instance_id": i.instance_id,
         "source": &*i.source,
         "label": t.label,
         "service": i.app,
-        "service_label": t.service_label,
+        "service_label": &*t.service_label,
         "url": links.url(&t.label),
         "ip": i.ip_addr,
         "port": i.port,

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::{Planned, Refusal, RouteTable, Shared};
 use crate::instance::Instance;
@@ -73,19 +74,19 @@ impl RouteTable {
 
         // Service labels once per application, not once per instance; an application
         // named like a label an instance holds gets a unique label instead.
-        let mut by_app: HashMap<&str, String> = HashMap::new();
+        let mut by_app: HashMap<&str, Arc<str>> = HashMap::new();
         for i in &instances {
             let app = i.instance().app.as_str();
             by_app.entry(app).or_insert_with(|| {
                 let label = names::service_label(app);
                 if held.contains(label.as_str()) {
-                    names::disambiguate(&label, app)
+                    names::disambiguate(&label, app).into()
                 } else {
-                    label
+                    label.into()
                 }
             });
         }
-        let service_labels: HashSet<&str> = by_app.values().map(String::as_str).collect();
+        let service_labels: HashSet<&str> = by_app.values().map(|l| &**l).collect();
         let mut label_count: HashMap<&str, usize> = HashMap::with_capacity(labels.len());
         for l in &labels {
             *label_count.entry(l.as_str()).or_default() += 1;
@@ -99,7 +100,7 @@ impl RouteTable {
                 !holds && (label_count[l.as_str()] > 1 || service_labels.contains(l.as_str()))
             })
             .collect();
-        let service_of: Vec<String> = instances
+        let service_of: Vec<Arc<str>> = instances
             .iter()
             .map(|i| by_app[i.instance().app.as_str()].clone())
             .collect();

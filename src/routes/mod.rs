@@ -31,7 +31,8 @@ pub struct Target {
     pub instance: Arc<Instance>,
     /// The primary label (`order-service-7d9f8-x2k4q-8080`).
     pub label: String,
-    pub service_label: String,
+    /// Shared by the targets of one service made in one apply.
+    pub service_label: Arc<str>,
     /// The upstream address, or why it is refused.
     pub upstream: Result<SocketAddr, Refusal>,
     /// Lease renewals change every 30 s without changing the route: kept apart so a
@@ -39,7 +40,8 @@ pub struct Target {
     pub last_renewal_ms: AtomicU64,
     /// Where this instance serves its actuator (see [`crate::access::actuator_bases`]):
     /// worked out once here, from the registration, not per request.
-    pub actuator_bases: Vec<String>,
+    /// Shared by the targets with the same bases made in one apply (most have the same).
+    pub actuator_bases: Arc<[String]>,
     /// Its weight in the service host's rotation (`xipgate.balance`'s weight key).
     pub weight: Weight,
     /// Passive health: failures in a row, ejected until when.
@@ -80,7 +82,7 @@ impl Target {
         o: &Instance,
     ) -> bool {
         self.label == label
-            && self.service_label == service_label
+            && *self.service_label == *service_label
             && self.upstream == *upstream
             && self.instance.same_registration(o)
     }
@@ -126,21 +128,33 @@ impl Shared for &Arc<Instance> {
 struct Planned<T> {
     instance: T,
     label: String,
-    service_label: String,
+    service_label: Arc<str>,
     upstream: Result<SocketAddr, Refusal>,
 }
 
+/// One `Arc` for each distinct list of actuator bases made in one apply.
+type BasesSeen = HashMap<Vec<String>, Arc<[String]>>;
+
 impl<T: Shared> Planned<T> {
-    fn into_target(self, balance: &Balance) -> Target {
+    fn into_target(self, balance: &Balance, bases_seen: &mut BasesSeen) -> Target {
         let instance = self.instance.share();
+        let bases = crate::access::actuator_bases(
+            instance.health_check_url.as_deref(),
+            instance.status_page_url.as_deref(),
+            &instance.metadata,
+        );
+        let actuator_bases = match bases_seen.get(&bases) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared: Arc<[String]> = bases.clone().into();
+                bases_seen.insert(bases, Arc::clone(&shared));
+                shared
+            }
+        };
         Target {
             weight: balance.policy(&self.service_label).weight_of(&instance),
             health: Health::default(),
-            actuator_bases: crate::access::actuator_bases(
-                instance.health_check_url.as_deref(),
-                instance.status_page_url.as_deref(),
-                &instance.metadata,
-            ),
+            actuator_bases,
             last_renewal_ms: AtomicU64::new(instance.last_renewal_ms.get().unwrap_or(0)),
             instance,
             label: self.label,
@@ -403,6 +417,7 @@ impl RouteTable {
 
         // 1. Upsert instances by id, keeping the old Arc where nothing routing-relevant changed.
         let mut live: Vec<Arc<Target>> = Vec::with_capacity(planned.len());
+        let mut bases_seen = BasesSeen::new();
         for p in planned {
             let new: &Instance = p.instance.instance();
             let kept = match self.by_id.get(&new.key()) {
@@ -420,11 +435,11 @@ impl RouteTable {
                         ));
                     }
                     report.changed += 1;
-                    Arc::new(p.into_target(&self.balance))
+                    Arc::new(p.into_target(&self.balance, &mut bases_seen))
                 }
                 None => {
                     report.added += 1;
-                    Arc::new(p.into_target(&self.balance))
+                    Arc::new(p.into_target(&self.balance, &mut bases_seen))
                 }
             };
             live.push(kept);
@@ -455,7 +470,7 @@ impl RouteTable {
         let mut by_service: HashMap<&str, Vec<Arc<Target>>> = HashMap::new();
         for t in live {
             by_service
-                .entry(t.service_label.as_str())
+                .entry(&*t.service_label)
                 .or_default()
                 .push(t.clone());
         }

@@ -145,7 +145,7 @@ fn a_service_in_eureka_too_is_one_service_host_and_a_shared_pod_is_eurekas() {
     let mut members: Vec<(String, String)> = table
         .instances()
         .iter()
-        .filter(|t| t.service_label == route.service_label())
+        .filter(|t| *t.service_label == *route.service_label())
         .map(|t| (t.label.clone(), t.instance.source.to_string()))
         .collect();
     members.sort();
