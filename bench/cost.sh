@@ -37,7 +37,8 @@
 #   hs-resumed   a resumed handshake per connection (the client offers its last ticket)
 #   idle         no traffic: system calls and instructions per second
 # The peers forward to the backend as xipgate does (nginx: an upstream keep-alive pool;
-# HAProxy: its default connection reuse); xipgate's registry syncs every 30 s with deltas.
+# HAProxy: its default connection reuse); xipgate's registry syncs every 10 minutes, so no
+# sync falls inside a row (bench/memory.sh and bench/run.sh's refresh rows count those).
 #
 # Needs: nginx (nginx-light), haproxy, strace, valgrind, curl, openssl, python3; installed by
 # ./dev deps. Results: one line per row and proxy; docs/performance.md keeps a run.
@@ -175,8 +176,9 @@ xipgate:
   registry:
     eureka:
       urls: ["http://127.0.0.1:$EUREKA_PORT/eureka"]
-      interval: 30s
+      interval: 10m   # no sync inside a row (at 100,000 instances one costs millions)
       timeout: 60s
+      max_body: 1GiB   # 100,000 instances are ~100 MB of JSON
     startup_wait: 600s
   upstream:
     allow: ["127.0.0.0/8"]
