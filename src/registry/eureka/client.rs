@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::header::{ACCEPT, ACCEPT_ENCODING};
 
-use super::model::Snapshot;
+use super::model::{Known, Snapshot};
 use super::parse::{parse_app, parse_apps, ParseError};
 use super::stream::parse_apps_gzip;
 use crate::config::{EurekaUrl, RegistryConfig};
@@ -143,9 +143,10 @@ impl EurekaClient {
         self.urls.iter().map(|u| u.base.clone()).collect()
     }
 
-    /// `GET {url}/apps`, failing over in order. On failure, every URL's error.
-    pub async fn fetch_apps(&self) -> Result<Fetched, Vec<FetchError>> {
-        let fetched = self.fetch_with_failover("/apps", parse_apps).await;
+    /// `GET {url}/apps`, failing over in order. On failure, every URL's error. Instances
+    /// `known` (the registry copy) holds already come back in `Snapshot::unchanged`.
+    pub async fn fetch_apps(&self, known: Option<&dyn Known>) -> Result<Fetched, Vec<FetchError>> {
+        let fetched = self.fetch_with_failover("/apps", parse_apps, known).await;
         if let Ok(f) = &fetched {
             self.last_full_len.store(f.bytes, Ordering::Relaxed);
         }
@@ -154,7 +155,8 @@ impl EurekaClient {
 
     /// `GET {url}/apps/delta`.
     pub async fn fetch_delta(&self) -> Result<Fetched, Vec<FetchError>> {
-        self.fetch_with_failover("/apps/delta", parse_apps).await
+        self.fetch_with_failover("/apps/delta", parse_apps, None)
+            .await
     }
 
     /// `GET {url}/apps/{APP}`, live (the older design's `/api/services/ips`).
@@ -163,17 +165,18 @@ impl EurekaClient {
             "/apps/{}",
             url::form_urlencoded::byte_serialize(app.as_bytes()).collect::<String>()
         );
-        self.fetch_with_failover(&path, parse_app).await
+        self.fetch_with_failover(&path, parse_app, None).await
     }
 
     async fn fetch_with_failover(
         &self,
         path: &str,
         parse: fn(&[u8]) -> Result<Snapshot, ParseError>,
+        known: Option<&dyn Known>,
     ) -> Result<Fetched, Vec<FetchError>> {
         let mut errors = Vec::new();
         for url in &self.urls {
-            match self.fetch_one(url, path, parse).await {
+            match self.fetch_one(url, path, parse, known).await {
                 Ok(mut f) => {
                     f.skipped_sources = errors.iter().map(ToString::to_string).collect();
                     return Ok(f);
@@ -195,6 +198,7 @@ impl EurekaClient {
         url: &EurekaUrl,
         path: &str,
         parse: fn(&[u8]) -> Result<Snapshot, ParseError>,
+        known: Option<&dyn Known>,
     ) -> Result<Fetched, FetchError> {
         let full = format!("{}{path}", url.base);
         let shown = full.clone();
@@ -261,7 +265,7 @@ impl EurekaClient {
         let wire_bytes = wire.len() as u64;
         // A full registry is parsed as it is decompressed: never held whole.
         if gzipped && path == "/apps" {
-            if let Some((snapshot, bytes)) = parse_apps_gzip(&wire, self.max_body) {
+            if let Some((snapshot, bytes)) = parse_apps_gzip(&wire, self.max_body, known) {
                 return Ok(Fetched {
                     snapshot,
                     source: url.base.clone(),

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::model::Snapshot;
+use super::model::{Known, Snapshot, Unchanged};
 use super::sync::apps_hashcode;
 use crate::instance::{Instance, InstanceKey};
 
@@ -94,6 +94,15 @@ pub struct HashMismatch {
     pub ours: String,
 }
 
+impl Known for RegistryCopy {
+    fn same(&self, instance: &Instance) -> Option<Arc<Instance>> {
+        self.server
+            .get(&instance.key())
+            .filter(|old| old.same_registration(instance))
+            .cloned()
+    }
+}
+
 impl RegistryCopy {
     /// Instances to route: the server's, then held ones it does not list.
     pub fn routed(&self) -> impl Iterator<Item = &Arc<Instance>> {
@@ -127,15 +136,43 @@ impl RegistryCopy {
         now: Instant,
         grace: Duration,
     ) -> HoldChange {
+        self.apply_full_with(instances, Vec::new(), now, grace)
+    }
+
+    /// [`RegistryCopy::apply_full`] for a fetch parsed against this copy (see [`Known`]):
+    /// `unchanged` are instances it listed that the copy already holds.
+    pub fn apply_full_with(
+        &mut self,
+        instances: Vec<Instance>,
+        unchanged: Vec<Unchanged>,
+        now: Instant,
+        grace: Duration,
+    ) -> HoldChange {
         let at = self.clock.answered(now);
-        let listed: HashMap<InstanceKey, Arc<Instance>> = instances
-            .into_iter()
-            .map(|i| {
-                let key = i.key();
-                let shared = self.reuse(&key, i);
-                (key, shared)
-            })
-            .collect();
+        let mut listed: HashMap<InstanceKey, Arc<Instance>> =
+            HashMap::with_capacity(instances.len() + unchanged.len());
+        // In the document's order, so the last of two same keys wins as it always did.
+        let mut unchanged = unchanged.into_iter().peekable();
+        let mut instances = instances.into_iter();
+        for place in 0.. {
+            let next = match unchanged.next_if(|u| u.at == place) {
+                Some(u) => {
+                    u.instance.last_renewal_ms.set(u.renewal);
+                    u.instance
+                }
+                None => match instances.next() {
+                    Some(i) => self.reuse(&i.key(), i),
+                    None => match unchanged.next() {
+                        Some(u) => {
+                            u.instance.last_renewal_ms.set(u.renewal);
+                            u.instance
+                        }
+                        None => break,
+                    },
+                },
+            };
+            listed.insert(next.key(), next);
+        }
         let known = self.routed().count();
         let shrank = listed.len() * SHRINK_HOLD_BELOW < known;
         let old = std::mem::replace(&mut self.server, listed);

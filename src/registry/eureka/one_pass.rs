@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::model::Snapshot;
+use super::model::{Known, Snapshot};
 use super::parse::{add_instance, RawInstance, Scalar};
 
 /// `{"applications": {...}}` as the snapshot it lists.
@@ -20,44 +20,62 @@ pub(super) struct OnePass(pub(super) Snapshot);
 
 impl<'de> Deserialize<'de> for OnePass {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Root;
-        impl<'de> Visitor<'de> for Root {
-            type Value = OnePass;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a Eureka registry document")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OnePass, A::Error> {
-                let mut snap = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "applications" if snap.is_none() => {
-                            snap = Some(map.next_value_seed(ApplicationsSeed)?);
-                        }
-                        "applications" => return Err(de::Error::duplicate_field("applications")),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+        d.deserialize_map(Root { known: None })
+    }
+}
+
+/// Parses from `reader`, comparing each instance with `known` as it is read.
+pub(super) fn parse_from(
+    reader: impl std::io::Read,
+    known: Option<&dyn Known>,
+) -> Option<Snapshot> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let snap = de.deserialize_map(Root { known }).ok()?;
+    de.end().ok()?;
+    Some(snap.0)
+}
+
+#[derive(Clone, Copy)]
+struct Root<'k> {
+    known: Option<&'k dyn Known>,
+}
+
+impl<'de> Visitor<'de> for Root<'_> {
+    type Value = OnePass;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Eureka registry document")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OnePass, A::Error> {
+        let mut snap = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "applications" if snap.is_none() => {
+                    snap = Some(map.next_value_seed(ApplicationsSeed { known: self.known })?);
                 }
-                snap.map(OnePass)
-                    .ok_or_else(|| de::Error::missing_field("applications"))
+                "applications" => return Err(de::Error::duplicate_field("applications")),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        d.deserialize_map(Root)
+        snap.map(OnePass)
+            .ok_or_else(|| de::Error::missing_field("applications"))
     }
 }
 
 /// `{"apps__hashcode": ..., "application": [...]}`.
-struct ApplicationsSeed;
+struct ApplicationsSeed<'k> {
+    known: Option<&'k dyn Known>,
+}
 
-impl<'de> DeserializeSeed<'de> for ApplicationsSeed {
+impl<'de> DeserializeSeed<'de> for ApplicationsSeed<'_> {
     type Value = Snapshot;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Snapshot, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ApplicationsSeed {
+impl<'de> Visitor<'de> for ApplicationsSeed<'_> {
     type Value = Snapshot;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("the \"applications\" object")
@@ -74,7 +92,7 @@ impl<'de> Visitor<'de> for ApplicationsSeed {
                 "application" if !application_seen => {
                     application_seen = true;
                     map.next_value_seed(ListSeed {
-                        each: ApplicationSeed,
+                        each: ApplicationSeed { known: self.known },
                         snap: &mut snap,
                     })?;
                 }
@@ -135,30 +153,38 @@ impl<'de, E: AddEach> Visitor<'de> for ListSeed<'_, E> {
 
 /// One application: `{"name": ..., "instance": [...]}`.
 #[derive(Clone, Copy)]
-struct ApplicationSeed;
+struct ApplicationSeed<'k> {
+    known: Option<&'k dyn Known>,
+}
 
-impl AddEach for ApplicationSeed {
+impl AddEach for ApplicationSeed<'_> {
     fn add<'de, A: SeqAccess<'de>>(
         self,
         seq: &mut A,
         snap: &mut Snapshot,
     ) -> Result<bool, A::Error> {
-        Ok(seq.next_element_seed(ApplicationInto { snap })?.is_some())
+        Ok(seq
+            .next_element_seed(ApplicationInto {
+                snap,
+                known: self.known,
+            })?
+            .is_some())
     }
 }
 
-struct ApplicationInto<'s> {
+struct ApplicationInto<'s, 'k> {
     snap: &'s mut Snapshot,
+    known: Option<&'k dyn Known>,
 }
 
-impl<'de> DeserializeSeed<'de> for ApplicationInto<'_> {
+impl<'de> DeserializeSeed<'de> for ApplicationInto<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ApplicationInto<'_> {
+impl<'de> Visitor<'de> for ApplicationInto<'_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an application object")
@@ -177,7 +203,10 @@ impl<'de> Visitor<'de> for ApplicationInto<'_> {
                         Some(n) => {
                             let name = n.as_ref().map_or("", |s| s.0.as_str());
                             map.next_value_seed(ListSeed {
-                                each: InstanceSeed { app: name },
+                                each: InstanceSeed {
+                                    app: name,
+                                    known: self.known,
+                                },
                                 snap: self.snap,
                             })?;
                         }
@@ -194,7 +223,11 @@ impl<'de> Visitor<'de> for ApplicationInto<'_> {
         }
         let name = name.flatten().map(|s| s.0).unwrap_or_default();
         for raw in waiting.unwrap_or_default() {
+            let before = self.snap.instances.len();
             add_instance(raw, &name, self.snap);
+            if self.snap.instances.len() > before {
+                self.snap.dedupe_last(self.known);
+            }
         }
         Ok(())
     }
@@ -202,11 +235,12 @@ impl<'de> Visitor<'de> for ApplicationInto<'_> {
 
 /// One instance, added as soon as it is read.
 #[derive(Clone, Copy)]
-struct InstanceSeed<'n> {
+struct InstanceSeed<'n, 'k> {
     app: &'n str,
+    known: Option<&'k dyn Known>,
 }
 
-impl AddEach for InstanceSeed<'_> {
+impl AddEach for InstanceSeed<'_, '_> {
     fn add<'de, A: SeqAccess<'de>>(
         self,
         seq: &mut A,
@@ -214,7 +248,11 @@ impl AddEach for InstanceSeed<'_> {
     ) -> Result<bool, A::Error> {
         match seq.next_element::<RawInstance>()? {
             Some(raw) => {
+                let before = snap.instances.len();
                 add_instance(raw, self.app, snap);
+                if snap.instances.len() > before {
+                    snap.dedupe_last(self.known);
+                }
                 Ok(true)
             }
             None => Ok(false),

@@ -108,10 +108,12 @@ pub(super) fn parse_apps_json_in_one_pass(body: &[u8]) -> Option<Snapshot> {
 /// so the whole body is never held: `None` where that function gives `None`, and for
 /// any read error. The reader must fail on invalid UTF-8 itself (see
 /// [`super::stream`]), as the slice version checks it up front.
-pub(super) fn parse_apps_json_in_one_pass_from(reader: impl std::io::Read) -> Option<Snapshot> {
-    serde_json::from_reader::<_, OnePass>(reader)
-        .ok()
-        .map(|d| d.0)
+/// With `known`, each instance it already holds goes to [`Snapshot::unchanged`].
+pub(super) fn parse_apps_json_in_one_pass_from(
+    reader: impl std::io::Read,
+    known: Option<&dyn super::model::Known>,
+) -> Option<Snapshot> {
+    super::one_pass::parse_from(reader, known)
 }
 
 /// Every application and every instance decoded on its own, so one bad one is skipped

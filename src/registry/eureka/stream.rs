@@ -8,7 +8,7 @@
 
 use std::io::{self, Read};
 
-use super::model::Snapshot;
+use super::model::{Known, Snapshot};
 use super::parse::parse_apps_json_in_one_pass_from;
 
 /// Read buffer between the decompressor and the JSON parser.
@@ -17,7 +17,14 @@ const STREAM_BUFFER: usize = 64 * 1024;
 /// Parses the gzipped `/apps` document `wire` without holding it decompressed. `None`
 /// when the streaming parse does not apply (see the module); `Some((snapshot,
 /// decompressed bytes))` otherwise.
-pub fn parse_apps_gzip(wire: &[u8], limit: usize) -> Option<(Snapshot, usize)> {
+///
+/// With `known` (the registry copy), instances it already holds are not parsed into a
+/// second copy ([`Snapshot::unchanged`]).
+pub fn parse_apps_gzip(
+    wire: &[u8],
+    limit: usize,
+    known: Option<&dyn Known>,
+) -> Option<(Snapshot, usize)> {
     let mut counted = Counted {
         inner: flate2::read::GzDecoder::new(wire),
         count: 0,
@@ -25,10 +32,10 @@ pub fn parse_apps_gzip(wire: &[u8], limit: usize) -> Option<(Snapshot, usize)> {
     };
     // serde_json reads on to the end (only whitespace may follow the document), so the
     // count is the whole body's and the gzip trailer's checksum has been checked.
-    let snapshot = parse_apps_json_in_one_pass_from(io::BufReader::with_capacity(
-        STREAM_BUFFER,
-        Utf8Checked::new(&mut counted),
-    ))?;
+    let snapshot = parse_apps_json_in_one_pass_from(
+        io::BufReader::with_capacity(STREAM_BUFFER, Utf8Checked::new(&mut counted)),
+        known,
+    )?;
     Some((snapshot, counted.count))
 }
 

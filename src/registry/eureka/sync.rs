@@ -18,6 +18,7 @@ use pingora_core::services::ServiceReadyNotifier;
 
 use super::client::{EurekaClient, FetchError, FetchErrorKind, Fetched};
 use super::copy::{log_hold, HashMismatch, HoldChange, RegistryCopy};
+use super::model::Known;
 use crate::config::RegistryConfig;
 use crate::instance::Instance;
 use crate::routes::{ApplyReport, Feed};
@@ -312,7 +313,14 @@ impl RegistrySync {
         if !expected {
             debug!("registry: full fetch: {reason}");
         }
-        let f = self.client.fetch_apps().await.map_err(SyncError::Fetch)?;
+        // Compared with the copy while parsed: an unchanged instance is not parsed into a
+        // second copy next to the one the copy and the table share.
+        let known = inner.copy.as_ref().map(|c| c as &dyn Known);
+        let f = self
+            .client
+            .fetch_apps(known)
+            .await
+            .map_err(SyncError::Fetch)?;
         if let FullFetchReason::DeltasRefusedNow = reason {
             // `/apps` answered where `/apps/delta` was refused: the server has deltas
             // disabled (a 403 to both is its start-up window, not this).
@@ -341,7 +349,12 @@ impl RegistrySync {
             );
         }
         let copy = inner.copy.get_or_insert_with(RegistryCopy::default);
-        let hold = copy.apply_full(f.snapshot.instances, Instant::now(), self.cfg.shrink_grace);
+        let hold = copy.apply_full_with(
+            f.snapshot.instances,
+            f.snapshot.unchanged,
+            Instant::now(),
+            self.cfg.shrink_grace,
+        );
         // Borrowed: the copy keeps every instance, the table clones only new or changed ones.
         let report = self.feed.publish("eureka", copy.routed());
         self.note_hold(copy, &hold, &f.source);

@@ -29,6 +29,7 @@ fn delta(instances: Vec<Instance>, deleted: &[(&str, &str)], hash: &str) -> Snap
             .map(|(a, i)| InstanceKey::new(a, i))
             .collect(),
         apps_hashcode: Some(hash.into()),
+        unchanged: vec![],
     }
 }
 
@@ -293,4 +294,94 @@ fn a_full_fetch_keeps_sharing_unchanged_registrations_and_takes_their_renewal() 
             Arc::ptr_eq(&t.instance, &before[&t.instance.key()]) || t.instance.instance_id == "a:1"
         );
     }
+}
+
+#[test]
+fn a_full_fetch_parsed_against_the_copy_gives_what_the_plain_parse_gives() {
+    use crate::registry::eureka::stream::parse_apps_gzip;
+    use crate::standin::{self, Registration};
+    use std::io::Write;
+    let now = Instant::now();
+    let regs = |renewed: u64, down: &[usize]| -> Vec<u8> {
+        let regs: Vec<Registration> = (0..40)
+            .map(|i| {
+                let mut r = Registration::spring("svc", &format!("pod{i}"), "10.1.2.3", 8080);
+                r.renewed_ms = renewed;
+                if down.contains(&i) {
+                    r.status = Status::Down;
+                }
+                r
+            })
+            .collect();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(standin::full(&regs).as_bytes()).expect("write");
+        e.finish().expect("gzip")
+    };
+    let first = regs(1_700_000_000_000, &[]);
+    // Renewed later, two instances DOWN now.
+    let second = regs(1_700_000_500_000, &[3, 17]);
+    let (snap, _) = parse_apps_gzip(&first, usize::MAX, None).expect("parsed");
+    let mut plain = RegistryCopy::default();
+    plain.apply_full(snap.instances.clone(), now, GRACE);
+    let mut known = RegistryCopy::default();
+    known.apply_full(snap.instances, now, GRACE);
+    let before: HashMap<InstanceKey, Arc<Instance>> =
+        known.routed().map(|i| (i.key(), Arc::clone(i))).collect();
+
+    let (all, _) = parse_apps_gzip(&second, usize::MAX, None).expect("parsed");
+    let (deduped, _) = parse_apps_gzip(&second, usize::MAX, Some(&known)).expect("parsed");
+    assert_eq!(all.unchanged.len(), 0);
+    assert_eq!(
+        deduped.instances.len(),
+        2,
+        "only the two changed ones are parsed anew"
+    );
+    assert_eq!(deduped.unchanged.len(), 38);
+    plain.apply_full(all.instances, now, GRACE);
+    known.apply_full_with(deduped.instances, deduped.unchanged, now, GRACE);
+    let sorted = |c: &RegistryCopy| {
+        let mut v: Vec<Instance> = c.routed().map(|i| (**i).clone()).collect();
+        v.sort_by_key(Instance::key);
+        v
+    };
+    // The same instances, renewals included; the unchanged ones still the same Arcs.
+    assert_eq!(sorted(&plain), sorted(&known));
+    for i in known.routed() {
+        let changed = i.status == Status::Down;
+        assert_eq!(
+            Arc::ptr_eq(i, &before[&i.key()]),
+            !changed,
+            "{}",
+            i.instance_id
+        );
+    }
+    // The document's order decides between two same keys, as in a plain parse: the
+    // changed one listed last wins, and so does the unchanged one listed last.
+    let a = inst("A", "a:0", Status::Up);
+    let mut copy = RegistryCopy::default();
+    copy.apply_full(vec![a.clone()], now, GRACE);
+    let held = Arc::clone(copy.routed().next().expect("one"));
+    let mut down = a.clone();
+    down.status = Status::Down;
+    let unchanged_at = |at| Unchanged {
+        at,
+        instance: Arc::clone(&held),
+        renewal: None,
+    };
+    copy.apply_full_with(vec![down.clone()], vec![unchanged_at(0)], now, GRACE);
+    assert_eq!(copy.routed().next().map(|i| i.status), Some(Status::Down));
+    let mut copy = RegistryCopy::default();
+    copy.apply_full(vec![a], now, GRACE);
+    let held = Arc::clone(copy.routed().next().expect("one"));
+    copy.apply_full_with(
+        vec![down],
+        vec![Unchanged {
+            at: 1,
+            instance: Arc::clone(&held),
+            renewal: None,
+        }],
+        now,
+        GRACE,
+    );
+    assert_eq!(copy.routed().next().map(|i| i.status), Some(Status::Up));
 }

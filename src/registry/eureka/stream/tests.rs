@@ -105,7 +105,7 @@ fn registry(n: usize) -> String {
 /// The streaming parse gives what the whole-body parse gives, or declines.
 fn agrees(body: &[u8]) -> bool {
     let wire = gzip(body);
-    let Some((streamed, bytes)) = parse_apps_gzip(&wire, usize::MAX) else {
+    let Some((streamed, bytes)) = parse_apps_gzip(&wire, usize::MAX, None) else {
         return false;
     };
     let whole = parse_apps(body).expect("the whole-body parse takes it too");
@@ -122,7 +122,7 @@ fn streaming_parse_matches_the_whole_body_parse() {
     let big = registry(300);
     assert!(agrees(big.as_bytes()));
     assert_eq!(
-        parse_apps_gzip(&gzip(big.as_bytes()), usize::MAX)
+        parse_apps_gzip(&gzip(big.as_bytes()), usize::MAX, None)
             .expect("parsed")
             .0
             .instances
@@ -170,18 +170,18 @@ fn streaming_parse_declines_what_the_whole_body_parse_must_explain() {
     ];
     for body in cases {
         assert!(
-            parse_apps_gzip(&gzip(&body), usize::MAX).is_none(),
+            parse_apps_gzip(&gzip(&body), usize::MAX, None).is_none(),
             "{}",
             String::from_utf8_lossy(&body)
         );
     }
     // Over the limit: declined (the whole-body path then says it is too large).
     let body = big.as_bytes();
-    assert!(parse_apps_gzip(&gzip(body), body.len() - 1).is_none());
-    assert!(parse_apps_gzip(&gzip(body), body.len()).is_some());
+    assert!(parse_apps_gzip(&gzip(body), body.len() - 1, None).is_none());
+    assert!(parse_apps_gzip(&gzip(body), body.len(), None).is_some());
     // A corrupted gzip trailer (its CRC) is not taken either.
     let mut wire = gzip(body);
     let crc = wire.len() - 8;
     wire[crc] ^= 0xff;
-    assert!(parse_apps_gzip(&wire, usize::MAX).is_none());
+    assert!(parse_apps_gzip(&wire, usize::MAX, None).is_none());
 }
