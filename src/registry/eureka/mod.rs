@@ -8,6 +8,8 @@ mod model;
 mod one_pass;
 pub mod parse;
 mod report;
+#[cfg(test)]
+mod standin_tests;
 mod stream;
 mod sync;
 
