@@ -9,6 +9,8 @@
 # INTERVAL (default 5s; `delta: false`, so every sync is a full /apps refresh). Per run it
 # prints:
 #   routed_s      seconds from starting xipgate to the first 200 through an instance host
+#   cpu_s         xipgate's CPU time (user + system) by then: steadier than routed_s on a
+#                 busy machine
 #   peak_start    VmHWM (peak resident set) when routed, MiB
 #   rss_routed    VmRSS when routed, MiB
 #   rss_refresh   VmRSS after one more full refresh (the steady state of a full refresh), MiB
@@ -105,8 +107,8 @@ syncs_ok() {
         awk '/registry_syncs_total\{result="ok"\}/ { print $2 }'
 }
 
-printf '| run | routed_s | peak_start MiB | rss_routed MiB | rss_refresh MiB | peak_refresh MiB | peak B/inst |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| run | routed_s | cpu_s | peak_start MiB | rss_routed MiB | rss_refresh MiB | peak_refresh MiB | peak B/inst |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for run in $(seq 1 "$RUNS"); do
     start=$(date +%s.%N)
     RUST_LOG=warn "$XIPGATE_BIN" -c "$WORK/xipgate.yaml" > "$WORK/xipgate-$run.log" 2>&1 &
@@ -119,6 +121,7 @@ for run in $(seq 1 "$RUNS"); do
         sleep 0.02
     done
     routed=$(date +%s.%N)
+    ticks=$(awk '{ print $14 + $15 }' "/proc/$XIP_PID/stat")
     peak_start=$(kib VmHWM "$XIP_PID")
     rss_routed=$(kib VmRSS "$XIP_PID")
     # One more full refresh: the sync counter moves past its value now.
@@ -132,8 +135,9 @@ for run in $(seq 1 "$RUNS"); do
     kill -INT "$XIP_PID"
     wait "$XIP_PID" 2>/dev/null || true
     peak=$(( peak_refresh > peak_start ? peak_refresh : peak_start ))
-    printf '| %s | %.2f | %s | %s | %s | %s | %d |\n' "$run" \
+    printf '| %s | %.2f | %.2f | %s | %s | %s | %s | %d |\n' "$run" \
         "$(awk -v a="$start" -v b="$routed" 'BEGIN { print b - a }')" \
+        "$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { print t / hz }')" \
         "$(mib "$peak_start")" "$(mib "$rss_routed")" "$(mib "$rss_refresh")" \
         "$(mib "$peak_refresh")" "$((peak * 1024 / N))"
 done

@@ -263,9 +263,13 @@ impl EurekaClient {
             }
         }
         let wire_bytes = wire.len() as u64;
-        // A full registry is parsed as it is decompressed: never held whole.
-        if gzipped && path == "/apps" {
-            if let Some((snapshot, bytes)) = parse_apps_gzip(&wire, self.max_body, known) {
+        // A refresh (a copy exists: `known`) is parsed as it is decompressed, against the
+        // copy, so neither the body nor a second copy of the registry is held next to the
+        // copy and the table. The first fetch is decompressed whole: nothing is held yet,
+        // so the body is not what sets the peak, and parsing from a slice is quicker (the
+        // reader costs ~0.6 s of CPU more at 100,000 instances, all before routing).
+        if let (true, "/apps", Some(known)) = (gzipped, path, known) {
+            if let Some((snapshot, bytes)) = parse_apps_gzip(&wire, self.max_body, Some(known)) {
                 return Ok(Fetched {
                     snapshot,
                     source: url.base.clone(),
@@ -276,7 +280,10 @@ impl EurekaClient {
             }
         }
         let body = if gzipped {
-            let hint = self.last_full_len.load(Ordering::Relaxed);
+            let hint = self
+                .last_full_len
+                .load(Ordering::Relaxed)
+                .max(gzip_size(&wire));
             gunzip(&wire, self.max_body, hint).map_err(|e| match e {
                 Gunzip::TooLarge => FetchError::TooLarge {
                     url: shown.clone(),
@@ -321,6 +328,17 @@ impl EurekaClient {
 enum Gunzip {
     TooLarge,
     Invalid(std::io::Error),
+}
+
+/// The size a gzip member says it decompresses to (its trailer's ISIZE, modulo 4 GiB):
+/// the buffer is made that big at once rather than doubled from empty (a 100 MB body
+/// grown by doubling held 64 + 128 MB while copying). Only a hint: `gunzip` still
+/// enforces the limit, and a body of several members or a lying trailer only grows.
+fn gzip_size(wire: &[u8]) -> usize {
+    match wire.len().checked_sub(4).and_then(|at| wire.get(at..)) {
+        Some(&[a, b, c, d]) if wire.len() >= 18 => u32::from_le_bytes([a, b, c, d]) as usize,
+        _ => 0,
+    }
 }
 
 /// Decompresses a gzip body, refusing more than `limit` bytes of output (a small
@@ -386,5 +404,9 @@ mod tests {
             gunzip(b"\x1f\x8bnot", 100, 0),
             Err(Gunzip::Invalid(_))
         ));
+        // The trailer's size is the hint; a short or empty body has none.
+        assert_eq!(gzip_size(&z), 10_000);
+        assert_eq!(gzip_size(b"\x1f\x8bnot"), 0);
+        assert_eq!(gzip_size(b""), 0);
     }
 }
