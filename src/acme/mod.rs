@@ -220,9 +220,9 @@ impl Acme {
         let result = tokio::time::timeout(self.cfg.order_timeout, ordered)
             .await
             .unwrap_or(Err(AcmeError::Deadline(self.cfg.order_timeout)));
-        let mut cleanup: Vec<String> = self.withdraw().await.into_iter().collect();
-        cleanup.extend(self.release(domain, lock).await);
-        match result {
+        // The outcome is counted before the lock is released: whoever sees the lock free
+        // (the console, another replica's status) sees the order's result with it.
+        match &result {
             Ok(()) => {
                 if let Err(e) = self.store.load_certificate(domain, &self.certs).await {
                     warn!("acme: {domain}: the new certificate is stored but not read back: {e}");
@@ -235,8 +235,10 @@ impl Acme {
                     d.renew_at = renew_at.map(store::unix);
                 });
             }
-            Err(e) => self.failed(domain, &e),
+            Err(e) => self.failed(domain, e),
         }
+        let mut cleanup: Vec<String> = self.withdraw().await.into_iter().collect();
+        cleanup.extend(self.release(domain, lock).await);
         self.note_cleanup(domain, cleanup);
         None
     }
