@@ -395,6 +395,16 @@ impl RouteTable {
         all
     }
 
+    /// The upstream addresses of every instance, in no order: what the fast path's pool
+    /// sweep keeps connections to. Unlike [`RouteTable::instances`] nothing is sorted or
+    /// cloned per instance (at 100,000 instances the sweep asks after every change).
+    pub fn upstream_addrs(&self) -> HashSet<SocketAddr> {
+        self.by_id
+            .iter()
+            .filter_map(|e| e.value().upstream.as_ref().ok().copied())
+            .collect()
+    }
+
     /// Replaces the table's content with `instances`, touching only what changed.
     pub fn apply(&self, instances: Vec<Instance>) -> ApplyReport {
         let report = self.apply_all(instances);

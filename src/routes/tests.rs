@@ -238,3 +238,21 @@ fn routes_list_the_actuator_bases_of_the_instances_they_reach() {
         Some(vec!["/actuator".to_string(), "/admin".to_string()])
     );
 }
+
+/// The pool sweep's address set is every instance's upstream, as `instances()` gives them.
+#[test]
+fn upstream_addrs_are_the_instances_upstreams() {
+    let t = table();
+    t.apply(vec![
+        inst("order", "o1", "10.0.0.1", Status::Up),
+        inst("order", "o2", "10.0.0.2", Status::Down),
+        inst("user", "u1", "10.0.0.3", Status::Up),
+    ]);
+    let from_instances: HashSet<SocketAddr> = t
+        .instances()
+        .iter()
+        .filter_map(|i| i.upstream.as_ref().ok().copied())
+        .collect();
+    assert_eq!(from_instances.len(), 3);
+    assert_eq!(t.upstream_addrs(), from_instances);
+}

@@ -33,11 +33,7 @@ impl Known {
         if self.generation == Some(generation) {
             return;
         }
-        self.addrs = table
-            .instances()
-            .iter()
-            .filter_map(|t| t.upstream.as_ref().ok().copied())
-            .collect();
+        self.addrs = table.upstream_addrs();
         self.generation = Some(generation);
     }
 }
