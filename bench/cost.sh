@@ -78,19 +78,10 @@ bench_workdir cost
 RESULTS=$WORK/results
 read -r BACKEND_PORT EUREKA_PORT PORT TLS_PORT CONSOLE_PORT <<< "$(free_ports 5)"
 
-# The certificate every proxy serves: an ECDSA P-256 leaf for *.$DOMAIN from a test CA.
-(
-    cd "$WORK"
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
-    openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=xipgate cost CA" -out ca.pem
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem
-    openssl req -new -key key.pem -subj "/CN=*.$DOMAIN" -out leaf.csr
-    printf 'subjectAltName=DNS:*.%s,DNS:%s\n' "$DOMAIN" "$DOMAIN" > san.ext
-    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -sha256 \
-        -extfile san.ext -out leaf.pem
-    cat leaf.pem ca.pem > fullchain.pem
-    cat fullchain.pem key.pem > haproxy.pem
-) > "$WORK/openssl.log" 2>&1 || { cat "$WORK/openssl.log" >&2; exit 1; }
+# The certificate every proxy serves (bench_test_cert, as bench/run.sh's); HAProxy takes
+# chain and key in one file.
+bench_test_cert "$WORK" "$DOMAIN"
+cat "$WORK/fullchain.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
 
 # The backend and the stand-in Eureka: one nginx, not measured.
 ROOT_USER=
@@ -239,13 +230,6 @@ settle() {
         before=$after
     done
 }
-stop_proxy() {
-    kill -INT "$PID" 2>/dev/null || true   # Pingora: SIGINT is the fast shutdown
-    local _
-    for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
-}
 
 # client ROW N: N requests of ROW from $CONCURRENCY clients at once, each sending its share
 # one after another; fails unless all N answered 200.
@@ -280,6 +264,9 @@ client() {
 }
 row_count() { case "$1" in conn | hs-*) echo "$CONNECTIONS" ;; *) echo "$REQUESTS" ;; esac; }
 
+# warm_up ROW: a tenth of the row's requests, unmeasured (none for idle).
+warm_up() { [ "$1" = idle ] || client "$1" "$(( $(row_count "$1") / 10 + 1 ))"; }
+
 # Work for one measurement of ROW: requests (after a tenth as warm-up), or IDLE seconds.
 run_row() { # run_row ROW -> the row's unit count (requests, or seconds when idle)
     local n
@@ -292,7 +279,7 @@ run_row() { # run_row ROW -> the row's unit count (requests, or seconds when idl
 # syscalls PROXY SIZE ROW REPEAT: strace -c over every thread of $PID while the row runs.
 measure_syscalls() {
     local out="$WORK/strace-$1-$2-$3-$4" n total _
-    [ "$3" = idle ] || client "$3" "$(( $(row_count "$3") / 10 + 1 ))"
+    warm_up "$3"
     strace -c -f -p "$PID" -o "$out" 2> "$out.err" &
     local s=$!
     for _ in $(seq 1 100); do grep -q attached "$out.err" 2>/dev/null && break; sleep 0.05; done
@@ -315,7 +302,7 @@ callgrind_total() { # callgrind_total FILE -> Ir
 }
 measure_instructions() {
     local n t0 t1 before after ir
-    [ "$3" = idle ] || client "$3" "$(( $(row_count "$3") / 10 + 1 ))"
+    warm_up "$3"
     callgrind_control -z "$PID" > /dev/null
     t0=$(date +%s.%N)
     n=$(run_row "$3")
@@ -370,7 +357,7 @@ for size in "${sizes[@]}"; do
             for r in "${rows[@]}"; do
                 for rep in 1 2; do measure_syscalls "$proxy" "$size" "$r" "$rep"; done
             done
-            stop_proxy
+            bench_stop "$PID" 10   # valgrind writes its last dump
         fi
         if [[ " $COUNT " == *" instructions "* ]]; then
             echo "$SELF: $proxy at $size instances: instructions (callgrind)" >&2
@@ -380,7 +367,7 @@ for size in "${sizes[@]}"; do
             for r in "${rows[@]}"; do
                 for rep in 1 2; do measure_instructions "$proxy" "$size" "$r" "$rep"; done
             done
-            stop_proxy
+            bench_stop "$PID" 10   # valgrind writes its last dump
             rm -f "$WORK"/callgrind.out.*
         fi
     done

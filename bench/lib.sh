@@ -1,5 +1,5 @@
-# Sourced by the bench scripts (run.sh, soak.sh, dns.sh): the checks and the cleanup they
-# all need. Set SELF (the script's name, for messages) before sourcing.
+# Sourced by the bench scripts (run.sh, soak.sh, dns.sh, cost.sh, ...): the checks and the
+# cleanup they all need. Set SELF (the script's name, for messages) before sourcing.
 
 # need TOOL DEBIAN-PACKAGE: notes a missing tool; `needs_met` then stops the script once,
 # after every missing tool has been named.
@@ -108,4 +108,36 @@ bench_rounds() {
         k=$(( (round - 1) % ${#order[@]} ))
         for t in "${order[@]:k}" "${order[@]:0:k}"; do "$1" "$t" "$round"; done
     done
+}
+
+# bench_stop PID [SECONDS]: stops a proxy with SIGINT (Pingora's fast shutdown; SIGTERM is its
+# graceful one, minutes long; nginx and HAProxy stop on SIGINT too), and with SIGKILL if it
+# still runs after SECONDS (default 5).
+bench_stop() {
+    local _
+    kill -INT "$1" 2>/dev/null || true
+    for _ in $(seq 1 $(( ${2:-5} * 10 ))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# bench_test_cert DIR DOMAIN: the test certificate, made with the openssl CLI in DIR: an
+# ECDSA P-256 CA (ca.pem) and a P-256 leaf for *.DOMAIN and DOMAIN (key.pem, leaf.pem), valid
+# for two days; fullchain.pem is the leaf, then the CA. Stops the script, showing openssl's
+# output, when it fails.
+bench_test_cert() {
+    mkdir -p "$1"
+    (
+        cd "$1"
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
+        openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=xipgate bench CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.pem
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem
+        openssl req -new -key key.pem -subj "/CN=*.$2" -out leaf.csr
+        printf '%s\n' "subjectAltName=DNS:*.$2,DNS:$2" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" > leaf.ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -sha256 \
+            -extfile leaf.ext -out leaf.pem
+        cat leaf.pem ca.pem > fullchain.pem
+    ) > "$1/openssl.log" 2>&1 || { echo "$SELF: making the test certificate failed:" >&2; cat "$1/openssl.log" >&2; exit 1; }
 }

@@ -191,22 +191,8 @@ fi
 TLS_DIR=$WORK/tls
 NGINX_TLS_NAME=nginx.$DOMAIN
 if [ "$TLS" = 1 ]; then
-    # The test certificate: an ECDSA P-256 CA and a P-256 leaf for *.$DOMAIN and $DOMAIN,
-    # valid for two days. fullchain.pem (leaf, then the CA) and key.pem go to both servers.
-    mkdir -p "$TLS_DIR"
-    (
-        cd "$TLS_DIR"
-        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
-        openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=xipgate bench CA" \
-            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.pem
-        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem
-        openssl req -new -key key.pem -subj "/CN=*.$DOMAIN" -out leaf.csr
-        printf '%s\n' "subjectAltName=DNS:*.$DOMAIN,DNS:$DOMAIN" "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" > leaf.ext
-        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -sha256 \
-            -extfile leaf.ext -out leaf.pem
-        cat leaf.pem ca.pem > fullchain.pem
-    ) > "$TLS_DIR/openssl.log" 2>&1 || { echo "$SELF: making the test certificate failed:" >&2; cat "$TLS_DIR/openssl.log" >&2; exit 1; }
+    # The test certificate (bench_test_cert): fullchain.pem and key.pem go to both servers.
+    bench_test_cert "$TLS_DIR" "$DOMAIN"
     # wrk's helper: counts handshakes, and with TLS_RESUME=0 makes each a full one.
     gcc -shared -fPIC -O2 -o "$WORK/tls_client.so" bench/tls_client.c -ldl -lssl -lcrypto
 fi
@@ -431,11 +417,7 @@ EOF
 }
 xipgate_stop() {
     [ -n "$XIP_PID" ] || return 0
-    kill -INT "$XIP_PID" 2>/dev/null || true   # Pingora: SIGINT is the fast shutdown
-    local _
-    for _ in $(seq 1 50); do kill -0 "$XIP_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$XIP_PID" 2>/dev/null || true
-    wait "$XIP_PID" 2>/dev/null || true
+    bench_stop "$XIP_PID"
     XIP_PID=
 }
 registry_field() { # registry_field KEY -> value from the console's /api/v1/registry
