@@ -56,6 +56,11 @@ impl BackgroundService for PoolSweep {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(pool::SWEEP_INTERVAL) => {}
             }
+            // Emptied meanwhile (every connection checked out again): nothing to sweep,
+            // and no reason to rebuild the address set.
+            if self.pool.is_empty() {
+                continue;
+            }
             known.refresh(&self.table);
             // Until the table has loaded, no address has left it.
             let loaded = self.table.is_loaded();
