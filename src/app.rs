@@ -290,7 +290,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
         ),
     );
     for addr in &cfg.listen {
-        proxy.add_listener(plain_listener(&addr.to_string()));
+        proxy.add_listener(tcp_listener(&addr.to_string()));
     }
     let proxy_handle = server.add_service(proxy);
     for h in &source_handles {
@@ -332,7 +332,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
             ),
         );
         for addr in &tls.listen {
-            https.add_tcp(&addr.to_string());
+            https.add_listener(tcp_listener(&addr.to_string()));
         }
         let https_handle = server.add_service(https);
         for h in &source_handles {
@@ -352,7 +352,7 @@ pub fn build_server(opt: Opt, cfg: Config) -> Result<Server, AppError> {
             "xipgate console".to_string(),
             HttpServer::new_app(ConsoleListener::new(parts.console.clone())),
         );
-        console.add_listener(plain_listener(&addr.to_string()));
+        console.add_listener(tcp_listener(&addr.to_string()));
         // Not dependent on the registry: /healthz and /readyz must answer while it loads.
         server.add_service(console);
     }
@@ -429,18 +429,18 @@ impl BackgroundService for DnsService {
     }
 }
 
-/// The read buffer Pingora puts under each accepted plain-HTTP connection: none. Pingora's
-/// default is 64 KiB, zeroed at every accept (tokio's `BufReader`): 65,000 of the ~100,000
-/// instructions a new connection cost (bench/cost.sh, issue 27). Both engines read request
-/// heads and bodies into buffers of their own, larger than any read the `BufReader` would
-/// save, so it only copied. The HTTPS listener keeps Pingora's default: OpenSSL reads a
-/// record's 5-byte header and then its body, and the buffer turns those into one read.
-const PLAIN_READ_BUFFER: usize = 0;
+/// The read buffer Pingora puts under each accepted connection: none. Pingora's default is
+/// 64 KiB, zeroed at every accept (tokio's `BufReader`): 65,000 of the ~100,000
+/// instructions a new plain connection cost (bench/cost.sh, issue 27). Both engines read
+/// request heads and bodies into buffers of their own, larger than any read the
+/// `BufReader` would save, so it only copied; over TLS, OpenSSL reads ahead into its own
+/// record buffer (`tls::Handshake`), which saves the reads the `BufReader` did.
+const READ_BUFFER: usize = 0;
 
-/// A plain TCP listener without Pingora's per-connection read buffer.
-fn plain_listener(addr: &str) -> ListenerConfig {
+/// A TCP listener (plain HTTP, HTTPS, the console) without Pingora's read buffer.
+fn tcp_listener(addr: &str) -> ListenerConfig {
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(
-        PLAIN_READ_BUFFER,
+        READ_BUFFER,
         DEFAULT_L4_WRITE_BUFFER_SIZE,
     ))
 }

@@ -2,11 +2,13 @@
 //! from PEM files, with the names it covers and its validity.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use pingora_core::tls::nid::Nid;
 use pingora_core::tls::pkey::{PKey, Private};
+use pingora_core::tls::ssl::SslContext;
 use pingora_core::tls::x509::X509;
 
 /// Why a certificate or key file was not usable.
@@ -37,6 +39,9 @@ pub struct CertKey {
     pub names: Vec<String>,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
+    /// The context a handshake switches to when it serves this certificate, built at its
+    /// first handshake (`tls::SniCallbacks`); a reload makes a new `CertKey`, so a new one.
+    pub(super) context: OnceLock<SslContext>,
 }
 
 impl std::fmt::Debug for CertKey {
@@ -124,6 +129,7 @@ impl CertKey {
             names,
             not_before,
             not_after,
+            context: OnceLock::new(),
         })
     }
 

@@ -21,9 +21,10 @@ use pingora_core::protocols::tls::TlsRef;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use pingora_core::tls::ext;
+use pingora_core::tls::error::ErrorStack;
 use pingora_core::tls::ssl::{
-    select_next_proto, AlpnError, NameType, SslAcceptor, SslMethod, SslRef,
+    select_next_proto, AlpnError, NameType, SslAcceptor, SslAcceptorBuilder, SslContext, SslMethod,
+    SslRef,
 };
 use pingora_core::tls::x509::X509;
 
@@ -39,28 +40,63 @@ pub enum TlsError {
     CaBundle { path: String, reason: String },
 }
 
-/// Sets the certificate for each handshake from the store.
-pub struct SniCallbacks(pub Arc<CertStore>);
+/// Sets the certificate for each handshake from the store, as nginx does: by switching the
+/// handshake to a context that holds the certificate (`SSL_set_SSL_CTX`), built once per
+/// certificate. Setting the leaf, key and chain on each handshake instead
+/// (`SSL_use_certificate`, `SSL_use_PrivateKey`, which checks the pair again) cost ~38,000
+/// instructions a handshake (bench/cost.sh, issue 27).
+pub struct SniCallbacks {
+    store: Arc<CertStore>,
+    h2: bool,
+}
+
+impl SniCallbacks {
+    /// The context serving `ck`, built at its first handshake.
+    fn context<'a>(&self, ck: &'a CertKey) -> Result<&'a SslContext, ErrorStack> {
+        if let Some(ctx) = ck.context.get() {
+            return Ok(ctx);
+        }
+        let mut builder = acceptor_builder(self.h2)?;
+        builder.set_certificate(&ck.leaf)?;
+        builder.set_private_key(&ck.key)?;
+        for c in &ck.chain {
+            // The context's chain: a handshake switched to it sends this one.
+            builder.add_extra_chain_cert(c.clone())?;
+        }
+        // Two handshakes may build it at once; the first one kept serves both.
+        Ok(ck.context.get_or_init(|| builder.build().into_context()))
+    }
+}
 
 #[async_trait]
 impl TlsAccept for SniCallbacks {
     async fn certificate_callback(&self, ssl: &mut TlsRef) -> () {
         let sni = ssl.servername(NameType::HOST_NAME).map(str::to_string);
         // No certificate set: OpenSSL ends the handshake with an alert.
-        let Some(ck) = self.0.lookup(sni.as_deref()) else {
+        let Some(ck) = self.store.lookup(sni.as_deref()) else {
             return;
         };
-        let set = ext::ssl_use_certificate(ssl, &ck.leaf)
-            .and_then(|_| ext::ssl_use_private_key(ssl, &ck.key))
-            .and_then(|_| {
-                ck.chain
-                    .iter()
-                    .try_for_each(|c| ext::ssl_add_chain_cert(ssl, c))
-            });
-        if let Err(e) = set {
+        if let Err(e) = self.context(&ck).and_then(|ctx| ssl.set_ssl_context(ctx)) {
             log::warn!("tls: cannot use the certificate for {sni:?}: {e}");
         }
     }
+}
+
+/// The settings of every handshake, and of every certificate's context a handshake switches
+/// to (one function, so the two cannot differ: after the switch OpenSSL takes ALPN from the
+/// certificate's context). TLS 1.2 and 1.3 by Mozilla's intermediate profile, as Pingora's
+/// `TlsSettings`; OpenSSL reads whole socket buffers into its own record buffer
+/// (read-ahead), not a record's 5-byte header and then its body, so the listener needs no
+/// read buffer (`app::tcp_listener`: Pingora's default zeroes 64 KiB at every accept).
+fn acceptor_builder(h2: bool) -> Result<SslAcceptorBuilder, ErrorStack> {
+    let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+    builder.set_read_ahead(true);
+    if h2 {
+        // As Pingora's `TlsSettings::enable_h2`: h2 preferred, HTTP/1.1 allowed, and
+        // no ALPN answer to a client that offers neither (it falls back to HTTP/1.1).
+        builder.set_alpn_select_callback(prefer_h2);
+    }
+    Ok(builder)
 }
 
 /// ALPN protocols offered with `h2`, in the wire format, most preferred first.
@@ -87,16 +123,10 @@ impl<A> Handshake<A> {
         timeout: Duration,
         inner: A,
     ) -> Result<Self, TlsError> {
-        let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())
-            .map_err(|e| TlsError::Settings(e.to_string()))?;
-        if h2 {
-            // As Pingora's `TlsSettings::enable_h2`: h2 preferred, HTTP/1.1 allowed, and
-            // no ALPN answer to a client that offers neither (it falls back to HTTP/1.1).
-            builder.set_alpn_select_callback(prefer_h2);
-        }
+        let builder = acceptor_builder(h2).map_err(|e| TlsError::Settings(e.to_string()))?;
         Ok(Handshake {
             acceptor: builder.build(),
-            callbacks: SniCallbacks(store),
+            callbacks: SniCallbacks { store, h2 },
             timeout,
             inner: Arc::new(inner),
         })
