@@ -91,8 +91,17 @@ fn drop_app_part(instance_id: &str, app: &str) -> String {
 /// sslip.io and nip.io read such a run anywhere in a name as an address, so
 /// `pod-10-0-0-7-8080` would resolve to 10.0.0.7 instead of the edge.
 pub fn guard_dashed_ipv4(label: &str) -> String {
-    let groups: Vec<&str> = label.split('-').collect();
     let is_octet = |g: &str| (1..=3).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_digit());
+    // Most labels have no four digit groups in a row: returned as they are, without the
+    // list of groups (on every new connection's Host, bench/cost.sh's conn row).
+    let mut run = 0;
+    if !label.split('-').any(|g| {
+        run = if is_octet(g) { run + 1 } else { 0 };
+        run == 4
+    }) {
+        return label.to_string();
+    }
+    let groups: Vec<&str> = label.split('-').collect();
     let mut joiner = vec![b'-'; groups.len().saturating_sub(1)];
     let mut i = 0;
     while i + 3 < groups.len() {
