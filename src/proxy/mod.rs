@@ -186,10 +186,12 @@ impl ProxyHttp for PingoraProxy {
                 .ok()
                 .and_then(|h| names::normalize_host(&h).ok());
             if host.as_deref() == Some(console_host.as_str()) {
-                let port = session
-                    .server_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.port());
+                let port = self.shared.settings.listen_ports.port(ctx.tls, || {
+                    session
+                        .server_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.port())
+                });
                 let client = session
                     .client_addr()
                     .and_then(|a| a.as_inet())
@@ -490,11 +492,13 @@ impl ProxyHttp for PingoraProxy {
         if let Some(host) = &ctx.host {
             upstream.insert_header("x-forwarded-host", host.as_str())?;
         }
-        if let Some(port) = session
-            .server_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.port())
-        {
+        let port = self.shared.settings.listen_ports.port(ctx.tls, || {
+            session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port())
+        });
+        if let Some(port) = port {
             upstream.insert_header("x-forwarded-port", port.to_string())?;
         }
         Ok(())

@@ -35,6 +35,40 @@ pub struct ProxySettings {
     pub upstream_tls: UpstreamTls,
     /// With `xipgate.tls.redirect_http`: the HTTPS port plain requests are sent to.
     pub https_redirect: Option<u16>,
+    /// The port connections arrive on, when known at start (X-Forwarded-Port).
+    pub listen_ports: ListenPorts,
+}
+
+/// The port a connection arrived on is its listener's, so when every plain (`listen`) or
+/// every HTTPS (`tls.listen`) address has the same port, that port is known at start and
+/// X-Forwarded-Port costs no `getsockname(2)` per connection (Pingora asks the socket the
+/// first time; bench/cost.sh, issue 27). Otherwise (several ports, or 0: the system picks
+/// one) the socket is asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenPorts {
+    plain: Option<u16>,
+    tls: Option<u16>,
+}
+
+impl ListenPorts {
+    pub fn new(plain: &[SocketAddr], tls: &[SocketAddr]) -> Self {
+        ListenPorts {
+            plain: one_port(plain),
+            tls: one_port(tls),
+        }
+    }
+
+    /// The local port of a plain or a TLS connection: the listeners' if known, else `ask`.
+    /// Both engines call this.
+    pub fn port(&self, tls: bool, ask: impl FnOnce() -> Option<u16>) -> Option<u16> {
+        if tls { self.tls } else { self.plain }.or_else(ask)
+    }
+}
+
+/// The port all of `addrs` share, if they share one and it is not 0.
+fn one_port(addrs: &[SocketAddr]) -> Option<u16> {
+    let port = addrs.first()?.port();
+    (port != 0 && addrs.iter().all(|a| a.port() == port)).then_some(port)
 }
 
 /// How instances are reached over TLS (`xipgate.upstream.tls`).
@@ -95,6 +129,10 @@ impl ProxySettings {
                 .as_ref()
                 .filter(|t| t.redirect_http)
                 .map(|t| t.https_port().unwrap_or(443)),
+            listen_ports: ListenPorts::new(
+                &cfg.listen,
+                cfg.tls.as_ref().map_or(&[][..], |t| &t.listen),
+            ),
         })
     }
 }
@@ -113,4 +151,46 @@ pub struct ProxyShared {
     pub login: Option<Arc<crate::access::Login>>,
     /// `xipgate.access`: who may reach what, decided for both engines.
     pub gate: Arc<Gate>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connections_port_is_known_when_its_listeners_share_one() {
+        let a = |s: &str| -> SocketAddr { s.parse().expect("addr") };
+        let asked = || Some(1);
+        for (plain, tls, want_plain, want_tls) in [
+            (
+                vec![a("0.0.0.0:80")],
+                vec![a("0.0.0.0:443")],
+                Some(80),
+                Some(443),
+            ),
+            (
+                vec![a("0.0.0.0:80"), a("[::]:80")],
+                vec![],
+                Some(80),
+                Some(1),
+            ),
+            (
+                vec![a("0.0.0.0:80"), a("127.0.0.1:8080")],
+                vec![],
+                Some(1),
+                Some(1),
+            ),
+            (
+                vec![a("127.0.0.1:0")],
+                vec![a("127.0.0.1:0")],
+                Some(1),
+                Some(1),
+            ),
+            (vec![], vec![], Some(1), Some(1)),
+        ] {
+            let ports = ListenPorts::new(&plain, &tls);
+            assert_eq!(ports.port(false, asked), want_plain, "{plain:?}");
+            assert_eq!(ports.port(true, asked), want_tls, "{tls:?}");
+        }
+    }
 }

@@ -34,7 +34,6 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::protocols::ALPN;
 use pingora_core::server::ShutdownWatch;
-use tokio::io::AsyncWriteExt;
 
 use super::rules;
 use super::{
@@ -115,9 +114,11 @@ impl FastPath {
         let client: Option<SocketAddr> = digest
             .as_ref()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
-        let port = digest
-            .as_ref()
-            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()));
+        let port = self.settings().listen_ports.port(tls, || {
+            digest
+                .as_ref()
+                .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()))
+        });
         // The X-Forwarded-For and X-Forwarded-Port values are the same for every request.
         let client_ip = client.map(|c| c.ip().to_string());
         let port_text = port.map(|p| p.to_string());
@@ -457,7 +458,7 @@ impl FastPath {
                 });
             }
             if close {
-                let _ = stream.shutdown().await;
+                let _ = reading::finish(&mut stream).await;
                 return Served::Closed;
             }
             served += 1;
