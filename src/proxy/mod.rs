@@ -443,7 +443,7 @@ impl ProxyHttp for PingoraProxy {
                         .get_all("x-forwarded-for")
                         .iter()
                         .map(|v| v.as_bytes()),
-                    &client.ip().to_string(),
+                    &rules::address_text(client.ip()),
                 )
             });
         let mut via = Vec::with_capacity(64);

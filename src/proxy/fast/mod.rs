@@ -120,7 +120,7 @@ impl FastPath {
                 .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()))
         });
         // The X-Forwarded-For and X-Forwarded-Port values are the same for every request.
-        let client_ip = client.map(|c| c.ip().to_string());
+        let client_ip = client.map(|c| rules::address_text(c.ip()));
         let port_text = port.map(|p| p.to_string());
         let settings = self.settings();
         let keepalive = Duration::from_secs(settings.keepalive_secs);

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxBuildHasher;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -41,8 +42,10 @@ struct Idle {
 
 #[derive(Default)]
 struct Lists {
-    /// Per address, oldest first.
-    by_addr: HashMap<SocketAddr, VecDeque<Idle>>,
+    /// Per address, oldest first. Fx hashing, not std's SipHash: two lookups a request,
+    /// and the keys are instances' addresses in a map bounded by the pool's capacity, so
+    /// colliding keys cannot make it slow beyond that bound.
+    by_addr: HashMap<SocketAddr, VecDeque<Idle>, FxBuildHasher>,
     /// Every idle connection by when it was put back: the first is the least recently used.
     order: BTreeMap<u64, SocketAddr>,
     next_seq: u64,

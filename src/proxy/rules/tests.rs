@@ -449,3 +449,28 @@ fn which_clients_asked_to_close() {
         );
     }
 }
+
+proptest::proptest! {
+    /// Whatever the address, X-Forwarded-For gets what `Display` writes.
+    #[test]
+    fn an_address_is_written_as_display_writes_it(v4 in proptest::prelude::any::<[u8; 4]>(), v6 in proptest::prelude::any::<[u16; 8]>()) {
+        for ip in [std::net::IpAddr::from(v4), std::net::IpAddr::from(v6)] {
+            proptest::prop_assert_eq!(address_text(ip), ip.to_string());
+        }
+    }
+}
+
+#[test]
+fn edge_addresses_are_written_as_display_writes_them() {
+    for ip in [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.0.5",
+        "100.9.90.199",
+        "::1",
+        "::ffff:1.2.3.4",
+    ] {
+        let ip: std::net::IpAddr = ip.parse().expect("ip");
+        assert_eq!(address_text(ip), ip.to_string());
+    }
+}
