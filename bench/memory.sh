@@ -17,6 +17,12 @@
 #   peak_refresh  VmHWM after that refresh, MiB
 #   peak_B/inst   the higher peak in bytes per instance
 # from /proc/PID/status. Each run starts a new xipgate (the registry is generated once).
+#
+# COUNT=1 adds one more run that counts, rather than times, one full refresh (fetch, gunzip,
+# parse, compare with the copy, table swap): the user-space instructions (valgrind's
+# callgrind) and the system calls (strace -c -f) from the end of one sync to the end of the
+# next, minus what the console scrapes that watched for the end cost (the same number of
+# scrapes counted again on their own). Slow: xipgate starts under valgrind (minutes).
 set -euo pipefail
 SELF=bench/memory.sh
 cd "$(dirname "$0")/.."
@@ -141,3 +147,109 @@ for run in $(seq 1 "$RUNS"); do
         "$(mib "$peak_start")" "$(mib "$rss_routed")" "$(mib "$rss_refresh")" \
         "$(mib "$peak_refresh")" "$((peak * 1024 / N))"
 done
+
+[ "${COUNT:-0}" = 1 ] || exit 0
+
+# --- One full refresh, counted --------------------------------------------------------
+need valgrind valgrind
+need strace strace
+needs_met
+# count_config INTERVAL: the configuration with syncs INTERVAL apart. The window runs from
+# the end of one sync to the end of the next, so it holds the interval's idle time too:
+# 10 s natively (about 30 system calls at idle), a minute under valgrind, where a sync at
+# 100,000 instances itself takes about that.
+count_config() {
+    sed "s/interval: $INTERVAL/interval: $1/" "$WORK/xipgate.yaml" > "$WORK/xipgate-count.yaml"
+}
+# until_next_sync: polls every 5 s until the sync counter passes its value now; counts its
+# scrapes in SCRAPES.
+SCRAPES=0
+until_next_sync() {
+    local s0 s deadline=$((SECONDS + 900))
+    s0=$(syncs_ok)
+    SCRAPES=$((SCRAPES + 1))
+    while :; do
+        s=$(syncs_ok)
+        SCRAPES=$((SCRAPES + 1))
+        [ "$s" -gt "$s0" ] && return 0
+        [ "$SECONDS" -lt "$deadline" ] || { echo "$SELF: no sync in 900 s" >&2; exit 1; }
+        sleep 5
+    done
+}
+scrapes_only() { local _; for _ in $(seq 1 "$1"); do syncs_ok > /dev/null; done; }
+# counted CMD...: runs CMD between zeroing and dumping callgrind's counters; sets COUNTED to
+# the instructions counted.
+counted() {
+    callgrind_control -z > /dev/null
+    "$@"
+    callgrind_control -d > /dev/null
+    local dump
+    dump=$(find "$WORK" -name 'callgrind.out.*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+    COUNTED=$(awk '/^(totals|summary):/ {print $2; exit}' "$dump")
+    rm -f "$dump"
+}
+# traced PID CMD...: runs CMD while strace counts PID's system calls (every thread); sets
+# TRACED to their number.
+traced() {
+    local pid=$1 out="$WORK/strace.out"
+    shift
+    # Every thread of it: -p on the process alone attaches to its main thread only.
+    local tids=()
+    mapfile -t tids < <(ls "/proc/$pid/task")
+    strace -c -f "${tids[@]/#/-p}" -o "$out" 2> /dev/null &
+    local tracer=$!
+    sleep 1   # attached (strace has no readiness signal)
+    "$@"
+    kill -INT "$tracer"
+    wait "$tracer" 2>/dev/null || true
+    TRACED=$(awk '$NF == "total" { print $4 }' "$out")   # calls: % time, seconds, usecs/call, calls
+}
+
+# start_counted WRAP...: xipgate with xipgate-count.yaml (under WRAP, if any), once it is ready;
+# sets XIP_PID to the process that runs xipgate's code.
+start_counted() {
+    RUST_LOG=warn "$@" "$XIPGATE_BIN" -c "$WORK/xipgate-count.yaml" > "$WORK/xipgate-count.log" 2>&1 &
+    XIP_PID=$!
+    PIDS+=("$XIP_PID")
+    local deadline=$((SECONDS + 1800))
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CONSOLE_PORT/readyz")" = 200 ]; do
+        kill -0 "$XIP_PID" 2>/dev/null || { echo "$SELF: xipgate exited:" >&2; cat "$WORK/xipgate-count.log" >&2; exit 1; }
+        [ "$SECONDS" -lt "$deadline" ] || { echo "$SELF: not ready in 30 min" >&2; exit 1; }
+        sleep 1
+    done
+    # Debian's valgrind is a shell wrapper that may leave valgrind.bin as its child.
+    local child
+    child=$(pgrep -P "$XIP_PID" | head -1 || true)
+    [ -z "$child" ] || { XIP_PID=$child; PIDS+=("$XIP_PID"); }
+}
+
+# System calls natively (under valgrind they would be valgrind's as well).
+count_config 10s
+start_counted
+until_next_sync                                 # a sync ends: the window starts
+SCRAPES=0
+traced "$XIP_PID" until_next_sync               # to the end of the next one
+calls=$TRACED n_calls=$SCRAPES
+traced "$XIP_PID" scrapes_only "$n_calls"
+calls_scrapes=$TRACED
+bench_stop "$XIP_PID" 10
+
+# Instructions under callgrind, instrumented only once it is ready (a start is minutes
+# even so).
+count_config 60s
+start_counted valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out.%p"
+callgrind_control -i on > /dev/null
+until_next_sync
+SCRAPES=0
+counted until_next_sync
+ir=$COUNTED n=$SCRAPES
+counted scrapes_only "$n"
+ir_scrapes=$COUNTED
+bench_stop "$XIP_PID" 30
+
+echo
+echo "one full refresh at N=$N, counted (the console scrapes that watched for its end subtracted):"
+printf '| what | one refresh | with the scrapes | scrapes |\n|---|---:|---:|---:|\n'
+printf '| user-space instructions | %s | %s | %s |\n' "$(python3 -c "print(f'{$ir - $ir_scrapes:,}')")" "$ir" "$n"
+printf '| system calls | %s | %s | %s |\n' "$((calls - calls_scrapes))" "$calls" "$n_calls"
+printf '| instructions per instance | %s | | |\n' "$(python3 -c "print(round(($ir - $ir_scrapes) / $N))")"
