@@ -200,6 +200,8 @@ fn base_before(url: &str, endpoint: &str) -> Option<String> {
     let url = url.trim();
     let path = if url.starts_with('/') {
         url.to_string()
+    } else if let Some(path) = plain_http_path(url) {
+        path.to_string()
     } else {
         url::Url::parse(url).ok()?.path().to_string()
     };
@@ -207,6 +209,75 @@ fn base_before(url: &str, endpoint: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').collect();
     let at = segments.iter().rposition(|s| *s == endpoint)?;
     clean(&segments[..at].join("/"))
+}
+
+/// The path of a plain `http://host[:port]/path` or `https://…` URL, as `url::Url::path`
+/// gives it, without parsing: when the host is a name of ASCII letters, digits and `-`
+/// whose last label starts with a letter (or a dotted-decimal IPv4 address), the port
+/// digits, and the path only unreserved characters and `/` with no `.` or `..` segment,
+/// the parser would change nothing and the path is the text after the authority. `None`
+/// for anything else (the parser then decides). Every registration has two such URLs,
+/// and parsing them was a fifth of building the routing table (bench/memory.sh, issue 27).
+fn plain_http_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let slash = rest.find('/')?;
+    let (authority, tail) = rest.split_at(slash);
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    // No port, an empty one (the scheme's), or one the parser takes.
+    if let Some(p) = port.filter(|p| !p.is_empty()) {
+        if p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u32>().ok()? > 65535 {
+            return None;
+        }
+    }
+    if !(plain_host_name(host) || plain_ipv4(host)) {
+        return None;
+    }
+    let path = tail.split(['?', '#']).next()?;
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~'))
+        && path.split('/').all(|seg| seg != "." && seg != "..");
+    plain.then_some(path)
+}
+
+/// Labels of ASCII letters, digits and `-`, none empty or punycode (`xn--`), the last
+/// starting with a letter (so the parser does not read the host as an IPv4 number).
+fn plain_host_name(host: &str) -> bool {
+    let mut labels = host.split('.').peekable();
+    while let Some(label) = labels.next() {
+        let ok = !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && !label
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("xn--"));
+        if !ok || labels.peek().is_none() && !label.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Four decimal parts of at most 255, without leading zeros (which the parser reads as
+/// octal).
+fn plain_ipv4(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
 }
 
 fn from_metadata(metadata: &crate::instance::Metadata) -> Option<String> {
@@ -254,6 +325,54 @@ fn clean(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whenever the shortcut gives a path, the URL parser accepts the URL and gives
+        /// the same path (otherwise the parser decides, as before).
+        #[test]
+        fn the_plain_url_shortcut_agrees_with_the_parser(
+            scheme in "(http|https|HTTP|ftp)://",
+            host in "([a-z0-9-]{0,6}\\.){0,3}[a-zA-Z0-9-]{0,6}|[0-9]{1,4}(\\.[0-9]{1,4}){0,4}|xn--[a-z]{1,4}|[a-z]{1,4}@[a-z]{1,4}|\\[::1\\]",
+            port in "(:[0-9]{0,7})?",
+            path in "(/[a-zA-Z0-9._~%\\\\-]{0,8}){0,4}",
+            rest in "(\\?[a-z=./]{0,6})?(#[a-z/]{0,4})?",
+        ) {
+            let url = format!("{scheme}{host}{port}{path}{rest}");
+            if let Some(fast) = plain_http_path(&url) {
+                let parsed = url::Url::parse(&url);
+                proptest::prop_assert!(parsed.is_ok(), "{url}: {parsed:?}");
+                let parsed = parsed.expect("parsed");
+                proptest::prop_assert_eq!(parsed.path(), fast, "{}", url);
+            }
+        }
+    }
+
+    #[test]
+    fn plain_urls_take_the_shortcut_and_others_do_not() {
+        for (url, want) in [
+            (
+                "http://10.0.0.5:8080/actuator/health",
+                Some("/actuator/health"),
+            ),
+            (
+                "https://order-7d9f8-x2k4q:8443/manage/health?x=1",
+                Some("/manage/health"),
+            ),
+            ("http://h:/actuator/info#top", Some("/actuator/info")),
+            ("http://h/a/../actuator/health", None),
+            ("http://h/%61ctuator/health", None),
+            ("http://h\\x/actuator/health", None),
+            ("http://u@h/actuator/health", None),
+            ("http://1.2.3.4.5/actuator/health", None),
+            ("http://010.0.0.1/actuator/health", None),
+            ("http://h:99999/actuator/health", None),
+            ("http://xn--zz/actuator/health", None),
+            ("http://h", None),
+            ("HTTP://h/actuator/health", None),
+        ] {
+            assert_eq!(plain_http_path(url), want, "{url}");
+        }
+    }
 
     #[test]
     fn each_endpoint_has_its_need() {
