@@ -194,10 +194,7 @@ EOF
 }
 xipgate_stop() {
     [ -n "$XIP_PID" ] || return 0
-    kill -INT "$XIP_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$XIP_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$XIP_PID" 2>/dev/null || true
-    wait "$XIP_PID" 2>/dev/null || true
+    bench_stop "$XIP_PID" 5
     XIP_PID=
 }
 # until_status STATUS COUNT SECONDS: polls /metrics every 20 ms until xipgate_instances{status}

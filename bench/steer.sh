@@ -183,11 +183,7 @@ RUST_LOG=warn start xipgate proxy "$XIPGATE_BIN" -c "$WORK/xipgate.yaml"
 XG_PID=$STARTED
 # Pingora takes SIGTERM (lib.sh's cleanup) as a graceful shutdown of up to 5 minutes;
 # SIGINT is its fast one.
-stop_xipgate() {
-    kill -INT "$XG_PID" 2>/dev/null || return 0
-    for _ in $(seq 1 50); do kill -0 "$XG_PID" 2>/dev/null || return 0; sleep 0.1; done
-    kill -9 "$XG_PID" 2>/dev/null || true
-}
+stop_xipgate() { bench_stop "$XG_PID" 5; }
 trap 'stop_xipgate; bench_cleanup' EXIT
 wait_http "http://127.0.0.1:$XG_CONSOLE/readyz" "$XG_PID" xipgate "$WORK/xipgate.log" 60
 for (( i = 0; i < 300; i++ )); do # the table is loaded when the three service hosts answer
