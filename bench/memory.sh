@@ -23,6 +23,7 @@
 # callgrind) and the system calls (strace -c -f) from the end of one sync to the end of the
 # next, minus what the console scrapes that watched for the end cost (the same number of
 # scrapes counted again on their own). Slow: xipgate starts under valgrind (minutes).
+# PROFILE=dir keeps the callgrind dumps there (callgrind_annotate --inclusive=yes FILE).
 set -euo pipefail
 SELF=bench/memory.sh
 cd "$(dirname "$0")/.."
@@ -156,8 +157,10 @@ need strace strace
 needs_met
 # count_config INTERVAL: the configuration with syncs INTERVAL apart. The window runs from
 # the end of one sync to the end of the next, so it holds the interval's idle time too:
-# 10 s natively (about 30 system calls at idle), a minute under valgrind, where a sync at
-# 100,000 instances itself takes about that.
+# 10 s natively (about 30 system calls at idle), 5 minutes under valgrind, where a sync at
+# 100,000 instances takes about two. The interval must be longer than a sync: syncs start
+# on a fixed tick, so a longer sync is followed at once by the next, and the 5 s polling
+# would then count part of a third.
 count_config() {
     sed "s/interval: $INTERVAL/interval: $1/" "$WORK/xipgate.yaml" > "$WORK/xipgate-count.yaml"
 }
@@ -186,7 +189,12 @@ counted() {
     local dump
     dump=$(find "$WORK" -name 'callgrind.out.*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
     COUNTED=$(awk '/^(totals|summary):/ {print $2; exit}' "$dump")
-    rm -f "$dump"
+    if [ -n "${PROFILE:-}" ]; then
+        mkdir -p "$PROFILE"
+        mv "$dump" "$PROFILE/callgrind.refresh-$N-$COUNTED"
+    else
+        rm -f "$dump"
+    fi
 }
 # traced PID CMD...: runs CMD while strace counts PID's system calls (every thread); sets
 # TRACED to their number.
@@ -236,7 +244,7 @@ bench_stop "$XIP_PID" 10
 
 # Instructions under callgrind, instrumented only once it is ready (a start is minutes
 # even so).
-count_config 60s
+count_config 300s
 start_counted valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out.%p"
 callgrind_control -i on > /dev/null
 until_next_sync

@@ -36,10 +36,7 @@ fn find_program(env: &str, names: &[&str], extra_dirs: &[&str]) -> Option<PathBu
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("reserve a port")
+    super::common::free_port()
 }
 
 pub struct Browser {

@@ -375,12 +375,34 @@ pub fn unmark_via(value: &str) -> String {
     out
 }
 
-/// A loopback port nobody listens on right now.
+/// Where [`free_port`] looks: below Linux's ephemeral range (32768-60999), from which every
+/// outgoing connection and every port-0 bind on the machine draws its local port. A port
+/// from that range, free when picked, could be some client's by the time the server it
+/// was picked for binds it (seen: the ACME test's DNS port, taken while pebble started).
+const TEST_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A loopback port nobody listens on right now, TCP and UDP (the DNS server takes both).
+/// Each test process walks [`TEST_PORTS`] from an offset of its own, so two tests of one
+/// binary never get the same port.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("reserve a port")
+    static NEXT: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let span = usize::from(TEST_PORTS.end - TEST_PORTS.start);
+    let _ = NEXT.compare_exchange(
+        usize::MAX,
+        std::process::id() as usize * 97 % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let i = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = TEST_PORTS.start + i as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
 
 /// The real binary, started with a generated config.
