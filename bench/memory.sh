@@ -109,9 +109,11 @@ echo "binary: $XIPGATE_BIN ($(git rev-parse --short HEAD 2>/dev/null || echo '?'
 kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$2/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 # Syncs that succeeded: counted once the table is applied (every sync is a full fetch here).
+# From /api/v1/registry, not /metrics: at 100,000 instances a /metrics scrape is ~90 million
+# instructions, which would swamp the refresh COUNT=1 counts.
 syncs_ok() {
-    curl -s "http://127.0.0.1:$CONSOLE_PORT/metrics" |
-        awk '/registry_syncs_total\{result="ok"\}/ { print $2 }'
+    curl -s "http://127.0.0.1:$CONSOLE_PORT/api/v1/registry" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["syncs_ok"])'
 }
 
 printf '| run | routed_s | cpu_s | peak_start MiB | rss_routed MiB | rss_refresh MiB | peak_refresh MiB | peak B/inst |\n'
