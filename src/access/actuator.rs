@@ -228,13 +228,16 @@ fn plain_http_path(url: &str) -> Option<&str> {
         Some((h, p)) => (h, Some(p)),
         None => (authority, None),
     };
-    // No port, an empty one (the scheme's), or one the parser takes.
+    // No port, an empty one (the scheme's), or one the parser takes (digits only: `u16`'s
+    // own parse would take a `+`).
     if let Some(p) = port.filter(|p| !p.is_empty()) {
-        if p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u32>().ok()? > 65535 {
+        if p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() {
             return None;
         }
     }
-    if !(plain_host_name(host) || plain_ipv4(host)) {
+    // A dotted-decimal address as std reads one (four parts of at most 255, no leading
+    // zeros, which the URL parser would read as octal).
+    if !(plain_host_name(host) || host.parse::<std::net::Ipv4Addr>().is_ok()) {
         return None;
     }
     let path = tail.split(['?', '#']).next()?;
@@ -264,20 +267,6 @@ fn plain_host_name(host: &str) -> bool {
         }
     }
     true
-}
-
-/// Four decimal parts of at most 255, without leading zeros (which the parser reads as
-/// octal).
-fn plain_ipv4(host: &str) -> bool {
-    let parts: Vec<&str> = host.split('.').collect();
-    parts.len() == 4
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.len() <= 3
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && (p.len() == 1 || !p.starts_with('0'))
-                && p.parse::<u16>().is_ok_and(|n| n <= 255)
-        })
 }
 
 fn from_metadata(metadata: &crate::instance::Metadata) -> Option<String> {

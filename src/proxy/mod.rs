@@ -77,6 +77,17 @@ impl PingoraProxy {
         PingoraProxy { shared, console }
     }
 
+    /// The port the request's connection arrived on: the listeners' when they share one,
+    /// else the socket's (`settings::ListenPorts`, as the fast path).
+    fn local_port(&self, session: &Session, tls: bool) -> Option<u16> {
+        self.shared.settings.listen_ports.port(tls, || {
+            session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port())
+        })
+    }
+
     /// Resolves the request to a route, or to the answer the edge gives instead.
     fn resolve(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<Route, Answer> {
         let raw = request_host(req).map_err(host_answer)?;
@@ -186,12 +197,7 @@ impl ProxyHttp for PingoraProxy {
                 .ok()
                 .and_then(|h| names::normalize_host(&h).ok());
             if host.as_deref() == Some(console_host.as_str()) {
-                let port = self.shared.settings.listen_ports.port(ctx.tls, || {
-                    session
-                        .server_addr()
-                        .and_then(|a| a.as_inet())
-                        .map(|a| a.port())
-                });
+                let port = self.local_port(session, ctx.tls);
                 let client = session
                     .client_addr()
                     .and_then(|a| a.as_inet())
@@ -492,13 +498,7 @@ impl ProxyHttp for PingoraProxy {
         if let Some(host) = &ctx.host {
             upstream.insert_header("x-forwarded-host", host.as_str())?;
         }
-        let port = self.shared.settings.listen_ports.port(ctx.tls, || {
-            session
-                .server_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.port())
-        });
-        if let Some(port) = port {
+        if let Some(port) = self.local_port(session, ctx.tls) {
             upstream.insert_header("x-forwarded-port", port.to_string())?;
         }
         Ok(())

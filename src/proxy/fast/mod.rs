@@ -114,7 +114,8 @@ impl FastPath {
         let client: Option<SocketAddr> = digest
             .as_ref()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
-        let port = self.settings().listen_ports.port(tls, || {
+        let settings = self.settings();
+        let port = settings.listen_ports.port(tls, || {
             digest
                 .as_ref()
                 .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).map(|a| a.port()))
@@ -122,7 +123,6 @@ impl FastPath {
         // The X-Forwarded-For and X-Forwarded-Port values are the same for every request.
         let client_ip = client.map(|c| rules::address_text(c.ip()));
         let port_text = port.map(|p| p.to_string());
-        let settings = self.settings();
         let keepalive = Duration::from_secs(settings.keepalive_secs);
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
         // Kept across requests: the upstream request head, the response buffer, the client
